@@ -1,0 +1,100 @@
+package capability
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"sort"
+)
+
+// Schema names the layout of the canonical document. It is part of the
+// document, so a change of schema changes every hash.
+const Schema = "toolcell.policy/v1"
+
+// canonicalSet is the canonical document. Every field is always present:
+// nothing is omitted, so an absent field and a default one cannot differ.
+type canonicalSet struct {
+	Schema     string            `json:"schema"`
+	Name       string            `json:"name"`
+	Base       bool              `json:"base"`
+	ReadFiles  []string          `json:"read_files"`
+	ReadDirs   []string          `json:"read_dirs"`
+	WriteFiles []string          `json:"write_files"`
+	WriteDirs  []string          `json:"write_dirs"`
+	Exec       []string          `json:"exec"`
+	Workdir    string            `json:"workdir"`
+	Tmp        Size              `json:"tmp"`
+	Env        map[string]string `json:"env"`
+	Memory     Size              `json:"memory"`
+	Pids       int64             `json:"pids"`
+	CPU        float64           `json:"cpu"`
+	Timeout    Duration          `json:"timeout"`
+	MaxOutput  Size              `json:"max_output"`
+}
+
+// Canonical returns the canonical encoding of s: compact JSON with a fixed
+// key order, the schema string Schema, path lists sorted, env keys
+// sorted, every limit with its default applied (so a zero limit and the
+// explicit default encode the same), sizes as integers of bytes, the
+// timeout as a Go duration string, and no HTML escaping.
+//
+// Canonical makes every check of Validate that does not touch the file
+// system and fails if one fails; it never touches the file system itself,
+// so the same policy has the same canonical form on every host. The form
+// includes env values, which may be secrets: do not log it.
+func (s *Set) Canonical() ([]byte, error) {
+	if err := s.checkStaticErr(); err != nil {
+		return nil, err
+	}
+	sorted := func(p []string) []string {
+		out := append([]string{}, p...)
+		sort.Strings(out)
+		return out
+	}
+	env := map[string]string{}
+	for k, v := range s.Env {
+		env[k] = v
+	}
+	c := canonicalSet{
+		Schema:     Schema,
+		Name:       s.Name,
+		Base:       s.Base,
+		ReadFiles:  sorted(s.ReadFiles),
+		ReadDirs:   sorted(s.ReadDirs),
+		WriteFiles: sorted(s.WriteFiles),
+		WriteDirs:  sorted(s.WriteDirs),
+		Exec:       sorted(s.Exec),
+		Workdir:    s.Workdir,
+		Tmp:        s.TmpLimit(),
+		Env:        env,
+		Memory:     s.MemoryLimit(),
+		Pids:       s.PidsLimit(),
+		CPU:        s.CPULimit(),
+		Timeout:    Duration(s.TimeoutLimit()),
+		MaxOutput:  s.OutputLimit(),
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// Hash returns "sha256:" followed by the lowercase hex SHA-256 of
+// Canonical(). It names the policy in the audit record: two Sets have the
+// same hash exactly when they grant the same things with the same limits,
+// however they were written (builder, struct literal or manifest, in any
+// order, with defaults implicit or explicit). The hash is stable across
+// versions of this package for as long as Schema does not change. Like
+// Canonical, Hash does not touch the file system.
+func (s *Set) Hash() (string, error) {
+	b, err := s.Canonical()
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}

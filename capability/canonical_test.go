@@ -1,0 +1,126 @@
+package capability
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCanonicalReorderAndDefaults(t *testing.T) {
+	a := New().ReadFile("/b", "/a").ReadDir("/y", "/x").WriteDir("/w2", "/w1").ExecFile("/e2", "/e1").
+		SetEnv("B", "2").SetEnv("A", "1")
+	b := &Set{
+		ReadFiles: []string{"/a", "/b"},
+		ReadDirs:  []string{"/x", "/y"},
+		WriteDirs: []string{"/w1", "/w2"},
+		Exec:      []string{"/e1", "/e2"},
+		Env:       map[string]string{"A": "1", "B": "2"},
+		Memory:    DefaultMemory,
+		Tmp:       DefaultTmp,
+		Pids:      DefaultPids,
+		CPU:       DefaultCPU,
+		Timeout:   DefaultTimeout,
+		MaxOutput: DefaultMaxOutput,
+	}
+	ca, err := a.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := b.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(ca) != string(cb) {
+		t.Fatalf("canonical forms differ:\n%s\n%s", ca, cb)
+	}
+	want := `{"schema":"toolcell.policy/v1","name":"","base":false,"read_files":["/a","/b"],"read_dirs":["/x","/y"],"write_files":[],"write_dirs":["/w1","/w2"],"exec":["/e1","/e2"],"workdir":"","tmp":67108864,"env":{"A":"1","B":"2"},"memory":536870912,"pids":128,"cpu":1,"timeout":"1m0s","max_output":16777216}`
+	if string(ca) != want {
+		t.Errorf("canonical form:\n%s\nwant:\n%s", ca, want)
+	}
+	ha, _ := a.Hash()
+	hb, _ := b.Hash()
+	if ha != hb || !strings.HasPrefix(ha, "sha256:") || len(ha) != len("sha256:")+64 {
+		t.Errorf("hashes %q and %q", ha, hb)
+	}
+	// Canonical must not reorder the caller's slices.
+	if a.ReadFiles[0] != "/b" {
+		t.Error("Canonical modified the Set")
+	}
+	// Nil and empty env encode the same.
+	if h1, h2 := mustHash(t, New()), mustHash(t, &Set{Env: map[string]string{}}); h1 != h2 {
+		t.Error("nil and empty env hash differently")
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(ca, &doc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustHash(t *testing.T, s *Set) string {
+	t.Helper()
+	h, err := s.Hash()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestHashChangesWithEveryField(t *testing.T) {
+	base := func() *Set { return builderPolicy() }
+	mutations := map[string]func(s *Set){
+		"name":            func(s *Set) { s.Name = "other" },
+		"base":            func(s *Set) { s.Base = false },
+		"read_files add":  func(s *Set) { s.ReadFiles = append(s.ReadFiles, "/data/more.json") },
+		"read_files edit": func(s *Set) { s.ReadFiles[0] = "/data/in2.json" },
+		"read_dirs":       func(s *Set) { s.ReadDirs = nil },
+		"write_files":     func(s *Set) { s.WriteFiles = append(s.WriteFiles, "/data/log2.txt") },
+		"write_dirs":      func(s *Set) { s.WriteDirs[0] = "/data/out2" },
+		"exec":            func(s *Set) { s.Exec = append(s.Exec, "/usr/bin/perl") },
+		"workdir":         func(s *Set) { s.Workdir = "/work2" },
+		"workdir unset":   func(s *Set) { s.Workdir = "" },
+		"read to write":   func(s *Set) { s.ReadFiles, s.WriteFiles = s.WriteFiles, s.ReadFiles },
+		"tmp":             func(s *Set) { s.Tmp++ },
+		"tmp default":     func(s *Set) { s.Tmp = 0 },
+		"env value":       func(s *Set) { s.Env["LANG"] = "C" },
+		"env name":        func(s *Set) { s.Env["LANG2"] = s.Env["LANG"]; delete(s.Env, "LANG") },
+		"env add":         func(s *Set) { s.Env["X"] = "" },
+		"memory":          func(s *Set) { s.Memory += MiB },
+		"pids":            func(s *Set) { s.Pids++ },
+		"cpu":             func(s *Set) { s.CPU = 0.51 },
+		"timeout":         func(s *Set) { s.Timeout += Duration(time.Nanosecond) },
+		"max_output":      func(s *Set) { s.MaxOutput = 2 * MiB },
+	}
+	seen := map[string]string{mustHash(t, base()): "original"}
+	for name, m := range mutations {
+		s := base()
+		m(s)
+		h := mustHash(t, s)
+		if prev, dup := seen[h]; dup {
+			t.Errorf("mutation %q hashes the same as %q", name, prev)
+		}
+		seen[h] = name
+	}
+}
+
+func TestCanonicalDoesNotTouchFileSystem(t *testing.T) {
+	// None of these paths exist; Canonical still succeeds.
+	s := New().ReadFile("/nonexistent/toolcell/a").WriteDir("/nonexistent/toolcell/b")
+	if _, err := s.Canonical(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCanonicalRejectsInvalid(t *testing.T) {
+	for name, s := range map[string]*Set{
+		"relative":  New().ReadFile("rel"),
+		"duplicate": New().ReadFile("/a", "/a"),
+		"memory":    New().WithMemory(-1),
+		"nil":       nil,
+	} {
+		if _, err := s.Hash(); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: Hash() error = %v, want ErrInvalid", name, err)
+		}
+	}
+}

@@ -1,0 +1,57 @@
+// Package capability is toolcell's policy language: a Set says everything
+// one tool invocation may do, and nothing outside it is possible inside the
+// sandbox.
+//
+// # Nothing is granted by default
+//
+// The zero Set grants nothing: no host files, no network, no environment
+// besides PATH, and the default limits (DefaultMemory, DefaultPids, ...).
+// Every access is an explicit grant of a path, with the kind of access
+// (read, write, exec, working directory) spelled out. A zero limit means
+// the documented default, never "unlimited"; no field can express
+// "unlimited".
+//
+// # One policy, three spellings
+//
+// The builder (New().ReadFile(...).WithMemory(...)), a Set struct literal
+// and a JSON or YAML manifest (ParseManifest, LoadManifest) are the same
+// thing: the builder only appends to and assigns the exported fields, and
+// a manifest's keys are those fields' json names. A policy written any of
+// the three ways validates, hashes and is enforced identically.
+//
+// # Validation fails closed
+//
+// Validate accepts a policy only when it can confirm every part of it:
+// paths must be absolute, clean, exist with the expected type and stay out
+// of /, /proc, /sys and /dev, also after resolving symbolic links; limits
+// must lie within the Min*/Max* bounds; env names must be valid. Anything
+// else is an error, and all problems are reported together, each as a
+// *FieldError naming the field and the value, and all matching ErrInvalid.
+//
+// # A policy never silently becomes weaker
+//
+// Nothing is clamped, normalized or guessed. A limit above its maximum is
+// an error, not the maximum; a relative or unclean path is an error, not
+// a resolved path; a path granted both read-only and read-write is an
+// error, not whichever grant happens to win.
+// Manifests are parsed strictly: an unknown or misspelled key, a duplicate
+// key, a second YAML document, a bare number where a duration is expected
+// (seconds or nanoseconds?) or a YAML scalar whose type would change its
+// meaning (yes for true, 0755 for 493) is an error, so a typo cannot drop a
+// restriction. A more specific grant inside a broader one (a writable
+// directory under a read-only tree, a read-only file or an executable
+// inside a writable tree) is mounted after the broader one and wins for its
+// own path only.
+//
+// # The canonical form names the policy
+//
+// Canonical encodes a policy as JSON with sorted path lists and every
+// default applied, and Hash digests it ("sha256:..."). Policies that grant
+// the same things with the same limits have the same hash however they were
+// written; any change to a grant, a limit, the name or the environment
+// changes it. The sandbox records the hash in each audit record, so the
+// record says exactly which policy a tool ran under. The canonical document
+// carries the schema string Schema, so a change of its layout changes every
+// hash instead of silently colliding with old ones. Canonical and Hash do
+// not touch the file system.
+package capability

@@ -1,0 +1,172 @@
+package capability
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func builderPolicy() *Set {
+	return New().Named("report").WithBase().
+		ReadFile("/data/in.json").ReadDir("/data/lib").
+		WriteFile("/data/log.txt").WriteDir("/data/out").
+		ExecFile("/usr/bin/python3").InWorkdir("/work").
+		TmpSize(32*MiB).SetEnv("LANG", "C.UTF-8").SetEnv("MODE", "0755").
+		WithMemory(256 * MiB).WithPids(64).WithCPU(0.5).
+		WithTimeout(90 * time.Second).WithMaxOutput(MiB)
+}
+
+const jsonManifest = `{
+	"name": "report",
+	"base": true,
+	"read_files": ["/data/in.json"],
+	"read_dirs": ["/data/lib"],
+	"write_files": ["/data/log.txt"],
+	"write_dirs": ["/data/out"],
+	"exec": ["/usr/bin/python3"],
+	"workdir": "/work",
+	"tmp": "32MiB",
+	"env": {"LANG": "C.UTF-8", "MODE": "0755"},
+	"memory": 268435456,
+	"pids": 64,
+	"cpu": 0.5,
+	"timeout": "1m30s",
+	"max_output": "1M"
+}`
+
+const yamlManifest = `# a policy
+name: report
+base: true
+read_files: [/data/in.json]
+read_dirs:
+  - /data/lib
+write_files:
+  - /data/log.txt
+write_dirs: [/data/out]
+exec:
+  - /usr/bin/python3
+workdir: /work
+tmp: 32MiB
+env:
+  LANG: C.UTF-8
+  MODE: "0755"
+memory: 256MiB
+pids: 64
+cpu: 0.5
+timeout: 1m30s
+max_output: 1048576
+`
+
+func TestManifestMatchesBuilder(t *testing.T) {
+	want := builderPolicy()
+	for name, text := range map[string]string{"json": jsonManifest, "yaml": yamlManifest} {
+		got, err := ParseManifest([]byte(text))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %+v\nwant %+v", name, got, want)
+		}
+	}
+}
+
+func TestManifestRoundTrip(t *testing.T) {
+	want := builderPolicy()
+	b, err := json.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseManifest(b)
+	if err != nil {
+		t.Fatalf("%s: %v", b, err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip: got %+v\nwant %+v", got, want)
+	}
+	hw, _ := want.Hash()
+	hg, _ := got.Hash()
+	if hw != hg {
+		t.Errorf("hash changed in round trip: %s != %s", hg, hw)
+	}
+}
+
+func TestManifestTabIndentedJSON(t *testing.T) {
+	s, err := ParseManifest([]byte("{\n\t\"read_files\": [\n\t\t\"/a\"\n\t],\n\t\"pids\": 3\n}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.ReadFiles) != 1 || s.ReadFiles[0] != "/a" || s.Pids != 3 {
+		t.Fatalf("got %+v", s)
+	}
+}
+
+func TestManifestRejects(t *testing.T) {
+	cases := []struct{ name, text, want string }{
+		{"unknown json", `{"raed_files": ["/a"]}`, `capability: manifest: unknown field "raed_files"`},
+		{"unknown yaml", "read_files: [/a]\nraed_files: [/b]\n", `capability: manifest: unknown field "raed_files"`},
+		{"wrong case", `{"Read_Files": ["/a"]}`, `unknown field "Read_Files"`},
+		{"duplicate yaml", "read_files: [/a]\nread_files: [/b]\n", `duplicate key "read_files"`},
+		{"duplicate json", `{"memory": 1024, "memory": "1T"}`, `duplicate key "memory"`},
+		{"duplicate env", "env:\n  A: x\n  A: y\n", `duplicate key "A"`},
+		{"empty", "  \n", "empty manifest"},
+		{"null", "null\n", "empty manifest"},
+		{"comment only", "# nothing\n", "empty manifest"},
+		{"list", "- /a\n", "want a mapping"},
+		{"two documents", "name: a\n---\nread_dirs: [/]\n", "2 YAML documents"},
+		{"alias", "read_files: &x [/a]\nexec: *x\n", "aliases"},
+		{"merge key", "env:\n  <<: {A: b}\n", "variable name"},
+		{"yes for true", "base: yes\n", "want true or false"},
+		{"env number", "env:\n  MODE: 0755\n", "value must be a string"},
+		{"env bool", `{"env": {"DEBUG": true}}`, "value must be a string"},
+		{"octal size", "tmp: 0755\n", "plain decimal"},
+		{"hex pids", "pids: 0x10\n", "plain decimal"},
+		{"timeout number", "timeout: 30\n", "ambiguous"},
+		{"size fraction", `{"memory": 1.5}`, "fractions"},
+		{"size ambiguous", "memory: 64MB\n", "ambiguous"},
+		{"size negative", "memory: -1\n", "negative"},
+		{"wrong type", `{"read_files": "/a"}`, "read_files"},
+		{"syntax", "read_files: [/a\n", "syntax"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s, err := ParseManifest([]byte(c.text))
+			if err == nil {
+				t.Fatalf("ParseManifest succeeded: %+v", s)
+			}
+			if !strings.Contains(err.Error(), c.want) {
+				t.Errorf("error %q does not contain %q", err, c.want)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
+			}
+		})
+	}
+}
+
+func TestLoadManifest(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	bad := filepath.Join(dir, "bad.json")
+	if err := os.WriteFile(good, []byte(yamlManifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte(`{"raed_files": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := LoadManifest(good)
+	if err != nil || !reflect.DeepEqual(s, builderPolicy()) {
+		t.Fatalf("LoadManifest(good) = %+v, %v", s, err)
+	}
+	if _, err := LoadManifest(bad); err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "raed_files") {
+		t.Errorf("LoadManifest(bad) error %v: want it to name the file and the key", err)
+	}
+	missing := filepath.Join(dir, "missing.yaml")
+	if _, err := LoadManifest(missing); err == nil || !strings.Contains(err.Error(), missing) || !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("LoadManifest(missing) error %v", err)
+	}
+}

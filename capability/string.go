@@ -1,0 +1,69 @@
+package capability
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+)
+
+// String returns a human-readable summary of the policy, one grant per
+// line, ending with the effective limits. Environment variables are listed
+// by name only: their values may be secrets. Paths with non-printable
+// characters are quoted so that a path cannot forge a line.
+func (s *Set) String() string {
+	if s == nil {
+		return "<nil capability set>"
+	}
+	var b strings.Builder
+	line := func(format string, args ...any) {
+		fmt.Fprintf(&b, format, args...)
+		b.WriteByte('\n')
+	}
+	if s.Name != "" {
+		line("policy %s", strconv.Quote(s.Name))
+	}
+	if s.Base {
+		line("base system view")
+	}
+	list := func(label string, paths []string) {
+		for _, p := range paths {
+			line("%s %s", label, showPath(p))
+		}
+	}
+	list("read ", s.ReadFiles)
+	list("read  dir", s.ReadDirs)
+	list("write", s.WriteFiles)
+	list("write dir", s.WriteDirs)
+	list("exec ", s.Exec)
+	if s.Workdir != "" {
+		line("workdir %s", showPath(s.Workdir))
+	}
+	if len(s.ReadFiles)+len(s.ReadDirs)+len(s.WriteFiles)+len(s.WriteDirs)+len(s.Exec) == 0 && s.Workdir == "" && !s.Base {
+		line("no file access")
+	}
+	line("tmp %s", s.TmpLimit())
+	if len(s.Env) > 0 {
+		names := make([]string, 0, len(s.Env))
+		for k := range s.Env {
+			names = append(names, showPath(k))
+		}
+		sort.Strings(names)
+		line("env %s (values hidden)", strings.Join(names, ", "))
+	} else {
+		line("env empty (PATH only)")
+	}
+	fmt.Fprintf(&b, "memory %s, pids %d, cpu %s, timeout %s, max output %s",
+		s.MemoryLimit(), s.PidsLimit(), strconv.FormatFloat(s.CPULimit(), 'g', -1, 64), s.TimeoutLimit(), s.OutputLimit())
+	return b.String()
+}
+
+func showPath(p string) string {
+	for _, r := range p {
+		if !unicode.IsPrint(r) || r == ' ' {
+			return strconv.Quote(p)
+		}
+	}
+	return p
+}

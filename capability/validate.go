@@ -1,0 +1,376 @@
+package capability
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Limits on the shape of a policy that are not limits on the tool.
+const (
+	// MaxPathLen is the longest path, in bytes, a grant may name.
+	MaxPathLen = 4096
+	// MaxNameLen is the longest policy Name, in bytes.
+	MaxNameLen = 128
+	// MinMemory is the smallest non-zero memory limit: below it no process
+	// can start, so a smaller value is a mistake rather than a policy.
+	MinMemory Size = MiB
+	// MinCPU is the smallest non-zero CPU fraction.
+	MinCPU = 0.01
+)
+
+// forbiddenRoots are trees the sandbox builds itself; host grants at or
+// under them are refused.
+var forbiddenRoots = []struct{ dir, why string }{
+	{"/proc", "the sandbox mounts its own /proc"},
+	{"/sys", "the sandbox does not expose /sys"},
+	{"/dev", "the sandbox builds its own minimal /dev"},
+}
+
+type grantClass int
+
+const (
+	classRead grantClass = iota
+	classWrite
+	classExec
+)
+
+type grant struct {
+	field string // "read_files[1]", "workdir"
+	list  string // "read_files", "workdir"
+	path  string
+	class grantClass
+	dir   bool // the path must be a directory (else a regular file)
+}
+
+// grants lists every path grant of s in manifest order.
+func (s *Set) grants() []grant {
+	var gs []grant
+	add := func(list string, paths []string, class grantClass, dir bool) {
+		for i, p := range paths {
+			gs = append(gs, grant{field: fmt.Sprintf("%s[%d]", list, i), list: list, path: p, class: class, dir: dir})
+		}
+	}
+	add("read_files", s.ReadFiles, classRead, false)
+	add("read_dirs", s.ReadDirs, classRead, true)
+	add("write_files", s.WriteFiles, classWrite, false)
+	add("write_dirs", s.WriteDirs, classWrite, true)
+	add("exec", s.Exec, classExec, false)
+	if s.Workdir != "" {
+		gs = append(gs, grant{field: "workdir", list: "workdir", path: s.Workdir, class: classWrite, dir: true})
+	}
+	return gs
+}
+
+// Validate reports whether s is a policy toolcell will enforce. It fails
+// closed: anything it cannot confirm is an error. All problems are
+// reported at once, joined with errors.Join; each is a *FieldError and
+// matches ErrInvalid with errors.Is.
+//
+// Validate checks the policy's syntax and limits (the checks Canonical also
+// makes) and then the host: every granted path must exist, with the right
+// type (regular files for read_files, write_files and exec; directories for
+// read_dirs, write_dirs and workdir), and must not reach the root or
+// /proc, /sys or /dev through a symbolic link. The host checks describe the
+// file system at the moment of the call; the sandbox checks again when it
+// mounts.
+func (s *Set) Validate() error {
+	if s == nil {
+		return &FieldError{Field: "set", Reason: "nil capability set"}
+	}
+	errs, ok := s.checkStatic()
+	errs = append(errs, s.checkHost(ok)...)
+	return joinErrors(errs)
+}
+
+// checkStatic makes every check that does not touch the file system. ok
+// holds the grants whose paths are well formed.
+func (s *Set) checkStatic() (errs []error, ok []grant) {
+	errs = append(errs, checkName(s.Name)...)
+	for _, g := range s.grants() {
+		if reason := checkPath(g.path); reason != "" {
+			errs = append(errs, &FieldError{Field: g.field, Value: shorten(g.path), Reason: reason})
+			continue
+		}
+		ok = append(ok, g)
+	}
+	errs = append(errs, conflicts(ok, nil)...)
+	errs = append(errs, s.checkLimits()...)
+	errs = append(errs, checkEnv(s.Env)...)
+	return errs, ok
+}
+
+// checkStaticErr is checkStatic as one error.
+func (s *Set) checkStaticErr() error {
+	if s == nil {
+		return &FieldError{Field: "set", Reason: "nil capability set"}
+	}
+	errs, _ := s.checkStatic()
+	return joinErrors(errs)
+}
+
+func shorten(p string) string {
+	if len(p) > 80 {
+		return p[:80] + "..."
+	}
+	return p
+}
+
+// checkPath returns why p cannot be granted, or "".
+func checkPath(p string) string {
+	switch {
+	case p == "":
+		return "path is empty"
+	case len(p) > MaxPathLen:
+		return fmt.Sprintf("path is longer than %d bytes", MaxPathLen)
+	case strings.IndexByte(p, 0) >= 0:
+		return "path contains a NUL byte"
+	case !filepath.IsAbs(p):
+		return "path is not absolute"
+	case filepath.Clean(p) != p:
+		return fmt.Sprintf("path is not clean (want %q)", filepath.Clean(p))
+	case p == "/":
+		return "granting the whole root file system is refused"
+	}
+	for _, f := range forbiddenRoots {
+		if p == f.dir || strings.HasPrefix(p, f.dir+"/") {
+			return fmt.Sprintf("path is at or under %s: %s", f.dir, f.why)
+		}
+	}
+	return ""
+}
+
+// conflicts finds grants of the same path that contradict each other:
+// duplicates within one list, and read-only versus read-write. Exec and
+// write on the same file is an explicit request (build, then run) and is
+// allowed. With resolved non-nil, paths are compared after resolving
+// symbolic links, and only pairs whose literal paths differ are reported
+// (the literal ones were reported without resolved).
+func conflicts(gs []grant, resolved map[string]string) []error {
+	key := func(g grant) string {
+		if resolved != nil {
+			return resolved[g.field]
+		}
+		return g.path
+	}
+	var errs []error
+	seen := map[string][]grant{}
+	for _, g := range gs {
+		k := key(g)
+		if k == "" {
+			continue
+		}
+		for _, p := range seen[k] {
+			if resolved != nil && p.path == g.path {
+				continue
+			}
+			via := ""
+			if resolved != nil {
+				via = fmt.Sprintf(", both resolving to %q", k)
+			}
+			var reason string
+			switch {
+			case p.list == g.list:
+				if resolved == nil {
+					reason = "duplicate of " + p.field
+				}
+			case (p.class == classRead && g.class == classWrite) || (p.class == classWrite && g.class == classRead):
+				reason = fmt.Sprintf("granted both read-only and read-write (%s %q and %s %q%s)", p.field, p.path, g.field, g.path, via)
+			}
+			if reason != "" {
+				errs = append(errs, &FieldError{Field: g.field, Value: g.path, Reason: reason})
+				break
+			}
+		}
+		seen[k] = append(seen[k], g)
+	}
+	return errs
+}
+
+// checkHost checks that the well-formed grants gs exist on the host with
+// the right type.
+func (s *Set) checkHost(gs []grant) []error {
+	var errs []error
+	resolved := map[string]string{}
+	var found []grant
+	for _, g := range gs {
+		fi, err := os.Stat(g.path)
+		if err != nil {
+			reason := "does not exist on the host"
+			if !errors.Is(err, fs.ErrNotExist) {
+				var pe *fs.PathError
+				if errors.As(err, &pe) {
+					err = pe.Err
+				}
+				reason = "cannot be checked on the host: " + err.Error()
+			}
+			errs = append(errs, &FieldError{Field: g.field, Value: g.path, Reason: reason})
+			continue
+		}
+		if reason := checkType(g, fi); reason != "" {
+			errs = append(errs, &FieldError{Field: g.field, Value: g.path, Reason: reason})
+			continue
+		}
+		r, err := filepath.EvalSymlinks(g.path)
+		if err != nil {
+			errs = append(errs, &FieldError{Field: g.field, Value: g.path, Reason: "cannot resolve symbolic links: " + err.Error()})
+			continue
+		}
+		if r != g.path {
+			if reason := checkPath(r); reason != "" {
+				errs = append(errs, &FieldError{Field: g.field, Value: g.path, Reason: fmt.Sprintf("resolves to %q: %s", r, reason)})
+				continue
+			}
+		}
+		resolved[g.field] = r
+		found = append(found, g)
+	}
+	return append(errs, conflicts(found, resolved)...)
+}
+
+func checkType(g grant, fi fs.FileInfo) string {
+	if g.dir {
+		if !fi.IsDir() {
+			return "is not a directory (" + describe(fi.Mode()) + ")"
+		}
+		return ""
+	}
+	if !fi.Mode().IsRegular() {
+		return "is not a regular file (" + describe(fi.Mode()) + ")"
+	}
+	return ""
+}
+
+func describe(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	}
+	return "type " + m.Type().String()
+}
+
+func checkName(name string) []error {
+	bad := func(reason string) []error {
+		return []error{&FieldError{Field: "name", Value: shorten(name), Reason: reason}}
+	}
+	if len(name) > MaxNameLen {
+		return bad(fmt.Sprintf("longer than %d bytes", MaxNameLen))
+	}
+	if !utf8.ValidString(name) {
+		return bad("not valid UTF-8")
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return bad(fmt.Sprintf("contains the non-printable character %U", r))
+		}
+	}
+	return nil
+}
+
+func (s *Set) checkLimits() []error {
+	var errs []error
+	size := func(field string, v, max, min Size, minWhy string) {
+		reason := ""
+		switch {
+		case v < 0:
+			reason = "must not be negative (0 means the default)"
+		case v > max:
+			reason = fmt.Sprintf("above the maximum %s (absurd)", max)
+		case v > 0 && v < min:
+			reason = fmt.Sprintf("below the minimum %s: %s", min, minWhy)
+		}
+		if reason != "" {
+			errs = append(errs, &FieldError{Field: field, Value: v.String(), Reason: reason})
+		}
+	}
+	size("memory", s.Memory, MaxMemory, MinMemory, "too small to start any process")
+	size("tmp", s.Tmp, MaxTmp, 0, "")
+	size("max_output", s.MaxOutput, MaxMaxOutput, 0, "")
+
+	switch {
+	case s.Pids < 0:
+		errs = append(errs, &FieldError{Field: "pids", Value: strconv.FormatInt(s.Pids, 10), Reason: "must not be negative (0 means the default)"})
+	case s.Pids > MaxPids:
+		errs = append(errs, &FieldError{Field: "pids", Value: strconv.FormatInt(s.Pids, 10), Reason: fmt.Sprintf("above the maximum %d (absurd)", MaxPids)})
+	}
+
+	cpu := ""
+	switch c := s.CPU; {
+	case math.IsNaN(c):
+		cpu = "not a number"
+	case math.IsInf(c, 0):
+		cpu = "infinite"
+	case c < 0:
+		cpu = "must not be negative (0 means the default)"
+	case c > MaxCPU:
+		cpu = fmt.Sprintf("above the maximum %g (absurd)", MaxCPU)
+	case c > 0 && c < MinCPU:
+		cpu = fmt.Sprintf("below the minimum %g", MinCPU)
+	}
+	if cpu != "" {
+		errs = append(errs, &FieldError{Field: "cpu", Value: strconv.FormatFloat(s.CPU, 'g', -1, 64), Reason: cpu})
+	}
+
+	switch {
+	case s.Timeout < 0:
+		errs = append(errs, &FieldError{Field: "timeout", Value: s.Timeout.String(), Reason: "must not be negative (0 means the default)"})
+	case s.Timeout > MaxTimeout:
+		errs = append(errs, &FieldError{Field: "timeout", Value: s.Timeout.String(), Reason: fmt.Sprintf("above the maximum %s (absurd)", MaxTimeout)})
+	}
+	return errs
+}
+
+func validEnvName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c == '_', c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z':
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func checkEnv(env map[string]string) []error {
+	names := make([]string, 0, len(env))
+	for k := range env {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	var errs []error
+	for _, k := range names {
+		switch {
+		case k == "":
+			errs = append(errs, &FieldError{Field: "env", Reason: "variable name is empty"})
+		case !validEnvName(k):
+			errs = append(errs, &FieldError{Field: "env", Value: shorten(k), Reason: "invalid variable name (want [A-Za-z_][A-Za-z0-9_]*)"})
+		}
+		if strings.IndexByte(env[k], 0) >= 0 {
+			errs = append(errs, &FieldError{Field: "env[" + strconv.Quote(shorten(k)) + "]", Reason: "value contains a NUL byte (value not shown: it may be a secret)"})
+		}
+	}
+	return errs
+}

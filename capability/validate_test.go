@@ -1,0 +1,225 @@
+package capability
+
+import (
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type fixture struct {
+	file, file2, dir, sub, subfile, fifo, procLink, rootLink, fileLink, dirLink string
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	root := t.TempDir()
+	f := fixture{
+		file:     filepath.Join(root, "in.json"),
+		file2:    filepath.Join(root, "tool"),
+		dir:      filepath.Join(root, "data"),
+		sub:      filepath.Join(root, "data", "out"),
+		subfile:  filepath.Join(root, "data", "prog"),
+		fifo:     filepath.Join(root, "fifo"),
+		procLink: filepath.Join(root, "proc"),
+		rootLink: filepath.Join(root, "root"),
+		fileLink: filepath.Join(root, "in-link.json"),
+		dirLink:  filepath.Join(root, "data-link"),
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.WriteFile(f.file, []byte("{}"), 0o644))
+	must(os.WriteFile(f.file2, []byte("#!/bin/sh\n"), 0o755))
+	must(os.MkdirAll(f.sub, 0o755))
+	must(os.WriteFile(f.subfile, nil, 0o755))
+	must(syscall.Mkfifo(f.fifo, 0o600))
+	must(os.Symlink("/proc/self", f.procLink))
+	must(os.Symlink("/", f.rootLink))
+	must(os.Symlink(f.file, f.fileLink))
+	must(os.Symlink(f.dir, f.dirLink))
+	return f
+}
+
+// valid returns a policy that uses every kind of grant and passes.
+func (f fixture) valid() *Set {
+	return New().Named("fixture").WithBase().
+		ReadFile(f.file).ReadDir(f.dir).WriteDir(f.sub).ExecFile(f.file2).
+		InWorkdir(f.sub).SetEnv("FOO", "bar").SetEnv("PATH", "/usr/bin").
+		WithMemory(256 * MiB).WithPids(64).WithCPU(0.5).WithTimeout(time.Minute).
+		TmpSize(8 * MiB).WithMaxOutput(MiB)
+}
+
+func TestValidate(t *testing.T) {
+	f := newFixture(t)
+	long := "/" + strings.Repeat("a", MaxPathLen)
+	cases := []struct {
+		name   string
+		mutate func(s *Set)
+		field  string // "" means valid
+		reason string // substring of the error
+	}{
+		{"baseline", func(s *Set) {}, "", ""},
+		{"zero set", func(s *Set) { *s = Set{} }, "", ""},
+
+		// Paths.
+		{"relative", func(s *Set) { s.ReadFiles = []string{"in.json"} }, "read_files[0]", "not absolute"},
+		{"empty path", func(s *Set) { s.ReadDirs = []string{""} }, "read_dirs[0]", "empty"},
+		{"unclean", func(s *Set) { s.ReadFiles = []string{"/etc/../etc/passwd"} }, "read_files[0]", `not clean (want "/etc/passwd")`},
+		{"trailing slash", func(s *Set) { s.WriteDirs = []string{f.sub + "/"} }, "write_dirs[0]", "not clean"},
+		{"NUL", func(s *Set) { s.Exec = []string{"/bin/a\x00b"} }, "exec[0]", "NUL"},
+		{"root", func(s *Set) { s.ReadDirs = []string{"/"} }, "read_dirs[0]", "whole root"},
+		{"too long", func(s *Set) { s.ReadFiles = []string{long} }, "read_files[0]", "longer than"},
+		{"proc", func(s *Set) { s.ReadDirs = []string{"/proc"} }, "read_dirs[0]", "/proc"},
+		{"under sys", func(s *Set) { s.ReadDirs = []string{"/sys/fs"} }, "read_dirs[0]", "/sys"},
+		{"under dev", func(s *Set) { s.WriteFiles = []string{"/dev/null"} }, "write_files[0]", "/dev"},
+		{"workdir relative", func(s *Set) { s.Workdir = "work" }, "workdir", "not absolute"},
+		{"procfoo is not proc", func(s *Set) { s.ReadDirs = append(s.ReadDirs, "/procfoo") }, "read_dirs[1]", "does not exist"},
+
+		// Existence and type.
+		{"missing file", func(s *Set) { s.ReadFiles = []string{f.file + ".nope"} }, "read_files[0]", "does not exist"},
+		{"file is dir", func(s *Set) { s.ReadFiles = []string{f.dir} }, "read_files[0]", "not a regular file (a directory)"},
+		{"dir is file", func(s *Set) { s.ReadDirs = []string{f.file} }, "read_dirs[0]", "not a directory"},
+		{"write file is dir", func(s *Set) { s.WriteFiles = []string{f.dir} }, "write_files[0]", "not a regular file"},
+		{"write file ok", func(s *Set) { s.WriteFiles = []string{f.subfile} }, "", ""},
+		{"write dir is file", func(s *Set) { s.WriteDirs = []string{f.file} }, "write_dirs[0]", "not a directory"},
+		{"exec dir", func(s *Set) { s.Exec = []string{f.dir} }, "exec[0]", "not a regular file"},
+		{"exec fifo", func(s *Set) { s.Exec = []string{f.fifo} }, "exec[0]", "named pipe"},
+		{"read fifo", func(s *Set) { s.ReadFiles = []string{f.fifo} }, "read_files[0]", "named pipe"},
+		{"workdir is file", func(s *Set) { s.Workdir = f.file }, "workdir", "not a directory"},
+		{"symlink to file ok", func(s *Set) { s.ReadFiles = []string{f.fileLink} }, "", ""},
+		{"symlink to proc", func(s *Set) { s.ReadDirs = []string{f.procLink} }, "read_dirs[0]", `resolves to`},
+		{"symlink to root", func(s *Set) { s.ReadDirs = []string{f.rootLink} }, "read_dirs[0]", "whole root"},
+
+		// Shadowing and duplicates.
+		{"write under read dir", func(s *Set) { s.WriteDirs = []string{f.sub} }, "", ""},
+		{"read file under write dir", func(s *Set) { s.ReadDirs = nil; s.WriteDirs = []string{f.dir}; s.ReadFiles = []string{f.subfile} }, "", ""},
+		{"exec under write dir", func(s *Set) { s.WriteDirs = []string{f.dir}; s.ReadDirs = nil; s.Exec = []string{f.subfile} }, "", ""},
+		{"exec also read", func(s *Set) { s.Exec = []string{f.file} }, "", ""},
+		{"workdir also write dir", func(s *Set) { s.WriteDirs = []string{f.sub}; s.Workdir = f.sub }, "", ""},
+		{"ro and rw dir", func(s *Set) { s.WriteDirs = []string{f.dir} }, "write_dirs[0]", "granted both read-only and read-write (read_dirs[0]"},
+		{"ro dir and workdir", func(s *Set) { s.Workdir = f.dir }, "workdir", "granted both read-only and read-write"},
+		{"ro and rw file", func(s *Set) { s.WriteFiles = []string{f.file} }, "write_files[0]", "granted both read-only and read-write"},
+		{"ro and rw via symlink", func(s *Set) { s.WriteDirs = []string{f.dirLink} }, "write_dirs[0]", "both resolving to"},
+		{"exec and write same file", func(s *Set) { s.WriteFiles = []string{f.file2} }, "", ""},
+		{"duplicate", func(s *Set) { s.ReadFiles = []string{f.file, f.file} }, "read_files[1]", "duplicate of read_files[0]"},
+		{"duplicate exec", func(s *Set) { s.Exec = []string{f.file2, f.file2} }, "exec[1]", "duplicate of exec[0]"},
+
+		// Limits.
+		{"memory negative", func(s *Set) { s.Memory = -1 }, "memory", "negative"},
+		{"memory absurd", func(s *Set) { s.Memory = MaxMemory + 1 }, "memory", "absurd"},
+		{"memory max ok", func(s *Set) { s.Memory = MaxMemory }, "", ""},
+		{"memory tiny", func(s *Set) { s.Memory = MiB - 1 }, "memory", "too small"},
+		{"memory 1MiB ok", func(s *Set) { s.Memory = MiB }, "", ""},
+		{"tmp negative", func(s *Set) { s.Tmp = -5 }, "tmp", "negative"},
+		{"tmp absurd", func(s *Set) { s.Tmp = MaxTmp + 1 }, "tmp", "absurd"},
+		{"tmp small ok", func(s *Set) { s.Tmp = 1 }, "", ""},
+		{"output negative", func(s *Set) { s.MaxOutput = -1 }, "max_output", "negative"},
+		{"output absurd", func(s *Set) { s.MaxOutput = MaxMaxOutput + 1 }, "max_output", "absurd"},
+		{"pids negative", func(s *Set) { s.Pids = -1 }, "pids", "negative"},
+		{"pids absurd", func(s *Set) { s.Pids = MaxPids + 1 }, "pids", "absurd"},
+		{"pids max ok", func(s *Set) { s.Pids = MaxPids }, "", ""},
+		{"cpu negative", func(s *Set) { s.CPU = -0.5 }, "cpu", "negative"},
+		{"cpu NaN", func(s *Set) { s.CPU = math.NaN() }, "cpu", "not a number"},
+		{"cpu Inf", func(s *Set) { s.CPU = math.Inf(1) }, "cpu", "infinite"},
+		{"cpu absurd", func(s *Set) { s.CPU = MaxCPU + 1 }, "cpu", "absurd"},
+		{"cpu tiny", func(s *Set) { s.CPU = 0.001 }, "cpu", "minimum"},
+		{"cpu min ok", func(s *Set) { s.CPU = 0.01 }, "", ""},
+		{"timeout negative", func(s *Set) { s.Timeout = Duration(-time.Second) }, "timeout", "negative"},
+		{"timeout absurd", func(s *Set) { s.Timeout = MaxTimeout + 1 }, "timeout", "absurd"},
+		{"timeout max ok", func(s *Set) { s.Timeout = MaxTimeout }, "", ""},
+
+		// Env.
+		{"env bad name", func(s *Set) { s.SetEnv("1FOO", "x") }, "env", "invalid variable name"},
+		{"env name with =", func(s *Set) { s.SetEnv("A=B", "x") }, "env", "invalid variable name"},
+		{"env empty name", func(s *Set) { s.SetEnv("", "x") }, "env", "empty"},
+		{"env NUL value", func(s *Set) { s.SetEnv("SECRET", "hunter2\x00") }, `env["SECRET"]`, "NUL"},
+		{"env underscore ok", func(s *Set) { s.SetEnv("_x9", "") }, "", ""},
+
+		// Name.
+		{"name long", func(s *Set) { s.Name = strings.Repeat("n", MaxNameLen+1) }, "name", "longer than"},
+		{"name max ok", func(s *Set) { s.Name = strings.Repeat("n", MaxNameLen) }, "", ""},
+		{"name newline", func(s *Set) { s.Name = "a\nb" }, "name", "non-printable"},
+		{"name bad utf8", func(s *Set) { s.Name = "a\xffb" }, "name", "UTF-8"},
+		{"name unicode ok", func(s *Set) { s.Name = "résumé tool" }, "", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := f.valid()
+			c.mutate(s)
+			err := s.Validate()
+			if c.field == "" {
+				if err != nil {
+					t.Fatalf("Validate() = %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Validate() = nil, want error on %s", c.field)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
+			}
+			var fe *FieldError
+			if !errors.As(err, &fe) {
+				t.Fatalf("errors.As(%v, *FieldError) = false", err)
+			}
+			if fe.Field != c.field {
+				t.Errorf("Field = %q, want %q (err: %v)", fe.Field, c.field, err)
+			}
+			if !strings.Contains(err.Error(), c.reason) {
+				t.Errorf("error %q does not contain %q", err, c.reason)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("error %q shows an env value", err)
+			}
+		})
+	}
+}
+
+func TestValidateMessage(t *testing.T) {
+	err := New().ReadFile("/tmp", "/etc/../etc/passwd").Validate()
+	want := `capability: read_files[1] "/etc/../etc/passwd": path is not clean (want "/etc/passwd")`
+	if !strings.Contains(err.Error(), want) {
+		t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, want)
+	}
+}
+
+func TestValidateReportsAll(t *testing.T) {
+	s := New().ReadFile("rel").WithMemory(-1).WithPids(-1).SetEnv("1X", "")
+	err := s.Validate()
+	var fields []string
+	var walk func(error)
+	walk = func(e error) {
+		if fe, ok := e.(*FieldError); ok {
+			fields = append(fields, fe.Field)
+		}
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	want := []string{"read_files[0]", "memory", "pids", "env"}
+	if strings.Join(fields, ",") != strings.Join(want, ",") {
+		t.Fatalf("fields = %v, want %v (err: %v)", fields, want, err)
+	}
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatal("joined error does not match ErrInvalid")
+	}
+}
+
+func TestValidateNil(t *testing.T) {
+	var s *Set
+	if err := s.Validate(); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("nil Validate() = %v", err)
+	}
+}

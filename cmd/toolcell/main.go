@@ -1,0 +1,267 @@
+// Command toolcell runs a command in a toolcell sandbox, explains a policy,
+// and checks what this host can enforce.
+//
+//	toolcell run [flags] -- CMD [ARGS...]
+//	toolcell explain [flags]
+//	toolcell check
+//
+// Exit status of run: the tool's own; 128+N when it was killed by signal N;
+// 125 when the sandbox could not be set up (with a one-line reason on
+// stderr).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/sandbox"
+)
+
+const exitSetup = 125
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  toolcell run [flags] -- CMD [ARGS...]   run CMD in a sandbox
+  toolcell explain [flags]                print the policy as grant -> mechanism -> evidence
+  toolcell check [--deep]                 report which mechanisms this host has
+
+flags of run and explain:
+`)
+}
+
+func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stdin, stdout, stderr)
+	case "explain":
+		return cmdExplain(args[1:], stdout, stderr)
+	case "check":
+		return cmdCheck(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		usage(stdout)
+		policyFlags(flag.NewFlagSet("", flag.ContinueOnError)).fs.SetOutput(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "toolcell: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+// policyOpts collects the policy flags shared by run and explain.
+type policyOpts struct {
+	fs     *flag.FlagSet
+	policy string
+	set    *capability.Set
+	errs   []error
+	audit  string
+}
+
+func policyFlags(fs *flag.FlagSet) *policyOpts {
+	o := &policyOpts{fs: fs, set: capability.New()}
+	list := func(name, usage string, add func(string)) {
+		fs.Func(name, usage+" (repeatable)", func(v string) error { add(v); return nil })
+	}
+	size := func(name, usage string, set func(capability.Size)) {
+		fs.Func(name, usage, func(v string) error {
+			n, err := capability.ParseSize(v)
+			if err != nil {
+				return err
+			}
+			set(n)
+			return nil
+		})
+	}
+	fs.StringVar(&o.policy, "policy", "", "JSON or YAML policy manifest; flags add to it")
+	fs.BoolFunc("base", "grant the read-only system view (/usr, loader cache, generated /etc)", func(string) error { o.set.Base = true; return nil })
+	list("read", "grant read-only access to a file or directory", func(v string) { o.addPath(v, false) })
+	list("write", "grant read-write access to a file or directory", func(v string) { o.addPath(v, true) })
+	list("exec", "let a file be executed", func(v string) { o.set.Exec = append(o.set.Exec, v) })
+	fs.Func("workdir", "read-write directory that becomes the working directory", func(v string) error { o.set.Workdir = v; return nil })
+	size("tmp", "size of /tmp (e.g. 64M)", func(n capability.Size) { o.set.Tmp = n })
+	list("env", "NAME=VALUE for the tool, or NAME to pass the host's value", func(v string) { o.addEnv(v) })
+	size("memory", "memory limit (e.g. 256M)", func(n capability.Size) { o.set.Memory = n })
+	fs.Func("pids", "task limit", func(v string) error {
+		var n int64
+		if _, err := fmt.Sscan(v, &n); err != nil {
+			return fmt.Errorf("pids %q: not an integer", v)
+		}
+		o.set.Pids = n
+		return nil
+	})
+	fs.Func("cpu", "CPU limit as a fraction of one CPU (e.g. 0.5)", func(v string) error {
+		var f float64
+		if _, err := fmt.Sscan(v, &f); err != nil {
+			return fmt.Errorf("cpu %q: not a number", v)
+		}
+		o.set.CPU = f
+		return nil
+	})
+	fs.Func("timeout", "wall-clock limit (e.g. 30s)", func(v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		o.set.Timeout = capability.Duration(d)
+		return nil
+	})
+	size("max-output", "bytes captured per output stream", func(n capability.Size) { o.set.MaxOutput = n })
+	return o
+}
+
+// addPath sorts a --read/--write path into the file or directory list by
+// what it is on the host; a missing path is left for validation to name.
+func (o *policyOpts) addPath(p string, write bool) {
+	fi, err := os.Stat(p)
+	dir := err == nil && fi.IsDir()
+	switch {
+	case write && dir:
+		o.set.WriteDirs = append(o.set.WriteDirs, p)
+	case write:
+		o.set.WriteFiles = append(o.set.WriteFiles, p)
+	case dir:
+		o.set.ReadDirs = append(o.set.ReadDirs, p)
+	default:
+		o.set.ReadFiles = append(o.set.ReadFiles, p)
+	}
+}
+
+func (o *policyOpts) addEnv(v string) {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok {
+		value = os.Getenv(name)
+	}
+	o.set.SetEnv(name, value)
+}
+
+// build merges the manifest (if any) with the flags.
+func (o *policyOpts) build() (*capability.Set, error) {
+	if o.policy == "" {
+		return o.set, nil
+	}
+	m, err := capability.LoadManifest(o.policy)
+	if err != nil {
+		return nil, err
+	}
+	f := o.set
+	m.Base = m.Base || f.Base
+	m.ReadFiles = append(m.ReadFiles, f.ReadFiles...)
+	m.ReadDirs = append(m.ReadDirs, f.ReadDirs...)
+	m.WriteFiles = append(m.WriteFiles, f.WriteFiles...)
+	m.WriteDirs = append(m.WriteDirs, f.WriteDirs...)
+	m.Exec = append(m.Exec, f.Exec...)
+	if f.Workdir != "" {
+		m.Workdir = f.Workdir
+	}
+	for k, v := range f.Env {
+		m.SetEnv(k, v)
+	}
+	if f.Tmp != 0 {
+		m.Tmp = f.Tmp
+	}
+	if f.Memory != 0 {
+		m.Memory = f.Memory
+	}
+	if f.Pids != 0 {
+		m.Pids = f.Pids
+	}
+	if f.CPU != 0 {
+		m.CPU = f.CPU
+	}
+	if f.Timeout != 0 {
+		m.Timeout = f.Timeout
+	}
+	if f.MaxOutput != 0 {
+		m.MaxOutput = f.MaxOutput
+	}
+	return m, nil
+}
+
+func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := policyFlags(fs)
+	fs.StringVar(&o.audit, "audit", "", "write the audit record (JSON) to FILE; - means stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		fmt.Fprintln(stderr, "toolcell run: no command (use: toolcell run [flags] -- CMD [ARGS...])")
+		return 2
+	}
+	set, err := o.build()
+	if err != nil {
+		fmt.Fprintf(stderr, "toolcell: %v\n", oneLine(err))
+		return exitSetup
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cmd := sandbox.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	res, err := sandbox.Run(ctx, set, cmd)
+	var rec *sandbox.Record
+	var re *sandbox.RunError
+	if errors.As(err, &re) {
+		rec = re.Record
+	} else if res != nil {
+		rec = res.Audit
+	}
+	if o.audit != "" && rec != nil {
+		if werr := writeRecord(o.audit, rec, stderr); werr != nil {
+			fmt.Fprintf(stderr, "toolcell: audit: %v\n", werr)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "toolcell: %v\n", oneLine(err))
+		return exitSetup
+	}
+	switch {
+	case res.Signal != "":
+		return 128 + int(signalNumber(res.Signal))
+	case res.ExitCode >= 0:
+		return res.ExitCode
+	}
+	return exitSetup
+}
+
+func writeRecord(dst string, rec *sandbox.Record, stderr io.Writer) error {
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if dst == "-" {
+		_, err = stderr.Write(b)
+		return err
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
+
+func signalNumber(name string) syscall.Signal {
+	if n := unix.SignalNum(name); n != 0 {
+		return n
+	}
+	return syscall.SIGKILL
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

@@ -1,0 +1,129 @@
+package sandbox
+
+import "time"
+
+// Schema names the version of the audit record's JSON shape.
+const Schema = "toolcell.audit/v1"
+
+// Exit reasons in Record.Exit.Reason.
+const (
+	ReasonExited      = "exited"       // the tool exited by itself; see Code
+	ReasonSignaled    = "signaled"     // the tool died of a signal it got inside
+	ReasonTimeout     = "timeout"      // the wall-clock limit killed the sandbox
+	ReasonOOM         = "oom"          // the memory limit killed the tool
+	ReasonOutputLimit = "output_limit" // an output stream passed MaxOutput
+	ReasonSetupFailed = "setup_failed" // the sandbox was never complete; nothing ran
+	ReasonCanceled    = "canceled"     // the caller's context ended the run
+)
+
+// Record is the audit record of one run: what was enforced, and what the
+// tool did. One is produced for every run, setup failures included. It is
+// plain data meant to be serialised as JSON (schema toolcell.audit/v1).
+type Record struct {
+	Schema     string      `json:"schema"`
+	ID         string      `json:"id"`
+	Tool       string      `json:"tool"`
+	Policy     PolicyRef   `json:"policy"`
+	Command    CommandRef  `json:"command"`
+	StartedAt  time.Time   `json:"started_at"`
+	EndedAt    time.Time   `json:"ended_at"`
+	DurationMS float64     `json:"duration_ms"`
+	SetupMS    float64     `json:"setup_ms"`
+	Exit       Exit        `json:"exit"`
+	Resources  Resources   `json:"resources"`
+	Output     Output      `json:"output"`
+	Enforce    Enforcement `json:"enforcement"`
+	Denials    []Denial    `json:"denials"`
+	Network    []Conn      `json:"network"`
+	Error      string      `json:"error,omitempty"`
+}
+
+// PolicyRef names the capability set by its canonical hash.
+type PolicyRef struct {
+	Hash string `json:"hash"`
+	Name string `json:"name,omitempty"`
+}
+
+// CommandRef is the command as run. Environment values are never recorded.
+type CommandRef struct {
+	Path     string   `json:"path"`
+	Args     []string `json:"args"`
+	Cwd      string   `json:"cwd"`
+	EnvNames []string `json:"env_names"`
+}
+
+// Exit says how the run ended.
+type Exit struct {
+	Reason string `json:"reason"`
+	Code   int    `json:"code"`             // exit status, or -1
+	Signal string `json:"signal,omitempty"` // e.g. "SIGKILL"
+}
+
+// Resources are read from the run's cgroup after the tool ended.
+type Resources struct {
+	CPUUserUS       uint64   `json:"cpu_user_us"`
+	CPUSystemUS     uint64   `json:"cpu_system_us"`
+	MemoryPeakBytes uint64   `json:"memory_peak_bytes"`
+	PidsPeak        uint64   `json:"pids_peak"`
+	OOMKills        uint64   `json:"oom_kills"`
+	Notes           []string `json:"notes,omitempty"`
+}
+
+// Output counts what the tool wrote, including what the caps cut off.
+type Output struct {
+	StdoutBytes     int64 `json:"stdout_bytes"`
+	StderrBytes     int64 `json:"stderr_bytes"`
+	StdoutTruncated bool  `json:"stdout_truncated"`
+	StderrTruncated bool  `json:"stderr_truncated"`
+}
+
+// Enforcement is what the kernel was asked to enforce, and what it reported
+// back from the running sandbox (read from /proc of the sandbox's pid 1).
+type Enforcement struct {
+	Namespaces   []string          `json:"namespaces"`
+	UIDMap       string            `json:"uid_map"`
+	GIDMap       string            `json:"gid_map"`
+	Mounts       []MountInfo       `json:"mounts"`
+	Seccomp      SeccompInfo       `json:"seccomp"`
+	Cgroup       CgroupInfo        `json:"cgroup"`
+	NoNewPrivs   bool              `json:"no_new_privs"`
+	Capabilities []string          `json:"capabilities"`
+	CapSets      map[string]string `json:"cap_sets,omitempty"`
+	Degraded     []string          `json:"degraded"`
+}
+
+// SeccompInfo describes the installed filter.
+type SeccompInfo struct {
+	DefaultAction     string   `json:"default_action"`
+	DeniedAction      string   `json:"denied_action"`
+	ForeignArchAction string   `json:"foreign_arch_action"`
+	AllowedSyscalls   []string `json:"allowed_syscalls"`
+	Arches            []string `json:"arches"`
+	FilterHash        string   `json:"filter_hash"`
+}
+
+// CgroupInfo describes the run's cgroup.
+type CgroupInfo struct {
+	Version string            `json:"version"`
+	Path    string            `json:"path"`
+	Limits  map[string]string `json:"limits"`
+}
+
+// Denial is one denied attempt (filled by the syscall audit).
+type Denial struct {
+	Syscall string   `json:"syscall"`
+	Arch    string   `json:"arch"`
+	Args    []string `json:"args"`
+	Detail  string   `json:"detail,omitempty"`
+	Count   int      `json:"count"`
+}
+
+// Conn is one network attempt (filled by the egress proxy).
+type Conn struct {
+	Kind    string `json:"kind"`
+	Name    string `json:"name"`
+	Port    int    `json:"port"`
+	IP      string `json:"ip,omitempty"`
+	Allowed bool   `json:"allowed"`
+	Reason  string `json:"reason,omitempty"`
+}

@@ -1,0 +1,145 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/cgroup"
+)
+
+// Mechanism is one kernel facility a sandbox relies on.
+type Mechanism struct {
+	Name     string
+	OK       bool
+	Required bool // a default run fails without it
+	Detail   string
+}
+
+// HostReport is what CheckHost found.
+type HostReport struct {
+	Mechanisms []Mechanism
+}
+
+// OK reports whether every required mechanism is present.
+func (r *HostReport) OK() bool {
+	for _, m := range r.Mechanisms {
+		if m.Required && !m.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Missing returns the names of the required mechanisms that are absent.
+func (r *HostReport) Missing() []string {
+	var s []string
+	for _, m := range r.Mechanisms {
+		if m.Required && !m.OK {
+			s = append(s, m.Name)
+		}
+	}
+	return s
+}
+
+// CheckHost probes the mechanisms a run needs. With deep, it also runs a
+// sandbox and checks the protections from the inside.
+func CheckHost(ctx context.Context, deep bool) *HostReport {
+	r := &HostReport{}
+	add := func(name string, required, ok bool, detail string) {
+		r.Mechanisms = append(r.Mechanisms, Mechanism{Name: name, OK: ok, Required: required, Detail: detail})
+	}
+	b, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	add("user namespaces", true, err == nil && n > 0, "max_user_namespaces="+strings.TrimSpace(string(b)))
+
+	// Probing with invalid arguments: ENOSYS means the syscall is missing.
+	probe := func(nr uintptr, args ...uintptr) bool {
+		a := append(args, 0, 0, 0, 0, 0, 0)
+		_, _, e := unix.Syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5])
+		return e != unix.ENOSYS
+	}
+	bad := ^uintptr(0)
+	add("mount API (open_tree, move_mount, fsopen, mount_setattr)", true,
+		probe(unix.SYS_OPEN_TREE, bad) && probe(unix.SYS_MOVE_MOUNT, bad) && probe(unix.SYS_FSOPEN, 0, bad) && probe(unix.SYS_MOUNT_SETATTR, bad),
+		"kernel 5.12+")
+	add("openat2 (RESOLVE_IN_ROOT)", true, probe(unix.SYS_OPENAT2, bad), "kernel 5.6+")
+	add("close_range", true, probe(unix.SYS_CLOSE_RANGE, bad, 0, bad), "kernel 5.9+ (CLOEXEC flag 5.11+)")
+
+	acts, err := os.ReadFile("/proc/sys/kernel/seccomp/actions_avail")
+	a := strings.Fields(string(acts))
+	has := func(s string) bool {
+		for _, x := range a {
+			if x == s {
+				return true
+			}
+		}
+		return false
+	}
+	add("seccomp filter (errno, kill_process)", true, err == nil && has("errno") && has("kill_process"), strings.TrimSpace(string(acts)))
+	add("seccomp user notification", false, has("user_notif"), "records denials one by one (syscall audit)")
+
+	info, err := cgroup.Probe()
+	switch {
+	case err != nil:
+		add("cgroup", true, false, err.Error())
+	default:
+		detail := fmt.Sprintf("%s at %s, controllers %s", info.Version, info.Mountpoint, strings.Join(info.Controllers, ","))
+		if len(info.Problems) > 0 {
+			detail += "; " + strings.Join(info.Problems, "; ")
+		}
+		add("cgroup (memory, pids, cpu)", true, info.Writable, detail)
+		add("cgroup.kill", false, info.KillSupported, "v2 kills the whole cgroup at once; v1 kills task by task")
+	}
+
+	v, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */)
+	if e == 0 {
+		add("landlock", false, true, fmt.Sprintf("ABI %d (not used yet)", v))
+	} else {
+		add("landlock", false, false, e.Error())
+	}
+
+	if deep {
+		ok, detail := deepCheck(ctx)
+		add("sandbox run (deep)", true, ok, detail)
+	}
+	return r
+}
+
+// deepCheck runs one sandbox and verifies, from inside, the protections a
+// default run promises.
+func deepCheck(ctx context.Context) (bool, string) {
+	set := capability.New().WithBase()
+	res, err := Run(ctx, set, Command("/bin/sh", "-c",
+		`grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status; test -e /etc/shadow && echo shadow-visible; ls -d /proc/[0-9]* | wc -l`))
+	if err != nil {
+		var re *RunError
+		if errors.As(err, &re) {
+			return false, re.Err.Error()
+		}
+		return false, err.Error()
+	}
+	out := string(res.Stdout)
+	var bad []string
+	for _, want := range []string{"CapEff:\t0000000000000000", "CapBnd:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(out, want) {
+			bad = append(bad, "missing "+strings.ReplaceAll(want, "\t", " "))
+		}
+	}
+	if strings.Contains(out, "shadow-visible") {
+		bad = append(bad, "/etc/shadow visible")
+	}
+	if len(res.Audit.Enforce.Namespaces) != 7 {
+		bad = append(bad, "namespaces: "+strings.Join(res.Audit.Enforce.Namespaces, ","))
+	}
+	if len(bad) > 0 {
+		return false, strings.Join(bad, "; ")
+	}
+	return true, fmt.Sprintf("all checks held (setup %.1f ms)", res.Audit.SetupMS)
+}

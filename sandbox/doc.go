@@ -1,0 +1,77 @@
+// Package sandbox runs one tool invocation in its own ephemeral Linux
+// sandbox, built from a capability.Set, and returns the tool's result with
+// an audit record of what was enforced.
+//
+// # Why this shape
+//
+// Agent frameworks call tools with arguments a model chose. A prompt-injected
+// model or a compromised tool must not be able to reach the host, its secrets
+// or the network beyond what the policy grants. Every protection here is the
+// kernel's: namespaces, mounts, cgroups, seccomp, and dropped privileges. The
+// tool's cooperation is never assumed.
+//
+// A run has three processes besides the host's:
+//
+//	host process (Go)        computes the plan: the filesystem view (paths resolved,
+//	                         O_PATH descriptors opened), the seccomp program, limits;
+//	                         creates the cgroup; supervises; writes the record.
+//	stage-2 (C, pre-Go)      started from a sealed copy of the host binary with no
+//	                         clone flags (so os/exec keeps its vfork fast path);
+//	                         unshares the user namespace, waits for the id maps,
+//	                         unshares mount, net, pid, ipc, uts and cgroup.
+//	pid 1 of the sandbox     builds the view, pivots into it, drops every privilege,
+//	                         reports READY, then on the EXEC message forks the tool,
+//	                         reaps, and reports the tool's exit status.
+//
+// The C part (stage2.c) runs from a constructor before the Go runtime starts,
+// like runc's nsenter: a multithreaded Go process cannot unshare a user
+// namespace, and a Go stage-2 costs milliseconds of runtime start per run. It
+// makes no decision: every path, flag and byte it uses arrives in the plan.
+//
+// # What the tool gets
+//
+//   - Namespaces: user, mount, net, pid, ipc, uts, cgroup, every run.
+//   - Identity: uid/gid 1000 inside, mapped to host 65534 when the host process
+//     is root (Runner.HostUID/HostGID), or to the caller's own ids when not.
+//     Supplementary groups are dropped when root; setgroups is denied.
+//   - Filesystem: a fresh tmpfs root, read-only once built; each grant
+//     bind-mounted at its own path (symlinks met on the way recreated), with
+//     nosuid, nodev, noexec unless executable, read-only unless writable;
+//     /proc of its own pid namespace with host knobs masked or read-only; a
+//     /dev holding null, zero, full, random, urandom (no tty); /tmp and
+//     /dev/shm as size-capped tmpfs. The host's root is detached. Nothing
+//     else exists: an ungranted path is ENOENT, not EACCES.
+//   - Privileges: no capability in any set (effective, permitted, inheritable,
+//     bounding, ambient), no_new_privs, a new session (no controlling
+//     terminal), RLIMIT_CORE 0, RLIMIT_NOFILE 1024, not dumpable (pid 1).
+//   - Descriptors: only stdin, stdout and stderr; every other descriptor is
+//     closed at execve whatever its close-on-exec flag.
+//   - Environment: PATH plus what Set.Env names. The host environment never
+//     reaches the tool, nor pid 1 (whose environment is the stage-2 marker).
+//   - Network: an empty network namespace with loopback up.
+//   - Syscalls: the seccomp allowlist compiled by package seccomp, installed
+//     as the last step before execve.
+//   - Limits: a per-run cgroup (memory with swap 0, pids, cpu), killed as a
+//     whole when the run ends, so nothing outlives it.
+//
+// # The TOCTOU guard for grants
+//
+// Grants are resolved in Go and opened with O_PATH before the stage-2
+// starts. The kernel does not allow cloning a mount from a descriptor that
+// belongs to another mount namespace, so the stage-2 clones the source by
+// its resolved path (open_tree) after unsharing and compares the clone's
+// device and inode with the descriptor Go opened. A path swapped for a
+// symlink or another directory in between fails the run (step
+// "bind_verify"); it never mounts something else. Mount targets are
+// resolved with RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS against the new root.
+//
+// # Limits of this package, stated plainly
+//
+//   - Files a tool writes into a granted directory are owned by the mapped
+//     host uid (65534 when the host process is root); a directory must be
+//     writable by that uid. Idmapped mounts are not used yet.
+//   - The seccomp filter answers EPERM for denied syscalls; denials are not
+//     yet recorded one by one (Record.Denials stays empty).
+//   - Kernel bugs reachable through allowed syscalls are not stopped by any
+//     of this; see THREAT_MODEL.md.
+package sandbox

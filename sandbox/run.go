@@ -1,0 +1,904 @@
+package sandbox
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/cgroup"
+	"github.com/toolcell/toolcell/seccomp"
+)
+
+// Cmd is the command to run inside a sandbox, shaped like os/exec.Cmd.
+type Cmd struct {
+	// Path is the program to run: an absolute path in the view, or a name
+	// looked up in the sandbox's PATH.
+	Path string
+	// Args holds the command line including the program name (Args[0]).
+	Args []string
+	// Dir is the working directory; default: the Workdir grant, else "/".
+	Dir string
+	// Tool names the tool in the audit record; default: base name of Path.
+	Tool string
+
+	// Stdin is the tool's standard input; nil means /dev/null.
+	Stdin io.Reader
+	// Stdout and Stderr receive the tool's output, up to MaxOutput bytes
+	// each. When nil, the output is captured into Result.Stdout/Stderr.
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Command returns a Cmd for name with args.
+func Command(name string, arg ...string) *Cmd {
+	return &Cmd{Path: name, Args: append([]string{name}, arg...)}
+}
+
+// Result is the outcome of a run whose sandbox was set up.
+type Result struct {
+	ExitCode int    // the tool's exit status; -1 when it did not exit by itself
+	Signal   string // signal that killed the tool, if any
+	Reason   string // Record.Exit.Reason
+	Stdout   []byte // captured when Cmd.Stdout was nil
+	Stderr   []byte
+	Audit    *Record
+}
+
+// Runner holds the host-side configuration. The zero value is ready to use:
+// as root the tool runs as host uid/gid 65534, unprivileged as the caller.
+type Runner struct {
+	// HostUID and HostGID are the host ids the sandbox user maps to when
+	// the host process is root; default 65534. Never 0.
+	HostUID, HostGID int
+	// Cgroup configures where the per-run cgroups are created.
+	Cgroup cgroup.Config
+	// AllowNoCgroup lets a run go ahead without cgroup limits when no
+	// cgroup can be created (rootless without delegation). The record then
+	// lists "cgroup" in enforcement.degraded. Off by default: fail closed.
+	AllowNoCgroup bool
+	// Logger receives debug events; nil means no logging.
+	Logger *slog.Logger
+}
+
+// DefaultRunner is used by the package-level Run and Start.
+var DefaultRunner = &Runner{}
+
+// Run runs cmd in a new sandbox built from set and waits for it.
+func Run(ctx context.Context, set *capability.Set, cmd *Cmd) (*Result, error) {
+	return DefaultRunner.Run(ctx, set, cmd)
+}
+
+// Start starts cmd in a new sandbox built from set.
+func Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Process, error) {
+	return DefaultRunner.Start(ctx, set, cmd)
+}
+
+// Run runs cmd in a new sandbox and waits for it. The error is non-nil only
+// when the sandbox could not be set up; the tool's own failure is in the
+// Result. Either way a Record is produced (Result.Audit, or *RunError).
+func (r *Runner) Run(ctx context.Context, set *capability.Set, cmd *Cmd) (*Result, error) {
+	p, err := r.Start(ctx, set, cmd)
+	if err != nil {
+		return nil, err
+	}
+	return p.Wait()
+}
+
+// RunError is a setup failure together with its audit record.
+type RunError struct {
+	Err    error
+	Record *Record
+}
+
+func (e *RunError) Error() string { return e.Err.Error() }
+func (e *RunError) Unwrap() error { return e.Err }
+
+// Process is a running sandbox.
+type Process struct {
+	r      *Runner
+	set    *capability.Set
+	cmd    *Cmd
+	rec    *Record
+	start  time.Time
+	cg     *cgroup.Cgroup
+	stage2 *exec.Cmd
+	ctl    int
+	msgs   chan ctlMsg
+
+	ctlMu     sync.Mutex
+	ctlClosed bool
+	pid1      int
+
+	mu       sync.Mutex
+	killedBy string
+	outWG    sync.WaitGroup
+	stdout   *capWriter
+	stderr   *capWriter
+	closers  []io.Closer
+	done     chan struct{}
+	waitOnce sync.Once
+	result   *Result
+	waitErr  error
+	ctx      context.Context
+}
+
+type ctlMsg struct {
+	typ  uint32
+	body []byte
+	err  error
+}
+
+// Start builds the sandbox, starts the tool in it, and returns at once.
+func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Process, error) {
+	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{})}
+	p.rec = newRecord(set, cmd, p.start)
+	if err := p.setup(); err != nil {
+		p.teardown()
+		p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1}
+		p.rec.Error = err.Error()
+		p.finishTimes()
+		return nil, &RunError{Err: err, Record: p.rec}
+	}
+	return p, nil
+}
+
+func newRecord(set *capability.Set, cmd *Cmd, start time.Time) *Record {
+	id := make([]byte, 8)
+	rand.Read(id)
+	rec := &Record{Schema: Schema, ID: hex.EncodeToString(id), StartedAt: start.UTC(),
+		Denials: []Denial{}, Network: []Conn{}}
+	if cmd != nil {
+		rec.Tool = cmd.Tool
+		if rec.Tool == "" {
+			rec.Tool = filepath.Base(cmd.Path)
+		}
+		rec.Command = CommandRef{Path: cmd.Path, Args: append([]string{}, cmd.Args...), Cwd: cmd.Dir, EnvNames: []string{"PATH"}}
+	}
+	if set != nil {
+		rec.Policy.Name = set.Name
+		for k := range set.Env {
+			if k != "PATH" {
+				rec.Command.EnvNames = append(rec.Command.EnvNames, k)
+			}
+		}
+		sort.Strings(rec.Command.EnvNames)
+	}
+	rec.Enforce.Degraded = []string{}
+	rec.Enforce.Capabilities = []string{}
+	return rec
+}
+
+func (p *Process) log(msg string, args ...any) {
+	if p.r.Logger != nil {
+		p.r.Logger.Debug(msg, append([]any{"run", p.rec.ID}, args...)...)
+	}
+}
+
+func (p *Process) setup() error {
+	if p.cmd == nil || p.cmd.Path == "" {
+		return fmt.Errorf("%w: empty command", ErrPolicy)
+	}
+	if p.set == nil {
+		return fmt.Errorf("%w: nil capability set", ErrPolicy)
+	}
+	if err := p.set.Validate(); err != nil {
+		return fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	hash, err := p.set.Hash()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrPolicy, err)
+	}
+	p.rec.Policy.Hash = hash
+	if err := p.ctx.Err(); err != nil {
+		return err
+	}
+
+	filter, err := seccomp.CompileCached(seccomp.Policy{Groups: seccomp.DefaultGroups()})
+	if err != nil {
+		return fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
+	}
+	p.rec.Enforce.Seccomp = SeccompInfo{
+		DefaultAction: string(filter.DefaultAction), DeniedAction: string(filter.DeniedAction),
+		ForeignArchAction: string(filter.ForeignArchAction), AllowedSyscalls: filter.Allowed,
+		Arches: filter.Arches, FilterHash: filter.Hash,
+	}
+
+	v, err := buildView(p.set)
+	if err != nil {
+		return err
+	}
+	plan, err := v.compile()
+	if err != nil {
+		return err
+	}
+	defer plan.close()
+	p.rec.Enforce.Mounts = plan.mounts
+
+	path, cwd, err := p.resolveCommand()
+	if err != nil {
+		return err
+	}
+	p.rec.Command.Path, p.rec.Command.Cwd = path, cwd
+
+	exe, err := sealedSelf()
+	if err != nil {
+		return err
+	}
+
+	if err := p.makeCgroup(); err != nil {
+		return err
+	}
+
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%w: socketpair: %w", ErrSetup, err)
+	}
+	p.ctl = fds[0]
+	child := os.NewFile(uintptr(fds[1]), "toolcell-ctl")
+	defer child.Close()
+	_ = unix.SetsockoptInt(p.ctl, unix.SOL_SOCKET, unix.SO_SNDBUF, maxMsg)
+
+	c := &exec.Cmd{
+		Path:        fmt.Sprintf("/proc/self/fd/%d", exe.Fd()),
+		Args:        []string{"toolcell-stage2"},
+		Env:         []string{stage2Env + "=3"},
+		ExtraFiles:  append([]*os.File{child}, plan.files...),
+		SysProcAttr: &syscall.SysProcAttr{},
+	}
+	if p.cg != nil && p.cg.Version() == cgroup.V2 {
+		fd, err := p.cg.OpenFD()
+		if err != nil {
+			return fmt.Errorf("%w: cgroup fd: %w", ErrSetup, err)
+		}
+		defer fd.Close()
+		c.SysProcAttr.UseCgroupFD = true
+		c.SysProcAttr.CgroupFD = int(fd.Fd())
+	}
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("%w: start stage-2: %w", ErrSetup, err)
+	}
+	p.stage2 = c
+	child.Close()
+	plan.close()
+	p.msgs = make(chan ctlMsg, 8)
+	go p.readCtl()
+
+	if err := p.send(encodePlan(p.planFlags(), plan, filter.BPF)); err != nil {
+		return err
+	}
+	if _, err := p.expect(msgUserns); err != nil {
+		return err
+	}
+	if err := p.writeIDMaps(c.Process.Pid); err != nil {
+		return err
+	}
+	if p.cg != nil && p.cg.Version() != cgroup.V2 {
+		if err := p.cg.AddProc(c.Process.Pid); err != nil {
+			return fmt.Errorf("%w: join cgroup: %w", ErrSetup, err)
+		}
+	}
+	if err := p.send(u32msg(msgGo)); err != nil {
+		return err
+	}
+	b, err := p.expect(msgPID1)
+	if err != nil {
+		return err
+	}
+	p.pid1 = int(int32(binary.NativeEndian.Uint32(b)))
+	if _, err := p.expect(msgReady); err != nil {
+		return err
+	}
+	p.readEvidence()
+
+	stdio, err := p.stdio()
+	if err != nil {
+		return err
+	}
+	env := []string{"PATH=" + defaultPATH}
+	for _, k := range sortedKeys(p.set.Env) {
+		if k == "PATH" {
+			env[0] = "PATH=" + p.set.Env[k]
+			continue
+		}
+		env = append(env, k+"="+p.set.Env[k])
+	}
+	args := p.cmd.Args
+	if len(args) == 0 {
+		args = []string{p.cmd.Path}
+	}
+	m := u32msg(msgExec)
+	m = putStr(m, path)
+	m = putStr(m, cwd)
+	m = putList(m, args)
+	m = putList(m, env)
+	err = p.sendFDs(m, unix.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd())))
+	for _, f := range stdio {
+		f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := p.expect(msgStarted); err != nil {
+		return err
+	}
+	p.rec.SetupMS = ms(time.Since(p.start))
+	p.log("started", "setup_ms", p.rec.SetupMS)
+	go p.supervise()
+	return nil
+}
+
+func (p *Process) planFlags() uint32 {
+	if os.Geteuid() == 0 {
+		return planDropGroups
+	}
+	return 0
+}
+
+func (p *Process) makeCgroup() error {
+	lim := cgroup.Limits{MemoryBytes: int64(p.set.MemoryLimit()), Pids: p.set.PidsLimit(), CPU: p.set.CPULimit()}
+	cg, err := cgroup.New(p.r.Cgroup, "toolcell-"+p.rec.ID, lim)
+	if err != nil {
+		if p.r.AllowNoCgroup {
+			p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "cgroup: no limits on memory, pids, cpu ("+err.Error()+")")
+			return nil
+		}
+		return fmt.Errorf("%w: cgroup: %w", ErrUnsupported, err)
+	}
+	p.cg = cg
+	p.rec.Enforce.Cgroup = CgroupInfo{Version: cg.Version().String(), Path: cg.Path(), Limits: map[string]string{
+		"memory_bytes": strconv.FormatInt(lim.MemoryBytes, 10),
+		"swap_bytes":   "0",
+		"pids":         strconv.FormatInt(lim.Pids, 10),
+		"cpu":          strconv.FormatFloat(lim.CPU, 'f', -1, 64),
+	}}
+	return nil
+}
+
+// writeIDMaps maps the sandbox user to an unprivileged host id: 65534 (or
+// the configured ids) when we are root, the caller's own ids otherwise.
+func (p *Process) writeIDMaps(pid int) error {
+	hu, hg := os.Geteuid(), os.Getegid()
+	if hu == 0 {
+		hu, hg = p.r.HostUID, p.r.HostGID
+		if hu == 0 {
+			hu = 65534
+		}
+		if hg == 0 {
+			hg = 65534
+		}
+	}
+	uidMap := fmt.Sprintf("%d %d 1\n", sandboxUID, hu)
+	gidMap := fmt.Sprintf("%d %d 1\n", sandboxGID, hg)
+	dir := fmt.Sprintf("/proc/%d/", pid)
+	for _, w := range []struct{ file, data string }{{"setgroups", "deny"}, {"uid_map", uidMap}, {"gid_map", gidMap}} {
+		if err := os.WriteFile(dir+w.file, []byte(w.data), 0); err != nil {
+			return &SetupError{Step: "write_" + w.file, Errno: errnoOf(err), Detail: strings.TrimSpace(w.data)}
+		}
+	}
+	p.rec.Enforce.UIDMap = strings.TrimSpace(uidMap)
+	p.rec.Enforce.GIDMap = strings.TrimSpace(gidMap)
+	return nil
+}
+
+// readEvidence reads, from the kernel, what pid 1 of the sandbox holds
+// after it dropped privileges: the tool starts from exactly this state.
+func (p *Process) readEvidence() {
+	dir := fmt.Sprintf("/proc/%d/", p.pid1)
+	self, _ := os.Readlink("/proc/self/ns/user")
+	_ = self
+	for _, ns := range []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"} {
+		mine, err1 := os.Readlink("/proc/self/ns/" + ns)
+		theirs, err2 := os.Readlink(dir + "ns/" + ns)
+		if err1 == nil && err2 == nil && mine != theirs {
+			p.rec.Enforce.Namespaces = append(p.rec.Enforce.Namespaces, ns)
+		}
+	}
+	if b, err := os.ReadFile(dir + "uid_map"); err == nil {
+		p.rec.Enforce.UIDMap = strings.Join(strings.Fields(string(b)), " ")
+	}
+	status, err := os.ReadFile(dir + "status")
+	if err != nil {
+		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "evidence: cannot read pid 1 status: "+err.Error())
+		return
+	}
+	sets := map[string]string{}
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb":
+			sets[k] = v
+		case "NoNewPrivs":
+			p.rec.Enforce.NoNewPrivs = v == "1"
+		}
+	}
+	p.rec.Enforce.CapSets = sets
+	eff, _ := strconv.ParseUint(sets["CapEff"], 16, 64)
+	for i := 0; i < 64; i++ {
+		if eff&(1<<i) != 0 {
+			p.rec.Enforce.Capabilities = append(p.rec.Enforce.Capabilities, "cap_"+strconv.Itoa(i))
+		}
+	}
+}
+
+func (p *Process) resolveCommand() (path, cwd string, err error) {
+	cwd = p.cmd.Dir
+	if cwd == "" {
+		cwd = p.set.Workdir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+	if !filepath.IsAbs(cwd) {
+		return "", "", fmt.Errorf("%w: working directory %q is not absolute", ErrPolicy, cwd)
+	}
+	path = p.cmd.Path
+	if strings.Contains(path, "/") {
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(cwd, path)
+		}
+		return path, cwd, nil
+	}
+	search := defaultPATH
+	if v, ok := p.set.Env["PATH"]; ok {
+		search = v
+	}
+	for _, d := range filepath.SplitList(search) {
+		cand := filepath.Join(d, path)
+		if fi, err := os.Stat(cand); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return cand, cwd, nil
+		}
+	}
+	return "", "", fmt.Errorf("%w: command %q not found in PATH %q", ErrPolicy, path, search)
+}
+
+// stdio returns the three descriptors handed to the tool.
+func (p *Process) stdio() ([3]*os.File, error) {
+	var out [3]*os.File
+	fail := func(err error) ([3]*os.File, error) {
+		for _, f := range out {
+			if f != nil {
+				f.Close()
+			}
+		}
+		return [3]*os.File{}, fmt.Errorf("%w: stdio: %w", ErrSetup, err)
+	}
+	switch in := p.cmd.Stdin.(type) {
+	case nil:
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			return fail(err)
+		}
+		out[0] = f
+	case *os.File:
+		fd, err := unix.FcntlInt(in.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return fail(err)
+		}
+		out[0] = os.NewFile(uintptr(fd), "stdin")
+	default:
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		out[0] = pr
+		p.closers = append(p.closers, pw)
+		go func() {
+			io.Copy(pw, in)
+			pw.Close()
+		}()
+	}
+	limit := int64(p.set.OutputLimit())
+	for i, dst := range []io.Writer{p.cmd.Stdout, p.cmd.Stderr} {
+		pr, pw, err := os.Pipe()
+		if err != nil {
+			return fail(err)
+		}
+		out[i+1] = pw
+		w := &capWriter{dst: dst, limit: limit, onLimit: func() { p.kill(ReasonOutputLimit) }}
+		if dst == nil {
+			w.dst = &w.buf
+		}
+		if i == 0 {
+			p.stdout = w
+		} else {
+			p.stderr = w
+		}
+		p.outWG.Add(1)
+		go func() {
+			defer p.outWG.Done()
+			io.Copy(w, pr)
+			pr.Close()
+		}()
+	}
+	return out, nil
+}
+
+// capWriter passes through at most limit bytes and counts the rest.
+type capWriter struct {
+	dst       io.Writer
+	buf       bytes.Buffer
+	limit     int64
+	n         int64
+	truncated bool
+	onLimit   func()
+}
+
+func (w *capWriter) Write(b []byte) (int, error) {
+	w.n += int64(len(b))
+	room := w.limit - (w.n - int64(len(b)))
+	if room < 0 {
+		room = 0
+	}
+	if int64(len(b)) > room {
+		if !w.truncated {
+			w.truncated = true
+			w.onLimit()
+		}
+		if room > 0 {
+			w.dst.Write(b[:room])
+		}
+		return len(b), nil
+	}
+	if _, err := w.dst.Write(b); err != nil {
+		return len(b), nil // a failing caller writer must not stall the tool
+	}
+	return len(b), nil
+}
+
+// kill ends the whole sandbox, remembering the first reason.
+func (p *Process) kill(reason string) {
+	p.mu.Lock()
+	if p.killedBy == "" {
+		p.killedBy = reason
+	}
+	p.mu.Unlock()
+	p.killAll()
+}
+
+func (p *Process) killAll() {
+	if p.cg != nil {
+		if err := p.cg.Kill(); err != nil {
+			p.log("cgroup kill", "err", err)
+		}
+	}
+	if p.stage2 != nil && p.stage2.Process != nil {
+		p.stage2.Process.Kill()
+	}
+	if p.pid1 > 0 {
+		// pid 1 has PDEATHSIG, but do not rely on it alone.
+		unix.Kill(p.pid1, unix.SIGKILL)
+	}
+}
+
+func (p *Process) supervise() {
+	timeout := p.set.TimeoutLimit()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var status *unix.WaitStatus
+	var execErr error
+	for status == nil && execErr == nil {
+		select {
+		case m, ok := <-p.msgs:
+			if !ok {
+				goto out
+			}
+			switch {
+			case m.err != nil:
+				execErr = m.err
+			case m.typ == msgExit && len(m.body) >= 4:
+				ws := unix.WaitStatus(binary.NativeEndian.Uint32(m.body))
+				status = &ws
+			}
+		case <-timer.C:
+			p.kill(ReasonTimeout)
+		case <-p.ctx.Done():
+			p.kill(ReasonCanceled)
+		}
+	}
+out:
+	// The tool is gone (or pid 1 died): nothing may outlive the run.
+	p.killAll()
+	p.stage2.Wait()
+	p.outWG.Wait()
+	res := &Result{ExitCode: -1, Audit: p.rec}
+	if p.cg != nil {
+		st, err := p.cg.Stats()
+		if err != nil {
+			p.rec.Resources.Notes = append(p.rec.Resources.Notes, "stats: "+err.Error())
+		}
+		p.rec.Resources = Resources{CPUUserUS: st.CPUUserUsec, CPUSystemUS: st.CPUSystemUsec,
+			MemoryPeakBytes: st.MemoryPeakBytes, PidsPeak: st.PidsPeak, OOMKills: st.OOMKills,
+			Notes: append(p.rec.Resources.Notes, st.Notes...)}
+	}
+	p.mu.Lock()
+	killedBy := p.killedBy
+	p.mu.Unlock()
+	switch {
+	case execErr != nil:
+		res.Reason = ReasonSetupFailed
+		p.rec.Error = execErr.Error()
+		res.ExitCode = 127
+	case status != nil && status.Exited():
+		res.ExitCode = status.ExitStatus()
+		res.Reason = ReasonExited
+	case status != nil && status.Signaled():
+		res.Signal = unix.SignalName(status.Signal())
+		res.Reason = ReasonSignaled
+	default:
+		res.Signal = "SIGKILL"
+		res.Reason = ReasonSignaled
+	}
+	if killedBy != "" && (status == nil || !status.Exited()) {
+		res.Reason = killedBy
+	} else if killedBy == ReasonOutputLimit {
+		res.Reason = killedBy
+	}
+	// The kernel's OOM killer picks a process of the cgroup, not always the
+	// tool itself (a shell's child, say): any OOM kill in a run that did not
+	// succeed is the reason.
+	if p.rec.Resources.OOMKills > 0 && (res.Reason == ReasonSignaled || (res.Reason == ReasonExited && res.ExitCode != 0)) {
+		res.Reason = ReasonOOM
+	}
+	p.rec.Exit = Exit{Reason: res.Reason, Code: res.ExitCode, Signal: res.Signal}
+	p.rec.Output = Output{StdoutBytes: p.stdout.n, StderrBytes: p.stderr.n,
+		StdoutTruncated: p.stdout.truncated, StderrTruncated: p.stderr.truncated}
+	if p.cmd.Stdout == nil {
+		res.Stdout = p.stdout.buf.Bytes()
+	}
+	if p.cmd.Stderr == nil {
+		res.Stderr = p.stderr.buf.Bytes()
+	}
+	p.teardown()
+	p.finishTimes()
+	p.result = res
+	close(p.done)
+}
+
+// Wait waits for the tool to end and returns its result.
+func (p *Process) Wait() (*Result, error) {
+	<-p.done
+	if p.rec.Exit.Reason == ReasonSetupFailed {
+		return p.result, &RunError{Err: fmt.Errorf("%w: %s", ErrSetup, p.rec.Error), Record: p.rec}
+	}
+	return p.result, nil
+}
+
+// Kill ends the sandbox now; Wait reports the reason "canceled".
+func (p *Process) Kill() { p.kill(ReasonCanceled) }
+
+func (p *Process) teardown() {
+	for _, c := range p.closers {
+		c.Close()
+	}
+	if p.stage2 != nil && p.stage2.ProcessState == nil {
+		p.killAll()
+		p.stage2.Wait()
+	}
+	p.ctlMu.Lock()
+	if p.ctl >= 0 && !p.ctlClosed {
+		if p.msgs != nil {
+			unix.Shutdown(p.ctl, unix.SHUT_RDWR) // wakes readCtl, which closes it
+		} else {
+			unix.Close(p.ctl)
+			p.ctlClosed = true
+		}
+	}
+	p.ctlMu.Unlock()
+	if p.cg != nil {
+		p.cg.Kill()
+		if err := p.cg.Delete(); err != nil {
+			p.log("cgroup delete", "err", err)
+		}
+	}
+}
+
+func (p *Process) finishTimes() {
+	end := time.Now()
+	p.rec.EndedAt = end.UTC()
+	p.rec.DurationMS = ms(end.Sub(p.start))
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// ---- control socket ----
+
+// readCtl owns the control socket once started: it closes it on exit, and
+// teardown only shuts it down, so the descriptor number is never reused
+// under a blocked read.
+func (p *Process) readCtl() {
+	defer close(p.msgs)
+	defer func() {
+		p.ctlMu.Lock()
+		unix.Close(p.ctl)
+		p.ctlClosed = true
+		p.ctlMu.Unlock()
+	}()
+	buf := make([]byte, 4096)
+	for {
+		n, _, _, _, err := unix.Recvmsg(p.ctl, buf, nil, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n == 0 {
+			return
+		}
+		if n < 4 {
+			continue
+		}
+		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...)}
+		if m.typ == msgError {
+			m.err = decodeError(m.body)
+		}
+		p.msgs <- m
+	}
+}
+
+func (p *Process) send(b []byte) error { return p.sendFDs(b, nil) }
+
+func (p *Process) sendFDs(b, oob []byte) error {
+	p.ctlMu.Lock()
+	defer p.ctlMu.Unlock()
+	if p.ctlClosed {
+		return fmt.Errorf("%w: control socket closed: stage-2 exited", ErrSetup)
+	}
+	if err := unix.Sendmsg(p.ctl, b, oob, nil, 0); err != nil {
+		return fmt.Errorf("%w: control socket: %w", ErrSetup, err)
+	}
+	return nil
+}
+
+// expect waits for one message of type typ during setup.
+func (p *Process) expect(typ uint32) ([]byte, error) {
+	select {
+	case m, ok := <-p.msgs:
+		if !ok {
+			return nil, p.stage2Died()
+		}
+		if m.err != nil {
+			return nil, m.err
+		}
+		if m.typ != typ {
+			return nil, fmt.Errorf("%w: protocol: got message %d, want %d", ErrSetup, m.typ, typ)
+		}
+		return m.body, nil
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
+	case <-time.After(30 * time.Second):
+		return nil, fmt.Errorf("%w: stage-2 did not answer within 30s (waiting for message %d)", ErrSetup, typ)
+	}
+}
+
+func (p *Process) stage2Died() error {
+	err := p.stage2.Wait()
+	return fmt.Errorf("%w: stage-2 exited during setup: %v", ErrSetup, err)
+}
+
+func decodeError(b []byte) error {
+	step, b := getStr(b)
+	var errno uint32
+	if len(b) >= 4 {
+		errno = binary.NativeEndian.Uint32(b)
+		b = b[4:]
+	}
+	detail, _ := getStr(b)
+	return &SetupError{Step: step, Errno: syscall.Errno(errno), Detail: detail}
+}
+
+func getStr(b []byte) (string, []byte) {
+	if len(b) < 4 {
+		return "", nil
+	}
+	n := int(binary.NativeEndian.Uint32(b))
+	b = b[4:]
+	if n < 1 || n > len(b) {
+		return "", nil
+	}
+	return string(b[:n-1]), b[n:]
+}
+
+func u32msg(v uint32) []byte { return binary.NativeEndian.AppendUint32(nil, v) }
+
+func putU32(b []byte, v uint32) []byte { return binary.NativeEndian.AppendUint32(b, v) }
+
+func putStr(b []byte, s string) []byte {
+	b = putU32(b, uint32(len(s)+1))
+	b = append(b, s...)
+	return append(b, 0)
+}
+
+func putList(b []byte, l []string) []byte {
+	b = putU32(b, uint32(len(l)))
+	for _, s := range l {
+		b = putStr(b, s)
+	}
+	return b
+}
+
+// lastCap is the highest capability number the kernel knows.
+func lastCap() uint32 {
+	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
+	if err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 && n < 64 {
+			return uint32(n)
+		}
+	}
+	return 63 // dropping unknown numbers is harmless: EINVAL is ignored
+}
+
+func encodePlan(flags uint32, c *compiled, bpf []byte) []byte {
+	m := u32msg(msgPlan)
+	m = putU32(m, flags)
+	m = putU32(m, sandboxUID)
+	m = putU32(m, sandboxGID)
+	m = putU32(m, lastCap())
+	m = putStr(m, "/tmp")
+	m = putStr(m, sandboxHost)
+	m = putStr(m, "size=4m,nr_inodes=4096,mode=0755")
+	m = putU32(m, uint32(len(c.ops)))
+	for _, o := range c.ops {
+		fd := int32(-1)
+		if o.fd >= 0 {
+			fd = int32(4 + o.fd) // ExtraFiles: 3 is the control socket
+		}
+		m = putU32(m, o.kind)
+		m = putU32(m, o.attr)
+		m = putU32(m, o.mode)
+		m = putU32(m, uint32(fd))
+		m = putStr(m, o.a)
+		m = putStr(m, o.b)
+	}
+	rl := []struct {
+		res      uint32
+		cur, max uint64
+	}{
+		{unix.RLIMIT_CORE, 0, 0},
+		{unix.RLIMIT_NOFILE, 1024, 1024},
+	}
+	m = putU32(m, uint32(len(rl)))
+	for _, r := range rl {
+		m = putU32(m, r.res)
+		m = binary.NativeEndian.AppendUint64(m, r.cur)
+		m = binary.NativeEndian.AppendUint64(m, r.max)
+	}
+	m = putU32(m, uint32(len(bpf)/8))
+	return append(m, bpf...)
+}
+
+func sortedKeys(m map[string]string) []string {
+	k := make([]string, 0, len(m))
+	for s := range m {
+		k = append(k, s)
+	}
+	sort.Strings(k)
+	return k
+}
+
+func errnoOf(err error) syscall.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	return 0
+}

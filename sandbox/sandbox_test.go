@@ -1,0 +1,434 @@
+package sandbox_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/internal/testenv"
+	"github.com/toolcell/toolcell/sandbox"
+)
+
+// run runs a shell snippet under set and fails the test on a setup error.
+func run(t *testing.T, set *capability.Set, script string) *sandbox.Result {
+	t.Helper()
+	return runCmd(t, set, sandbox.Command("/bin/sh", "-c", script))
+}
+
+func runCmd(t *testing.T, set *capability.Set, cmd *sandbox.Cmd) *sandbox.Result {
+	t.Helper()
+	testenv.RequireUserNS(t)
+	res, err := sandbox.Run(context.Background(), set, cmd)
+	if err != nil {
+		var re *sandbox.RunError
+		if errors.As(err, &re) {
+			b, _ := json.MarshalIndent(re.Record, "", "  ")
+			t.Logf("record: %s", b)
+		}
+		t.Fatalf("setup: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := json.MarshalIndent(res.Audit, "", "  ")
+			t.Logf("stdout: %q\nstderr: %q\nrecord: %s", res.Stdout, res.Stderr, b)
+		}
+	})
+	return res
+}
+
+// workdir returns a host directory the sandbox user can write to.
+func workdir(t *testing.T) string {
+	d := testenv.Tempdir(t)
+	if err := os.Chmod(d, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func base() *capability.Set { return capability.New().WithBase() }
+
+func TestEchoAndRecord(t *testing.T) {
+	res := run(t, base(), "echo hello; echo oops >&2; exit 3")
+	if string(res.Stdout) != "hello\n" || string(res.Stderr) != "oops\n" {
+		t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+	if res.ExitCode != 3 || res.Reason != sandbox.ReasonExited {
+		t.Fatalf("exit %d reason %s", res.ExitCode, res.Reason)
+	}
+	rec := res.Audit
+	if rec.Schema != sandbox.Schema || rec.ID == "" || !strings.HasPrefix(rec.Policy.Hash, "sha256:") {
+		t.Fatalf("record header: %+v %+v", rec.Schema, rec.Policy)
+	}
+	want := []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}
+	if strings.Join(rec.Enforce.Namespaces, ",") != strings.Join(want, ",") {
+		t.Fatalf("namespaces %v, want %v", rec.Enforce.Namespaces, want)
+	}
+	if !rec.Enforce.NoNewPrivs || len(rec.Enforce.Capabilities) != 0 {
+		t.Fatalf("nnp %v caps %v", rec.Enforce.NoNewPrivs, rec.Enforce.Capabilities)
+	}
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		if v := rec.Enforce.CapSets[k]; v != "0000000000000000" {
+			t.Errorf("%s = %q, want all zero", k, v)
+		}
+	}
+	if rec.Output.StdoutBytes != 6 || rec.Output.StderrBytes != 5 {
+		t.Fatalf("output %+v", rec.Output)
+	}
+	if rec.Exit.Code != 3 || rec.DurationMS <= 0 || rec.SetupMS <= 0 {
+		t.Fatalf("exit %+v duration %v setup %v", rec.Exit, rec.DurationMS, rec.SetupMS)
+	}
+	if len(rec.Enforce.Seccomp.AllowedSyscalls) == 0 || rec.Enforce.Seccomp.FilterHash == "" {
+		t.Fatalf("seccomp %+v", rec.Enforce.Seccomp)
+	}
+	if _, err := json.Marshal(rec); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIdentityAndPrivileges(t *testing.T) {
+	res := run(t, base(), `id -u; id -g; grep -E '^(CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status; cat /proc/self/uid_map`)
+	out := string(res.Stdout)
+	for _, want := range []string{"1000\n1000\n", "CapEff:\t0000000000000000", "CapBnd:\t0000000000000000",
+		"CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	hostUID := 65534
+	if os.Geteuid() != 0 {
+		hostUID = os.Geteuid()
+	}
+	if f := strings.Fields(strings.Split(out, "\n")[len(strings.Split(out, "\n"))-2]); len(f) != 3 || f[0] != "1000" || f[1] != strconv.Itoa(hostUID) || f[2] != "1" {
+		t.Errorf("uid_map line %q, want 1000 %d 1", f, hostUID)
+	}
+}
+
+func TestNoSetuidEscalation(t *testing.T) {
+	// su and passwd are setuid root on the host; with no_new_privs and nosuid
+	// they must not gain anything.
+	res := run(t, base(), `for f in /usr/bin/su /usr/bin/passwd /usr/bin/mount; do [ -u "$f" ] && echo "$f"; done | head -1`)
+	suid := strings.TrimSpace(string(res.Stdout))
+	if suid == "" {
+		testenv.Require(t, false, "a setuid-root binary in /usr/bin")
+	}
+	res = run(t, base(), suid+` --help >/dev/null 2>&1; grep CapEff /proc/self/status; id -u`)
+	if !strings.Contains(string(res.Stdout), "0000000000000000") || !strings.HasSuffix(string(res.Stdout), "1000\n") {
+		t.Fatalf("setuid binary changed privileges: %q", res.Stdout)
+	}
+}
+
+func TestFilesystemView(t *testing.T) {
+	wd := workdir(t)
+	secretDir := testenv.Tempdir(t)
+	canary := filepath.Join(secretDir, "canary")
+	if err := os.WriteFile(canary, []byte("host secret"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ro := testenv.Tempdir(t)
+	os.WriteFile(filepath.Join(ro, "data"), []byte("readable"), 0o644)
+
+	set := base().InWorkdir(wd).ReadDir(ro)
+	script := fmt.Sprintf(`
+pwd
+echo written > out.txt && echo write-workdir-ok
+cat %[1]s/data && echo
+echo x > %[1]s/data 2>/dev/null || echo write-ro-denied
+cat %[2]s 2>/dev/null || echo canary-absent
+ls %[3]s 2>/dev/null || echo canary-dir-absent
+echo x > /usr/evil 2>/dev/null || echo usr-ro
+echo x > /evil 2>/dev/null || echo root-ro
+echo x > /etc/evil 2>/dev/null || echo etc-ro
+test -e /etc/shadow || echo no-shadow
+test -e /root || echo no-root-home
+test -e /home || echo no-home
+test -e /sys || echo no-sys
+cat /proc/kcore 2>/dev/null | head -c1 | wc -c
+echo 1 > /proc/sys/kernel/hostname 2>/dev/null || echo proc-sys-ro
+`, ro, canary, secretDir)
+	res := run(t, set, script)
+	out := string(res.Stdout)
+	for _, want := range []string{wd + "\n", "write-workdir-ok", "readable", "write-ro-denied", "canary-absent",
+		"canary-dir-absent", "usr-ro", "root-ro", "etc-ro", "no-shadow", "no-root-home", "no-home", "no-sys", "\n0\n", "proc-sys-ro"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in output:\n%s", want, out)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(wd, "out.txt"))
+	if err != nil || string(b) != "written\n" {
+		t.Fatalf("workdir write did not reach the host: %q %v", b, err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ro, "data")); string(b) != "readable" {
+		t.Fatalf("read-only grant was modified: %q", b)
+	}
+	// The record lists the whole view.
+	var sawWD, sawRO bool
+	for _, m := range res.Audit.Enforce.Mounts {
+		if m.Dst == wd && m.Mode == "rw,nosuid,nodev,noexec" {
+			sawWD = true
+		}
+		if m.Dst == ro && m.Mode == "ro,nosuid,nodev,noexec" {
+			sawRO = true
+		}
+		if m.Dst == secretDir {
+			t.Errorf("ungranted dir in mounts: %+v", m)
+		}
+	}
+	if !sawWD || !sawRO {
+		t.Fatalf("mounts lack the grants: %+v", res.Audit.Enforce.Mounts)
+	}
+}
+
+func TestNoexecAndExecGrant(t *testing.T) {
+	wd := workdir(t)
+	script := filepath.Join(wd, "tool.sh")
+	os.WriteFile(script, []byte("#!/bin/sh\necho from-exec-grant\n"), 0o755)
+	other := filepath.Join(wd, "other.sh")
+	os.WriteFile(other, []byte("#!/bin/sh\necho should-not-run\n"), 0o755)
+	set := base().InWorkdir(wd).ExecFile(script)
+	res := run(t, set, `./tool.sh; ./other.sh 2>/dev/null || echo other-noexec; cp /bin/true /tmp/t && /tmp/t 2>/dev/null || echo tmp-noexec`)
+	out := string(res.Stdout)
+	for _, want := range []string{"from-exec-grant", "other-noexec", "tmp-noexec"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in %q", want, out)
+		}
+	}
+	if strings.Contains(out, "should-not-run") {
+		t.Fatalf("noexec workdir executed a file")
+	}
+}
+
+func TestSymlinkedGrantAppearsAtSamePath(t *testing.T) {
+	d := testenv.Tempdir(t)
+	real := filepath.Join(d, "real")
+	os.Mkdir(real, 0o755)
+	os.WriteFile(filepath.Join(real, "f"), []byte("via-link"), 0o644)
+	link := filepath.Join(d, "link")
+	if err := os.Symlink("real", link); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, base().ReadDir(link), "cat "+link+"/f")
+	if string(res.Stdout) != "via-link" {
+		t.Fatalf("got %q", res.Stdout)
+	}
+}
+
+func TestNoHostProcesses(t *testing.T) {
+	res := run(t, base(), `ls -d /proc/[0-9]* | wc -l; cat /proc/1/cmdline | tr '\0' ' '`)
+	f := strings.Fields(string(res.Stdout))
+	n, _ := strconv.Atoi(f[0])
+	// pid 1, sh, ls, wc (and maybe the cat pipeline): never the host's.
+	if n < 2 || n > 6 {
+		t.Fatalf("sandbox sees %d processes: %q", n, res.Stdout)
+	}
+	if f[1] != "toolcell-stage2" {
+		t.Fatalf("pid 1 is %q", f[1])
+	}
+}
+
+func TestHostEnvironmentNotLeaked(t *testing.T) {
+	t.Setenv("TOOLCELL_CANARY_SECRET", "s3cr3t-canary")
+	set := base().SetEnv("GIVEN", "yes")
+	res := run(t, set, `env; cat /proc/1/environ | tr '\0' '\n'`)
+	if bytes.Contains(res.Stdout, []byte("s3cr3t-canary")) {
+		t.Fatalf("host environment leaked: %s", res.Stdout)
+	}
+	if !bytes.Contains(res.Stdout, []byte("GIVEN=yes")) || !bytes.Contains(res.Stdout, []byte("PATH=")) {
+		t.Fatalf("granted env missing: %s", res.Stdout)
+	}
+	if got := res.Audit.Command.EnvNames; strings.Join(got, ",") != "GIVEN,PATH" {
+		t.Fatalf("env_names %v", got)
+	}
+	if b, _ := json.Marshal(res.Audit); bytes.Contains(b, []byte("yes")) && bytes.Contains(b, []byte("GIVEN=yes")) {
+		t.Fatalf("env value in record")
+	}
+}
+
+func TestInheritedDescriptorsClosed(t *testing.T) {
+	// A descriptor without O_CLOEXEC in the host process must not reach the tool.
+	fd, err := syscall.Open("/etc/hostname", syscall.O_RDONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	res := run(t, base(), `ls /proc/self/fd`)
+	fds := strings.Fields(string(res.Stdout))
+	// 0, 1, 2 and ls's own directory descriptor.
+	if len(fds) > 4 {
+		t.Fatalf("tool sees descriptors %v", fds)
+	}
+}
+
+func TestNoNetwork(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+			accepted <- struct{}{}
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	res := run(t, base(), fmt.Sprintf(`python3 - <<'EOF'
+import socket
+for fam, addr in ((socket.AF_INET, ("127.0.0.1", %d)), (socket.AF_INET, ("1.1.1.1", 53))):
+    try:
+        s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1); s.connect(addr); print("CONNECTED", addr)
+    except OSError as e:
+        print("refused", addr, e.errno)
+EOF
+cat /sys/class/net/*/address 2>/dev/null; ls /sys 2>/dev/null | wc -l`, port))
+	if strings.Contains(string(res.Stdout), "CONNECTED") {
+		t.Fatalf("network reachable: %s", res.Stdout)
+	}
+	select {
+	case <-accepted:
+		t.Fatal("host canary listener got a connection")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestOutputLimit(t *testing.T) {
+	set := base().WithMaxOutput(64 << 10)
+	res := run(t, set, `yes xxxxxxxxxxxxxxx`)
+	if res.Reason != sandbox.ReasonOutputLimit || !res.Audit.Output.StdoutTruncated {
+		t.Fatalf("reason %s output %+v", res.Reason, res.Audit.Output)
+	}
+	if len(res.Stdout) != 64<<10 {
+		t.Fatalf("captured %d bytes, want %d", len(res.Stdout), 64<<10)
+	}
+}
+
+func TestTimeoutKillsWholeTree(t *testing.T) {
+	marker := fmt.Sprintf("toolcell-orphan-%d", time.Now().UnixNano())
+	set := base().WithTimeout(1500 * time.Millisecond)
+	start := time.Now()
+	res := run(t, set, fmt.Sprintf(`setsid sh -c 'exec -a %[1]s sleep 300' & (sh -c 'exec -a %[1]s sleep 300' &) ; sleep 300`, marker))
+	if res.Reason != sandbox.ReasonTimeout {
+		t.Fatalf("reason %s", res.Reason)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Fatalf("timeout took %v", d)
+	}
+	// Nothing with the marker survives on the host.
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && bytes.Contains(b, []byte(marker)) {
+			t.Fatalf("process %s outlived the run: %q", e.Name(), b)
+		}
+	}
+}
+
+func TestContextCancel(t *testing.T) {
+	testenv.RequireUserNS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := sandbox.Start(ctx, base(), sandbox.Command("/bin/sleep", "300"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(200*time.Millisecond, cancel)
+	res, err := p.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reason != sandbox.ReasonCanceled {
+		t.Fatalf("reason %s", res.Reason)
+	}
+}
+
+func TestMemoryLimitOOM(t *testing.T) {
+	set := base().WithMemory(48 << 20)
+	// Also through a shell: the OOM killer takes the child, the shell exits 137.
+	if res := run(t, set, `python3 -c 'b = bytearray(400 << 20)'`); res.Reason != sandbox.ReasonOOM {
+		t.Fatalf("via shell: reason %s exit %+v", res.Reason, res.Audit.Exit)
+	}
+	res := runCmd(t, set, sandbox.Command("python3", "-c", "b = bytearray(400 << 20); print(len(b))"))
+	if res.Signal != "SIGKILL" {
+		t.Fatalf("tool not killed: %+v", res.Audit.Exit)
+	}
+	if res.Reason != sandbox.ReasonOOM || res.Audit.Resources.OOMKills < 1 {
+		t.Fatalf("reason %s resources %+v", res.Reason, res.Audit.Resources)
+	}
+	if res.Audit.Enforce.Cgroup.Limits["memory_bytes"] != strconv.Itoa(48<<20) {
+		t.Fatalf("cgroup %+v", res.Audit.Enforce.Cgroup)
+	}
+}
+
+func TestPidsLimit(t *testing.T) {
+	set := base().WithPids(16)
+	res := run(t, set, `ok=0; for i in $(seq 40); do sleep 5 2>/dev/null & done 2>/dev/null; jobs -p | wc -l`)
+	n, _ := strconv.Atoi(strings.TrimSpace(string(res.Stdout)))
+	if n >= 40 {
+		t.Fatalf("started %d sleeps under pids=16", n)
+	}
+	if res.Audit.Resources.PidsPeak > 16 {
+		t.Fatalf("pids peak %d above the limit", res.Audit.Resources.PidsPeak)
+	}
+}
+
+func TestResourcesRecorded(t *testing.T) {
+	res := run(t, base(), `python3 -c 'b = bytearray(40 << 20); sum(range(2000000))'`)
+	r := res.Audit.Resources
+	if r.MemoryPeakBytes < 30<<20 || r.CPUUserUS+r.CPUSystemUS == 0 {
+		t.Fatalf("resources %+v", r)
+	}
+}
+
+func TestRealPrograms(t *testing.T) {
+	wd := workdir(t)
+	bin := filepath.Join(wd, "hello")
+	os.WriteFile(bin, nil, 0o755)
+	os.Chmod(bin, 0o777) // written by the mapped sandbox user
+	set := base().InWorkdir(wd).ExecFile(bin).WriteFile(bin).WithMemory(1 << 30).WithTimeout(120 * time.Second)
+	cases := []struct{ name, script, want string }{
+		{"coreutils", `printf 'b\na\n' | sort | tr a-z A-Z | head -1; ls / | wc -l >/dev/null; awk 'BEGIN{print 6*7}'`, "A\n42\n"},
+		{"python3", `python3 -c 'import json,hashlib; print(json.dumps({"h": hashlib.sha256(b"x").hexdigest()[:8]}))'`, `{"h": "2d711642"}` + "\n"},
+		{"git", `git init -q repo && cd repo && echo hi > f && git add f && git -c user.name=t -c user.email=t@e commit -qm init && git log --format=%s`, "init\n"},
+		{"gcc", `printf '#include <stdio.h>\nint main(void){puts("hello from gcc");return 0;}\n' > h.c && gcc -o /tmp/h h.c && cat /tmp/h > hello && ./hello`, "hello from gcc\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := run(t, set, c.script)
+			if res.ExitCode != 0 || string(res.Stdout) != c.want {
+				t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+			}
+			if len(res.Audit.Denials) != 0 {
+				t.Fatalf("denials: %+v", res.Audit.Denials)
+			}
+		})
+	}
+}
+
+func TestBadPolicyIsSetupError(t *testing.T) {
+	_, err := sandbox.Run(context.Background(), capability.New().ReadDir("relative/path"), sandbox.Command("/bin/true"))
+	if !errors.Is(err, sandbox.ErrPolicy) {
+		t.Fatalf("err %v, want ErrPolicy", err)
+	}
+	var re *sandbox.RunError
+	if !errors.As(err, &re) || re.Record.Exit.Reason != sandbox.ReasonSetupFailed || re.Record.Error == "" {
+		t.Fatalf("no setup_failed record: %v", err)
+	}
+}
+
+func TestMissingCommand(t *testing.T) {
+	testenv.RequireUserNS(t)
+	_, err := sandbox.Run(context.Background(), base(), sandbox.Command("no-such-tool-xyz"))
+	if !errors.Is(err, sandbox.ErrPolicy) || !strings.Contains(err.Error(), "no-such-tool-xyz") {
+		t.Fatalf("err %v", err)
+	}
+}

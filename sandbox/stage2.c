@@ -1,0 +1,726 @@
+/*
+ * stage2.c: toolcell's stage-2, run before the Go runtime starts.
+ *
+ * The supervisor starts a sealed copy of its own binary with TC_ENV set; the
+ * constructor below notices it and never returns to Go. The stage-2 executes
+ * a plan the Go side computed and validated: it creates the namespaces, builds
+ * the filesystem view, drops privileges, and execs the tool when told to. It
+ * makes no policy decision: every path, flag, limit and filter arrives in the
+ * plan. Each failure is reported to the supervisor as (step, errno, detail).
+ *
+ * Process shape:
+ *   outer  (host pid ns): unshare(user), wait for the id maps, unshare(rest),
+ *                         fork pid 1, wait for it.
+ *   pid 1  (sandbox):     mounts, pivot_root, drop privileges, READY; on EXEC
+ *                         fork the tool and reap until it exits.
+ *   tool:                 setsid, stdio, seccomp, execve.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "stage2.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+struct op {
+	uint32_t kind, attr, mode;
+	int32_t fd;
+	const char *a, *b;
+	int tree; /* detached mount cloned from the source (TC_OP_BIND) */
+};
+
+struct rlim {
+	uint32_t resource;
+	uint64_t cur, max;
+};
+
+struct plan {
+	uint32_t flags, uid, gid, last_cap;
+	const char *staging, *hostname, *rootopts;
+	uint32_t nops, nrlim, nfilter;
+	struct op *ops;
+	struct rlim *rlims;
+	struct sock_filter *filter;
+};
+
+static int ctl = -1;
+
+/* ---- messages ---- */
+
+struct buf {
+	char *p;
+	size_t n, cap;
+};
+
+static void put(struct buf *b, const void *p, size_t n)
+{
+	if (b->n + n > b->cap)
+		n = b->cap - b->n; /* truncate: error details are best-effort */
+	memcpy(b->p + b->n, p, n);
+	b->n += n;
+}
+
+static void put_u32(struct buf *b, uint32_t v) { put(b, &v, 4); }
+
+static void put_str(struct buf *b, const char *s)
+{
+	uint32_t n = (uint32_t)strlen(s) + 1;
+	if (n > 1024)
+		n = 1024;
+	put_u32(b, n);
+	put(b, s, n - 1);
+	put(b, "", 1);
+}
+
+static void send_msg(struct buf *b)
+{
+	ssize_t r;
+	do
+		r = send(ctl, b->p, b->n, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+}
+
+static void send_int(uint32_t type, int32_t v)
+{
+	char s[8];
+	struct buf b = {s, 0, sizeof s};
+	put_u32(&b, type);
+	put_u32(&b, (uint32_t)v);
+	send_msg(&b);
+}
+
+/* fail reports (step, errno, detail) and exits; it never returns. */
+static void __attribute__((noreturn)) fail(const char *step, const char *detail)
+{
+	int e = errno;
+	char s[2200];
+	struct buf b = {s, 0, sizeof s};
+	put_u32(&b, TC_MSG_ERROR);
+	put_str(&b, step);
+	put_u32(&b, (uint32_t)e);
+	put_str(&b, detail ? detail : "");
+	send_msg(&b);
+	_exit(TC_EXIT_SETUP);
+}
+
+/* recv_msg reads one packet (and up to nfds passed fds) into a malloc'd
+ * buffer; EOF means the supervisor went away, which ends the stage-2. */
+static size_t recv_msg(char **out, int *fds, int nfds)
+{
+	char *p = malloc(TC_MAX_MSG);
+	char cbuf[CMSG_SPACE(sizeof(int) * 3)];
+	struct iovec iov = {p, TC_MAX_MSG};
+	struct msghdr mh = {0};
+	ssize_t n;
+
+	if (!p)
+		fail("recv", "out of memory");
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof cbuf;
+	do
+		n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		_exit(TC_EXIT_SETUP); /* supervisor gone: nobody to report to */
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		errno = EMSGSIZE;
+		fail("recv", "message truncated");
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int got = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (got != nfds) {
+				errno = EBADMSG;
+				fail("recv", "wrong number of file descriptors");
+			}
+			memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)got);
+			nfds = 0;
+		}
+	}
+	if (nfds) {
+		errno = EBADMSG;
+		fail("recv", "file descriptors missing");
+	}
+	*out = p;
+	return (size_t)n;
+}
+
+/* ---- plan decoding: bounds-checked, any malformation is fatal ---- */
+
+struct rd {
+	const char *p;
+	size_t n;
+};
+
+static void need(struct rd *r, size_t n)
+{
+	if (r->n < n) {
+		errno = EBADMSG;
+		fail("plan", "short message");
+	}
+}
+
+static uint32_t get_u32(struct rd *r)
+{
+	uint32_t v;
+	need(r, 4);
+	memcpy(&v, r->p, 4);
+	r->p += 4;
+	r->n -= 4;
+	return v;
+}
+
+static uint64_t get_u64(struct rd *r)
+{
+	uint64_t v;
+	need(r, 8);
+	memcpy(&v, r->p, 8);
+	r->p += 8;
+	r->n -= 8;
+	return v;
+}
+
+/* get_str: uint32 length including the NUL, then the bytes. */
+static const char *get_str(struct rd *r)
+{
+	uint32_t n = get_u32(r);
+	const char *s = r->p;
+	need(r, n);
+	if (n == 0 || s[n - 1] != '\0' || memchr(s, '\0', n) != s + n - 1) {
+		errno = EBADMSG;
+		fail("plan", "bad string");
+	}
+	r->p += n;
+	r->n -= n;
+	return s;
+}
+
+static void *alloc(size_t n, size_t sz)
+{
+	void *p = calloc(n ? n : 1, sz);
+	if (!p)
+		fail("plan", "out of memory");
+	return p;
+}
+
+static void read_plan(struct plan *pl)
+{
+	char *m;
+	struct rd r;
+	r.n = recv_msg(&m, NULL, 0);
+	r.p = m;
+	if (get_u32(&r) != TC_MSG_PLAN) {
+		errno = EBADMSG;
+		fail("plan", "expected PLAN");
+	}
+	pl->flags = get_u32(&r);
+	pl->uid = get_u32(&r);
+	pl->gid = get_u32(&r);
+	pl->last_cap = get_u32(&r);
+	pl->staging = get_str(&r);
+	pl->hostname = get_str(&r);
+	pl->rootopts = get_str(&r);
+	pl->nops = get_u32(&r);
+	if (pl->nops > 4096) {
+		errno = E2BIG;
+		fail("plan", "too many operations");
+	}
+	pl->ops = alloc(pl->nops, sizeof(struct op));
+	for (uint32_t i = 0; i < pl->nops; i++) {
+		struct op *o = &pl->ops[i];
+		o->kind = get_u32(&r);
+		o->attr = get_u32(&r);
+		o->mode = get_u32(&r);
+		o->fd = (int32_t)get_u32(&r);
+		o->a = get_str(&r);
+		o->b = get_str(&r);
+		o->tree = -1;
+	}
+	pl->nrlim = get_u32(&r);
+	if (pl->nrlim > 64) {
+		errno = E2BIG;
+		fail("plan", "too many rlimits");
+	}
+	pl->rlims = alloc(pl->nrlim, sizeof(struct rlim));
+	for (uint32_t i = 0; i < pl->nrlim; i++) {
+		pl->rlims[i].resource = get_u32(&r);
+		pl->rlims[i].cur = get_u64(&r);
+		pl->rlims[i].max = get_u64(&r);
+	}
+	pl->nfilter = get_u32(&r);
+	if (pl->nfilter == 0 || pl->nfilter > BPF_MAXINSNS) {
+		errno = EINVAL;
+		fail("plan", "seccomp filter size");
+	}
+	need(&r, (size_t)pl->nfilter * sizeof(struct sock_filter));
+	pl->filter = alloc(pl->nfilter, sizeof(struct sock_filter));
+	memcpy(pl->filter, r.p, (size_t)pl->nfilter * sizeof(struct sock_filter));
+}
+
+/* ---- the view ---- */
+
+/* open_parent opens the directory holding rel (relative to root) without
+ * following any symlink, and points *base at the last component. */
+static int open_parent(int root, const char *rel, char *tmp, size_t tmpsz, const char **base)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+		.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	char *slash;
+	if (strlen(rel) >= tmpsz) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(tmp, rel);
+	slash = strrchr(tmp, '/');
+	if (!slash) {
+		*base = rel;
+		return (int)syscall(SYS_openat2, root, ".", &how, sizeof how);
+	}
+	*slash = '\0';
+	*base = rel + (slash - tmp) + 1;
+	return (int)syscall(SYS_openat2, root, tmp, &how, sizeof how);
+}
+
+static int attach(int tree, int dir, const char *base)
+{
+	return move_mount(tree, "", dir, base, MOVE_MOUNT_F_EMPTY_PATH);
+}
+
+static int new_tmpfs(const char *opts, uint32_t attr)
+{
+	char kv[512];
+	int fs = fsopen("tmpfs", FSOPEN_CLOEXEC), m;
+	if (fs < 0)
+		return -1;
+	if (strlen(opts) >= sizeof kv) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(kv, opts);
+	for (char *save = NULL, *t = strtok_r(kv, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(t, '=');
+		if (!eq) {
+			errno = EINVAL;
+			return -1;
+		}
+		*eq = '\0';
+		if (fsconfig(fs, FSCONFIG_SET_STRING, t, eq + 1, 0) < 0)
+			return -1;
+	}
+	if (fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+		return -1;
+	m = fsmount(fs, FSMOUNT_CLOEXEC, attr);
+	close(fs);
+	return m;
+}
+
+static int set_attr(int fd, const char *path, unsigned flags, uint64_t attr)
+{
+	struct mount_attr ma = {.attr_set = attr, .propagation = MS_PRIVATE};
+	return mount_setattr(fd, path, flags, &ma, sizeof ma);
+}
+
+/* clone_sources clones every bind source while the host tree is still
+ * visible, and checks that the path still names the inode Go opened. A
+ * symlink or directory swapped in since then fails the run. */
+static void clone_sources(struct plan *pl)
+{
+	for (uint32_t i = 0; i < pl->nops; i++) {
+		struct op *o = &pl->ops[i];
+		struct stat want, got;
+		if (o->kind != TC_OP_BIND)
+			continue;
+		if (fstat(o->fd, &want) < 0)
+			fail("bind_source_fd", o->b);
+		o->tree = open_tree(AT_FDCWD, o->b, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
+		if (o->tree < 0)
+			fail("bind_clone", o->b);
+		if (fstat(o->tree, &got) < 0)
+			fail("bind_clone_stat", o->b);
+		if (got.st_dev != want.st_dev || got.st_ino != want.st_ino ||
+		    (got.st_mode & S_IFMT) != (want.st_mode & S_IFMT)) {
+			errno = ESTALE;
+			fail("bind_verify", o->b);
+		}
+		if (set_attr(o->tree, "", AT_EMPTY_PATH | AT_RECURSIVE, o->attr) < 0)
+			fail("bind_setattr", o->b);
+		close(o->fd);
+	}
+}
+
+static void do_op(int root, struct op *o)
+{
+	char tmp[4096];
+	const char *base;
+	int dir = open_parent(root, o->a, tmp, sizeof tmp, &base), fd, t;
+	int optional = o->kind == TC_OP_MASK_FILE || o->kind == TC_OP_MASK_DIR || o->kind == TC_OP_READONLY;
+
+	if (dir < 0) {
+		if (optional && errno == ENOENT)
+			return;
+		fail("view_parent", o->a);
+	}
+	switch (o->kind) {
+	case TC_OP_MKDIR:
+		if (mkdirat(dir, base, 0700) < 0 || fchmodat(dir, base, o->mode, 0) < 0)
+			fail("mkdir", o->a);
+		break;
+	case TC_OP_FILE: {
+		size_t n = strlen(o->b);
+		fd = openat(dir, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd < 0)
+			fail("file", o->a);
+		for (size_t off = 0; off < n;) {
+			ssize_t w = write(fd, o->b + off, n - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0)
+				fail("file_write", o->a);
+			off += (size_t)w;
+		}
+		if (fchmod(fd, o->mode) < 0)
+			fail("file_chmod", o->a);
+		close(fd);
+		break;
+	}
+	case TC_OP_SYMLINK:
+		if (symlinkat(o->b, dir, base) < 0)
+			fail("symlink", o->a);
+		break;
+	case TC_OP_BIND:
+		if (attach(o->tree, dir, base) < 0)
+			fail("bind_attach", o->a);
+		close(o->tree);
+		break;
+	case TC_OP_TMPFS:
+		t = new_tmpfs(o->b, o->attr);
+		if (t < 0)
+			fail("tmpfs", o->a);
+		if (attach(t, dir, base) < 0)
+			fail("tmpfs_attach", o->a);
+		close(t);
+		break;
+	case TC_OP_PROC: {
+		/* mount(2) through the parent's fd: the kernel checks that a
+		 * fully visible proc exists in this mount namespace. */
+		char path[64];
+		snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dir, base);
+		if (strlen(base) > 32 || strchr(base, '/')) {
+			errno = EINVAL;
+			fail("proc", o->a);
+		}
+		if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+			fail("proc", o->a);
+		break;
+	}
+	case TC_OP_MASK_FILE:
+		t = open_tree(root, "dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+		if (t < 0)
+			fail("mask_source", "dev/null");
+		if (attach(t, dir, base) < 0 && errno != ENOENT)
+			fail("mask_file", o->a);
+		close(t);
+		break;
+	case TC_OP_MASK_DIR:
+		t = new_tmpfs("size=4k,nr_inodes=1,mode=0555", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
+		if (t < 0)
+			fail("mask_dir", o->a);
+		if (attach(t, dir, base) < 0 && errno != ENOENT)
+			fail("mask_dir_attach", o->a);
+		close(t);
+		break;
+	case TC_OP_SETATTR:
+		if (set_attr(dir, base, AT_SYMLINK_NOFOLLOW, o->attr) < 0)
+			fail("setattr", o->a);
+		break;
+	case TC_OP_READONLY:
+		t = open_tree(dir, base, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
+		if (t < 0) {
+			if (errno == ENOENT)
+				break;
+			fail("readonly", o->a);
+		}
+		if (set_attr(t, "", AT_EMPTY_PATH | AT_RECURSIVE, o->attr) < 0 || attach(t, dir, base) < 0)
+			fail("readonly", o->a);
+		close(t);
+		break;
+	default:
+		errno = EINVAL;
+		fail("plan", "unknown operation");
+	}
+	close(dir);
+}
+
+static void build_view(struct plan *pl)
+{
+	int root;
+
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		fail("make_private", "/");
+	clone_sources(pl);
+	/* Sources are resolved with the host process's ids (it opened them
+	 * too); from here on, become the mapped sandbox user so that files made
+	 * on the view's tmpfs belong to a mapped id. Capabilities in the new
+	 * user namespace survive: its uid 0 is unmapped, so no setuid fixup
+	 * applies; every set is cleared explicitly before READY. */
+	if (setresgid(pl->gid, pl->gid, pl->gid) < 0)
+		fail("setresgid", NULL);
+	if (setresuid(pl->uid, pl->uid, pl->uid) < 0)
+		fail("setresuid", NULL);
+	if (mount("tmpfs", pl->staging, "tmpfs", MS_NOSUID | MS_NODEV, pl->rootopts) < 0)
+		fail("root_tmpfs", pl->staging);
+	root = open(pl->staging, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (root < 0)
+		fail("root_open", pl->staging);
+	for (uint32_t i = 0; i < pl->nops; i++)
+		do_op(root, &pl->ops[i]);
+
+	/* pivot_root(".", ".") stacks the old root on the new one; detach it. */
+	if (fchdir(root) < 0)
+		fail("pivot_chdir", pl->staging);
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		fail("pivot_root", pl->staging);
+	if (umount2(".", MNT_DETACH) < 0)
+		fail("detach_old_root", "/");
+	if (chdir("/") < 0)
+		fail("chdir", "/");
+	close(root);
+	if (set_attr(AT_FDCWD, "/", 0, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV) < 0)
+		fail("root_readonly", "/");
+}
+
+static void loopback_up(void)
+{
+	struct ifreq ifr = {0};
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		fail("loopback", "socket");
+	strcpy(ifr.ifr_name, "lo");
+	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+		fail("loopback", "get flags");
+	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+		fail("loopback", "set flags");
+	close(s);
+}
+
+/* drop_privileges leaves pid 1 (and so the tool) with no capability in any
+ * set, no_new_privs, the mapped uid/gid, and not dumpable. */
+static void drop_privileges(struct plan *pl)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2] = {{0}};
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		fail("no_new_privs", NULL);
+	for (uint32_t c = 0; c <= pl->last_cap; c++)
+		if (prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
+			fail("capbset_drop", NULL);
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+		fail("ambient_clear", NULL);
+	if (setresgid(pl->gid, pl->gid, pl->gid) < 0)
+		fail("setresgid", NULL);
+	if (setresuid(pl->uid, pl->uid, pl->uid) < 0)
+		fail("setresuid", NULL);
+	if (syscall(SYS_capset, &h, d) < 0)
+		fail("capset", NULL);
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail("dumpable", NULL);
+}
+
+/* ---- the tool ---- */
+
+struct execmsg {
+	const char *path, *cwd;
+	char **argv, **envp;
+	int fds[3];
+};
+
+static char **get_list(struct rd *r)
+{
+	uint32_t n = get_u32(r);
+	char **v;
+	if (n > 65536) {
+		errno = E2BIG;
+		fail("exec_message", "too many strings");
+	}
+	v = alloc(n + 1, sizeof(char *));
+	for (uint32_t i = 0; i < n; i++)
+		v[i] = (char *)get_str(r);
+	return v;
+}
+
+static void read_exec(struct execmsg *x)
+{
+	char *m;
+	struct rd r;
+	r.n = recv_msg(&m, x->fds, 3);
+	r.p = m;
+	if (get_u32(&r) != TC_MSG_EXEC) {
+		errno = EBADMSG;
+		fail("exec_message", "expected EXEC");
+	}
+	x->path = get_str(&r);
+	x->cwd = get_str(&r);
+	x->argv = get_list(&r);
+	x->envp = get_list(&r);
+}
+
+static void __attribute__((noreturn)) run_tool(struct plan *pl, struct execmsg *x)
+{
+	struct sock_fprog prog = {(unsigned short)pl->nfilter, pl->filter};
+
+	if (setsid() < 0)
+		fail("setsid", NULL);
+	for (int i = 0; i < 3; i++)
+		if (x->fds[i] < 3) { /* keep dup2 below from clobbering a source */
+			int f = fcntl(x->fds[i], F_DUPFD_CLOEXEC, 3);
+			if (f < 0)
+				fail("stdio", NULL);
+			x->fds[i] = f;
+		}
+	for (int i = 0; i < 3; i++)
+		if (dup2(x->fds[i], i) < 0)
+			fail("stdio", NULL);
+	/* Every other descriptor closes at execve, whatever its flag; the
+	 * control socket stays open until then to report an exec failure. */
+	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		fail("close_range", NULL);
+	if (chdir(x->cwd) < 0)
+		fail("chdir", x->cwd);
+	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
+		fail("seccomp", NULL);
+	execve(x->path, x->argv, x->envp);
+	fail("execve", x->path);
+}
+
+static void __attribute__((noreturn)) pid1(struct plan *pl)
+{
+	struct execmsg x;
+	pid_t tool;
+	int st;
+
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		fail("pdeathsig", NULL);
+	build_view(pl);
+	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
+		fail("sethostname", pl->hostname);
+	loopback_up();
+	for (uint32_t i = 0; i < pl->nrlim; i++) {
+		struct rlimit rl = {pl->rlims[i].cur, pl->rlims[i].max};
+		if (setrlimit((int)pl->rlims[i].resource, &rl) < 0)
+			fail("setrlimit", NULL);
+	}
+	/* Only the control socket survives into the sandbox. */
+	if (dup2(ctl, 3) < 0)
+		fail("control_fd", NULL);
+	ctl = 3;
+	if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+		fail("close_range", NULL);
+	drop_privileges(pl);
+	send_int(TC_MSG_READY, 0);
+
+	read_exec(&x);
+	tool = fork();
+	if (tool < 0)
+		fail("fork_tool", NULL);
+	if (tool == 0)
+		run_tool(pl, &x);
+	for (int i = 0; i < 3; i++)
+		close(x.fds[i]);
+	send_int(TC_MSG_STARTED, tool);
+	/* Reap everything; when the tool exits, pid 1 exits and the kernel
+	 * kills whatever is left in the pid namespace. */
+	for (;;) {
+		pid_t w = waitpid(-1, &st, 0);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			fail("wait", NULL);
+		if (w == tool) {
+			send_int(TC_MSG_EXIT, st);
+			_exit(0);
+		}
+	}
+}
+
+static void __attribute__((noreturn)) stage2(const char *fdstr)
+{
+	struct plan pl;
+	char *m, *end;
+	struct rd r;
+	long fd = strtol(fdstr, &end, 10);
+	pid_t child;
+	int st;
+
+	if (*fdstr == '\0' || *end != '\0' || fd < 3 || fd > 1024)
+		_exit(TC_EXIT_SETUP);
+	ctl = (int)fd;
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		fail("pdeathsig", NULL);
+	read_plan(&pl);
+
+	if ((pl.flags & TC_PLAN_DROP_GROUPS) && setgroups(0, NULL) < 0)
+		fail("setgroups", NULL);
+	if (unshare(CLONE_NEWUSER) < 0)
+		fail("unshare_user", NULL);
+	send_int(TC_MSG_USERNS, 0);
+	r.n = recv_msg(&m, NULL, 0);
+	r.p = m;
+	if (get_u32(&r) != TC_MSG_GO) {
+		errno = EBADMSG;
+		fail("userns", "expected GO");
+	}
+	free(m);
+	if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) < 0)
+		fail("unshare", NULL);
+	child = fork();
+	if (child < 0)
+		fail("fork_pid1", NULL);
+	if (child == 0)
+		pid1(&pl);
+	send_int(TC_MSG_PID1, child);
+	close(ctl);
+	while (waitpid(child, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(TC_EXIT_SETUP);
+	if (WIFSIGNALED(st))
+		_exit(128 + WTERMSIG(st));
+	_exit(WEXITSTATUS(st));
+}
+
+/* Runs when the binary is loaded, before the Go runtime. */
+__attribute__((constructor)) static void toolcell_stage2_init(void)
+{
+	const char *fd = getenv(TC_ENV);
+	if (fd)
+		stage2(fd);
+}

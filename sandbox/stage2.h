@@ -1,0 +1,49 @@
+/*
+ * stage2.h: the wire contract between the Go supervisor and the C stage-2.
+ * Every constant here is mirrored in Go through cgo (stage2_cgo.go), so the
+ * two sides cannot drift apart.
+ */
+#ifndef TOOLCELL_STAGE2_H
+#define TOOLCELL_STAGE2_H
+
+/* Environment variable that turns a process into the stage-2; its value is
+ * the control socket's file descriptor number. */
+#define TC_ENV "_TOOLCELL_STAGE2"
+
+/* Messages on the control socket (SOCK_SEQPACKET: one message per packet).
+ * Each starts with a uint32 type. */
+enum {
+	TC_MSG_PLAN = 1,    /* Go -> C: the setup plan                            */
+	TC_MSG_USERNS = 2,  /* C -> Go: user namespace created, write the id maps */
+	TC_MSG_GO = 3,      /* Go -> C: maps written, cgroup joined               */
+	TC_MSG_PID1 = 4,    /* C -> Go: int32 host pid of the sandbox's pid 1      */
+	TC_MSG_READY = 5,   /* C -> Go: view built, privileges dropped            */
+	TC_MSG_EXEC = 6,    /* Go -> C: path, cwd, argv, envp + 3 stdio fds        */
+	TC_MSG_STARTED = 7, /* C -> Go: int32 tool pid (inside the pid namespace) */
+	TC_MSG_EXIT = 8,    /* C -> Go: int32 wait status of the tool              */
+	TC_MSG_ERROR = 9,   /* C -> Go: step, int32 errno, detail                  */
+};
+
+/* Plan operations, executed in order against the new root. Paths are
+ * relative to the new root and never resolved through a symlink. */
+enum {
+	TC_OP_MKDIR = 1,     /* a: path; mode                                     */
+	TC_OP_FILE = 2,      /* a: path; b: content; mode                         */
+	TC_OP_SYMLINK = 3,   /* a: path; b: link text                             */
+	TC_OP_BIND = 4,      /* a: target; b: host source; fd: O_PATH of source;   */
+	                     /* attr: MOUNT_ATTR_* to set                         */
+	TC_OP_TMPFS = 5,     /* a: target; b: "k=v,k=v" options; attr             */
+	TC_OP_PROC = 6,      /* a: target                                         */
+	TC_OP_MASK_FILE = 7, /* a: path to hide under /dev/null, if present       */
+	TC_OP_MASK_DIR = 8,  /* a: dir to hide under an empty read-only tmpfs     */
+	TC_OP_READONLY = 9,  /* a: path to remount with attr, if present          */
+	TC_OP_SETATTR = 10,  /* a: mount point whose own attributes get attr      */
+};
+
+/* Plan flags. */
+#define TC_PLAN_DROP_GROUPS 1 /* setgroups(0, NULL) before the user ns (root) */
+
+#define TC_MAX_MSG (1 << 20)
+#define TC_EXIT_SETUP 125
+
+#endif

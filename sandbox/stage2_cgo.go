@@ -1,0 +1,38 @@
+package sandbox
+
+/*
+#cgo CFLAGS: -Wall -Wextra -O2
+#include "stage2.h"
+*/
+import "C"
+
+// The wire contract with the C stage-2 (stage2.h), taken from the header so
+// the two sides cannot drift apart.
+const (
+	stage2Env = C.TC_ENV
+
+	msgPlan    = C.TC_MSG_PLAN
+	msgUserns  = C.TC_MSG_USERNS
+	msgGo      = C.TC_MSG_GO
+	msgPID1    = C.TC_MSG_PID1
+	msgReady   = C.TC_MSG_READY
+	msgExec    = C.TC_MSG_EXEC
+	msgStarted = C.TC_MSG_STARTED
+	msgExit    = C.TC_MSG_EXIT
+	msgError   = C.TC_MSG_ERROR
+
+	opMkdir    = C.TC_OP_MKDIR
+	opFile     = C.TC_OP_FILE
+	opSymlink  = C.TC_OP_SYMLINK
+	opBind     = C.TC_OP_BIND
+	opTmpfs    = C.TC_OP_TMPFS
+	opProc     = C.TC_OP_PROC
+	opMaskFile = C.TC_OP_MASK_FILE
+	opMaskDir  = C.TC_OP_MASK_DIR
+	opReadonly = C.TC_OP_READONLY
+	opSetattr  = C.TC_OP_SETATTR
+
+	planDropGroups = C.TC_PLAN_DROP_GROUPS
+	maxMsg         = C.TC_MAX_MSG
+	exitSetup      = C.TC_EXIT_SETUP
+)

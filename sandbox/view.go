@@ -1,0 +1,507 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/capability"
+)
+
+// The filesystem view is computed here, in Go, and executed by the C stage-2
+// as a list of operations. Grants appear inside at the same path as on the
+// host: every symlink met while resolving a grant is recreated in the view,
+// and the mount target is the resolved path.
+
+// Sandbox identity inside the user namespace.
+const (
+	sandboxUID  = 1000
+	sandboxGID  = 1000
+	sandboxHost = "toolcell"
+	defaultPATH = "/usr/local/bin:/usr/bin:/bin"
+)
+
+type access uint8
+
+const (
+	accRead access = 1 << iota
+	accWrite
+	accExec
+)
+
+// entryKind is what a path of the view is.
+type entryKind uint8
+
+const (
+	kindBind entryKind = iota + 1
+	kindSymlink
+	kindFile  // generated file on a tmpfs
+	kindTmpfs // a tmpfs of the sandbox's own (/tmp, /dev, /dev/shm)
+	kindProc
+	kindDir // an empty directory on a tmpfs
+)
+
+type entry struct {
+	path    string // absolute path in the view
+	kind    entryKind
+	acc     access
+	isDir   bool
+	src     string // host source (bind)
+	text    string // symlink text, file content, tmpfs options
+	mode    uint32
+	granted []string // grant paths that led here (for the record)
+}
+
+// view is the computed filesystem of one sandbox.
+type view struct {
+	entries map[string]*entry
+	masks   []maskSpec
+}
+
+type maskSpec struct {
+	path string
+	kind uint32
+}
+
+// Masked and read-only /proc paths, after runc's defaults: files that leak
+// host state or offer host-wide knobs.
+var (
+	procMaskFiles = []string{"/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+		"/proc/timer_stats", "/proc/sched_debug", "/proc/interrupts", "/proc/kallsyms", "/proc/kmsg",
+		"/proc/sysrq-trigger"}
+	procMaskDirs = []string{"/proc/acpi", "/proc/asound", "/proc/scsi", "/proc/driver"}
+	procReadonly = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys"}
+	devNodes     = []string{"null", "zero", "full", "random", "urandom"}
+)
+
+// resolve walks p component by component without trusting the final
+// answer of the kernel's own resolution, so that each symlink met on the
+// way can be recreated in the view. It returns the real path and the links.
+func resolve(p string) (string, []*entry, error) {
+	var links []*entry
+	rest := strings.Split(strings.TrimPrefix(p, "/"), "/")
+	cur := "/"
+	for hops := 0; len(rest) > 0; {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = filepath.Dir(cur)
+			continue
+		}
+		next := filepath.Join(cur, c)
+		fi, err := os.Lstat(next)
+		if err != nil {
+			return "", nil, err
+		}
+		if fi.Mode()&os.ModeSymlink == 0 {
+			cur = next
+			continue
+		}
+		if hops++; hops > 40 {
+			return "", nil, &os.PathError{Op: "resolve", Path: p, Err: unix.ELOOP}
+		}
+		text, err := os.Readlink(next)
+		if err != nil {
+			return "", nil, err
+		}
+		links = append(links, &entry{path: next, kind: kindSymlink, text: text, granted: []string{p}})
+		if filepath.IsAbs(text) {
+			cur = "/"
+		}
+		rest = append(strings.Split(strings.TrimPrefix(text, "/"), "/"), rest...)
+	}
+	return cur, links, nil
+}
+
+func newView() *view { return &view{entries: map[string]*entry{}} }
+
+func (v *view) add(e *entry) error {
+	old, ok := v.entries[e.path]
+	if !ok {
+		v.entries[e.path] = e
+		return nil
+	}
+	switch {
+	case old.kind == kindBind && e.kind == kindBind:
+		old.acc |= e.acc
+		old.granted = append(old.granted, e.granted...)
+		return nil
+	case old.kind == kindSymlink && e.kind == kindSymlink && old.text == e.text:
+		return nil
+	case old.kind == kindFile && e.kind == kindBind:
+		// An explicit grant wins over a file toolcell would generate.
+		v.entries[e.path] = e
+		return nil
+	case old.kind == kindBind && e.kind == kindFile:
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %s conflicts with %s", ErrPolicy, e.path, e.describe(), old.describe())
+}
+
+func (e *entry) describe() string {
+	switch e.kind {
+	case kindBind:
+		return "grant of " + strings.Join(e.granted, ", ")
+	case kindSymlink:
+		return "symlink to " + e.text
+	case kindFile:
+		return "generated file"
+	case kindTmpfs:
+		return "the sandbox's own tmpfs"
+	case kindProc:
+		return "the sandbox's /proc"
+	}
+	return "directory"
+}
+
+// grant resolves one granted path and adds it with its symlinks.
+func (v *view) grant(p string, acc access, wantDir bool) error {
+	real, links, err := resolve(p)
+	if err != nil {
+		return fmt.Errorf("%w: grant %q: %v", ErrPolicy, p, err)
+	}
+	fi, err := os.Stat(real)
+	if err != nil {
+		return fmt.Errorf("%w: grant %q: %v", ErrPolicy, p, err)
+	}
+	if fi.IsDir() != wantDir {
+		return fmt.Errorf("%w: grant %q: resolves to %q, which is not a %s", ErrPolicy, p, real, map[bool]string{true: "directory", false: "file"}[wantDir])
+	}
+	for _, l := range links {
+		if err := v.add(l); err != nil {
+			return err
+		}
+	}
+	return v.add(&entry{path: real, kind: kindBind, acc: acc, isDir: wantDir, src: real, granted: []string{p}})
+}
+
+// baseView lists the Base preset: what a dynamically linked program of the
+// distribution needs, read-only, and nothing secret.
+func (v *view) base() error {
+	if err := v.grant("/usr", accRead|accExec, true); err != nil {
+		return err
+	}
+	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"} {
+		fi, err := os.Lstat(d)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("base view: %w", err)
+		}
+		if fi.Mode()&os.ModeSymlink != 0 {
+			text, err := os.Readlink(d)
+			if err != nil {
+				return fmt.Errorf("base view: %w", err)
+			}
+			if err := v.add(&entry{path: d, kind: kindSymlink, text: text, granted: []string{"base"}}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := v.grant(d, accRead|accExec, true); err != nil {
+			return err
+		}
+	}
+	optional := []struct {
+		path string
+		dir  bool
+	}{
+		{"/etc/ld.so.cache", false},
+		{"/etc/alternatives", true},
+		{"/etc/ssl/certs", true},
+		{"/etc/localtime", false},
+	}
+	for _, o := range optional {
+		if _, err := os.Stat(o.path); err != nil {
+			continue
+		}
+		if err := v.grant(o.path, accRead, o.dir); err != nil {
+			return err
+		}
+	}
+	files := map[string]string{
+		"/etc/passwd": "root:x:0:0:root:/root:/usr/sbin/nologin\n" +
+			fmt.Sprintf("tool:x:%d:%d:toolcell tool:/tmp:/bin/sh\n", sandboxUID, sandboxGID) +
+			"nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n",
+		"/etc/group":         fmt.Sprintf("root:x:0:\ntool:x:%d:\nnogroup:x:65534:\n", sandboxGID),
+		"/etc/hosts":         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + sandboxHost + "\n",
+		"/etc/hostname":      sandboxHost + "\n",
+		"/etc/resolv.conf":   "# toolcell: no network granted, no resolver\n",
+		"/etc/nsswitch.conf": "passwd: files\ngroup: files\nhosts: files dns\n",
+	}
+	for p, content := range files {
+		if err := v.add(&entry{path: p, kind: kindFile, text: content, mode: 0o644, granted: []string{"base"}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// buildView turns a validated capability set into the view.
+func buildView(set *capability.Set) (*view, error) {
+	v := newView()
+	if set.Base {
+		if err := v.base(); err != nil {
+			return nil, err
+		}
+	}
+	type g struct {
+		paths []string
+		acc   access
+		dir   bool
+	}
+	for _, gr := range []g{
+		{set.ReadDirs, accRead, true},
+		{set.ReadFiles, accRead, false},
+		{set.WriteDirs, accRead | accWrite, true},
+		{set.WriteFiles, accRead | accWrite, false},
+		{set.Exec, accRead | accExec, false},
+	} {
+		for _, p := range gr.paths {
+			if err := v.grant(p, gr.acc, gr.dir); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if set.Workdir != "" {
+		if err := v.grant(set.Workdir, accRead|accWrite, true); err != nil {
+			return nil, err
+		}
+	}
+	own := []*entry{
+		{path: "/tmp", kind: kindTmpfs, text: fmt.Sprintf("size=%d,mode=1777", int64(set.TmpLimit())), mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC},
+		{path: "/dev", kind: kindTmpfs, text: "size=64k,nr_inodes=64,mode=0755", mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC},
+		{path: "/dev/shm", kind: kindTmpfs, text: fmt.Sprintf("size=%d,mode=1777", int64(set.TmpLimit())), mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC},
+		{path: "/proc", kind: kindProc},
+		{path: "/dev/fd", kind: kindSymlink, text: "/proc/self/fd"},
+		{path: "/dev/stdin", kind: kindSymlink, text: "/proc/self/fd/0"},
+		{path: "/dev/stdout", kind: kindSymlink, text: "/proc/self/fd/1"},
+		{path: "/dev/stderr", kind: kindSymlink, text: "/proc/self/fd/2"},
+	}
+	for _, n := range devNodes {
+		own = append(own, &entry{path: "/dev/" + n, kind: kindBind, acc: accRead | accWrite, src: "/dev/" + n, granted: []string{"dev"}})
+	}
+	for _, e := range own {
+		if e.granted == nil {
+			e.granted = []string{"sandbox"}
+		}
+		if err := v.add(e); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range procMaskFiles {
+		v.masks = append(v.masks, maskSpec{p, opMaskFile})
+	}
+	for _, p := range procMaskDirs {
+		v.masks = append(v.masks, maskSpec{p, opMaskDir})
+	}
+	for _, p := range procReadonly {
+		v.masks = append(v.masks, maskSpec{p, opReadonly})
+	}
+	return v, nil
+}
+
+// planOp is one operation for the stage-2 (see stage2.h).
+type planOp struct {
+	kind, attr, mode uint32
+	fd               int // index into the plan's files, or -1
+	a, b             string
+}
+
+// MountInfo is one mount of the view, as the audit record lists it.
+type MountInfo struct {
+	Dst  string `json:"dst"`
+	Src  string `json:"src"`
+	Mode string `json:"mode"`
+}
+
+// compiled is a view turned into operations plus the host files they bind.
+type compiled struct {
+	ops    []planOp
+	files  []*os.File // O_PATH descriptors, passed to the stage-2
+	mounts []MountInfo
+}
+
+func (c *compiled) close() {
+	for _, f := range c.files {
+		f.Close()
+	}
+}
+
+func bindAttr(e *entry) uint32 {
+	a := uint32(unix.MOUNT_ATTR_NOSUID)
+	if e.acc&accWrite == 0 {
+		a |= unix.MOUNT_ATTR_RDONLY
+	}
+	if e.acc&accExec == 0 {
+		a |= unix.MOUNT_ATTR_NOEXEC
+	}
+	if !strings.HasPrefix(e.path, "/dev/") {
+		a |= unix.MOUNT_ATTR_NODEV
+	}
+	return a
+}
+
+func attrString(a uint32) string {
+	var s []string
+	if a&unix.MOUNT_ATTR_RDONLY != 0 {
+		s = append(s, "ro")
+	} else {
+		s = append(s, "rw")
+	}
+	for _, f := range []struct {
+		bit  uint32
+		name string
+	}{{unix.MOUNT_ATTR_NOSUID, "nosuid"}, {unix.MOUNT_ATTR_NODEV, "nodev"}, {unix.MOUNT_ATTR_NOEXEC, "noexec"}} {
+		if a&f.bit != 0 {
+			s = append(s, f.name)
+		}
+	}
+	return strings.Join(s, ",")
+}
+
+// compile orders the view (parents before children) and emits operations.
+// A path is created on a tmpfs only when no bind covers it: under a bind,
+// everything already exists on the host and nothing is written there.
+func (v *view) compile() (*compiled, error) {
+	paths := make([]string, 0, len(v.entries))
+	for p := range v.entries {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	c := &compiled{}
+	created := map[string]bool{"/": true}
+	// owner returns the deepest mount covering p (excluding p itself).
+	owner := func(p string) *entry {
+		for d := filepath.Dir(p); d != "/"; d = filepath.Dir(d) {
+			if e, ok := v.entries[d]; ok && (e.kind == kindBind || e.kind == kindTmpfs || e.kind == kindProc) {
+				return e
+			}
+		}
+		return nil
+	}
+	underBind := func(p string) bool {
+		o := owner(p)
+		return o != nil && o.kind == kindBind
+	}
+	// below a symlink of the view nothing may be placed: it would be
+	// resolved through the link.
+	for _, p := range paths {
+		for d := filepath.Dir(p); d != "/"; d = filepath.Dir(d) {
+			if e, ok := v.entries[d]; ok && (e.kind == kindSymlink || e.kind == kindFile || (e.kind == kindBind && !e.isDir)) {
+				if e.kind == kindSymlink && underBind(d) {
+					continue
+				}
+				return nil, fmt.Errorf("%w: %s lies below %s (%s)", ErrPolicy, p, d, e.describe())
+			}
+		}
+	}
+	mkdirs := func(p string) {
+		var todo []string
+		for d := filepath.Dir(p); !created[d]; d = filepath.Dir(d) {
+			todo = append(todo, d)
+		}
+		for i := len(todo) - 1; i >= 0; i-- {
+			c.ops = append(c.ops, planOp{kind: opMkdir, mode: 0o755, fd: -1, a: rel(todo[i])})
+			created[todo[i]] = true
+		}
+	}
+	for _, p := range paths {
+		e := v.entries[p]
+		if underBind(p) {
+			if e.kind != kindBind {
+				// A symlink inside a bound directory is the host's own.
+				if e.kind == kindSymlink {
+					continue
+				}
+				return nil, fmt.Errorf("%w: %s (%s) lies inside a granted directory", ErrPolicy, p, e.describe())
+			}
+		} else {
+			mkdirs(p)
+		}
+		switch e.kind {
+		case kindSymlink:
+			c.ops = append(c.ops, planOp{kind: opSymlink, fd: -1, a: rel(p), b: e.text})
+		case kindFile:
+			c.ops = append(c.ops, planOp{kind: opFile, mode: e.mode, fd: -1, a: rel(p), b: e.text})
+			c.mounts = append(c.mounts, MountInfo{Dst: p, Src: "generated", Mode: "ro"})
+		case kindDir:
+			c.ops = append(c.ops, planOp{kind: opMkdir, mode: 0o755, fd: -1, a: rel(p)})
+		case kindTmpfs, kindProc:
+			c.ops = append(c.ops, planOp{kind: opMkdir, mode: 0o755, fd: -1, a: rel(p)})
+			if e.kind == kindProc {
+				c.ops = append(c.ops, planOp{kind: opProc, fd: -1, a: rel(p)})
+				c.mounts = append(c.mounts, MountInfo{Dst: p, Src: "proc", Mode: "rw,nosuid,nodev,noexec"})
+			} else {
+				c.ops = append(c.ops, planOp{kind: opTmpfs, attr: e.mode, fd: -1, a: rel(p), b: e.text})
+				c.mounts = append(c.mounts, MountInfo{Dst: p, Src: "tmpfs(" + e.text + ")", Mode: attrString(e.mode)})
+			}
+		case kindBind:
+			if !underBind(p) {
+				if e.isDir {
+					c.ops = append(c.ops, planOp{kind: opMkdir, mode: 0o755, fd: -1, a: rel(p)})
+				} else {
+					c.ops = append(c.ops, planOp{kind: opFile, mode: 0o644, fd: -1, a: rel(p)})
+				}
+			}
+			created[p] = true
+			f, err := openSource(e)
+			if err != nil {
+				c.close()
+				return nil, err
+			}
+			c.files = append(c.files, f)
+			attr := bindAttr(e)
+			c.ops = append(c.ops, planOp{kind: opBind, attr: attr, fd: len(c.files) - 1, a: rel(p), b: e.src})
+			c.mounts = append(c.mounts, MountInfo{Dst: p, Src: e.src, Mode: attrString(attr)})
+		}
+		created[p] = true
+	}
+	// /dev is complete: freeze its directory (the nodes stay writable).
+	c.ops = append(c.ops, planOp{kind: opSetattr, attr: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC, fd: -1, a: "dev"})
+	for _, m := range v.masks {
+		attr := uint32(0)
+		if m.kind == opReadonly {
+			attr = unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+		}
+		c.ops = append(c.ops, planOp{kind: m.kind, attr: attr, fd: -1, a: rel(m.path)})
+		mode := "masked"
+		if m.kind == opReadonly {
+			mode = "ro"
+		}
+		c.mounts = append(c.mounts, MountInfo{Dst: m.path, Src: "mask", Mode: mode})
+	}
+	return c, nil
+}
+
+// openSource opens the resolved source without following a final symlink;
+// the stage-2 checks that the path still names this inode when it mounts.
+func openSource(e *entry) (*os.File, error) {
+	fd, err := unix.Open(e.src, unix.O_PATH|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %v", ErrPolicy, e.src, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("open %s: %w", e.src, err)
+	}
+	isDir := st.Mode&unix.S_IFMT == unix.S_IFDIR
+	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
+	if isLink || (e.kind == kindBind && e.isDir != isDir && !strings.HasPrefix(e.path, "/dev/")) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("%w: %s changed type while the sandbox was prepared", ErrPolicy, e.src)
+	}
+	return os.NewFile(uintptr(fd), e.src), nil
+}
+
+func rel(p string) string { return strings.TrimPrefix(p, "/") }

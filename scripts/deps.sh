@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# scripts/deps.sh: install what building and testing toolcell needs, on
+# Debian 12. Idempotent: packages already installed (dpkg) are left alone and
+# apt is not touched at all when nothing is missing.
+#   scripts/deps.sh          everything scripts/test.sh needs (incl. the VM)
+#   scripts/deps.sh --demo   only what scripts/demo.sh needs (cgo + libseccomp)
+# Also checks that Go is available (/usr/local/go/bin is added to PATH).
+set -euo pipefail
+die() { echo "deps: ERROR: $*" >&2; exit 1; }
+
+demo_pkgs=(libseccomp-dev gcc pkg-config)
+all_pkgs=("${demo_pkgs[@]}" bubblewrap qemu-system-x86 busybox-static cpio xz-utils zstd
+          python3 git util-linux iproute2 ca-certificates)
+case ${1:-} in
+  --demo) pkgs=("${demo_pkgs[@]}") ;;
+  "")     pkgs=("${all_pkgs[@]}") ;;
+  -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+  *) die "unknown argument '$1' (use --demo or nothing)" ;;
+esac
+
+installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
+missing=()
+for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing: ${missing[*]}"
+  command -v apt-get >/dev/null || die "apt-get not found; install by hand: ${missing[*]}"
+  sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
+      die "missing packages (${missing[*]}) and not root; run: sudo apt-get install ${missing[*]}"
+    sudo=(sudo -n)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq || die "apt-get update failed (network or apt sources?)"
+  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
+    # retry one by one so the error names the package that failed
+    for p in "${missing[@]}"; do
+      installed "$p" && continue
+      echo "deps: installing $p"
+      "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$p" >/dev/null ||
+        die "apt-get install $p failed"
+    done
+  fi
+  for p in "${missing[@]}"; do installed "$p" || die "package $p is still not installed"; done
+  echo "deps: installed ${missing[*]}"
+else
+  echo "deps: all ${#pkgs[@]} packages present"
+fi
+
+# Go: not from apt (bookworm's is too old); expected at /usr/local/go.
+[ -x /usr/local/go/bin/go ] && case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) PATH=/usr/local/go/bin:$PATH ;; esac
+command -v go >/dev/null ||
+  die "Go not found (looked in PATH and /usr/local/go/bin); install Go $(sed -n 's/^go //p' "$(dirname "$0")/../go.mod" 2>/dev/null) to /usr/local/go"
+echo "deps: $(go version)"

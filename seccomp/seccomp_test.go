@@ -1,0 +1,355 @@
+package seccomp
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"math/rand"
+	"sort"
+	"strings"
+	"testing"
+
+	libseccomp "github.com/seccomp/libseccomp-golang"
+	"golang.org/x/sys/unix"
+)
+
+func sysnr(t testing.TB, name string) int32 {
+	t.Helper()
+	nr, err := libseccomp.GetSyscallFromNameByArch(name, libseccomp.ArchAMD64)
+	if err != nil || nr < 0 {
+		t.Fatalf("libseccomp does not know %q on x86_64: %v", name, err)
+	}
+	return int32(nr)
+}
+
+func compileDefault(t testing.TB) (*Filter, []insn) {
+	t.Helper()
+	f, err := Compile(Policy{Groups: DefaultGroups()})
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
+	}
+	return f, decode(t, f.BPF)
+}
+
+func expect(t *testing.T, prog []insn, want uint32, what string, arch uint32, nr int32, args ...uint64) {
+	t.Helper()
+	if got := eval(t, prog, arch, nr, args...); got != want {
+		t.Errorf("%s: got %s, want %s", what, retName(got), retName(want))
+	}
+}
+
+func TestFilterMetadata(t *testing.T) {
+	f, prog := compileDefault(t)
+	t.Logf("%d instructions, %d allowed, conditional %v, unresolved %v",
+		len(prog), len(f.Allowed), f.Conditional, f.Unresolved)
+	sum := sha256.Sum256(f.BPF)
+	if f.Hash != hex.EncodeToString(sum[:]) {
+		t.Errorf("Hash is not sha256 of BPF")
+	}
+	if !sort.StringsAreSorted(f.Allowed) || !sort.StringsAreSorted(f.Conditional) {
+		t.Errorf("Allowed/Conditional not sorted")
+	}
+	for _, c := range []string{"clone", "socket", "ioctl", "personality", "prctl"} {
+		if i := sort.SearchStrings(f.Conditional, c); i == len(f.Conditional) || f.Conditional[i] != c {
+			t.Errorf("%s missing from Conditional %v", c, f.Conditional)
+		}
+	}
+	if f.DefaultAction != ActionErrnoENOSYS || f.DeniedAction != ActionErrnoEPERM ||
+		f.ForeignArchAction != ActionKillProcess || len(f.Arches) != 1 || f.Arches[0] != "x86_64" {
+		t.Errorf("unexpected actions/arches: %+v", f)
+	}
+	if len(f.Unresolved) != 0 {
+		t.Errorf("group syscalls unknown to libseccomp: %v", f.Unresolved)
+	}
+	g, err := Compile(Policy{Groups: []Group{GroupIoctl, GroupBase, GroupBase, GroupExec, GroupFileRead,
+		GroupFileWrite, GroupProcess, GroupIPCLocal}, DeniedAction: ActionErrnoEPERM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(f.BPF, g.BPF) {
+		t.Errorf("compilation is not deterministic / order independent")
+	}
+}
+
+func TestGoldenDefaultGroups(t *testing.T) {
+	f, prog := compileDefault(t)
+	cond := map[string]bool{}
+	for _, c := range f.Conditional {
+		cond[c] = true
+	}
+	for _, name := range f.Allowed {
+		if cond[name] {
+			continue
+		}
+		expect(t, prog, retAllow, name, auditArchX8664, sysnr(t, name), 0, 0, 0)
+	}
+	for _, name := range AlwaysDenied() {
+		expect(t, prog, retErrnoEPERM, name, auditArchX8664, sysnr(t, name))
+	}
+	// Known but not granted.
+	for _, name := range []string{"mknod", "mknodat", "sethostname", "setuid", "mlock", "sync", "socketcall"} {
+		nr, err := libseccomp.GetSyscallFromNameByArch(name, libseccomp.ArchAMD64)
+		if err != nil || nr < 0 {
+			continue // not an x86_64 syscall
+		}
+		expect(t, prog, retErrnoEPERM, name, auditArchX8664, int32(nr))
+	}
+	for _, nr := range []int32{1000, 2000, 0x3fffffff} {
+		expect(t, prog, retErrnoENOSYS, "unknown number", auditArchX8664, nr)
+	}
+	for _, nr := range []int32{0, 1, 11, 59, 0x3fffffff} {
+		expect(t, prog, retKillProcess, "i386", auditArchI386, nr)
+		expect(t, prog, retKillProcess, "x32", auditArchX8664, nr|x32SyscallBit)
+		expect(t, prog, retKillProcess, "aarch64", 0xc00000b7, nr)
+	}
+	// libseccomp's x86_64 prologue sends every nr >= X32_SYSCALL_BIT to the
+	// bad-arch action, except nr == -1 (a tracer's "skip this syscall"),
+	// which falls through to the default.
+	expect(t, prog, retErrnoENOSYS, "nr -1", auditArchX8664, -1)
+	expect(t, prog, retKillProcess, "nr 0x7fffffff", auditArchX8664, 0x7fffffff)
+	expect(t, prog, retKillProcess, "nr 0xfffffffe", auditArchX8664, -2)
+	// x32 numbers whose x86_64 part is an allowed syscall, and x32-only numbers.
+	for _, nr := range []int32{int32(unix.SYS_WRITE), int32(unix.SYS_GETPID), 512, 520, 545} {
+		expect(t, prog, retKillProcess, "x32", auditArchX8664, nr|x32SyscallBit)
+	}
+
+	clone := sysnr(t, "clone")
+	const threadFlags = unix.CLONE_VM | unix.CLONE_FS | unix.CLONE_FILES | unix.CLONE_SIGHAND |
+		unix.CLONE_THREAD | unix.CLONE_SYSVSEM | unix.CLONE_SETTLS |
+		unix.CLONE_PARENT_SETTID | unix.CLONE_CHILD_CLEARTID
+	expect(t, prog, retAllow, "clone(thread)", auditArchX8664, clone, threadFlags)
+	expect(t, prog, retAllow, "clone(fork)", auditArchX8664, clone, uint64(unix.SIGCHLD))
+	expect(t, prog, retAllow, "clone(vfork|pidfd)", auditArchX8664, clone,
+		unix.CLONE_VM|unix.CLONE_VFORK|unix.CLONE_PIDFD|uint64(unix.SIGCHLD))
+	// High half of a 64-bit flags word is ignored by the kernel (lower_32_bits).
+	expect(t, prog, retAllow, "clone(hi bits)", auditArchX8664, clone, 0xffffffff00000000|uint64(unix.SIGCHLD))
+	for _, fl := range []uint64{unix.CLONE_NEWUSER, unix.CLONE_NEWNS, unix.CLONE_NEWPID, unix.CLONE_NEWNET,
+		unix.CLONE_NEWIPC, unix.CLONE_NEWUTS, unix.CLONE_NEWCGROUP} {
+		expect(t, prog, retErrnoEPERM, "clone(ns)", auditArchX8664, clone, fl)
+		expect(t, prog, retErrnoEPERM, "clone(thread|ns)", auditArchX8664, clone, threadFlags|fl)
+		expect(t, prog, retErrnoEPERM, "clone(hi|ns)", auditArchX8664, clone, 0xffffffff00000000|fl)
+	}
+	expect(t, prog, retErrnoENOSYS, "clone3", auditArchX8664, sysnr(t, "clone3"), 0, 88)
+
+	socket := sysnr(t, "socket")
+	expect(t, prog, retAllow, "socket(AF_UNIX)", auditArchX8664, socket, unix.AF_UNIX, unix.SOCK_STREAM)
+	for _, dom := range []uint64{unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK, unix.AF_PACKET, 0, 0x100} {
+		expect(t, prog, retErrnoEPERM, "socket(other)", auditArchX8664, socket, dom, unix.SOCK_STREAM)
+	}
+	// Both halves: AF_INET hidden behind high bits is still AF_INET to the kernel.
+	expect(t, prog, retErrnoEPERM, "socket(hi|AF_INET)", auditArchX8664, socket, 0x100000002)
+	expect(t, prog, retErrnoEPERM, "socket(AF_UNIX<<32)", auditArchX8664, socket, 0x100000000)
+
+	ioctl := sysnr(t, "ioctl")
+	expect(t, prog, retErrnoEPERM, "ioctl(TIOCSTI)", auditArchX8664, ioctl, 0, 0x5412)
+	expect(t, prog, retErrnoEPERM, "ioctl(hi|TIOCSTI)", auditArchX8664, ioctl, 0, 0x100005412)
+	expect(t, prog, retErrnoEPERM, "ioctl(sext TIOCSTI)", auditArchX8664, ioctl, 0, 0xffffffff00005412)
+	expect(t, prog, retErrnoEPERM, "ioctl(TIOCLINUX)", auditArchX8664, ioctl, 0, 0x541C)
+	expect(t, prog, retErrnoEPERM, "ioctl(hi|TIOCLINUX)", auditArchX8664, ioctl, 3, 0x7fffffff0000541C)
+	expect(t, prog, retAllow, "ioctl(FIONREAD)", auditArchX8664, ioctl, 0, 0x541B)
+	expect(t, prog, retAllow, "ioctl(TCGETS)", auditArchX8664, ioctl, 1, 0x5401)
+	expect(t, prog, retAllow, "ioctl(TIOCSTI<<32)", auditArchX8664, ioctl, 0, 0x541200000000)
+	expect(t, prog, retAllow, "ioctl(sext TIOCGPTN)", auditArchX8664, ioctl, 0, 0xffffffff80045430)
+	expect(t, prog, retAllow, "ioctl(fd=TIOCSTI)", auditArchX8664, ioctl, 0x5412, 0x541B)
+
+	pers := sysnr(t, "personality")
+	expect(t, prog, retAllow, "personality(0)", auditArchX8664, pers, 0)
+	expect(t, prog, retAllow, "personality(query)", auditArchX8664, pers, 0xffffffff)
+	expect(t, prog, retErrnoEPERM, "personality(READ_IMPLIES_EXEC)", auditArchX8664, pers, 0x0400000)
+	expect(t, prog, retErrnoEPERM, "personality(ADDR_NO_RANDOMIZE)", auditArchX8664, pers, 0x0040000)
+	expect(t, prog, retErrnoEPERM, "personality(0xfffffffe)", auditArchX8664, pers, 0xfffffffe)
+	expect(t, prog, retErrnoEPERM, "personality(hi|RIE)", auditArchX8664, pers, 0x100400000)
+
+	prctl := sysnr(t, "prctl")
+	expect(t, prog, retAllow, "prctl(PR_SET_NAME)", auditArchX8664, prctl, unix.PR_SET_NAME)
+	expect(t, prog, retAllow, "prctl(PR_SET_NO_NEW_PRIVS)", auditArchX8664, prctl, unix.PR_SET_NO_NEW_PRIVS, 1)
+	expect(t, prog, retAllow, "prctl(PR_SET_VMA)", auditArchX8664, prctl, unix.PR_SET_VMA)
+	expect(t, prog, retErrnoEPERM, "prctl(PR_SET_MM)", auditArchX8664, prctl, unix.PR_SET_MM)
+	expect(t, prog, retErrnoEPERM, "prctl(PR_CAP_AMBIENT)", auditArchX8664, prctl, unix.PR_CAP_AMBIENT)
+	expect(t, prog, retErrnoEPERM, "prctl(PR_SET_PTRACER)", auditArchX8664, prctl, unix.PR_SET_PTRACER)
+}
+
+func TestLow32NotIn(t *testing.T) {
+	r := rand.New(rand.NewSource(7))
+	for iter := 0; iter < 50; iter++ {
+		vals := []uint32{r.Uint32(), uint32(r.Intn(64)), uint32(r.Intn(64)), 0x5412}
+		in := low32In(2, vals...)
+		out := low32NotIn(2, vals...)
+		probe := append([]uint32{0, 0xffffffff, 1}, vals...)
+		for i := 0; i < 200; i++ {
+			probe = append(probe, r.Uint32(), vals[r.Intn(len(vals))]^(1<<uint(r.Intn(32))))
+		}
+		for _, p := range probe {
+			x := uint64(r.Uint32())<<32 | uint64(p)
+			nIn, nOut := 0, 0
+			for _, c := range in {
+				if x&c.mask == c.value {
+					nIn++
+				}
+			}
+			for _, c := range out {
+				if x&c.mask == c.value {
+					nOut++
+				}
+			}
+			if nIn+nOut != 1 || (nOut > 1) {
+				t.Fatalf("value %#x vals %#x: in %d out %d", x, vals, nIn, nOut)
+			}
+		}
+	}
+}
+
+func TestCompileRejectsAlwaysDenied(t *testing.T) {
+	for _, bad := range []string{"ptrace", "mount", "bpf", "clone3"} {
+		table := groupTable{}
+		for g, d := range defaultTable {
+			table[g] = d
+		}
+		def := table[GroupFileRead]
+		def.syscalls = append(append([]string(nil), def.syscalls...), bad)
+		table[GroupFileRead] = def
+		if _, err := compile(Policy{Groups: DefaultGroups()}, table); err == nil {
+			t.Errorf("compile accepted a group containing %q", bad)
+		}
+		table[GroupFileRead] = defaultTable[GroupFileRead]
+		table["evil"] = groupDef{conditional: []argFilter{{syscall: bad, allow: low32In(0, 0)}}}
+		if _, err := compile(Policy{Groups: []Group{GroupBase, "evil"}}, table); err == nil {
+			t.Errorf("compile accepted a conditional rule for %q", bad)
+		}
+	}
+	// The shipped table itself must pass.
+	if err := defaultTable.validate(DefaultGroups()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPolicyValidation(t *testing.T) {
+	if _, err := Compile(Policy{Groups: []Group{"network"}}); err == nil {
+		t.Error("unknown group accepted")
+	}
+	if _, err := Compile(Policy{Groups: DefaultGroups(), DeniedAction: ActionAllow}); err == nil {
+		t.Error("allow as denied action accepted")
+	}
+	f, err := Compile(Policy{Groups: []Group{GroupBase}, DeniedAction: ActionKillProcess})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := decode(t, f.BPF)
+	expect(t, prog, retKillProcess, "ptrace", auditArchX8664, sysnr(t, "ptrace"))
+	expect(t, prog, retKillProcess, "execve", auditArchX8664, sysnr(t, "execve"))
+	expect(t, prog, retKillProcess, "personality(RIE)", auditArchX8664, sysnr(t, "personality"), 0x0400000)
+	expect(t, prog, retAllow, "getpid", auditArchX8664, sysnr(t, "getpid"))
+	expect(t, prog, retErrnoENOSYS, "clone3", auditArchX8664, sysnr(t, "clone3"))
+	expect(t, prog, retErrnoENOSYS, "unknown", auditArchX8664, 1000)
+}
+
+func TestPropertyRandomGroups(t *testing.T) {
+	r := rand.New(rand.NewSource(1))
+	all := DefaultGroups()
+	denied := AlwaysDenied()
+	for iter := 0; iter < 200; iter++ {
+		var gs []Group
+		for _, g := range all {
+			if r.Intn(2) == 0 {
+				gs = append(gs, g)
+			}
+		}
+		act := []Action{"", ActionErrnoEPERM, ActionErrnoENOSYS, ActionKillProcess}[r.Intn(4)]
+		f, err := CompileCached(Policy{Groups: gs, DeniedAction: act})
+		if err != nil {
+			t.Fatalf("groups %v: %v", gs, err)
+		}
+		prog := decode(t, f.BPF)
+		for _, name := range denied {
+			args := []uint64{r.Uint64(), r.Uint64(), r.Uint64()}
+			if got := eval(t, prog, auditArchX8664, sysnr(t, name), args...); got == retAllow {
+				t.Fatalf("groups %v: %s allowed", gs, name)
+			}
+		}
+		for i := 0; i < 5; i++ {
+			nr := int32(r.Intn(1 << 30))
+			if got := eval(t, prog, auditArchI386, nr); got != retKillProcess {
+				t.Fatalf("groups %v: i386 nr %d -> %s", gs, nr, retName(got))
+			}
+			if got := eval(t, prog, auditArchX8664, nr|x32SyscallBit); got != retKillProcess {
+				t.Fatalf("groups %v: x32 nr %#x -> %s", gs, nr|x32SyscallBit, retName(got))
+			}
+			unk := int32(1000 + r.Intn(0x3fffffff-1000))
+			if got := eval(t, prog, auditArchX8664, unk); got != retErrnoENOSYS {
+				t.Fatalf("groups %v: unknown nr %d -> %s", gs, unk, retName(got))
+			}
+		}
+	}
+}
+
+func TestCompileCached(t *testing.T) {
+	p := Policy{Groups: []Group{GroupExec, GroupBase}}
+	a, err := CompileCached(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.BPF[0] ^= 0xff // callers own their copy
+	b, err := CompileCached(Policy{Groups: []Group{GroupBase, GroupExec, GroupBase}, DeniedAction: ActionErrnoEPERM})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Compile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Hash != c.Hash || !bytes.Equal(b.BPF, c.BPF) {
+		t.Error("cached filter differs from a fresh compile")
+	}
+}
+
+func TestExplain(t *testing.T) {
+	rules := Explain(Policy{Groups: DefaultGroups()})
+	by := map[string]Rule{}
+	for _, r := range rules {
+		by[r.Syscall] = r
+	}
+	check := func(name string, act Action, g Group, condSub string) {
+		t.Helper()
+		r, ok := by[name]
+		if !ok {
+			t.Errorf("%s missing", name)
+			return
+		}
+		if r.Action != act || r.Group != g || !strings.Contains(r.Condition, condSub) {
+			t.Errorf("%s: %+v", name, r)
+		}
+	}
+	check("read", ActionAllow, GroupBase, "")
+	check("openat", ActionAllow, GroupFileRead, "")
+	check("execve", ActionAllow, GroupExec, "")
+	check("clone", ActionAllow, GroupProcess, "CLONE_NEW")
+	check("ioctl", ActionAllow, GroupIoctl, "TIOCSTI")
+	check("ptrace", ActionErrnoEPERM, "", "always denied")
+	check("clone3", ActionErrnoENOSYS, "", "glibc")
+	check("mknod", ActionErrnoEPERM, "", "not granted")
+	if Explain(Policy{Groups: []Group{"nope"}}) != nil {
+		t.Error("Explain of invalid policy should be nil")
+	}
+}
+
+func BenchmarkCompileCold(b *testing.B) {
+	p := Policy{Groups: DefaultGroups()}
+	for i := 0; i < b.N; i++ {
+		if _, err := Compile(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkCompileCached(b *testing.B) {
+	p := Policy{Groups: DefaultGroups()}
+	if _, err := CompileCached(p); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := CompileCached(p); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
