@@ -90,6 +90,9 @@ type Enforcement struct {
 	Capabilities []string          `json:"capabilities"`
 	CapSets      map[string]string `json:"cap_sets,omitempty"`
 	Degraded     []string          `json:"degraded"`
+	// Notes says where evidence could not be read (the enforcement itself
+	// is unaffected); empty normally.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // SeccompInfo describes the installed filter.

@@ -401,22 +401,30 @@ func (p *Process) writeIDMaps(pid int) error {
 // readEvidence reads, from the kernel, what pid 1 of the sandbox holds
 // after it dropped privileges: the tool starts from exactly this state.
 func (p *Process) readEvidence() {
-	dir := fmt.Sprintf("/proc/%d/", p.pid1)
-	self, _ := os.Readlink("/proc/self/ns/user")
-	_ = self
+	// Namespaces are read from the outer stage-2, which holds the same ones
+	// (its children's pid namespace is pid 1's) and, unlike pid 1, stays
+	// dumpable, so an unprivileged supervisor can read them too.
+	outer := fmt.Sprintf("/proc/%d/ns/", p.stage2.Process.Pid)
 	for _, ns := range []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"} {
+		link := ns
+		if ns == "pid" {
+			link = "pid_for_children"
+		}
 		mine, err1 := os.Readlink("/proc/self/ns/" + ns)
-		theirs, err2 := os.Readlink(dir + "ns/" + ns)
+		theirs, err2 := os.Readlink(outer + link)
 		if err1 == nil && err2 == nil && mine != theirs {
 			p.rec.Enforce.Namespaces = append(p.rec.Enforce.Namespaces, ns)
+		} else if err2 != nil {
+			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read namespace "+ns+": "+err2.Error())
 		}
 	}
+	dir := fmt.Sprintf("/proc/%d/", p.pid1)
 	if b, err := os.ReadFile(dir + "uid_map"); err == nil {
 		p.rec.Enforce.UIDMap = strings.Join(strings.Fields(string(b)), " ")
 	}
 	status, err := os.ReadFile(dir + "status")
 	if err != nil {
-		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "evidence: cannot read pid 1 status: "+err.Error())
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read pid 1 status: "+err.Error())
 		return
 	}
 	sets := map[string]string{}
@@ -583,12 +591,12 @@ func (p *Process) killAll() {
 			p.log("cgroup kill", "err", err)
 		}
 	}
+	// The stage-2 is our child, so its pid cannot be recycled before we
+	// wait for it; pid 1 dies with it (PDEATHSIG) and takes the pid
+	// namespace along. pid 1's own number is never signalled: once reaped it
+	// may name an unrelated process.
 	if p.stage2 != nil && p.stage2.Process != nil {
 		p.stage2.Process.Kill()
-	}
-	if p.pid1 > 0 {
-		// pid 1 has PDEATHSIG, but do not rely on it alone.
-		unix.Kill(p.pid1, unix.SIGKILL)
 	}
 }
 
@@ -618,9 +626,20 @@ func (p *Process) supervise() {
 		}
 	}
 out:
-	// The tool is gone (or pid 1 died): nothing may outlive the run.
+	// The tool is gone (or pid 1 died). When the tool exited, pid 1 exits
+	// too and the kernel kills the rest of the pid namespace before the
+	// stage-2 sees it go, so waiting is enough; killing the cgroup then is a
+	// no-op. Give that a bounded time, then kill: nothing outlives the run.
+	exited := make(chan struct{})
+	go func() { p.stage2.Wait(); close(exited) }()
+	if status != nil {
+		select {
+		case <-exited:
+		case <-time.After(2 * time.Second):
+		}
+	}
 	p.killAll()
-	p.stage2.Wait()
+	<-exited
 	p.outWG.Wait()
 	res := &Result{ExitCode: -1, Audit: p.rec}
 	if p.cg != nil {
