@@ -234,6 +234,9 @@ func TestNewV2Fake(t *testing.T) {
 		"pids.max":   "7",
 		"cpu.max":    "25000 100000",
 	} {
+		// The library creates missing files with mode 0 (cgroupfs files
+		// exist with kernel-set modes); make them readable unprivileged.
+		os.Chmod(filepath.Join(dir, file), 0o644)
 		if got := readTrim(t, dir, file); got != want {
 			t.Errorf("%s = %q, want %q", file, got, want)
 		}

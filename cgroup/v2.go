@@ -21,14 +21,6 @@ const (
 	supervisorName    = "supervisor"
 )
 
-func defaultParentV2(l *hostLayout) (string, error) {
-	own, err := l.ownV2()
-	if err != nil {
-		return "", err
-	}
-	return path.Join(own, defaultParentName), nil
-}
-
 // newV2 creates a v2 run cgroup. applyLimits=false skips controller
 // delegation and limits; it exists so the mechanics (mkdir, cgroup.kill,
 // CLONE_INTO_CGROUP, rmdir) can be tested on a hybrid host whose cgroup2

@@ -134,9 +134,7 @@ type Process struct {
 	stderr   *capWriter
 	closers  []io.Closer
 	done     chan struct{}
-	waitOnce sync.Once
 	result   *Result
-	waitErr  error
 	ctx      context.Context
 }
 

@@ -72,7 +72,6 @@ type policyOpts struct {
 	fs     *flag.FlagSet
 	policy string
 	set    *capability.Set
-	errs   []error
 	audit  string
 }
 
