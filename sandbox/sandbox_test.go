@@ -88,6 +88,13 @@ func TestEchoAndRecord(t *testing.T) {
 	if rec.Exit.Code != 3 || rec.DurationMS <= 0 || rec.SetupMS <= 0 {
 		t.Fatalf("exit %+v duration %v setup %v", rec.Exit, rec.DurationMS, rec.SetupMS)
 	}
+	wantCG := map[string]string{testenv.KindVMv2: "v2", testenv.KindRootHybrid: "v1", testenv.KindRootlessHybrid: "v1"}[testenv.HostKind()]
+	if rec.Enforce.Cgroup.Version == "" || (wantCG != "" && rec.Enforce.Cgroup.Version != wantCG) {
+		t.Fatalf("cgroup %+v on host kind %q, want version %q", rec.Enforce.Cgroup, testenv.HostKind(), wantCG)
+	}
+	if rec.Enforce.Cgroup.Limits["memory_bytes"] != strconv.FormatInt(int64(capability.DefaultMemory), 10) || rec.Enforce.Cgroup.Path == "" {
+		t.Fatalf("cgroup %+v", rec.Enforce.Cgroup)
+	}
 	if len(rec.Enforce.Seccomp.AllowedSyscalls) == 0 || rec.Enforce.Seccomp.FilterHash == "" {
 		t.Fatalf("seccomp %+v", rec.Enforce.Seccomp)
 	}

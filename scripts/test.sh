@@ -269,4 +269,9 @@ say "summary"
 printf '  %-9s %-14s %5ss\n' deps PASS "$deps_time"
 for s in "${stages[@]}"; do printf '  %-9s %-14s %5ss\n' "$s" "${result[$s]}" "${dur[$s]}"; done
 printf '  %-9s %-14s %5ss\n' total "$([ $failed = 0 ] && echo PASS || echo FAIL)" "$SECONDS"
+npass=0 nskip=0
+for s in "${stages[@]}"; do
+  case ${result[$s]} in PASS) npass=$((npass + 1)) ;; SKIP) nskip=$((nskip + 1)) ;; esac
+done
+echo "stages: $npass passed, $(( ${#stages[@]} - npass - nskip )) failed, $nskip skipped"
 exit $failed
