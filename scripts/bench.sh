@@ -11,7 +11,7 @@ export PATH=$PATH:/usr/local/go/bin
 cd "$root"
 out=$(go test -run '^$' -bench '^BenchmarkLaunch$' -benchtime "${rounds}x" -count 1 ./sandbox)
 sc=$(go test -run '^$' -bench 'Compile' -benchtime 200x -count 1 ./seccomp)
-metric() { grep -o "[0-9.]* $1" <<<"$out" | awk '{print $1}'; }
+metric() { grep -oE "[0-9.]+ $1([[:space:]]|$)" <<<"$out" | awk '{print $1}'; }
 echo "| launcher (\`sh -c true\`, median of $rounds interleaved rounds) | ms |"
 echo "|---|---|"
 for n in exec bwrap toolcell toolcell-heap256; do
