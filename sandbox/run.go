@@ -296,16 +296,8 @@ func (p *Process) setup() error {
 	if err := p.send(u32msg(msgGo)); err != nil {
 		return err
 	}
-	b, err := p.expect(msgPID1)
-	if err != nil {
-		return err
-	}
-	p.pid1 = int(int32(binary.NativeEndian.Uint32(b)))
-	if _, err := p.expect(msgReady); err != nil {
-		return err
-	}
-	p.readEvidence()
-
+	// The EXEC message is queued at once: the stage-2 reads it only after
+	// READY, and the supervisor does not sit between the two.
 	stdio, err := p.stdio()
 	if err != nil {
 		return err
@@ -334,6 +326,16 @@ func (p *Process) setup() error {
 	if err != nil {
 		return err
 	}
+	b, err := p.expect(msgPID1)
+	if err != nil {
+		return err
+	}
+	p.pid1 = int(int32(binary.NativeEndian.Uint32(b)))
+	if _, err := p.expect(msgReady); err != nil {
+		return err
+	}
+	p.readEvidence()
+
 	if _, err := p.expect(msgStarted); err != nil {
 		return err
 	}
@@ -616,6 +618,7 @@ func (p *Process) supervise() {
 			case m.typ == msgExit && len(m.body) >= 4:
 				ws := unix.WaitStatus(binary.NativeEndian.Uint32(m.body))
 				status = &ws
+				p.send(u32msg(msgDone)) // evidence was read during setup
 			}
 		case <-timer.C:
 			p.kill(ReasonTimeout)

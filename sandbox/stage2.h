@@ -22,6 +22,7 @@ enum {
 	TC_MSG_STARTED = 7, /* C -> Go: int32 tool pid (inside the pid namespace) */
 	TC_MSG_EXIT = 8,    /* C -> Go: int32 wait status of the tool              */
 	TC_MSG_ERROR = 9,   /* C -> Go: step, int32 errno, detail                  */
+	TC_MSG_DONE = 10,   /* Go -> C: evidence read, pid 1 may exit              */
 };
 
 /* Plan operations, executed in order against the new root. Paths are

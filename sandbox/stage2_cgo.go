@@ -20,6 +20,7 @@ const (
 	msgStarted = C.TC_MSG_STARTED
 	msgExit    = C.TC_MSG_EXIT
 	msgError   = C.TC_MSG_ERROR
+	msgDone    = C.TC_MSG_DONE
 
 	opMkdir    = C.TC_OP_MKDIR
 	opFile     = C.TC_OP_FILE
