@@ -1,0 +1,96 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/toolcell/toolcell/internal/testenv"
+)
+
+func cli(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := realMain(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestRunExitStatusContract(t *testing.T) {
+	testenv.RequireUserNS(t)
+	if code, out, _ := cli(t, "", "run", "--base", "--", "sh", "-c", "echo hi; exit 7"); code != 7 || out != "hi\n" {
+		t.Fatalf("exit 7: got %d %q", code, out)
+	}
+	if code, _, _ := cli(t, "", "run", "--base", "--", "sh", "-c", "kill -TERM $$"); code != 128+15 {
+		t.Fatalf("SIGTERM: got %d, want 143", code)
+	}
+	if code, out, _ := cli(t, "from stdin", "run", "--base", "--", "cat"); code != 0 || out != "from stdin" {
+		t.Fatalf("stdin: got %d %q", code, out)
+	}
+}
+
+func TestRunSetupFailureIs125WithOneLine(t *testing.T) {
+	code, _, errs := cli(t, "", "run", "--read", "/definitely/not/here", "--", "true")
+	if code != exitSetup {
+		t.Fatalf("got %d, want 125", code)
+	}
+	if lines := strings.Split(strings.TrimSpace(errs), "\n"); len(lines) != 1 || !strings.Contains(errs, "/definitely/not/here") {
+		t.Fatalf("stderr %q: want one line naming the path", errs)
+	}
+	if code, _, _ := cli(t, "", "run", "--memory", "lots", "--", "true"); code != 2 {
+		t.Fatalf("bad flag: got %d, want 2", code)
+	}
+}
+
+func TestRunAuditFileAndPolicyManifest(t *testing.T) {
+	testenv.RequireUserNS(t)
+	dir := testenv.Tempdir(t)
+	policy := filepath.Join(dir, "p.yaml")
+	os.WriteFile(policy, []byte("name: cli-test\nbase: true\nmemory: 128MiB\nenv:\n  GREETING: hello\n"), 0o644)
+	audit := filepath.Join(dir, "audit.json")
+	code, out, errs := cli(t, "", "run", "--policy", policy, "--pids", "32", "--audit", audit, "--", "sh", "-c", "echo $GREETING")
+	if code != 0 || out != "hello\n" {
+		t.Fatalf("got %d %q %q", code, out, errs)
+	}
+	b, err := os.ReadFile(audit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct {
+		Schema string `json:"schema"`
+		Policy struct{ Name string }
+		Exit   struct{ Reason string }
+		Enf    struct {
+			Cgroup struct{ Limits map[string]string }
+		} `json:"enforcement"`
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Schema != "toolcell.audit/v1" || rec.Policy.Name != "cli-test" || rec.Exit.Reason != "exited" ||
+		rec.Enf.Cgroup.Limits["pids"] != "32" || rec.Enf.Cgroup.Limits["memory_bytes"] != "134217728" {
+		t.Fatalf("record %s", b)
+	}
+	if code, _, errs := cli(t, "", "run", "--policy", filepath.Join(dir, "missing.yaml"), "--", "true"); code != exitSetup || !strings.Contains(errs, "missing.yaml") {
+		t.Fatalf("missing manifest: %d %q", code, errs)
+	}
+}
+
+func TestExplainAndCheck(t *testing.T) {
+	code, out, errs := cli(t, "", "explain", "--base", "--workdir", os.TempDir(), "--memory", "64M")
+	if code != 0 {
+		t.Fatalf("explain: %d %s", code, errs)
+	}
+	for _, want := range []string{"policy sha256:", "workdir " + os.TempDir(), "memory 64MiB", "seccomp allowlist", "enforcement.mounts"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+	testenv.RequireUserNS(t)
+	code, out, errs = cli(t, "", "check", "--deep")
+	if code != 0 || !strings.Contains(out, "sandbox run (deep)") {
+		t.Fatalf("check: %d\n%s\n%s", code, out, errs)
+	}
+}

@@ -1,0 +1,50 @@
+package sandbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/sandbox"
+)
+
+// Run a tool with a read-only input, a workdir and limits, and keep the
+// audit record.
+func ExampleRun() {
+	set := capability.New().
+		WithBase().
+		ReadFile("/data/in.json").
+		InWorkdir("/data/work").
+		WithMemory(256 << 20).WithPids(64).WithCPU(0.5).
+		WithTimeout(30 * time.Second)
+
+	res, err := sandbox.Run(context.Background(), set, sandbox.Command("python3", "tool.py"))
+	switch {
+	case errors.Is(err, sandbox.ErrUnsupported):
+		fmt.Println("this host cannot enforce the policy:", err)
+		return
+	case err != nil:
+		fmt.Println("setup failed:", err)
+		return
+	}
+	fmt.Println(res.Reason, res.ExitCode)
+	json.NewEncoder(os.Stdout).Encode(res.Audit)
+}
+
+// Stream a tool's output while it runs, and stop it early.
+func ExampleStart() {
+	cmd := sandbox.Command("sh", "-c", "for i in 1 2 3; do echo $i; sleep 1; done")
+	cmd.Stdout = os.Stdout
+	p, err := sandbox.Start(context.Background(), capability.New().WithBase(), cmd)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	time.AfterFunc(1500*time.Millisecond, p.Kill)
+	res, _ := p.Wait()
+	fmt.Println(res.Reason) // canceled
+}
