@@ -56,14 +56,26 @@
 //
 // # The TOCTOU guard for grants
 //
-// Grants are resolved in Go and opened with O_PATH before the stage-2
-// starts. The kernel does not allow cloning a mount from a descriptor that
-// belongs to another mount namespace, so the stage-2 clones the source by
-// its resolved path (open_tree) after unsharing and compares the clone's
-// device and inode with the descriptor Go opened. A path swapped for a
-// symlink or another directory in between fails the run (step
-// "bind_verify"); it never mounts something else. Mount targets are
+// Grants are resolved in Go, symlink by symlink, and the resolved path is
+// opened with openat2(RESOLVE_NO_SYMLINKS) before the stage-2 starts. The
+// kernel does not allow cloning a mount from a descriptor that belongs to
+// another mount namespace, so the stage-2 opens the same resolved path the
+// same way after unsharing, clones that (open_tree), and compares device and
+// inode with the descriptor Go opened. A component swapped for a symlink
+// fails the open; a directory swapped for another fails the comparison
+// (step "bind_verify"); it never mounts something else. Mount targets are
 // resolved with RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS against the new root.
+//
+// A grant that resolves through a symlink lying inside a writable grant of
+// the same set is refused: the tool, in this run or an earlier one, controls
+// that link and could aim the grant at any host path.
+//
+// # Nothing outlives the supervisor
+//
+// The stage-2 and pid 1 carry PR_SET_PDEATHSIG(SIGKILL). The kernel clears
+// it on every credential change, so it is re-armed after each one, and the
+// parent's presence is checked right after (pid 1 watches a pipe only the
+// stage-2 holds). When pid 1 dies the kernel kills its pid namespace.
 //
 // # Limits of this package, stated plainly
 //
@@ -72,6 +84,15 @@
 //     writable by that uid. Idmapped mounts are not used yet.
 //   - The seccomp filter answers EPERM for denied syscalls; denials are not
 //     yet recorded one by one (Record.Denials stays empty).
+//   - As root, the stage-2 resolves grant paths with the host process's
+//     uid but no capability in the host's user namespace: a grant below a
+//     directory another user keeps at 0700 fails (step "bind_open").
+//   - The parent-death signal follows the OS thread that started the
+//     stage-2: a goroutine that exits while locked to its thread
+//     (runtime.LockOSThread) takes the runs it started with it.
+//   - A standard input that is an *os.File is passed through only when it is
+//     a regular file (reopened read-only) or a pipe; a terminal or socket is
+//     copied through a pipe, so the tool never holds the caller's terminal.
 //   - Kernel bugs reachable through allowed syscalls are not stopped by any
 //     of this; see THREAT_MODEL.md.
 package sandbox

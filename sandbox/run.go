@@ -419,6 +419,12 @@ func (p *Process) readEvidence() {
 		}
 	}
 	dir := fmt.Sprintf("/proc/%d/", p.pid1)
+	// pid 1 stays alive until DONE, but check it is still the stage-2's
+	// child before trusting its number.
+	if stat, err := os.ReadFile(dir + "stat"); err != nil || !parentIs(stat, p.stage2.Process.Pid) {
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone or not the stage-2's child")
+		return
+	}
 	if b, err := os.ReadFile(dir + "uid_map"); err == nil {
 		p.rec.Enforce.UIDMap = strings.Join(strings.Fields(string(b)), " ")
 	}
@@ -492,19 +498,28 @@ func (p *Process) stdio() ([3]*os.File, error) {
 		}
 		return [3]*os.File{}, fmt.Errorf("%w: stdio: %w", ErrSetup, err)
 	}
-	switch in := p.cmd.Stdin.(type) {
-	case nil:
+	in := p.cmd.Stdin
+	if f, ok := in.(*os.File); ok {
+		// A regular file is reopened read-only and a pipe passed as is;
+		// anything else (a terminal, a socket) is copied through a pipe,
+		// so the tool never holds the caller's terminal.
+		pass, ok, err := passThroughStdin(f)
+		if err != nil {
+			return fail(err)
+		}
+		if ok {
+			out[0] = pass
+			in = nil
+		}
+	}
+	switch {
+	case out[0] != nil:
+	case in == nil:
 		f, err := os.Open(os.DevNull)
 		if err != nil {
 			return fail(err)
 		}
 		out[0] = f
-	case *os.File:
-		fd, err := unix.FcntlInt(in.Fd(), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			return fail(err)
-		}
-		out[0] = os.NewFile(uintptr(fd), "stdin")
 	default:
 		pr, pw, err := os.Pipe()
 		if err != nil {
@@ -541,6 +556,25 @@ func (p *Process) stdio() ([3]*os.File, error) {
 		}()
 	}
 	return out, nil
+}
+
+func passThroughStdin(in *os.File) (*os.File, bool, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(in.Fd()), &st); err != nil {
+		return nil, false, err
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		f, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", in.Fd()), os.O_RDONLY, 0)
+		return f, err == nil, err
+	case unix.S_IFIFO:
+		fd, err := unix.FcntlInt(in.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			return nil, false, err
+		}
+		return os.NewFile(uintptr(fd), "stdin"), true, nil
+	}
+	return nil, false, nil
 }
 
 // capWriter passes through at most limit bytes and counts the rest.
@@ -604,6 +638,7 @@ func (p *Process) supervise() {
 	timeout := p.set.TimeoutLimit()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	done := p.ctx.Done()
 	var status *unix.WaitStatus
 	var execErr error
 	for status == nil && execErr == nil {
@@ -622,7 +657,8 @@ func (p *Process) supervise() {
 			}
 		case <-timer.C:
 			p.kill(ReasonTimeout)
-		case <-p.ctx.Done():
+		case <-done:
+			done = nil // once: a closed channel would spin
 			p.kill(ReasonCanceled)
 		}
 	}
@@ -904,6 +940,21 @@ func encodePlan(flags uint32, c *compiled, bpf []byte) []byte {
 	}
 	m = putU32(m, uint32(len(bpf)/8))
 	return append(m, bpf...)
+}
+
+func readProc(pid int, file string) ([]byte, error) {
+	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+}
+
+// parentIs reports whether a /proc/<pid>/stat line names ppid as parent.
+func parentIs(stat []byte, ppid int) bool {
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(s[i+1:])
+	return len(f) > 1 && f[1] == strconv.Itoa(ppid)
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -439,3 +439,41 @@ func TestMissingCommand(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// A tool plants a symlink inside its writable workdir, where a later run's
+// grant resolves; that run must refuse, not mount the link's target.
+func TestSymlinkPlantedInWritableGrantRefused(t *testing.T) {
+	wd := workdir(t)
+	sub := filepath.Join(wd, "sub")
+	os.MkdirAll(filepath.Join(sub, "data"), 0o777)
+	os.Chmod(sub, 0o777)
+	set := base().InWorkdir(wd).ReadDir(filepath.Join(sub, "data"))
+	res := run(t, set, `mv sub sub.old && mkdir sub && ln -s /usr/share sub/data && echo planted`)
+	if string(res.Stdout) != "planted\n" {
+		t.Fatalf("plant failed: %q %q", res.Stdout, res.Stderr)
+	}
+	_, err := sandbox.Run(context.Background(), set, sandbox.Command("/bin/true"))
+	if !errors.Is(err, sandbox.ErrPolicy) || !strings.Contains(err.Error(), "inside the writable grant") {
+		t.Fatalf("second run: err %v, want a refusal naming the writable grant", err)
+	}
+}
+
+func TestStdinFileIsReadOnly(t *testing.T) {
+	testenv.RequireUserNS(t)
+	f, err := os.CreateTemp(testenv.Tempdir(t), "in")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("original")
+	f.Seek(0, 0)
+	cmd := sandbox.Command("/bin/sh", "-c", `cat; echo overwritten >&0 2>/dev/null || echo write-denied`)
+	cmd.Stdin = f // opened read-write by the caller
+	res := runCmd(t, base(), cmd)
+	if string(res.Stdout) != "originalwrite-denied\n" {
+		t.Fatalf("stdout %q", res.Stdout)
+	}
+	if b, _ := os.ReadFile(f.Name()); string(b) != "original" {
+		t.Fatalf("stdin file changed: %q", b)
+	}
+}

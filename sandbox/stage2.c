@@ -24,6 +24,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -68,6 +69,8 @@ struct plan {
 };
 
 static int ctl = -1;
+static pid_t parent0;   /* the supervisor, as the outer stage-2 saw it */
+static int life = -1;   /* pid 1: read end of a pipe only the outer holds open */
 
 /* ---- messages ---- */
 
@@ -169,6 +172,24 @@ static size_t recv_msg(char **out, int *fds, int nfds)
 	}
 	*out = p;
 	return (size_t)n;
+}
+
+/* arm_pdeath (re)arms the parent-death signal and then checks that the
+ * parent is still there. The kernel clears the signal on every credential
+ * change, so it is re-armed after each one. The outer stage-2 sees its parent
+ * with getppid(); pid 1's parent is outside its pid namespace (getppid() is
+ * 0), so pid 1 watches for the hangup of a pipe only the outer holds. */
+static void arm_pdeath(void)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		fail("pdeathsig", NULL);
+	if (life >= 0) {
+		struct pollfd p = {life, POLLIN, 0};
+		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)))
+			_exit(TC_EXIT_SETUP);
+	} else if (getppid() != parent0) {
+		_exit(TC_EXIT_SETUP);
+	}
 }
 
 /* ---- plan decoding: bounds-checked, any malformation is fatal ---- */
@@ -358,11 +379,22 @@ static void clone_sources(struct plan *pl)
 		struct stat want, got;
 		if (o->kind != TC_OP_BIND)
 			continue;
+		struct open_how how = {
+			.flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
+			.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+		};
+		int src;
 		if (fstat(o->fd, &want) < 0)
 			fail("bind_source_fd", o->b);
-		o->tree = open_tree(AT_FDCWD, o->b, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
+		/* Go resolved every symlink already: the path must have none
+		 * left, in any component, or it changed since. */
+		src = (int)syscall(SYS_openat2, AT_FDCWD, o->b, &how, sizeof how);
+		if (src < 0)
+			fail("bind_open", o->b);
+		o->tree = open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
 		if (o->tree < 0)
 			fail("bind_clone", o->b);
+		close(src);
 		if (fstat(o->tree, &got) < 0)
 			fail("bind_clone_stat", o->b);
 		if (got.st_dev != want.st_dev || got.st_ino != want.st_ino ||
@@ -502,6 +534,7 @@ static void build_view(struct plan *pl)
 		fail("setresgid", NULL);
 	if (setresuid(pl->uid, pl->uid, pl->uid) < 0)
 		fail("setresuid", NULL);
+	arm_pdeath();
 	if (mount("tmpfs", pl->staging, "tmpfs", MS_NOSUID | MS_NODEV, pl->rootopts) < 0)
 		fail("root_tmpfs", pl->staging);
 	root = open(pl->staging, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -561,6 +594,7 @@ static void drop_privileges(struct plan *pl)
 		fail("capset", NULL);
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		fail("dumpable", NULL);
+	arm_pdeath();
 }
 
 /* ---- the tool ---- */
@@ -629,14 +663,27 @@ static void __attribute__((noreturn)) run_tool(struct plan *pl, struct execmsg *
 	fail("execve", x->path);
 }
 
+/* move_fd puts fd at number to (close-on-exec), closing the old number. */
+static int move_fd(int fd, int to)
+{
+	if (fd == to) {
+		if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+			fail("move_fd", NULL);
+		return fd;
+	}
+	if (dup3(fd, to, O_CLOEXEC) < 0)
+		fail("move_fd", NULL);
+	close(fd);
+	return to;
+}
+
 static void __attribute__((noreturn)) pid1(struct plan *pl)
 {
 	struct execmsg x;
 	pid_t tool;
 	int st;
 
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-		fail("pdeathsig", NULL);
+	arm_pdeath();
 	build_view(pl);
 	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
 		fail("sethostname", pl->hostname);
@@ -646,11 +693,11 @@ static void __attribute__((noreturn)) pid1(struct plan *pl)
 		if (setrlimit((int)pl->rlims[i].resource, &rl) < 0)
 			fail("setrlimit", NULL);
 	}
-	/* Only the control socket survives into the sandbox. */
-	if (dup2(ctl, 3) < 0)
-		fail("control_fd", NULL);
-	ctl = 3;
-	if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+	/* Only the control socket (3) and the life pipe (4) survive; both are
+	 * close-on-exec, so the tool gets neither. */
+	ctl = move_fd(ctl, 3);
+	life = move_fd(life, 4);
+	if (syscall(SYS_close_range, 5, ~0U, 0) < 0)
 		fail("close_range", NULL);
 	drop_privileges(pl);
 	send_int(TC_MSG_READY, 0);
@@ -692,19 +739,20 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	struct rd r;
 	long fd = strtol(fdstr, &end, 10);
 	pid_t child;
-	int st;
+	int st, lifepipe[2];
 
 	if (*fdstr == '\0' || *end != '\0' || fd < 3 || fd > 1024)
 		_exit(TC_EXIT_SETUP);
 	ctl = (int)fd;
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-		fail("pdeathsig", NULL);
+	parent0 = getppid();
+	arm_pdeath();
 	read_plan(&pl);
 
 	if ((pl.flags & TC_PLAN_DROP_GROUPS) && setgroups(0, NULL) < 0)
 		fail("setgroups", NULL);
 	if (unshare(CLONE_NEWUSER) < 0)
 		fail("unshare_user", NULL);
+	arm_pdeath(); /* the new credentials cleared it */
 	send_int(TC_MSG_USERNS, 0);
 	r.n = recv_msg(&m, NULL, 0);
 	r.p = m;
@@ -715,11 +763,17 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	free(m);
 	if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) < 0)
 		fail("unshare", NULL);
+	if (pipe2(lifepipe, O_CLOEXEC) < 0)
+		fail("pipe", NULL);
 	child = fork();
 	if (child < 0)
 		fail("fork_pid1", NULL);
-	if (child == 0)
+	if (child == 0) {
+		close(lifepipe[1]);
+		life = lifepipe[0];
 		pid1(&pl);
+	}
+	close(lifepipe[0]);
 	send_int(TC_MSG_PID1, child);
 	close(ctl);
 	while (waitpid(child, &st, 0) < 0)

@@ -61,6 +61,9 @@ type entry struct {
 type view struct {
 	entries map[string]*entry
 	masks   []maskSpec
+	// links met while resolving each grant, checked against the writable
+	// grants once all are known (see checkLinks).
+	links []*entry
 }
 
 type maskSpec struct {
@@ -123,6 +126,25 @@ func resolve(p string) (string, []*entry, error) {
 
 func newView() *view { return &view{entries: map[string]*entry{}} }
 
+// checkLinks refuses a grant that resolves through a symlink lying inside a
+// writable grant: a tool (this run's or an earlier one's) controls that
+// link, and could point the grant at any host path. The resolved path must
+// be granted instead.
+func (v *view) checkLinks() error {
+	for _, l := range v.links {
+		for _, e := range v.entries {
+			if e.kind != kindBind || e.acc&accWrite == 0 || !e.isDir {
+				continue
+			}
+			if l.path == e.path || strings.HasPrefix(l.path, e.path+"/") {
+				return fmt.Errorf("%w: grant %q resolves through symlink %s -> %s, which lies inside the writable grant %s: "+
+					"a tool could have replaced it; grant the resolved path instead", ErrPolicy, l.granted[0], l.path, l.text, e.path)
+			}
+		}
+	}
+	return nil
+}
+
 func (v *view) add(e *entry) error {
 	old, ok := v.entries[e.path]
 	if !ok {
@@ -168,13 +190,22 @@ func (v *view) grant(p string, acc access, wantDir bool) error {
 	if err != nil {
 		return fmt.Errorf("%w: grant %q: %v", ErrPolicy, p, err)
 	}
-	fi, err := os.Stat(real)
+	fi, err := os.Lstat(real)
 	if err != nil {
 		return fmt.Errorf("%w: grant %q: %v", ErrPolicy, p, err)
 	}
-	if fi.IsDir() != wantDir {
-		return fmt.Errorf("%w: grant %q: resolves to %q, which is not a %s", ErrPolicy, p, real, map[bool]string{true: "directory", false: "file"}[wantDir])
+	if wantDir && !fi.IsDir() || !wantDir && !fi.Mode().IsRegular() {
+		return fmt.Errorf("%w: grant %q: resolves to %q, which is not a %s", ErrPolicy, p, real, map[bool]string{true: "directory", false: "regular file"}[wantDir])
 	}
+	for _, root := range []string{"/proc", "/sys", "/dev"} {
+		if real == root || strings.HasPrefix(real, root+"/") {
+			return fmt.Errorf("%w: grant %q: resolves to %q, under %s, which the sandbox makes its own", ErrPolicy, p, real, root)
+		}
+	}
+	if real == "/" {
+		return fmt.Errorf("%w: grant %q: resolves to the host root", ErrPolicy, p)
+	}
+	v.links = append(v.links, links...)
 	for _, l := range links {
 		if err := v.add(l); err != nil {
 			return err
@@ -276,6 +307,9 @@ func buildView(set *capability.Set) (*view, error) {
 		if err := v.grant(set.Workdir, accRead|accWrite, true); err != nil {
 			return nil, err
 		}
+	}
+	if err := v.checkLinks(); err != nil {
+		return nil, err
 	}
 	own := []*entry{
 		{path: "/tmp", kind: kindTmpfs, text: fmt.Sprintf("size=%d,mode=1777", int64(set.TmpLimit())), mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC},
@@ -486,9 +520,14 @@ func (v *view) compile() (*compiled, error) {
 // openSource opens the resolved source without following a final symlink;
 // the stage-2 checks that the path still names this inode when it mounts.
 func openSource(e *entry) (*os.File, error) {
-	fd, err := unix.Open(e.src, unix.O_PATH|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	// e.src was resolved: no component may be a symlink now. The stage-2
+	// opens it the same way and compares the inode.
+	fd, err := unix.Openat2(unix.AT_FDCWD, e.src, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %v", ErrPolicy, e.src, err)
+		return nil, fmt.Errorf("%w: open %s: %v (changed while the sandbox was prepared?)", ErrPolicy, e.src, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
