@@ -125,6 +125,7 @@ type Process struct {
 
 	ctlMu     sync.Mutex
 	ctlClosed bool
+	cgDone    chan error // non-nil while the cgroup is made concurrently
 	pid1      int
 
 	mu       sync.Mutex
@@ -241,7 +242,13 @@ func (p *Process) setup() error {
 		return err
 	}
 
-	if err := p.makeCgroup(); err != nil {
+	// On v1 the stage-2 joins the cgroup by pid once it is running, so the
+	// cgroup is made while it starts; on v2 it must exist first (the
+	// stage-2 is born in it: CLONE_INTO_CGROUP).
+	if ver, err := detectCgroup(); err == nil && ver == cgroup.V1 {
+		p.cgDone = make(chan error, 1)
+		go func() { p.cgDone <- p.makeCgroup() }()
+	} else if err := p.makeCgroup(); err != nil {
 		return err
 	}
 
@@ -261,7 +268,7 @@ func (p *Process) setup() error {
 		ExtraFiles:  append([]*os.File{child}, plan.files...),
 		SysProcAttr: &syscall.SysProcAttr{},
 	}
-	if p.cg != nil && p.cg.Version() == cgroup.V2 {
+	if p.cgDone == nil && p.cg != nil && p.cg.Version() == cgroup.V2 {
 		fd, err := p.cg.OpenFD()
 		if err != nil {
 			return fmt.Errorf("%w: cgroup fd: %w", ErrSetup, err)
@@ -283,6 +290,9 @@ func (p *Process) setup() error {
 		return err
 	}
 	if _, err := p.expect(msgUserns); err != nil {
+		return err
+	}
+	if err := p.joinCgroupSetup(); err != nil {
 		return err
 	}
 	if err := p.writeIDMaps(c.Process.Pid); err != nil {
@@ -335,6 +345,11 @@ func (p *Process) setup() error {
 		return err
 	}
 	p.readEvidence()
+	// pid 1 waits for DONE after the tool exits; queued now, it costs no
+	// round trip at the end.
+	if err := p.send(u32msg(msgDone)); err != nil {
+		return err
+	}
 
 	if _, err := p.expect(msgStarted); err != nil {
 		return err
@@ -350,6 +365,28 @@ func (p *Process) planFlags() uint32 {
 		return planDropGroups
 	}
 	return 0
+}
+
+// joinCgroupSetup waits for a cgroup made concurrently (v1).
+func (p *Process) joinCgroupSetup() error {
+	if p.cgDone == nil {
+		return nil
+	}
+	err := <-p.cgDone
+	p.cgDone = nil
+	return err
+}
+
+var cgroupVersion struct {
+	once sync.Once
+	v    cgroup.Version
+	err  error
+}
+
+// detectCgroup detects the host's cgroup version once per process.
+func detectCgroup() (cgroup.Version, error) {
+	cgroupVersion.once.Do(func() { cgroupVersion.v, cgroupVersion.err = cgroup.Detect() })
+	return cgroupVersion.v, cgroupVersion.err
 }
 
 func (p *Process) makeCgroup() error {
@@ -653,7 +690,6 @@ func (p *Process) supervise() {
 			case m.typ == msgExit && len(m.body) >= 4:
 				ws := unix.WaitStatus(binary.NativeEndian.Uint32(m.body))
 				status = &ws
-				p.send(u32msg(msgDone)) // evidence was read during setup
 			}
 		case <-timer.C:
 			p.kill(ReasonTimeout)
@@ -745,6 +781,7 @@ func (p *Process) Wait() (*Result, error) {
 func (p *Process) Kill() { p.kill(ReasonCanceled) }
 
 func (p *Process) teardown() {
+	p.joinCgroupSetup() // a cgroup still being made is removed below
 	for _, c := range p.closers {
 		c.Close()
 	}

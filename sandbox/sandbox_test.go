@@ -477,3 +477,21 @@ func TestStdinFileIsReadOnly(t *testing.T) {
 		t.Fatalf("stdin file changed: %q", b)
 	}
 }
+
+// Executing a file the view mounts noexec fails at execve, inside: a setup
+// error naming the step and the kernel's answer, with a record.
+func TestExecOfNoexecFileIsSetupError(t *testing.T) {
+	testenv.RequireUserNS(t)
+	wd := workdir(t)
+	prog := filepath.Join(wd, "prog")
+	os.WriteFile(prog, []byte("#!/bin/sh\necho ran\n"), 0o755)
+	_, err := sandbox.Run(context.Background(), base().InWorkdir(wd), sandbox.Command(prog))
+	var se *sandbox.SetupError
+	if !errors.As(err, &se) || se.Step != "execve" || se.Errno != syscall.EACCES || !errors.Is(err, sandbox.ErrSetup) {
+		t.Fatalf("err %v, want setup step execve: EACCES", err)
+	}
+	var re *sandbox.RunError
+	if !errors.As(err, &re) || re.Record.Exit.Reason != sandbox.ReasonSetupFailed {
+		t.Fatalf("no setup_failed record: %v", err)
+	}
+}

@@ -635,21 +635,24 @@ static void read_exec(struct execmsg *x)
 	x->envp = get_list(&r);
 }
 
-static void __attribute__((noreturn)) run_tool(struct plan *pl, struct execmsg *x)
+/* run_tool runs in a vfork child: it shares pid 1's memory until execve,
+ * so it writes only its own locals and never returns. */
+static void __attribute__((noreturn)) run_tool(const struct plan *pl, const struct execmsg *x)
 {
 	struct sock_fprog prog = {(unsigned short)pl->nfilter, pl->filter};
+	int fds[3] = {x->fds[0], x->fds[1], x->fds[2]};
 
 	if (setsid() < 0)
 		fail("setsid", NULL);
 	for (int i = 0; i < 3; i++)
-		if (x->fds[i] < 3) { /* keep dup2 below from clobbering a source */
-			int f = fcntl(x->fds[i], F_DUPFD_CLOEXEC, 3);
+		if (fds[i] < 3) { /* keep dup2 below from clobbering a source */
+			int f = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
 			if (f < 0)
 				fail("stdio", NULL);
-			x->fds[i] = f;
+			fds[i] = f;
 		}
 	for (int i = 0; i < 3; i++)
-		if (dup2(x->fds[i], i) < 0)
+		if (dup2(fds[i], i) < 0)
 			fail("stdio", NULL);
 	/* Every other descriptor closes at execve, whatever its flag; the
 	 * control socket stays open until then to report an exec failure. */
@@ -703,7 +706,9 @@ static void __attribute__((noreturn)) pid1(struct plan *pl)
 	send_int(TC_MSG_READY, 0);
 
 	read_exec(&x);
-	tool = fork();
+	/* vfork: no copy of pid 1's page tables (a large mapped binary);
+	 * pid 1 resumes once the tool has exec'd or failed. */
+	tool = vfork();
 	if (tool < 0)
 		fail("fork_tool", NULL);
 	if (tool == 0)
