@@ -31,6 +31,7 @@ type canonicalSet struct {
 	CPU        float64           `json:"cpu"`
 	Timeout    Duration          `json:"timeout"`
 	MaxOutput  Size              `json:"max_output"`
+	MaxFile    Size              `json:"max_file_size"`
 }
 
 // Canonical returns the canonical encoding of s: compact JSON with a fixed
@@ -73,6 +74,7 @@ func (s *Set) Canonical() ([]byte, error) {
 		CPU:        s.CPULimit(),
 		Timeout:    Duration(s.TimeoutLimit()),
 		MaxOutput:  s.OutputLimit(),
+		MaxFile:    s.FileSizeLimit(),
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -22,7 +22,7 @@ func TestCanonicalReorderAndDefaults(t *testing.T) {
 		Pids:      DefaultPids,
 		CPU:       DefaultCPU,
 		Timeout:   DefaultTimeout,
-		MaxOutput: DefaultMaxOutput,
+		MaxOutput: DefaultMaxOutput, MaxFileSize: DefaultMaxFileSize,
 	}
 	ca, err := a.Canonical()
 	if err != nil {
@@ -35,7 +35,7 @@ func TestCanonicalReorderAndDefaults(t *testing.T) {
 	if string(ca) != string(cb) {
 		t.Fatalf("canonical forms differ:\n%s\n%s", ca, cb)
 	}
-	want := `{"schema":"toolcell.policy/v1","name":"","base":false,"read_files":["/a","/b"],"read_dirs":["/x","/y"],"write_files":[],"write_dirs":["/w1","/w2"],"exec":["/e1","/e2"],"workdir":"","tmp":67108864,"env":{"A":"1","B":"2"},"memory":536870912,"pids":128,"cpu":1,"timeout":"1m0s","max_output":16777216}`
+	want := `{"schema":"toolcell.policy/v1","name":"","base":false,"read_files":["/a","/b"],"read_dirs":["/x","/y"],"write_files":[],"write_dirs":["/w1","/w2"],"exec":["/e1","/e2"],"workdir":"","tmp":67108864,"env":{"A":"1","B":"2"},"memory":536870912,"pids":128,"cpu":1,"timeout":"1m0s","max_output":16777216,"max_file_size":1073741824}`
 	if string(ca) != want {
 		t.Errorf("canonical form:\n%s\nwant:\n%s", ca, want)
 	}
@@ -91,6 +91,7 @@ func TestHashChangesWithEveryField(t *testing.T) {
 		"cpu":             func(s *Set) { s.CPU = 0.51 },
 		"timeout":         func(s *Set) { s.Timeout += Duration(time.Nanosecond) },
 		"max_output":      func(s *Set) { s.MaxOutput = 2 * MiB },
+		"max_file_size":   func(s *Set) { s.MaxFileSize = 3 * MiB },
 	}
 	seen := map[string]string{mustHash(t, base()): "original"}
 	for name, m := range mutations {

@@ -30,10 +30,10 @@ func Example() {
 	fmt.Println(set)
 	// Output:
 	// capability: read_files[0] "data/in.json": path is not absolute
-	// sha256:6dbc4ccf39ef69cad8098dd9e3983c530e18ea2a29d59fbd0c12fd3eed7ddaa9 true
+	// sha256:741ee5d98cc8f9d69e8dc6c92c4305a4e5ae6e89723a9a5eeab39f8875330fe5 true
 	// policy "limits-only"
 	// no file access
 	// tmp 64MiB
 	// env empty (PATH only)
-	// memory 256MiB, pids 32, cpu 1, timeout 30s, max output 16MiB
+	// memory 256MiB, pids 32, cpu 1, timeout 30s, max output 16MiB, max file size 1GiB
 }

@@ -51,28 +51,35 @@ type Set struct {
 	// MaxOutput caps the bytes captured per output stream; 0 means
 	// DefaultMaxOutput.
 	MaxOutput Size `json:"max_output,omitempty"`
+	// MaxFileSize caps the size of any one file the tool writes
+	// (RLIMIT_FSIZE: a write past it fails with EFBIG and raises SIGXFSZ,
+	// which terminates a process that does not handle it); 0 means
+	// DefaultMaxFileSize.
+	MaxFileSize Size `json:"max_file_size,omitempty"`
 }
 
 // Defaults used where a Set leaves a limit at zero. A zero limit never means
 // "unlimited".
 const (
-	DefaultTmp       Size     = 64 << 20
-	DefaultMemory    Size     = 512 << 20
-	DefaultPids      int64    = 128
-	DefaultCPU       float64  = 1
-	DefaultTimeout   Duration = Duration(60 * time.Second)
-	DefaultMaxOutput Size     = 16 << 20
+	DefaultTmp         Size     = 64 << 20
+	DefaultMemory      Size     = 512 << 20
+	DefaultPids        int64    = 128
+	DefaultCPU         float64  = 1
+	DefaultTimeout     Duration = Duration(60 * time.Second)
+	DefaultMaxOutput   Size     = 16 << 20
+	DefaultMaxFileSize Size     = 1 << 30
 )
 
 // Upper bounds for limits; larger values are rejected as absurd rather than
 // silently clamped.
 const (
-	MaxMemory    Size     = 1 << 40 // 1 TiB
-	MaxTmp       Size     = 1 << 40
-	MaxPids      int64    = 1 << 22
-	MaxCPU       float64  = 1024
-	MaxTimeout   Duration = Duration(7 * 24 * time.Hour)
-	MaxMaxOutput Size     = 1 << 34 // 16 GiB
+	MaxMemory      Size     = 1 << 40 // 1 TiB
+	MaxTmp         Size     = 1 << 40
+	MaxPids        int64    = 1 << 22
+	MaxCPU         float64  = 1024
+	MaxTimeout     Duration = Duration(7 * 24 * time.Hour)
+	MaxMaxOutput   Size     = 1 << 34 // 16 GiB
+	MaxMaxFileSize Size     = 1 << 40
 )
 
 // New returns an empty Set, the start of a builder chain.
@@ -156,6 +163,12 @@ func (s *Set) MemoryLimit() Size { return orDefault(s.Memory, DefaultMemory) }
 
 // TmpLimit returns the /tmp size with the default applied.
 func (s *Set) TmpLimit() Size { return orDefault(s.Tmp, DefaultTmp) }
+
+// WithMaxFileSize sets the largest file the tool may write, in bytes.
+func (s *Set) WithMaxFileSize(n Size) *Set { s.MaxFileSize = n; return s }
+
+// FileSizeLimit returns the file size cap with the default applied.
+func (s *Set) FileSizeLimit() Size { return orDefault(s.MaxFileSize, DefaultMaxFileSize) }
 
 // OutputLimit returns the per-stream output cap with the default applied.
 func (s *Set) OutputLimit() Size { return orDefault(s.MaxOutput, DefaultMaxOutput) }

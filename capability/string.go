@@ -54,8 +54,8 @@ func (s *Set) String() string {
 	} else {
 		line("env empty (PATH only)")
 	}
-	fmt.Fprintf(&b, "memory %s, pids %d, cpu %s, timeout %s, max output %s",
-		s.MemoryLimit(), s.PidsLimit(), strconv.FormatFloat(s.CPULimit(), 'g', -1, 64), s.TimeoutLimit(), s.OutputLimit())
+	fmt.Fprintf(&b, "memory %s, pids %d, cpu %s, timeout %s, max output %s, max file size %s",
+		s.MemoryLimit(), s.PidsLimit(), strconv.FormatFloat(s.CPULimit(), 'g', -1, 64), s.TimeoutLimit(), s.OutputLimit(), s.FileSizeLimit())
 	return b.String()
 }
 

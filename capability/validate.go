@@ -304,6 +304,7 @@ func (s *Set) checkLimits() []error {
 	size("memory", s.Memory, MaxMemory, MinMemory, "too small to start any process")
 	size("tmp", s.Tmp, MaxTmp, 0, "")
 	size("max_output", s.MaxOutput, MaxMaxOutput, 0, "")
+	size("max_file_size", s.MaxFileSize, MaxMaxFileSize, 0, "")
 
 	switch {
 	case s.Pids < 0:

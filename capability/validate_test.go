@@ -123,6 +123,8 @@ func TestValidate(t *testing.T) {
 		{"tmp small ok", func(s *Set) { s.Tmp = 1 }, "", ""},
 		{"output negative", func(s *Set) { s.MaxOutput = -1 }, "max_output", "negative"},
 		{"output absurd", func(s *Set) { s.MaxOutput = MaxMaxOutput + 1 }, "max_output", "absurd"},
+		{"file size negative", func(s *Set) { s.MaxFileSize = -1 }, "max_file_size", "negative"},
+		{"file size absurd", func(s *Set) { s.MaxFileSize = MaxMaxFileSize + 1 }, "max_file_size", "absurd"},
 		{"pids negative", func(s *Set) { s.Pids = -1 }, "pids", "negative"},
 		{"pids absurd", func(s *Set) { s.Pids = MaxPids + 1 }, "pids", "absurd"},
 		{"pids max ok", func(s *Set) { s.Pids = MaxPids }, "", ""},

@@ -43,7 +43,8 @@
 //     else exists: an ungranted path is ENOENT, not EACCES.
 //   - Privileges: no capability in any set (effective, permitted, inheritable,
 //     bounding, ambient), no_new_privs, a new session (no controlling
-//     terminal), RLIMIT_CORE 0, RLIMIT_NOFILE 1024, not dumpable (pid 1).
+//     terminal), RLIMIT_CORE 0, RLIMIT_NOFILE 1024, RLIMIT_FSIZE from
+//     Set.MaxFileSize, not dumpable (pid 1).
 //   - Descriptors: only stdin, stdout and stderr; every other descriptor is
 //     closed at execve whatever its close-on-exec flag.
 //   - Environment: PATH plus what Set.Env names. The host environment never

@@ -286,7 +286,7 @@ func (p *Process) setup() error {
 	p.msgs = make(chan ctlMsg, 8)
 	go p.readCtl()
 
-	if err := p.send(encodePlan(p.planFlags(), plan, filter.BPF)); err != nil {
+	if err := p.send(encodePlan(p.planFlags(), plan, filter.BPF, uint64(p.set.FileSizeLimit()))); err != nil {
 		return err
 	}
 	if _, err := p.expect(msgUserns); err != nil {
@@ -940,7 +940,7 @@ func lastCap() uint32 {
 	return 63 // dropping unknown numbers is harmless: EINVAL is ignored
 }
 
-func encodePlan(flags uint32, c *compiled, bpf []byte) []byte {
+func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64) []byte {
 	m := u32msg(msgPlan)
 	m = putU32(m, flags)
 	m = putU32(m, sandboxUID)
@@ -968,6 +968,7 @@ func encodePlan(flags uint32, c *compiled, bpf []byte) []byte {
 	}{
 		{unix.RLIMIT_CORE, 0, 0},
 		{unix.RLIMIT_NOFILE, 1024, 1024},
+		{unix.RLIMIT_FSIZE, fsize, fsize},
 	}
 	m = putU32(m, uint32(len(rl)))
 	for _, r := range rl {

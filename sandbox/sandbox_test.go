@@ -495,3 +495,15 @@ func TestExecOfNoexecFileIsSetupError(t *testing.T) {
 		t.Fatalf("no setup_failed record: %v", err)
 	}
 }
+
+func TestMaxFileSize(t *testing.T) {
+	wd := workdir(t)
+	set := base().InWorkdir(wd).WithMaxFileSize(64 << 10)
+	res := run(t, set, `trap '' XFSZ; head -c 100000 /dev/zero > big; echo "rc=$?"; wc -c < big`)
+	if !strings.Contains(string(res.Stdout), "rc=1") || !strings.HasSuffix(string(res.Stdout), "65536\n") {
+		t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+	if fi, err := os.Stat(filepath.Join(wd, "big")); err != nil || fi.Size() != 64<<10 {
+		t.Fatalf("file on host: %v %v", fi, err)
+	}
+}

@@ -67,6 +67,8 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	row(fmt.Sprintf("cpu %g", set.CPULimit()), "cgroup cpu quota", "resources.cpu_user_us, cpu_system_us")
 	row(fmt.Sprintf("timeout %s", set.TimeoutLimit()), "supervisor timer; whole cgroup killed", "exit.reason=timeout")
 	row(fmt.Sprintf("max output %s", set.OutputLimit()), "supervisor byte cap per stream; whole cgroup killed", "exit.reason=output_limit; output.*_truncated")
+	row(fmt.Sprintf("max file size %s", set.FileSizeLimit()), "RLIMIT_FSIZE: a larger write fails (EFBIG, SIGXFSZ)", "exit.signal=SIGXFSZ when the tool did not handle it")
+	row("(always) no core dumps, 1024 descriptors", "RLIMIT_CORE 0, RLIMIT_NOFILE 1024", "-")
 	f, err := seccomp.CompileCached(seccomp.Policy{Groups: seccomp.DefaultGroups()})
 	if err != nil {
 		fmt.Fprintf(stderr, "toolcell: seccomp: %v\n", err)

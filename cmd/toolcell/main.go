@@ -124,6 +124,7 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 		return nil
 	})
 	size("max-output", "bytes captured per output stream", func(n capability.Size) { o.set.MaxOutput = n })
+	size("max-file-size", "largest file the tool may write (RLIMIT_FSIZE)", func(n capability.Size) { o.set.MaxFileSize = n })
 	return o
 }
 
@@ -191,6 +192,9 @@ func (o *policyOpts) build() (*capability.Set, error) {
 	}
 	if f.MaxOutput != 0 {
 		m.MaxOutput = f.MaxOutput
+	}
+	if f.MaxFileSize != 0 {
+		m.MaxFileSize = f.MaxFileSize
 	}
 	return m, nil
 }
