@@ -32,10 +32,18 @@ func TestSandboxDiesWithItsStage2(t *testing.T) {
 	// Kill only the stage-2: no cgroup kill, no control-socket EOF (pid 1
 	// holds the socket too).
 	unix.Kill(p.stage2.Process.Pid, unix.SIGKILL)
-	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-	n, err := unix.Poll(fds, int((10 * time.Second).Milliseconds()))
-	if err != nil || n != 1 {
-		t.Fatalf("pid 1 survived its parent (poll %d, %v)", n, err)
+	// The pidfd becomes readable when pid 1 exits.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(time.Until(deadline).Milliseconds()))
+		if err == unix.EINTR && time.Now().Before(deadline) {
+			continue
+		}
+		if err != nil || n != 1 {
+			t.Fatalf("pid 1 survived its parent for 10s (poll %d, %v)", n, err)
+		}
+		break
 	}
 	res, _ := p.Wait()
 	if res == nil || res.Reason == ReasonExited {
