@@ -170,3 +170,17 @@ func TestLoadManifest(t *testing.T) {
 		t.Errorf("LoadManifest(missing) error %v", err)
 	}
 }
+
+// The example manifest shipped in testdata parses and validates.
+func TestExampleManifestInTestdata(t *testing.T) {
+	s, err := LoadManifest("../testdata/example-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Name != "example-python-tool" || !s.Base || s.Memory != 256*MiB || s.MaxFileSize != 64*MiB || s.Env["LANG"] != "C.UTF-8" {
+		t.Fatalf("parsed %+v", s)
+	}
+}
