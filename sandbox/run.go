@@ -929,8 +929,8 @@ func putList(b []byte, l []string) []byte {
 	return b
 }
 
-// lastCap is the highest capability number the kernel knows.
-func lastCap() uint32 {
+// lastCap is the highest capability number the kernel knows, read once.
+var lastCap = sync.OnceValue(func() uint32 {
 	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	if err == nil {
 		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 && n < 64 {
@@ -938,7 +938,7 @@ func lastCap() uint32 {
 		}
 	}
 	return 63 // dropping unknown numbers is harmless: EINVAL is ignored
-}
+})
 
 func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64) []byte {
 	m := u32msg(msgPlan)
