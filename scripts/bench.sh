@@ -11,6 +11,7 @@ export PATH=$PATH:/usr/local/go/bin
 cd "$root"
 out=$(go test -run '^$' -bench '^BenchmarkLaunch$' -benchtime "${rounds}x" -count 1 ./sandbox)
 sc=$(go test -run '^$' -bench 'Compile' -benchtime 200x -count 1 ./seccomp)
+ov=$(go test -run '^$' -bench 'SyscallOverhead' -benchtime 15x -count 1 ./seccomp)
 metric() { grep -oE "[0-9.]+ $1([[:space:]]|$)" <<<"$out" | awk '{print $1}'; }
 echo "| launcher (\`sh -c true\`, median of $rounds interleaved rounds) | ms |"
 echo "|---|---|"
@@ -26,5 +27,13 @@ done
 echo
 echo "seccomp compile:"
 grep -E '^Benchmark' <<<"$sc" | awk '{printf "- %s: %s %s\n", $1, $3, $4}'
+echo
+echo "syscall cost under the default filter (15 interleaved rounds, medians):"
+for op in getppid read4k; do
+  p=$(grep -oE "[0-9.]+ ns-plain/$op([[:space:]]|$)" <<<"$ov" | awk '{print $1}')
+  f=$(grep -oE "[0-9.]+ ns-filtered/$op([[:space:]]|$)" <<<"$ov" | awk '{print $1}')
+  r=$(grep -oE "[0-9.]+ ratio/$op([[:space:]]|$)" <<<"$ov" | awk '{print $1}')
+  echo "- $op: $p ns plain, $f ns filtered, ${r}x"
+done
 echo
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"

@@ -23,6 +23,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		os.Exit(kernelChild())
 	}
+	if mode := os.Getenv(benchChildEnv); mode != "" {
+		os.Exit(overheadChild(mode))
+	}
 	os.Exit(m.Run())
 }
 
