@@ -16,6 +16,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := policyFlags(fs)
+	syscalls := fs.Bool("syscalls", false, "also list every syscall the filter allows, with the group that allows it")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -76,5 +77,16 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	row(fmt.Sprintf("syscalls (%d allowed)", len(f.Allowed)), fmt.Sprintf("seccomp allowlist: denied -> %s, unknown -> %s, foreign arch -> %s", f.DeniedAction, f.DefaultAction, f.ForeignArchAction), "enforcement.seccomp")
 	tw.Flush()
+	if *syscalls {
+		fmt.Fprintln(stdout)
+		tw = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SYSCALL\tGROUP\tCONDITION")
+		for _, r := range seccomp.Explain(seccomp.Policy{Groups: seccomp.DefaultGroups()}) {
+			if r.Action == seccomp.ActionAllow {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Syscall, r.Group, r.Condition)
+			}
+		}
+		tw.Flush()
+	}
 	return 0
 }

@@ -88,6 +88,10 @@ func TestExplainAndCheck(t *testing.T) {
 			t.Errorf("explain output lacks %q:\n%s", want, out)
 		}
 	}
+	code, out, _ = cli(t, "", "explain", "--syscalls")
+	if code != 0 || !strings.Contains(out, "SYSCALL") || !strings.Contains(out, "execve") || strings.Contains(out, "\nptrace ") {
+		t.Fatalf("explain --syscalls: %d\n%s", code, out)
+	}
 	testenv.RequireUserNS(t)
 	code, out, errs = cli(t, "", "check", "--deep")
 	if code != 0 || !strings.Contains(out, "sandbox run (deep)") {
