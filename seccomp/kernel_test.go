@@ -13,6 +13,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/internal/testenv"
 )
 
 const childEnv = "TOOLCELL_SECCOMP_TEST_CHILD"
@@ -147,12 +149,9 @@ func errnoOf(err error) unix.Errno {
 }
 
 func TestKernelEnforcement(t *testing.T) {
-	if testing.Short() {
-		t.Skip("re-execs the test binary")
-	}
-	if err := unix.Prctl(unix.PR_GET_SECCOMP, 0, 0, 0, 0); err != nil {
-		t.Skipf("seccomp unavailable: %v", err)
-	}
+	testenv.Require(t, !testing.Short(), "not -short (the test re-execs the test binary)")
+	err := unix.Prctl(unix.PR_GET_SECCOMP, 0, 0, 0, 0)
+	testenv.Require(t, err == nil, fmt.Sprintf("seccomp in this kernel (PR_GET_SECCOMP: %v)", err))
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	out, err := cmd.CombinedOutput()
