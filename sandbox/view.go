@@ -43,7 +43,6 @@ const (
 	kindFile  // generated file on a tmpfs
 	kindTmpfs // a tmpfs of the sandbox's own (/tmp, /dev, /dev/shm)
 	kindProc
-	kindDir // an empty directory on a tmpfs
 )
 
 type entry struct {
@@ -181,7 +180,7 @@ func (e *entry) describe() string {
 	case kindProc:
 		return "the sandbox's /proc"
 	}
-	return "directory"
+	return "entry"
 }
 
 // grant resolves one granted path and adds it with its symlinks.
@@ -468,8 +467,6 @@ func (v *view) compile() (*compiled, error) {
 		case kindFile:
 			c.ops = append(c.ops, planOp{kind: opFile, mode: e.mode, fd: -1, a: rel(p), b: e.text})
 			c.mounts = append(c.mounts, MountInfo{Dst: p, Src: "generated", Mode: "ro"})
-		case kindDir:
-			c.ops = append(c.ops, planOp{kind: opMkdir, mode: 0o755, fd: -1, a: rel(p)})
 		case kindTmpfs, kindProc:
 			c.ops = append(c.ops, planOp{kind: opMkdir, mode: 0o755, fd: -1, a: rel(p)})
 			if e.kind == kindProc {
