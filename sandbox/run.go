@@ -455,17 +455,16 @@ func (p *Process) readEvidence() {
 			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read namespace "+ns+": "+err2.Error())
 		}
 	}
-	dir := fmt.Sprintf("/proc/%d/", p.pid1)
 	// pid 1 stays alive until DONE, but check it is still the stage-2's
 	// child before trusting its number.
-	if stat, err := os.ReadFile(dir + "stat"); err != nil || !parentIs(stat, p.stage2.Process.Pid) {
+	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.Process.Pid) {
 		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone or not the stage-2's child")
 		return
 	}
-	if b, err := os.ReadFile(dir + "uid_map"); err == nil {
+	if b, err := readProc(p.pid1, "uid_map"); err == nil {
 		p.rec.Enforce.UIDMap = strings.Join(strings.Fields(string(b)), " ")
 	}
-	status, err := os.ReadFile(dir + "status")
+	status, err := readProc(p.pid1, "status")
 	if err != nil {
 		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read pid 1 status: "+err.Error())
 		return
