@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -196,6 +197,34 @@ func (c *Cgroup) AddProc(pid int) error {
 		return fmt.Errorf("cgroup: add pid %d to %s (cgroup.procs): %w", pid, c.path, err)
 	}
 	return nil
+}
+
+// OpenProcs opens cgroup.procs for writing in every hierarchy of a v1
+// cgroup, so that a process given the files can join by writing "0" (the
+// writer itself). The kernel checks the permission of the opener, so a
+// helper that could not open the files can still use them. The caller
+// closes the files.
+func (c *Cgroup) OpenProcs() ([]*os.File, error) {
+	if c.version != V1 {
+		return nil, fmt.Errorf("cgroup: OpenProcs: for v1 hierarchies; this cgroup is %s (use OpenFD)", c.version)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deleted {
+		return nil, errors.New("cgroup: OpenProcs: cgroup " + c.path + " was deleted")
+	}
+	var files []*os.File
+	for _, dir := range c.uniqueDirs() {
+		f, err := os.OpenFile(filepath.Join(dir, "cgroup.procs"), os.O_WRONLY, 0)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, fmt.Errorf("cgroup: %w", err)
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 // OpenFD opens the cgroup directory with O_PATH|O_DIRECTORY|O_CLOEXEC for

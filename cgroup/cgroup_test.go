@@ -278,3 +278,65 @@ func TestProbe(t *testing.T) {
 		t.Fatalf("%+v", info)
 	}
 }
+
+// A process joins through a cgroup.procs file it did not open (the
+// stage-2's way on v1): writing "0" moves the writer.
+func TestOpenProcsJoin(t *testing.T) {
+	v := requireCgroups(t)
+	cg := newTestCgroup(t, Limits{MemoryBytes: 64 << 20, Pids: 16, CPU: 1})
+	files, err := cg.OpenProcs()
+	if v == V2 {
+		if err == nil {
+			t.Fatal("OpenProcs succeeded on v2")
+		}
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) != len(cg.uniqueDirs()) {
+		t.Fatalf("%d files for %d hierarchies", len(files), len(cg.uniqueDirs()))
+	}
+	// The shell writes "0" to each inherited file (fds 3..), then sleeps.
+	script := ""
+	for i := range files {
+		script += "printf 0 >&" + strconv.Itoa(3+i) + " || exit 7; "
+	}
+	cmd := exec.Command("/bin/sh", "-c", script+"exec sleep 60")
+	cmd.ExtraFiles = files
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/cgroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Each hierarchy names the run cgroup at its own depth.
+		n := strings.Count(string(b), "/"+filepath.Base(cg.Path())+"\n")
+		if n >= len(files) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("joined %d of %d hierarchies:\n%s", n, len(files), b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cg.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); !killedBySIGKILL(err) {
+		t.Fatalf("Wait = %v, want killed by SIGKILL", err)
+	}
+	if err := cg.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cg.OpenProcs(); err == nil {
+		t.Fatal("OpenProcs succeeded on a deleted cgroup")
+	}
+}

@@ -17,11 +17,13 @@
 //	                         creates the cgroup; supervises; writes the record.
 //	stage-2 (C, pre-Go)      started from a sealed copy of the host binary with no
 //	                         clone flags (so os/exec keeps its vfork fast path);
-//	                         unshares the user namespace, waits for the id maps,
-//	                         unshares mount, net, pid, ipc, uts and cgroup.
+//	                         joins the run's cgroup (v1; on v2 it is born in it),
+//	                         clones pid 1 into new user, mount, net, pid, ipc, uts
+//	                         and cgroup namespaces, and writes pid 1's id maps.
 //	pid 1 of the sandbox     builds the view, pivots into it, drops every privilege,
-//	                         reports READY, then on the EXEC message forks the tool,
-//	                         reaps, and reports the tool's exit status.
+//	                         then on the EXEC message (queued long before) forks the
+//	                         tool, reports STARTED with descriptors of its
+//	                         namespaces, reaps, and reports the tool's exit status.
 //
 // The C part (stage2.c) runs from a constructor before the Go runtime starts,
 // like runc's nsenter: a multithreaded Go process cannot unshare a user

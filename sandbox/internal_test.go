@@ -58,3 +58,44 @@ func mustRead(t *testing.T, pid int) []byte {
 	}
 	return b
 }
+
+// The Go list of namespaces matches the stage-2's, and the evidence claims
+// a namespace only when the kernel confirms a descriptor's type and that it
+// differs from the supervisor's own.
+func TestNamespaceEvidence(t *testing.T) {
+	if len(sandboxNamespaces) != nsCount {
+		t.Fatalf("%d namespaces in Go, %d in stage2.h", len(sandboxNamespaces), nsCount)
+	}
+	open := func(path string) int {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { unix.Close(fd) })
+		return fd
+	}
+	var own []int
+	for _, ns := range sandboxNamespaces {
+		own = append(own, open("/proc/self/ns/"+ns.name))
+	}
+	p := &Process{rec: &Record{}}
+	p.namespaceEvidence(own)
+	if len(p.rec.Enforce.Namespaces) != 0 || len(p.rec.Enforce.Notes) != 0 {
+		t.Fatalf("own namespaces claimed: %v %v", p.rec.Enforce.Namespaces, p.rec.Enforce.Notes)
+	}
+	// A descriptor of the wrong type (here: swapped user and mnt, and a
+	// plain file) is a note, not a claim.
+	bad := append([]int(nil), own...)
+	bad[0], bad[1] = own[1], own[0]
+	bad[2] = open("/dev/null")
+	p = &Process{rec: &Record{}}
+	p.namespaceEvidence(bad)
+	if len(p.rec.Enforce.Namespaces) != 0 || len(p.rec.Enforce.Notes) != 3 {
+		t.Fatalf("wrong descriptors: namespaces %v notes %v", p.rec.Enforce.Namespaces, p.rec.Enforce.Notes)
+	}
+	p = &Process{rec: &Record{}}
+	p.namespaceEvidence(own[:3])
+	if len(p.rec.Enforce.Notes) != 1 || len(p.rec.Enforce.Namespaces) != 0 {
+		t.Fatalf("short list: %v %v", p.rec.Enforce.Namespaces, p.rec.Enforce.Notes)
+	}
+}

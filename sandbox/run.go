@@ -142,6 +142,7 @@ type Process struct {
 type ctlMsg struct {
 	typ  uint32
 	body []byte
+	fds  []int // passed with the message (close-on-exec)
 	err  error
 }
 
@@ -286,28 +287,38 @@ func (p *Process) setup() error {
 	p.msgs = make(chan ctlMsg, 8)
 	go p.readCtl()
 
-	if err := p.send(encodePlan(p.planFlags(), plan, filter.BPF, uint64(p.set.FileSizeLimit()))); err != nil {
-		return err
-	}
-	if _, err := p.expect(msgUserns); err != nil {
-		return err
-	}
+	// On v1 the stage-2 joins the cgroup itself, through cgroup.procs files
+	// opened here, before it clones pid 1.
 	if err := p.joinCgroupSetup(); err != nil {
 		return err
 	}
-	if err := p.writeIDMaps(c.Process.Pid); err != nil {
-		return err
-	}
-	if p.cg != nil && p.cg.Version() != cgroup.V2 {
-		if err := p.cg.AddProc(c.Process.Pid); err != nil {
+	var procs []*os.File
+	if p.cg != nil && p.cg.Version() == cgroup.V1 {
+		if procs, err = p.cg.OpenProcs(); err != nil {
 			return fmt.Errorf("%w: join cgroup: %w", ErrSetup, err)
 		}
 	}
-	if err := p.send(u32msg(msgGo)); err != nil {
+	var oob []byte
+	if len(procs) > maxCgroupFDs {
+		return fmt.Errorf("%w: %d cgroup hierarchies, at most %d supported", ErrSetup, len(procs), maxCgroupFDs)
+	}
+	if len(procs) > 0 {
+		fds := make([]int, len(procs))
+		for i, f := range procs {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	uidMap, gidMap := p.idMaps()
+	err = p.sendFDs(encodePlan(p.planFlags(), plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs)), oob)
+	for _, f := range procs {
+		f.Close()
+	}
+	if err != nil {
 		return err
 	}
-	// The EXEC message is queued at once: the stage-2 reads it only after
-	// READY, and the supervisor does not sit between the two.
+	// The EXEC message is queued at once: pid 1 reads it once the view is
+	// built, and the supervisor does not sit between the two.
 	stdio, err := p.stdio()
 	if err != nil {
 		return err
@@ -341,17 +352,15 @@ func (p *Process) setup() error {
 		return err
 	}
 	p.pid1 = int(int32(binary.NativeEndian.Uint32(b)))
-	if _, err := p.expect(msgReady); err != nil {
+	m2, err := p.expectMsg(msgStarted)
+	if err != nil {
 		return err
 	}
-	p.readEvidence()
-	// pid 1 waits for DONE after the tool exits; queued now, it costs no
-	// round trip at the end.
+	// The tool runs while its evidence is read: pid 1 holds the state the
+	// tool started from and waits for DONE before it exits.
+	p.readEvidence(m2.fds)
+	closeFDs(m2.fds)
 	if err := p.send(u32msg(msgDone)); err != nil {
-		return err
-	}
-
-	if _, err := p.expect(msgStarted); err != nil {
 		return err
 	}
 	p.rec.SetupMS = ms(time.Since(p.start))
@@ -409,9 +418,10 @@ func (p *Process) makeCgroup() error {
 	return nil
 }
 
-// writeIDMaps maps the sandbox user to an unprivileged host id: 65534 (or
-// the configured ids) when we are root, the caller's own ids otherwise.
-func (p *Process) writeIDMaps(pid int) error {
+// idMaps maps the sandbox user to an unprivileged host id: 65534 (or the
+// configured ids) when we are root, the caller's own ids otherwise. The
+// stage-2 writes them for pid 1 (setgroups is denied first).
+func (p *Process) idMaps() (uidMap, gidMap string) {
 	hu, hg := os.Geteuid(), os.Getegid()
 	if hu == 0 {
 		hu, hg = p.r.HostUID, p.r.HostGID
@@ -422,39 +432,68 @@ func (p *Process) writeIDMaps(pid int) error {
 			hg = 65534
 		}
 	}
-	uidMap := fmt.Sprintf("%d %d 1\n", sandboxUID, hu)
-	gidMap := fmt.Sprintf("%d %d 1\n", sandboxGID, hg)
-	dir := fmt.Sprintf("/proc/%d/", pid)
-	for _, w := range []struct{ file, data string }{{"setgroups", "deny"}, {"uid_map", uidMap}, {"gid_map", gidMap}} {
-		if err := os.WriteFile(dir+w.file, []byte(w.data), 0); err != nil {
-			return &SetupError{Step: "write_" + w.file, Errno: errnoOf(err), Detail: strings.TrimSpace(w.data)}
-		}
-	}
+	uidMap = fmt.Sprintf("%d %d 1\n", sandboxUID, hu)
+	gidMap = fmt.Sprintf("%d %d 1\n", sandboxGID, hg)
 	p.rec.Enforce.UIDMap = strings.TrimSpace(uidMap)
 	p.rec.Enforce.GIDMap = strings.TrimSpace(gidMap)
-	return nil
+	return uidMap, gidMap
+}
+
+// nsGetNSType is NS_GET_NSTYPE from linux/nsfs.h: _IO(0xb7, 0x3).
+const nsGetNSType = 0xb703
+
+// sandboxNamespaces are the namespaces every run gets, in the order pid 1
+// passes their descriptors (TC_NS_NAMES in stage2.h), with their types.
+var sandboxNamespaces = []struct {
+	name string
+	typ  int
+}{
+	{"user", unix.CLONE_NEWUSER}, {"mnt", unix.CLONE_NEWNS}, {"net", unix.CLONE_NEWNET},
+	{"pid", unix.CLONE_NEWPID}, {"ipc", unix.CLONE_NEWIPC}, {"uts", unix.CLONE_NEWUTS},
+	{"cgroup", unix.CLONE_NEWCGROUP},
+}
+
+// namespaceEvidence records each namespace of pid 1 that differs from the
+// supervisor's own. pid 1 passes descriptors of its namespaces (it is not
+// dumpable, so an unprivileged supervisor could not open them from /proc);
+// the kernel confirms each one's type (NS_GET_NSTYPE) and identity (its
+// nsfs inode), so a wrong or missing descriptor is a note, never a claim.
+func (p *Process) namespaceEvidence(fds []int) {
+	if len(fds) != len(sandboxNamespaces) {
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, fmt.Sprintf("evidence: pid 1 passed %d namespace descriptors, want %d", len(fds), len(sandboxNamespaces)))
+		return
+	}
+	for i, ns := range sandboxNamespaces {
+		typ, err := unix.IoctlRetInt(fds[i], nsGetNSType)
+		if err != nil || typ != ns.typ {
+			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, fmt.Sprintf("evidence: descriptor for namespace %s has type %#x (%v)", ns.name, typ, err))
+			continue
+		}
+		var theirs, mine unix.Stat_t
+		if err := unix.Fstat(fds[i], &theirs); err != nil {
+			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: namespace "+ns.name+": "+err.Error())
+			continue
+		}
+		if err := unix.Stat("/proc/self/ns/"+ns.name, &mine); err != nil {
+			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: own namespace "+ns.name+": "+err.Error())
+			continue
+		}
+		if theirs.Dev != mine.Dev || theirs.Ino != mine.Ino {
+			p.rec.Enforce.Namespaces = append(p.rec.Enforce.Namespaces, ns.name)
+		}
+	}
+}
+
+func closeFDs(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
 }
 
 // readEvidence reads, from the kernel, what pid 1 of the sandbox holds
 // after it dropped privileges: the tool starts from exactly this state.
-func (p *Process) readEvidence() {
-	// Namespaces are read from the outer stage-2, which holds the same ones
-	// (its children's pid namespace is pid 1's) and, unlike pid 1, stays
-	// dumpable, so an unprivileged supervisor can read them too.
-	outer := fmt.Sprintf("/proc/%d/ns/", p.stage2.Process.Pid)
-	for _, ns := range []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"} {
-		link := ns
-		if ns == "pid" {
-			link = "pid_for_children"
-		}
-		mine, err1 := os.Readlink("/proc/self/ns/" + ns)
-		theirs, err2 := os.Readlink(outer + link)
-		if err1 == nil && err2 == nil && mine != theirs {
-			p.rec.Enforce.Namespaces = append(p.rec.Enforce.Namespaces, ns)
-		} else if err2 != nil {
-			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read namespace "+ns+": "+err2.Error())
-		}
-	}
+func (p *Process) readEvidence(nsFDs []int) {
+	p.namespaceEvidence(nsFDs)
 	// pid 1 stays alive until DONE, but check it is still the stage-2's
 	// child before trusting its number.
 	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.Process.Pid) {
@@ -828,23 +867,45 @@ func (p *Process) readCtl() {
 		p.ctlMu.Unlock()
 	}()
 	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4*nsCount))
 	for {
-		n, _, _, _, err := unix.Recvmsg(p.ctl, buf, nil, 0)
+		n, oobn, _, _, err := unix.Recvmsg(p.ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil || n == 0 {
 			return
 		}
+		fds := parseRights(oob[:oobn])
 		if n < 4 {
+			closeFDs(fds)
 			continue
 		}
-		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...)}
+		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...), fds: fds}
+		if m.typ != msgStarted {
+			closeFDs(m.fds) // only STARTED carries descriptors
+			m.fds = nil
+		}
 		if m.typ == msgError {
 			m.err = decodeError(m.body)
 		}
 		p.msgs <- m
 	}
+}
+
+// parseRights returns the descriptors passed in a control message.
+func parseRights(oob []byte) []int {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil
+	}
+	var fds []int
+	for _, m := range msgs {
+		if f, err := unix.ParseUnixRights(&m); err == nil {
+			fds = append(fds, f...)
+		}
+	}
+	return fds
 }
 
 func (p *Process) send(b []byte) error { return p.sendFDs(b, nil) }
@@ -863,22 +924,30 @@ func (p *Process) sendFDs(b, oob []byte) error {
 
 // expect waits for one message of type typ during setup.
 func (p *Process) expect(typ uint32) ([]byte, error) {
+	m, err := p.expectMsg(typ)
+	return m.body, err
+}
+
+// expectMsg is expect for a message that may carry descriptors; the caller
+// closes them.
+func (p *Process) expectMsg(typ uint32) (ctlMsg, error) {
 	select {
 	case m, ok := <-p.msgs:
 		if !ok {
-			return nil, p.stage2Died()
+			return ctlMsg{}, p.stage2Died()
 		}
 		if m.err != nil {
-			return nil, m.err
+			return ctlMsg{}, m.err
 		}
 		if m.typ != typ {
-			return nil, fmt.Errorf("%w: protocol: got message %d, want %d", ErrSetup, m.typ, typ)
+			closeFDs(m.fds)
+			return ctlMsg{}, fmt.Errorf("%w: protocol: got message %d, want %d", ErrSetup, m.typ, typ)
 		}
-		return m.body, nil
+		return m, nil
 	case <-p.ctx.Done():
-		return nil, p.ctx.Err()
+		return ctlMsg{}, p.ctx.Err()
 	case <-time.After(30 * time.Second):
-		return nil, fmt.Errorf("%w: stage-2 did not answer within 30s (waiting for message %d)", ErrSetup, typ)
+		return ctlMsg{}, fmt.Errorf("%w: stage-2 did not answer within 30s (waiting for message %d)", ErrSetup, typ)
 	}
 }
 
@@ -939,7 +1008,7 @@ var lastCap = sync.OnceValue(func() uint32 {
 	return 63 // dropping unknown numbers is harmless: EINVAL is ignored
 })
 
-func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64) []byte {
+func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gidMap string, ncg int) []byte {
 	m := u32msg(msgPlan)
 	m = putU32(m, flags)
 	m = putU32(m, sandboxUID)
@@ -948,6 +1017,9 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64) []byte {
 	m = putStr(m, "/tmp")
 	m = putStr(m, sandboxHost)
 	m = putStr(m, "size=4m,nr_inodes=4096,mode=0755")
+	m = putStr(m, uidMap)
+	m = putStr(m, gidMap)
+	m = putU32(m, uint32(ncg))
 	m = putU32(m, uint32(len(c.ops)))
 	for _, o := range c.ops {
 		fd := int32(-1)

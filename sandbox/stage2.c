@@ -9,11 +9,17 @@
  * plan. Each failure is reported to the supervisor as (step, errno, detail).
  *
  * Process shape:
- *   outer  (host pid ns): unshare(user), wait for the id maps, unshare(rest),
- *                         fork pid 1, wait for it.
- *   pid 1  (sandbox):     mounts, pivot_root, drop privileges, READY; on EXEC
- *                         fork the tool and reap until it exits.
- *   tool:                 setsid, stdio, seccomp, execve.
+ *   outer  (host):    join the cgroup (v1), clone pid 1 into seven new
+ *                     namespaces, write its id maps, wait for it.
+ *   pid 1  (sandbox): mounts, pivot_root, drop privileges; on EXEC fork the
+ *                     tool, report STARTED, and reap until it exits.
+ *   tool:             setsid, stdio, seccomp, execve.
+ *
+ * The outer writes pid 1's id maps because only a process in the parent
+ * user namespace may map the sandbox user to an id other than its own (host
+ * root maps it to an unprivileged uid, never to root). pid 1 needs the maps
+ * only when it first creates files, so it clones the mount sources while
+ * they are written.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -61,7 +67,9 @@ struct rlim {
 
 struct plan {
 	uint32_t flags, uid, gid, last_cap;
-	const char *staging, *hostname, *rootopts;
+	const char *staging, *hostname, *rootopts, *uid_map, *gid_map;
+	int cgfds[TC_MAX_CGROUP_FDS];
+	int ncgfds;
 	uint32_t nops, nrlim, nfilter;
 	struct op *ops;
 	struct rlim *rlims;
@@ -130,12 +138,15 @@ static void __attribute__((noreturn)) fail(const char *step, const char *detail)
 	_exit(TC_EXIT_SETUP);
 }
 
-/* recv_msg reads one packet (and up to nfds passed fds) into a malloc'd
- * buffer; EOF means the supervisor went away, which ends the stage-2. */
-static size_t recv_msg(char **out, int *fds, int nfds)
+/* recv_msg reads one packet and the fds passed with it into a malloc'd
+ * buffer: exactly nfds of them, or, with nfds < 0, up to -nfds (the count is
+ * returned in *got). EOF means the supervisor went away, which ends the
+ * stage-2. */
+static size_t recv_msg(char **out, int *fds, int nfds, int *got)
 {
 	char *p = malloc(TC_MAX_MSG);
-	char cbuf[CMSG_SPACE(sizeof(int) * 3)];
+	char cbuf[CMSG_SPACE(sizeof(int) * TC_MAX_CGROUP_FDS)];
+	int max = nfds < 0 ? -nfds : nfds, n_fds = 0;
 	struct iovec iov = {p, TC_MAX_MSG};
 	struct msghdr mh = {0};
 	ssize_t n;
@@ -157,19 +168,21 @@ static size_t recv_msg(char **out, int *fds, int nfds)
 	}
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
 		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			int got = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			if (got != nfds) {
+			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (n_fds || k > max) {
 				errno = EBADMSG;
-				fail("recv", "wrong number of file descriptors");
+				fail("recv", "too many file descriptors");
 			}
-			memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)got);
-			nfds = 0;
+			memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)k);
+			n_fds = k;
 		}
 	}
-	if (nfds) {
+	if (nfds >= 0 && n_fds != nfds) {
 		errno = EBADMSG;
-		fail("recv", "file descriptors missing");
+		fail("recv", "wrong number of file descriptors");
 	}
+	if (got)
+		*got = n_fds;
 	*out = p;
 	return (size_t)n;
 }
@@ -254,7 +267,7 @@ static void read_plan(struct plan *pl)
 {
 	char *m;
 	struct rd r;
-	r.n = recv_msg(&m, NULL, 0);
+	r.n = recv_msg(&m, pl->cgfds, -TC_MAX_CGROUP_FDS, &pl->ncgfds);
 	r.p = m;
 	if (get_u32(&r) != TC_MSG_PLAN) {
 		errno = EBADMSG;
@@ -267,6 +280,12 @@ static void read_plan(struct plan *pl)
 	pl->staging = get_str(&r);
 	pl->hostname = get_str(&r);
 	pl->rootopts = get_str(&r);
+	pl->uid_map = get_str(&r);
+	pl->gid_map = get_str(&r);
+	if (get_u32(&r) != (uint32_t)pl->ncgfds) {
+		errno = EBADMSG;
+		fail("plan", "cgroup file descriptors missing");
+	}
 	pl->nops = get_u32(&r);
 	if (pl->nops > 4096) {
 		errno = E2BIG;
@@ -518,13 +537,28 @@ static void do_op(int root, struct op *o)
 	close(dir);
 }
 
-static void build_view(struct plan *pl)
+/* wait_maps blocks until the outer has written pid 1's id maps; EOF means
+ * it failed (and reported why) or died. */
+static void wait_maps(int fd)
+{
+	char c;
+	ssize_t n;
+	do
+		n = read(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		_exit(TC_EXIT_SETUP);
+	close(fd);
+}
+
+static void build_view(struct plan *pl, int maps)
 {
 	int root;
 
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
 		fail("make_private", "/");
 	clone_sources(pl);
+	wait_maps(maps);
 	/* Sources are resolved with the host process's ids (it opened them
 	 * too); from here on, become the mapped sandbox user so that files made
 	 * on the view's tmpfs belong to a mapped id. Capabilities in the new
@@ -623,7 +657,7 @@ static void read_exec(struct execmsg *x)
 {
 	char *m;
 	struct rd r;
-	r.n = recv_msg(&m, x->fds, 3);
+	r.n = recv_msg(&m, x->fds, 3, NULL);
 	r.p = m;
 	if (get_u32(&r) != TC_MSG_EXEC) {
 		errno = EBADMSG;
@@ -680,14 +714,44 @@ static int move_fd(int fd, int to)
 	return to;
 }
 
-static void __attribute__((noreturn)) pid1(struct plan *pl)
+/* send_started reports the tool's pid with pid 1's namespaces attached, so
+ * the supervisor can check them against its own with the kernel's answer. */
+static void send_started(pid_t tool, const int *ns)
 {
+	char s[8], cbuf[CMSG_SPACE(sizeof(int) * TC_NS_COUNT)];
+	struct buf b = {s, 0, sizeof s};
+	struct iovec iov;
+	struct msghdr mh = {0};
+	struct cmsghdr *c;
+	ssize_t r;
+
+	put_u32(&b, TC_MSG_STARTED);
+	put_u32(&b, (uint32_t)tool);
+	iov.iov_base = b.p;
+	iov.iov_len = b.n;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof cbuf;
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int) * TC_NS_COUNT);
+	memcpy(CMSG_DATA(c), ns, sizeof(int) * TC_NS_COUNT);
+	do
+		r = sendmsg(ctl, &mh, MSG_NOSIGNAL);
+	while (r < 0 && errno == EINTR);
+}
+
+static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
+{
+	static const char *const ns_names[TC_NS_COUNT] = {TC_NS_NAMES};
 	struct execmsg x;
 	pid_t tool;
-	int st;
+	int st, ns[TC_NS_COUNT];
 
 	arm_pdeath();
-	build_view(pl);
+	build_view(pl, maps);
 	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
 		fail("sethostname", pl->hostname);
 	loopback_up();
@@ -702,8 +766,14 @@ static void __attribute__((noreturn)) pid1(struct plan *pl)
 	life = move_fd(life, 4);
 	if (syscall(SYS_close_range, 5, ~0U, 0) < 0)
 		fail("close_range", NULL);
+	for (int i = 0; i < TC_NS_COUNT; i++) {
+		char path[32];
+		snprintf(path, sizeof path, "/proc/self/ns/%s", ns_names[i]);
+		ns[i] = open(path, O_RDONLY | O_CLOEXEC);
+		if (ns[i] < 0)
+			fail("namespace_fd", ns_names[i]);
+	}
 	drop_privileges(pl);
-	send_int(TC_MSG_READY, 0);
 
 	read_exec(&x);
 	/* vfork: no copy of pid 1's page tables (a large mapped binary);
@@ -715,7 +785,9 @@ static void __attribute__((noreturn)) pid1(struct plan *pl)
 		run_tool(pl, &x);
 	for (int i = 0; i < 3; i++)
 		close(x.fds[i]);
-	send_int(TC_MSG_STARTED, tool);
+	send_started(tool, ns);
+	for (int i = 0; i < TC_NS_COUNT; i++)
+		close(ns[i]);
 	/* Reap everything; when the tool exits, pid 1 exits and the kernel
 	 * kills whatever is left in the pid namespace. */
 	for (;;) {
@@ -737,14 +809,24 @@ static void __attribute__((noreturn)) pid1(struct plan *pl)
 	}
 }
 
+/* write_file writes s to path in one write(2), as /proc's id map files
+ * require. */
+static void write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	size_t n = strlen(s);
+	if (fd < 0 || write(fd, s, n) != (ssize_t)n)
+		fail("write_id_map", path);
+	close(fd);
+}
+
 static void __attribute__((noreturn)) stage2(const char *fdstr)
 {
 	struct plan pl;
-	char *m, *end;
-	struct rd r;
+	char *end, path[64];
 	long fd = strtol(fdstr, &end, 10);
 	pid_t child;
-	int st, lifepipe[2];
+	int st, lifepipe[2], maps[2];
 
 	if (*fdstr == '\0' || *end != '\0' || fd < 3 || fd > 1024)
 		_exit(TC_EXIT_SETUP);
@@ -753,32 +835,43 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	arm_pdeath();
 	read_plan(&pl);
 
+	/* v1: join the run's cgroup in every hierarchy before the clone, so
+	 * that pid 1 is born in it and its cgroup namespace is rooted there. */
+	for (int i = 0; i < pl.ncgfds; i++) {
+		if (write(pl.cgfds[i], "0", 1) != 1)
+			fail("join_cgroup", "cgroup.procs");
+		close(pl.cgfds[i]);
+	}
 	if ((pl.flags & TC_PLAN_DROP_GROUPS) && setgroups(0, NULL) < 0)
 		fail("setgroups", NULL);
-	if (unshare(CLONE_NEWUSER) < 0)
-		fail("unshare_user", NULL);
-	arm_pdeath(); /* the new credentials cleared it */
-	send_int(TC_MSG_USERNS, 0);
-	r.n = recv_msg(&m, NULL, 0);
-	r.p = m;
-	if (get_u32(&r) != TC_MSG_GO) {
-		errno = EBADMSG;
-		fail("userns", "expected GO");
-	}
-	free(m);
-	if (unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP) < 0)
-		fail("unshare", NULL);
-	if (pipe2(lifepipe, O_CLOEXEC) < 0)
+	arm_pdeath();
+	if (pipe2(lifepipe, O_CLOEXEC) < 0 || pipe2(maps, O_CLOEXEC) < 0)
 		fail("pipe", NULL);
-	child = fork();
+	/* A raw clone returns in the child on a copy of this stack, as fork. */
+	child = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID |
+	                                  CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD,
+	                       NULL, NULL, NULL, 0);
 	if (child < 0)
-		fail("fork_pid1", NULL);
+		fail("clone_pid1", NULL);
 	if (child == 0) {
 		close(lifepipe[1]);
+		close(maps[1]);
 		life = lifepipe[0];
-		pid1(&pl);
+		pid1(&pl, maps[0]);
 	}
 	close(lifepipe[0]);
+	close(maps[0]);
+	/* setgroups is denied first: an unprivileged writer must, and the
+	 * sandbox must never regain a group by setgroups(2). */
+	snprintf(path, sizeof path, "/proc/%d/setgroups", (int)child);
+	write_file(path, "deny");
+	snprintf(path, sizeof path, "/proc/%d/uid_map", (int)child);
+	write_file(path, pl.uid_map);
+	snprintf(path, sizeof path, "/proc/%d/gid_map", (int)child);
+	write_file(path, pl.gid_map);
+	if (write(maps[1], "", 1) != 1)
+		fail("id_maps", "sync");
+	close(maps[1]);
 	send_int(TC_MSG_PID1, child);
 	close(ctl);
 	while (waitpid(child, &st, 0) < 0)

@@ -13,17 +13,22 @@
 /* Messages on the control socket (SOCK_SEQPACKET: one message per packet).
  * Each starts with a uint32 type. */
 enum {
-	TC_MSG_PLAN = 1,    /* Go -> C: the setup plan                            */
-	TC_MSG_USERNS = 2,  /* C -> Go: user namespace created, write the id maps */
-	TC_MSG_GO = 3,      /* Go -> C: maps written, cgroup joined               */
+	TC_MSG_PLAN = 1,    /* Go -> C: the setup plan + the cgroup.procs fds to  */
+	                    /* join (v1; none on v2, where the stage-2 is born in */
+	                    /* its cgroup)                                        */
 	TC_MSG_PID1 = 4,    /* C -> Go: int32 host pid of the sandbox's pid 1      */
-	TC_MSG_READY = 5,   /* C -> Go: view built, privileges dropped            */
 	TC_MSG_EXEC = 6,    /* Go -> C: path, cwd, argv, envp + 3 stdio fds        */
 	TC_MSG_STARTED = 7, /* C -> Go: int32 tool pid (inside the pid namespace) */
+	                    /* + pid 1's namespace fds, in TC_NS_NAMES order      */
 	TC_MSG_EXIT = 8,    /* C -> Go: int32 wait status of the tool              */
 	TC_MSG_ERROR = 9,   /* C -> Go: step, int32 errno, detail                  */
 	TC_MSG_DONE = 10,   /* Go -> C: evidence read, pid 1 may exit              */
 };
+
+/* The namespaces every sandbox gets, in the order pid 1 passes their fds. */
+#define TC_NS_NAMES "user", "mnt", "net", "pid", "ipc", "uts", "cgroup"
+#define TC_NS_COUNT 7
+#define TC_MAX_CGROUP_FDS 8
 
 /* Plan operations, executed in order against the new root. Paths are
  * relative to the new root and never resolved through a symlink. */

@@ -12,10 +12,7 @@ const (
 	stage2Env = C.TC_ENV
 
 	msgPlan    = C.TC_MSG_PLAN
-	msgUserns  = C.TC_MSG_USERNS
-	msgGo      = C.TC_MSG_GO
 	msgPID1    = C.TC_MSG_PID1
-	msgReady   = C.TC_MSG_READY
 	msgExec    = C.TC_MSG_EXEC
 	msgStarted = C.TC_MSG_STARTED
 	msgExit    = C.TC_MSG_EXIT
@@ -34,6 +31,8 @@ const (
 	opSetattr  = C.TC_OP_SETATTR
 
 	planDropGroups = C.TC_PLAN_DROP_GROUPS
+	nsCount        = C.TC_NS_COUNT
+	maxCgroupFDs   = C.TC_MAX_CGROUP_FDS
 	maxMsg         = C.TC_MAX_MSG
 	exitSetup      = C.TC_EXIT_SETUP
 )
