@@ -143,6 +143,7 @@ type ctlMsg struct {
 	typ  uint32
 	body []byte
 	fds  []int // passed with the message (close-on-exec)
+	pid  int   // the sender, as the kernel names it in our pid namespace
 	err  error
 }
 
@@ -261,6 +262,14 @@ func (p *Process) setup() error {
 	child := os.NewFile(uintptr(fds[1]), "toolcell-ctl")
 	defer child.Close()
 	_ = unix.SetsockoptInt(p.ctl, unix.SOL_SOCKET, unix.SO_SNDBUF, maxMsg)
+	// With SO_PASSCRED the kernel stamps every message with its sender's
+	// pid, translated into our pid namespace: that is how pid 1's host pid
+	// is known, without pid 1 (which cannot see it) or a message saying so.
+	if err := unix.SetsockoptInt(p.ctl, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return fmt.Errorf("%w: control socket: SO_PASSCRED: %w", ErrSetup, err)
+	}
 
 	c := &exec.Cmd{
 		Path:        fmt.Sprintf("/proc/self/fd/%d", exe.Fd()),
@@ -347,15 +356,11 @@ func (p *Process) setup() error {
 	if err != nil {
 		return err
 	}
-	b, err := p.expect(msgPID1)
-	if err != nil {
-		return err
-	}
-	p.pid1 = int(int32(binary.NativeEndian.Uint32(b)))
 	m2, err := p.expectMsg(msgStarted)
 	if err != nil {
 		return err
 	}
+	p.pid1 = m2.pid
 	// The tool runs while its evidence is read: pid 1 holds the state the
 	// tool started from and waits for DONE before it exits.
 	p.readEvidence(m2.fds)
@@ -743,18 +748,33 @@ out:
 	// no-op. Give that a bounded time, then kill: nothing outlives the run.
 	exited := make(chan struct{})
 	go func() { p.stage2.Wait(); close(exited) }()
+	var st cgroup.Stats
+	var stErr error
+	statsRead := false
 	if status != nil {
+		// The tool has exited and the rest of the sandbox dies with pid 1
+		// now: usage is read while they exit (the last instants of a
+		// process the tool left behind go uncounted).
+		if p.cg != nil {
+			st, stErr = p.cg.Stats()
+			statsRead = true
+		}
 		select {
 		case <-exited:
 		case <-time.After(2 * time.Second):
+			p.killAll()
 		}
+	} else {
+		p.killAll()
 	}
-	p.killAll()
 	<-exited
 	p.outWG.Wait()
 	res := &Result{ExitCode: -1, Audit: p.rec}
 	if p.cg != nil {
-		st, err := p.cg.Stats()
+		if !statsRead {
+			st, stErr = p.cg.Stats()
+		}
+		err := stErr
 		if err != nil {
 			p.rec.Resources.Notes = append(p.rec.Resources.Notes, "stats: "+err.Error())
 		}
@@ -867,7 +887,7 @@ func (p *Process) readCtl() {
 		p.ctlMu.Unlock()
 	}()
 	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4*nsCount))
+	oob := make([]byte, unix.CmsgSpace(4*nsCount)+unix.CmsgSpace(unix.SizeofUcred))
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(p.ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
@@ -876,12 +896,12 @@ func (p *Process) readCtl() {
 		if err != nil || n == 0 {
 			return
 		}
-		fds := parseRights(oob[:oobn])
+		fds, pid := parseControl(oob[:oobn])
 		if n < 4 {
 			closeFDs(fds)
 			continue
 		}
-		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...), fds: fds}
+		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...), fds: fds, pid: pid}
 		if m.typ != msgStarted {
 			closeFDs(m.fds) // only STARTED carries descriptors
 			m.fds = nil
@@ -893,19 +913,21 @@ func (p *Process) readCtl() {
 	}
 }
 
-// parseRights returns the descriptors passed in a control message.
-func parseRights(oob []byte) []int {
+// parseControl returns the descriptors passed with a message and the
+// sender's pid (0 if the kernel attached none).
+func parseControl(oob []byte) (fds []int, pid int) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
-		return nil
+		return nil, 0
 	}
-	var fds []int
 	for _, m := range msgs {
 		if f, err := unix.ParseUnixRights(&m); err == nil {
 			fds = append(fds, f...)
+		} else if c, err := unix.ParseUnixCredentials(&m); err == nil {
+			pid = int(c.Pid)
 		}
 	}
-	return fds
+	return fds, pid
 }
 
 func (p *Process) send(b []byte) error { return p.sendFDs(b, nil) }

@@ -715,7 +715,8 @@ static int move_fd(int fd, int to)
 }
 
 /* send_started reports the tool's pid with pid 1's namespaces attached, so
- * the supervisor can check them against its own with the kernel's answer. */
+ * the supervisor can check them against its own with the kernel's answer.
+ * The kernel adds pid 1's host pid (the supervisor set SO_PASSCRED). */
 static void send_started(pid_t tool, const int *ns)
 {
 	char s[8], cbuf[CMSG_SPACE(sizeof(int) * TC_NS_COUNT)];
@@ -872,7 +873,6 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	if (write(maps[1], "", 1) != 1)
 		fail("id_maps", "sync");
 	close(maps[1]);
-	send_int(TC_MSG_PID1, child);
 	close(ctl);
 	while (waitpid(child, &st, 0) < 0)
 		if (errno != EINTR)

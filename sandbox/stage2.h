@@ -16,7 +16,6 @@ enum {
 	TC_MSG_PLAN = 1,    /* Go -> C: the setup plan + the cgroup.procs fds to  */
 	                    /* join (v1; none on v2, where the stage-2 is born in */
 	                    /* its cgroup)                                        */
-	TC_MSG_PID1 = 4,    /* C -> Go: int32 host pid of the sandbox's pid 1      */
 	TC_MSG_EXEC = 6,    /* Go -> C: path, cwd, argv, envp + 3 stdio fds        */
 	TC_MSG_STARTED = 7, /* C -> Go: int32 tool pid (inside the pid namespace) */
 	                    /* + pid 1's namespace fds, in TC_NS_NAMES order      */

@@ -12,7 +12,6 @@ const (
 	stage2Env = C.TC_ENV
 
 	msgPlan    = C.TC_MSG_PLAN
-	msgPID1    = C.TC_MSG_PID1
 	msgExec    = C.TC_MSG_EXEC
 	msgStarted = C.TC_MSG_STARTED
 	msgExit    = C.TC_MSG_EXIT
