@@ -109,6 +109,7 @@ type Cgroup struct {
 	// v1
 	v1cg   cgroup1.Cgroup
 	v1dirs map[string]string // controller -> absolute directory
+	v1uniq []string          // distinct directories of v1dirs, resolved once
 
 	mu      sync.Mutex
 	deleted bool
@@ -281,7 +282,7 @@ func (c *Cgroup) Kill() error {
 	if c.version == V2 {
 		return killV2(c.mount + c.path)
 	}
-	return killV1(c.v1dirs)
+	return killV1(c.v1uniq)
 }
 
 // Delete removes the cgroup in every hierarchy. It retries briefly while
@@ -311,7 +312,7 @@ func (c *Cgroup) uniqueDirs() []string {
 	if c.version == V2 {
 		return []string{c.mount + c.path}
 	}
-	return uniqueRealDirs(c.v1dirs)
+	return c.v1uniq
 }
 
 // rmdirRetry removes a cgroup directory, retrying on EBUSY/EAGAIN until

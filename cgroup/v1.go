@@ -123,6 +123,7 @@ func newV1(d *detected, cfg Config, name string, lim Limits) (_ *Cgroup, retErr 
 		swapLimited: swapLimited,
 		v1cg:        cg,
 		v1dirs:      dirs,
+		v1uniq:      uniqueRealDirs(dirs),
 	}, nil
 }
 
@@ -163,11 +164,11 @@ func uniqueRealDirs(dirs map[string]string) []string {
 
 // killV1 SIGKILLs every member of the cgroup until all hierarchies report
 // an empty cgroup.procs, or the deadline passes.
-func killV1(dirs map[string]string) error {
+func killV1(dirs []string) error {
 	deadline := time.Now().Add(killDeadline)
 	for {
 		found := 0
-		for _, dir := range uniqueRealDirs(dirs) {
+		for _, dir := range dirs {
 			pids, err := readPids(filepath.Join(dir, "cgroup.procs"))
 			if err != nil {
 				return fmt.Errorf("cgroup: kill: %w", err)
@@ -183,7 +184,7 @@ func killV1(dirs map[string]string) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("cgroup: kill: %d task(s) still in %v after %v", found, uniqueRealDirs(dirs), killDeadline)
+			return fmt.Errorf("cgroup: kill: %d task(s) still in %v after %v", found, dirs, killDeadline)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
