@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -356,7 +355,7 @@ func (p *Process) setup() error {
 	if err != nil {
 		return err
 	}
-	m2, err := p.expectMsg(msgStarted)
+	m2, err := p.expect(msgStarted)
 	if err != nil {
 		return err
 	}
@@ -944,15 +943,9 @@ func (p *Process) sendFDs(b, oob []byte) error {
 	return nil
 }
 
-// expect waits for one message of type typ during setup.
-func (p *Process) expect(typ uint32) ([]byte, error) {
-	m, err := p.expectMsg(typ)
-	return m.body, err
-}
-
-// expectMsg is expect for a message that may carry descriptors; the caller
-// closes them.
-func (p *Process) expectMsg(typ uint32) (ctlMsg, error) {
+// expect waits for one message of type typ during setup. The caller closes
+// the descriptors it carries.
+func (p *Process) expect(typ uint32) (ctlMsg, error) {
 	select {
 	case m, ok := <-p.msgs:
 		if !ok {
@@ -1095,12 +1088,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(k)
 	return k
-}
-
-func errnoOf(err error) syscall.Errno {
-	var e syscall.Errno
-	if errors.As(err, &e) {
-		return e
-	}
-	return 0
 }
