@@ -308,6 +308,9 @@ func (p *Process) setup() error {
 	}
 	var oob []byte
 	if len(procs) > maxCgroupFDs {
+		for _, f := range procs {
+			f.Close()
+		}
 		return fmt.Errorf("%w: %d cgroup hierarchies, at most %d supported", ErrSetup, len(procs), maxCgroupFDs)
 	}
 	if len(procs) > 0 {
@@ -500,10 +503,24 @@ func (p *Process) readEvidence(nsFDs []int) {
 	p.namespaceEvidence(nsFDs)
 	// pid 1 stays alive until DONE, but check it is still the stage-2's
 	// child before trusting its number.
+	// A pidfd pins the process checked here: if it still exists after the
+	// reads, its number was not reused in between.
+	pidfd, err := unix.PidfdOpen(p.pid1, 0)
+	if err != nil {
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone: "+err.Error())
+		return
+	}
+	defer unix.Close(pidfd)
 	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.Process.Pid) {
 		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone or not the stage-2's child")
 		return
 	}
+	defer func() {
+		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 ended while it was read: "+err.Error())
+			p.rec.Enforce.CapSets, p.rec.Enforce.Capabilities, p.rec.Enforce.NoNewPrivs = nil, nil, false
+		}
+	}()
 	if b, err := readProc(p.pid1, "uid_map"); err == nil {
 		p.rec.Enforce.UIDMap = strings.Join(strings.Fields(string(b)), " ")
 	}
@@ -856,6 +873,14 @@ func (p *Process) teardown() {
 		}
 	}
 	p.ctlMu.Unlock()
+	if p.msgs != nil {
+		// Messages nobody read (a setup that failed or was canceled) may
+		// carry descriptors; readCtl closes the channel once the socket is
+		// down.
+		for m := range p.msgs {
+			closeFDs(m.fds)
+		}
+	}
 	if p.cg != nil {
 		p.cg.Kill()
 		if err := p.cg.Delete(); err != nil {

@@ -496,6 +496,36 @@ func TestExecOfNoexecFileIsSetupError(t *testing.T) {
 	}
 }
 
+// Failed runs leave no descriptor behind in the host process (pid 1's
+// namespace descriptors travel only with STARTED, which a failed exec never
+// sends; unread messages are drained).
+func TestFailedRunsLeakNoDescriptors(t *testing.T) {
+	testenv.RequireUserNS(t)
+	wd := workdir(t)
+	prog := filepath.Join(wd, "prog")
+	os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755)
+	set := base().InWorkdir(wd)
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	if _, err := sandbox.Run(context.Background(), set, sandbox.Command(prog)); err == nil {
+		t.Fatal("exec of a noexec file succeeded")
+	}
+	before := count()
+	for i := 0; i < 5; i++ {
+		if _, err := sandbox.Run(context.Background(), set, sandbox.Command(prog)); err == nil {
+			t.Fatal("exec of a noexec file succeeded")
+		}
+	}
+	if after := count(); after != before {
+		t.Fatalf("open descriptors %d before 5 failed runs, %d after", before, after)
+	}
+}
+
 func TestMaxFileSize(t *testing.T) {
 	wd := workdir(t)
 	set := base().InWorkdir(wd).WithMaxFileSize(64 << 10)

@@ -669,6 +669,16 @@ static void read_exec(struct execmsg *x)
 	x->envp = get_list(&r);
 }
 
+/* tool_failed is set by the vfork child before it reports a failure; the
+ * child shares pid 1's memory until execve, so pid 1 sees it. */
+static volatile sig_atomic_t tool_failed;
+
+static void __attribute__((noreturn)) tool_fail(const char *step, const char *detail)
+{
+	tool_failed = 1;
+	fail(step, detail);
+}
+
 /* run_tool runs in a vfork child: it shares pid 1's memory until execve,
  * so it writes only its own locals and never returns. */
 static void __attribute__((noreturn)) run_tool(const struct plan *pl, const struct execmsg *x)
@@ -677,27 +687,27 @@ static void __attribute__((noreturn)) run_tool(const struct plan *pl, const stru
 	int fds[3] = {x->fds[0], x->fds[1], x->fds[2]};
 
 	if (setsid() < 0)
-		fail("setsid", NULL);
+		tool_fail("setsid", NULL);
 	for (int i = 0; i < 3; i++)
 		if (fds[i] < 3) { /* keep dup2 below from clobbering a source */
 			int f = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
 			if (f < 0)
-				fail("stdio", NULL);
+				tool_fail("stdio", NULL);
 			fds[i] = f;
 		}
 	for (int i = 0; i < 3; i++)
 		if (dup2(fds[i], i) < 0)
-			fail("stdio", NULL);
+			tool_fail("stdio", NULL);
 	/* Every other descriptor closes at execve, whatever its flag; the
 	 * control socket stays open until then to report an exec failure. */
 	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-		fail("close_range", NULL);
+		tool_fail("close_range", NULL);
 	if (chdir(x->cwd) < 0)
-		fail("chdir", x->cwd);
+		tool_fail("chdir", x->cwd);
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-		fail("seccomp", NULL);
+		tool_fail("seccomp", NULL);
 	execve(x->path, x->argv, x->envp);
-	fail("execve", x->path);
+	tool_fail("execve", x->path);
 }
 
 /* move_fd puts fd at number to (close-on-exec), closing the old number. */
@@ -786,6 +796,11 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 		run_tool(pl, &x);
 	for (int i = 0; i < 3; i++)
 		close(x.fds[i]);
+	if (tool_failed) { /* ERROR is sent; no STARTED, no namespace fds */
+		while (waitpid(tool, &st, 0) < 0 && errno == EINTR)
+			;
+		_exit(TC_EXIT_SETUP);
+	}
 	send_started(tool, ns);
 	for (int i = 0; i < TC_NS_COUNT; i++)
 		close(ns[i]);
@@ -846,9 +861,16 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	if ((pl.flags & TC_PLAN_DROP_GROUPS) && setgroups(0, NULL) < 0)
 		fail("setgroups", NULL);
 	arm_pdeath();
-	if (pipe2(lifepipe, O_CLOEXEC) < 0 || pipe2(maps, O_CLOEXEC) < 0)
+	/* The maps signal goes over a socket: send(MSG_NOSIGNAL) fails with
+	 * EPIPE, where a pipe would raise SIGPIPE, if pid 1 died already. */
+	if (pipe2(lifepipe, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, maps) < 0)
 		fail("pipe", NULL);
-	/* A raw clone returns in the child on a copy of this stack, as fork. */
+	/* A raw clone returns in the child on a copy of this stack, as fork.
+	 * With every pointer NULL the argument order only matters where the
+	 * stack comes first. */
+#if defined(__s390__) || defined(__CRIS__)
+#error "raw clone argument order: stack comes first on this architecture"
+#endif
 	child = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID |
 	                                  CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD,
 	                       NULL, NULL, NULL, 0);
@@ -870,7 +892,7 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	write_file(path, pl.uid_map);
 	snprintf(path, sizeof path, "/proc/%d/gid_map", (int)child);
 	write_file(path, pl.gid_map);
-	if (write(maps[1], "", 1) != 1)
+	if (send(maps[1], "", 1, MSG_NOSIGNAL) != 1)
 		fail("id_maps", "sync");
 	close(maps[1]);
 	close(ctl);
