@@ -881,6 +881,16 @@ func (p *Process) teardown() {
 			closeFDs(m.fds)
 		}
 	}
+	// Every holder of the output pipes' write ends is gone now (the sandbox
+	// and any EXEC message in flight), so the copiers end at EOF: wait for
+	// them, boundedly, so a failed run leaves no descriptor behind.
+	copied := make(chan struct{})
+	go func() { p.outWG.Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(2 * time.Second):
+		p.log("output copiers still running after teardown")
+	}
 	if p.cg != nil {
 		p.cg.Kill()
 		if err := p.cg.Delete(); err != nil {

@@ -505,13 +505,19 @@ func TestFailedRunsLeakNoDescriptors(t *testing.T) {
 	prog := filepath.Join(wd, "prog")
 	os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755)
 	set := base().InWorkdir(wd)
-	count := func() int {
+	fds := func() []string {
 		ents, err := os.ReadDir("/proc/self/fd")
 		if err != nil {
 			t.Fatal(err)
 		}
-		return len(ents)
+		var l []string
+		for _, e := range ents {
+			dst, _ := os.Readlink("/proc/self/fd/" + e.Name())
+			l = append(l, e.Name()+"->"+dst)
+		}
+		return l
 	}
+	count := func() int { return len(fds()) }
 	if _, err := sandbox.Run(context.Background(), set, sandbox.Command(prog)); err == nil {
 		t.Fatal("exec of a noexec file succeeded")
 	}
@@ -522,7 +528,7 @@ func TestFailedRunsLeakNoDescriptors(t *testing.T) {
 		}
 	}
 	if after := count(); after != before {
-		t.Fatalf("open descriptors %d before 5 failed runs, %d after", before, after)
+		t.Fatalf("open descriptors %d before 5 failed runs, %d after: %v", before, after, fds())
 	}
 }
 
