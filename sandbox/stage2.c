@@ -107,13 +107,32 @@ static void put_str(struct buf *b, const char *s)
 	put(b, "", 1);
 }
 
-static void send_msg(struct buf *b)
+/* send_fds sends one message with nfds descriptors attached (SCM_RIGHTS). */
+static void send_fds(struct buf *b, const int *fds, int nfds)
 {
+	char cbuf[CMSG_SPACE(sizeof(int) * TC_NS_COUNT)];
+	struct iovec iov = {b->p, b->n};
+	struct msghdr mh = {0};
 	ssize_t r;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (nfds > 0 && nfds <= TC_NS_COUNT) {
+		struct cmsghdr *c;
+		mh.msg_control = cbuf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+		memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+	}
 	do
-		r = send(ctl, b->p, b->n, MSG_NOSIGNAL);
+		r = sendmsg(ctl, &mh, MSG_NOSIGNAL);
 	while (r < 0 && errno == EINTR);
 }
+
+static void send_msg(struct buf *b) { send_fds(b, NULL, 0); }
 
 static void send_int(uint32_t type, int32_t v)
 {
@@ -729,29 +748,11 @@ static int move_fd(int fd, int to)
  * The kernel adds pid 1's host pid (the supervisor set SO_PASSCRED). */
 static void send_started(pid_t tool, const int *ns)
 {
-	char s[8], cbuf[CMSG_SPACE(sizeof(int) * TC_NS_COUNT)];
+	char s[8];
 	struct buf b = {s, 0, sizeof s};
-	struct iovec iov;
-	struct msghdr mh = {0};
-	struct cmsghdr *c;
-	ssize_t r;
-
 	put_u32(&b, TC_MSG_STARTED);
 	put_u32(&b, (uint32_t)tool);
-	iov.iov_base = b.p;
-	iov.iov_len = b.n;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof cbuf;
-	c = CMSG_FIRSTHDR(&mh);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int) * TC_NS_COUNT);
-	memcpy(CMSG_DATA(c), ns, sizeof(int) * TC_NS_COUNT);
-	do
-		r = sendmsg(ctl, &mh, MSG_NOSIGNAL);
-	while (r < 0 && errno == EINTR);
+	send_fds(&b, ns, TC_NS_COUNT);
 }
 
 static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)

@@ -157,9 +157,7 @@ func TestHarnessDelegatedCgroups(t *testing.T) {
 		KindRootHybrid: "root uses its own cgroups; nothing is delegated",
 		KindVMv2:       "root in the VM uses the v2 root; nothing is delegated",
 	})
-	if HostKind() == "" {
-		t.Skip("only meaningful under scripts/test.sh")
-	}
+	Require(t, HostKind() != "", "a run under scripts/test.sh (TOOLCELL_HOST_KIND set)")
 	for _, c := range V1Controllers {
 		p := CgroupParent(c)
 		if p == "" {

@@ -27,9 +27,7 @@ var notInVM = map[string]string{
 func inVM(t *testing.T) {
 	t.Helper()
 	testenv.NotApplicable(t, notInVM)
-	if testenv.HostKind() == "" {
-		t.Skip("run through scripts/vm/vmexec with TOOLCELL_HOST_KIND=vm-v2")
-	}
+	testenv.Require(t, testenv.HostKind() != "", "a run through scripts/vm/vmexec with TOOLCELL_HOST_KIND=vm-v2")
 }
 
 func TestRoot(t *testing.T) {
