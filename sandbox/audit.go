@@ -14,6 +14,10 @@ const (
 	ReasonOutputLimit = "output_limit" // an output stream passed MaxOutput
 	ReasonSetupFailed = "setup_failed" // the sandbox was never complete; nothing ran
 	ReasonCanceled    = "canceled"     // the caller's context ended the run
+	// ReasonSeccompKill: the tool died of SIGSYS, which is what the filter's
+	// KILL_PROCESS action (a foreign syscall ABI: int 0x80, x32) does. A
+	// tool that sends itself SIGSYS looks the same.
+	ReasonSeccompKill = "seccomp_kill"
 )
 
 // Record is the audit record of one run: what was enforced, and what the
@@ -34,8 +38,11 @@ type Record struct {
 	Output     Output      `json:"output"`
 	Enforce    Enforcement `json:"enforcement"`
 	Denials    []Denial    `json:"denials"`
-	Network    []Conn      `json:"network"`
-	Error      string      `json:"error,omitempty"`
+	// DenialsDropped counts denied attempts not itemised in Denials because
+	// it already held its maximum of distinct entries (128).
+	DenialsDropped int64  `json:"denials_dropped"`
+	Network        []Conn `json:"network"`
+	Error          string `json:"error,omitempty"`
 }
 
 // PolicyRef names the capability set by its canonical hash.
@@ -112,13 +119,20 @@ type CgroupInfo struct {
 	Limits  map[string]string `json:"limits"`
 }
 
-// Denial is one denied attempt (filled by the syscall audit).
+// Denial is one kind of denied syscall attempt: the supervisor received it
+// from the filter's listener (SECCOMP_RET_USER_NOTIF), answered EPERM, and
+// counted every attempt with the same syscall and Detail.
 type Denial struct {
-	Syscall string   `json:"syscall"`
-	Arch    string   `json:"arch"`
-	Args    []string `json:"args"`
-	Detail  string   `json:"detail,omitempty"`
-	Count   int      `json:"count"`
+	Syscall string    `json:"syscall"`
+	Nr      int       `json:"nr"`
+	Arch    string    `json:"arch"`
+	Args    []string  `json:"args"`             // the six raw arguments of the first attempt
+	Detail  string    `json:"detail,omitempty"` // decoded arguments, e.g. target="/mnt"
+	Process string    `json:"process,omitempty"`
+	Answer  string    `json:"answer"` // what the call returned: "EPERM"
+	Count   int       `json:"count"`
+	FirstAt time.Time `json:"first_at"`
+	LastAt  time.Time `json:"last_at"`
 }
 
 // Conn is one network attempt (filled by the egress proxy).

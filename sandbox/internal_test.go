@@ -2,6 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -9,6 +12,7 @@ import (
 
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
+	"github.com/toolcell/toolcell/seccomp"
 )
 
 // If the stage-2 dies (the supervisor crashed, say), pid 1 must die too and
@@ -97,5 +101,61 @@ func TestNamespaceEvidence(t *testing.T) {
 	p.namespaceEvidence(own[:3])
 	if len(p.rec.Enforce.Notes) != 1 || len(p.rec.Enforce.Namespaces) != 0 {
 		t.Fatalf("short list: %v %v", p.rec.Enforce.Namespaces, p.rec.Enforce.Notes)
+	}
+}
+
+// If the supervisor stops answering (it died: its listener is closed), a
+// tool waiting on a denied call is not stuck: the kernel answers ENOSYS,
+// then and for every later denied call, and the run ends normally.
+func TestListenerClosedAnswersENOSYS(t *testing.T) {
+	testenv.RequireUserNS(t)
+	bin := testenv.BuildC(t, "../testdata/probe/probe.c")
+	seen := 0
+	testHookNotif = func(n seccomp.Notif) bool {
+		seen++
+		return seen < 3 // answer two, then close the listener unanswered
+	}
+	t.Cleanup(func() { testHookNotif = nil })
+	res, err := Run(context.Background(), capability.New().WithBase().ExecFile(bin), Command(bin, "until-not"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(string(res.Stdout)); got != "after 2 EPERM: ENOSYS" || res.Reason != ReasonExited {
+		t.Fatalf("stdout %q reason %s, want %q", got, res.Reason, "after 2 EPERM: ENOSYS")
+	}
+	if len(res.Audit.Denials) != 1 || res.Audit.Denials[0].Count != 2 {
+		t.Fatalf("denials %+v, want acct twice", res.Audit.Denials)
+	}
+}
+
+// Without seccomp user notification the run fails closed, naming it,
+// unless the caller allowed exactly that degradation; then denied calls get
+// EPERM from the filter itself and the record says denials are unknown.
+func TestNoUserNotifFailsClosed(t *testing.T) {
+	testenv.RequireUserNS(t)
+	haveUserNotif = func() error { return fmt.Errorf("%w: SECCOMP_RET_USER_NOTIF (test)", seccomp.ErrNotSupported) }
+	t.Cleanup(func() { haveUserNotif = seccomp.HaveUserNotif })
+	set := capability.New().WithBase()
+	script := Command("/bin/sh", "-c", "mount -t tmpfs none /tmp 2>/dev/null; echo rc=$?")
+
+	_, err := Run(context.Background(), set, script)
+	var re *RunError
+	if !errors.Is(err, ErrUnsupported) || !errors.As(err, &re) || !strings.Contains(err.Error(), "seccomp user notification") {
+		t.Fatalf("err = %v, want ErrUnsupported naming seccomp user notification", err)
+	}
+	if re.Record.Exit.Reason != ReasonSetupFailed {
+		t.Fatalf("record exit %+v", re.Record.Exit)
+	}
+
+	r := &Runner{AllowNoSyscallAudit: true}
+	res, err := r.Run(context.Background(), set, script)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := res.Audit
+	if strings.TrimSpace(string(res.Stdout)) == "rc=0" || len(rec.Denials) != 0 ||
+		rec.Enforce.Seccomp.DeniedAction != string(seccomp.ActionErrnoEPERM) ||
+		len(rec.Enforce.Degraded) != 1 || !strings.HasPrefix(rec.Enforce.Degraded[0], "seccomp_user_notif:") {
+		t.Fatalf("stdout %q denials %v seccomp %+v degraded %q", res.Stdout, rec.Denials, rec.Enforce.Seccomp, rec.Enforce.Degraded)
 	}
 }

@@ -73,6 +73,12 @@ type Runner struct {
 	// cgroup can be created (rootless without delegation). The record then
 	// lists "cgroup" in enforcement.degraded. Off by default: fail closed.
 	AllowNoCgroup bool
+	// AllowNoSyscallAudit lets a run go ahead on a kernel without seccomp
+	// user notification (SECCOMP_RET_USER_NOTIF). The filter then answers
+	// denied syscalls with EPERM itself, no denial can be recorded, and the
+	// record lists "seccomp_user_notif" in enforcement.degraded. Off by
+	// default: fail closed.
+	AllowNoSyscallAudit bool
 	// Logger receives debug events; nil means no logging.
 	Logger *slog.Logger
 }
@@ -126,6 +132,10 @@ type Process struct {
 	ctlClosed bool
 	cgDone    chan error // non-nil while the cgroup is made concurrently
 	pid1      int
+
+	denials     denialLog
+	listener    *seccomp.Listener
+	denialsDone chan struct{} // closed when watchDenials ends
 
 	mu       sync.Mutex
 	killedBy string
@@ -211,7 +221,15 @@ func (p *Process) setup() error {
 		return err
 	}
 
-	filter, err := seccomp.CompileCached(seccomp.Policy{Groups: seccomp.DefaultGroups()})
+	denied := seccomp.ActionNotify
+	if err := haveUserNotif(); err != nil {
+		if !p.r.AllowNoSyscallAudit {
+			return fmt.Errorf("%w: seccomp user notification (denied syscalls cannot be recorded): %w", ErrUnsupported, err)
+		}
+		denied = seccomp.ActionErrnoEPERM
+		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "seccomp_user_notif: denied syscalls get EPERM from the filter and are not recorded ("+err.Error()+")")
+	}
+	filter, err := seccomp.CompileCached(seccomp.Policy{Groups: seccomp.DefaultGroups(), DeniedAction: denied})
 	if err != nil {
 		return fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
 	}
@@ -321,7 +339,11 @@ func (p *Process) setup() error {
 		oob = unix.UnixRights(fds...)
 	}
 	uidMap, gidMap := p.idMaps()
-	err = p.sendFDs(encodePlan(p.planFlags(), plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs)), oob)
+	flags := p.planFlags()
+	if denied == seccomp.ActionNotify {
+		flags |= planNotify
+	}
+	err = p.sendFDs(encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs)), oob)
 	for _, f := range procs {
 		f.Close()
 	}
@@ -363,10 +385,19 @@ func (p *Process) setup() error {
 		return err
 	}
 	p.pid1 = m2.pid
+	nsFDs := m2.fds
+	if denied == seccomp.ActionNotify {
+		// The tool may already be waiting on a denied call: answer first.
+		if err := p.startDenialWatch(m2.fds); err != nil {
+			closeFDs(m2.fds)
+			return err
+		}
+		nsFDs = m2.fds[:len(m2.fds)-1]
+	}
 	// The tool runs while its evidence is read: pid 1 holds the state the
 	// tool started from and waits for DONE before it exits.
-	p.readEvidence(m2.fds)
-	closeFDs(m2.fds)
+	p.readEvidence(nsFDs)
+	closeFDs(nsFDs)
 	if err := p.send(u32msg(msgDone)); err != nil {
 		return err
 	}
@@ -374,6 +405,47 @@ func (p *Process) setup() error {
 	p.log("started", "setup_ms", p.rec.SetupMS)
 	go p.supervise()
 	return nil
+}
+
+// haveUserNotif is the kernel probe; tests replace it to take the
+// degraded path.
+var haveUserNotif = seccomp.HaveUserNotif
+
+// startDenialWatch takes the filter's listener, the last descriptor passed
+// with STARTED, after checking with the kernel that it is one.
+func (p *Process) startDenialWatch(fds []int) error {
+	if len(fds) != nsCount+1 {
+		return fmt.Errorf("%w: pid 1 passed %d descriptors with STARTED, want %d (namespaces and the seccomp listener)", ErrSetup, len(fds), nsCount+1)
+	}
+	fd := fds[len(fds)-1]
+	if link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || link != "anon_inode:seccomp notify" {
+		return fmt.Errorf("%w: descriptor passed as the seccomp listener is %q (%v)", ErrSetup, link, err)
+	}
+	l, err := seccomp.NewListener(fd)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	p.listener = l
+	p.denialsDone = make(chan struct{})
+	go p.watchDenials(l)
+	return nil
+}
+
+// endDenialWatch waits for the watcher, which ends by itself once the
+// sandbox's last process is gone, and puts the denials in the record.
+func (p *Process) endDenialWatch() {
+	if p.listener == nil {
+		return
+	}
+	select {
+	case <-p.denialsDone:
+	case <-time.After(2 * time.Second):
+		p.log("seccomp listener still in use after the sandbox ended")
+	}
+	p.listener.Close()
+	<-p.denialsDone
+	p.listener = nil
+	p.rec.Denials, p.rec.DenialsDropped = p.denials.result()
 }
 
 func (p *Process) planFlags() uint32 {
@@ -785,6 +857,7 @@ out:
 	}
 	<-exited
 	p.outWG.Wait()
+	p.endDenialWatch()
 	res := &Result{ExitCode: -1, Audit: p.rec}
 	if p.cg != nil {
 		if !statsRead {
@@ -812,6 +885,9 @@ out:
 	case status != nil && status.Signaled():
 		res.Signal = unix.SignalName(status.Signal())
 		res.Reason = ReasonSignaled
+		if status.Signal() == unix.SIGSYS {
+			res.Reason = ReasonSeccompKill
+		}
 	default:
 		res.Signal = "SIGKILL"
 		res.Reason = ReasonSignaled
@@ -856,6 +932,7 @@ func (p *Process) Kill() { p.kill(ReasonCanceled) }
 
 func (p *Process) teardown() {
 	p.joinCgroupSetup() // a cgroup still being made is removed below
+	defer p.endDenialWatch()
 	for _, c := range p.closers {
 		c.Close()
 	}
@@ -921,7 +998,7 @@ func (p *Process) readCtl() {
 		p.ctlMu.Unlock()
 	}()
 	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4*nsCount)+unix.CmsgSpace(unix.SizeofUcred))
+	oob := make([]byte, unix.CmsgSpace(4*(nsCount+1))+unix.CmsgSpace(unix.SizeofUcred))
 	for {
 		n, oobn, _, _, err := unix.Recvmsg(p.ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {

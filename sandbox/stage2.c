@@ -13,7 +13,7 @@
  *                     namespaces, write its id maps, wait for it.
  *   pid 1  (sandbox): mounts, pivot_root, drop privileges; on EXEC fork the
  *                     tool, report STARTED, and reap until it exits.
- *   tool:             setsid, stdio, seccomp, execve.
+ *   tool:             setsid, stdio, seccomp (+ listener), execve.
  *
  * The outer writes pid 1's id maps because only a process in the parent
  * user namespace may map the sandbox user to an id other than its own (host
@@ -110,14 +110,14 @@ static void put_str(struct buf *b, const char *s)
 /* send_fds sends one message with nfds descriptors attached (SCM_RIGHTS). */
 static void send_fds(struct buf *b, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * TC_NS_COUNT)];
+	char cbuf[CMSG_SPACE(sizeof(int) * (TC_NS_COUNT + 1))];
 	struct iovec iov = {b->p, b->n};
 	struct msghdr mh = {0};
 	ssize_t r;
 
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
-	if (nfds > 0 && nfds <= TC_NS_COUNT) {
+	if (nfds > 0 && nfds <= TC_NS_COUNT + 1) {
 		struct cmsghdr *c;
 		mh.msg_control = cbuf;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
@@ -688,45 +688,69 @@ static void read_exec(struct execmsg *x)
 	x->envp = get_list(&r);
 }
 
-/* tool_failed is set by the vfork child before it reports a failure; the
- * child shares pid 1's memory until execve, so pid 1 sees it. */
-static volatile sig_atomic_t tool_failed;
+/* toolctx is what pid 1 and the tool child share until the child's execve:
+ * the child is cloned with CLONE_VM | CLONE_VFORK | CLONE_FILES, so it runs
+ * on pid 1's memory and descriptor table while pid 1 waits. execve gives the
+ * tool a private copy of the table and closes its close-on-exec entries
+ * there; pid 1 keeps the originals, among them the filter's listener. */
+struct toolctx {
+	const struct plan *pl;
+	const struct execmsg *x;
+	const char *step, *detail; /* set when the child failed */
+	int err;
+	int listener; /* seccomp listener (close-on-exec), or -1 */
+	int dups[3];  /* stdio copies the child made in the shared table, or -1 */
+};
 
-static void __attribute__((noreturn)) tool_fail(const char *step, const char *detail)
+/* tool_fail records a failure for pid 1 and exits. After the filter is in
+ * place the child must make no syscall the policy might refuse (a refusal
+ * would wait for a supervisor that has no listener yet), so pid 1, not the
+ * child, reports it. */
+static void __attribute__((noreturn)) tool_fail(struct toolctx *t, const char *step, const char *detail)
 {
-	tool_failed = 1;
-	fail(step, detail);
+	t->err = errno;
+	t->detail = detail;
+	t->step = step;
+	_exit(127);
 }
 
-/* run_tool runs in a vfork child: it shares pid 1's memory until execve,
- * so it writes only its own locals and never returns. */
-static void __attribute__((noreturn)) run_tool(const struct plan *pl, const struct execmsg *x)
+/* run_tool is the tool child: it writes only t and its own stack (a
+ * separate one), and never returns. */
+static int run_tool(void *arg)
 {
-	struct sock_fprog prog = {(unsigned short)pl->nfilter, pl->filter};
+	struct toolctx *t = arg;
+	const struct execmsg *x = t->x;
+	struct sock_fprog prog = {(unsigned short)t->pl->nfilter, t->pl->filter};
 	int fds[3] = {x->fds[0], x->fds[1], x->fds[2]};
 
 	if (setsid() < 0)
-		tool_fail("setsid", NULL);
+		tool_fail(t, "setsid", NULL);
 	for (int i = 0; i < 3; i++)
 		if (fds[i] < 3) { /* keep dup2 below from clobbering a source */
 			int f = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
 			if (f < 0)
-				tool_fail("stdio", NULL);
-			fds[i] = f;
+				tool_fail(t, "stdio", NULL);
+			fds[i] = t->dups[i] = f;
 		}
 	for (int i = 0; i < 3; i++)
 		if (dup2(fds[i], i) < 0)
-			tool_fail("stdio", NULL);
-	/* Every other descriptor closes at execve, whatever its flag; the
-	 * control socket stays open until then to report an exec failure. */
+			tool_fail(t, "stdio", NULL);
+	/* Every other descriptor closes at execve, whatever its flag. */
 	if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-		tool_fail("close_range", NULL);
+		tool_fail(t, "close_range", NULL);
 	if (chdir(x->cwd) < 0)
-		tool_fail("chdir", x->cwd);
-	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0)
-		tool_fail("seccomp", NULL);
+		tool_fail(t, "chdir", x->cwd);
+	if (t->pl->flags & TC_PLAN_NOTIFY) {
+		/* The listener lands in the shared table, close-on-exec. */
+		t->listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
+		                           SECCOMP_FILTER_FLAG_NEW_LISTENER, &prog);
+		if (t->listener < 0)
+			tool_fail(t, "seccomp", NULL);
+	} else if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+		tool_fail(t, "seccomp", NULL);
+	}
 	execve(x->path, x->argv, x->envp);
-	tool_fail("execve", x->path);
+	tool_fail(t, "execve", x->path);
 }
 
 /* move_fd puts fd at number to (close-on-exec), closing the old number. */
@@ -743,22 +767,31 @@ static int move_fd(int fd, int to)
 	return to;
 }
 
-/* send_started reports the tool's pid with pid 1's namespaces attached, so
- * the supervisor can check them against its own with the kernel's answer.
- * The kernel adds pid 1's host pid (the supervisor set SO_PASSCRED). */
-static void send_started(pid_t tool, const int *ns)
+/* send_started reports the tool's pid with pid 1's namespaces and the
+ * seccomp listener (if any) attached, so the supervisor can check the
+ * namespaces against its own and collect the tool's denied syscalls. The
+ * kernel adds pid 1's host pid (the supervisor set SO_PASSCRED). */
+static void send_started(pid_t tool, const int *ns, int listener)
 {
 	char s[8];
+	int fds[TC_NS_COUNT + 1];
 	struct buf b = {s, 0, sizeof s};
+	memcpy(fds, ns, sizeof(int) * TC_NS_COUNT);
+	fds[TC_NS_COUNT] = listener;
 	put_u32(&b, TC_MSG_STARTED);
 	put_u32(&b, (uint32_t)tool);
-	send_fds(&b, ns, TC_NS_COUNT);
+	send_fds(&b, fds, listener >= 0 ? TC_NS_COUNT + 1 : TC_NS_COUNT);
 }
+
+/* The tool child's stack: clone with CLONE_VM needs one of its own, since
+ * pid 1's frames stay live while the child runs. */
+static char tool_stack[256 * 1024] __attribute__((aligned(16)));
 
 static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 {
 	static const char *const ns_names[TC_NS_COUNT] = {TC_NS_NAMES};
 	struct execmsg x;
+	struct toolctx t;
 	pid_t tool;
 	int st, ns[TC_NS_COUNT];
 
@@ -788,21 +821,34 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	drop_privileges(pl);
 
 	read_exec(&x);
-	/* vfork: no copy of pid 1's page tables (a large mapped binary);
-	 * pid 1 resumes once the tool has exec'd or failed. */
-	tool = vfork();
+	/* Like vfork (no copy of pid 1's page tables, pid 1 resumes once the
+	 * tool has exec'd or failed), plus a shared descriptor table. */
+	t = (struct toolctx){pl, &x, NULL, NULL, 0, -1, {-1, -1, -1}};
+	tool = clone(run_tool, tool_stack + sizeof tool_stack,
+	             CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &t);
 	if (tool < 0)
 		fail("fork_tool", NULL);
-	if (tool == 0)
-		run_tool(pl, &x);
-	for (int i = 0; i < 3; i++)
+	/* pid 1's table now holds the tool's stdio at 0-2 and the copies the
+	 * child made; pid 1 keeps none of them. */
+	for (int i = 0; i < 3; i++) {
 		close(x.fds[i]);
-	if (tool_failed) { /* ERROR is sent; no STARTED, no namespace fds */
+		if (t.dups[i] >= 0)
+			close(t.dups[i]);
+		close(i);
+	}
+	if (t.step) { /* no STARTED, no namespace fds, no listener */
 		while (waitpid(tool, &st, 0) < 0 && errno == EINTR)
 			;
-		_exit(TC_EXIT_SETUP);
+		errno = t.err;
+		fail(t.step, t.detail);
 	}
-	send_started(tool, ns);
+	if ((pl->flags & TC_PLAN_NOTIFY) && t.listener < 0) {
+		errno = EBADF;
+		fail("seccomp", "no listener");
+	}
+	send_started(tool, ns, t.listener);
+	if (t.listener >= 0)
+		close(t.listener);
 	for (int i = 0; i < TC_NS_COUNT; i++)
 		close(ns[i]);
 	/* Reap everything; when the tool exits, pid 1 exits and the kernel

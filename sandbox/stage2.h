@@ -18,7 +18,8 @@ enum {
 	                    /* its cgroup)                                        */
 	TC_MSG_EXEC = 6,    /* Go -> C: path, cwd, argv, envp + 3 stdio fds        */
 	TC_MSG_STARTED = 7, /* C -> Go: int32 tool pid (inside the pid namespace) */
-	                    /* + pid 1's namespace fds, in TC_NS_NAMES order      */
+	                    /* + pid 1's namespace fds, in TC_NS_NAMES order,     */
+	                    /* then the seccomp listener (TC_PLAN_NOTIFY)         */
 	TC_MSG_EXIT = 8,    /* C -> Go: int32 wait status of the tool              */
 	TC_MSG_ERROR = 9,   /* C -> Go: step, int32 errno, detail                  */
 	TC_MSG_DONE = 10,   /* Go -> C: evidence read, pid 1 may exit              */
@@ -47,6 +48,7 @@ enum {
 
 /* Plan flags. */
 #define TC_PLAN_DROP_GROUPS 1 /* setgroups(0, NULL) before the user ns (root) */
+#define TC_PLAN_NOTIFY 2      /* install the filter with a listener and pass it */
 
 #define TC_MAX_MSG (1 << 20)
 #define TC_EXIT_SETUP 125

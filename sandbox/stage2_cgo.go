@@ -30,6 +30,7 @@ const (
 	opSetattr  = C.TC_OP_SETATTR
 
 	planDropGroups = C.TC_PLAN_DROP_GROUPS
+	planNotify     = C.TC_PLAN_NOTIFY
 	nsCount        = C.TC_NS_COUNT
 	maxCgroupFDs   = C.TC_MAX_CGROUP_FDS
 	maxMsg         = C.TC_MAX_MSG

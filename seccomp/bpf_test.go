@@ -13,10 +13,9 @@ const (
 	retAllow       = 0x7fff0000
 	retErrnoEPERM  = retErrno | 1
 	retErrnoENOSYS = retErrno | 38
+	retUserNotif   = 0x7fc00000
 
-	auditArchX8664 = 0xc000003e
-	auditArchI386  = 0x40000003
-	x32SyscallBit  = 0x40000000
+	x32SyscallBit = 0x40000000
 )
 
 // seccompData mirrors struct seccomp_data.
@@ -227,6 +226,8 @@ func retName(r uint32) string {
 		return "ALLOW"
 	case r == retKillProcess:
 		return "KILL_PROCESS"
+	case r == retUserNotif:
+		return "USER_NOTIF"
 	case r&0xffff0000 == retErrno:
 		return fmt.Sprintf("ERRNO(%d)", r&0xffff)
 	}

@@ -24,6 +24,11 @@ const (
 	ActionErrnoEPERM  Action = "errno_eperm"
 	ActionErrnoENOSYS Action = "errno_enosys"
 	ActionKillProcess Action = "kill_process"
+	// ActionNotify suspends the caller and asks the supervisor holding the
+	// filter's listener (SECCOMP_RET_USER_NOTIF). toolcell's supervisor
+	// records the attempt and always answers EPERM; with no listener left,
+	// the kernel answers ENOSYS.
+	ActionNotify Action = "user_notif"
 )
 
 func (a Action) scmp() (libseccomp.ScmpAction, error) {
@@ -36,6 +41,8 @@ func (a Action) scmp() (libseccomp.ScmpAction, error) {
 		return libseccomp.ActErrno.SetReturnCode(int16(unix.ENOSYS)), nil
 	case ActionKillProcess:
 		return libseccomp.ActKillProcess, nil
+	case ActionNotify:
+		return libseccomp.ActNotify, nil
 	}
 	return libseccomp.ActInvalid, fmt.Errorf("seccomp: unknown action %q", a)
 }
@@ -118,7 +125,7 @@ func (p Policy) normalize() ([]Group, Action, error) {
 		d = defaultDenied
 	}
 	switch d {
-	case ActionErrnoEPERM, ActionErrnoENOSYS, ActionKillProcess:
+	case ActionErrnoEPERM, ActionErrnoENOSYS, ActionKillProcess, ActionNotify:
 	default:
 		return nil, "", fmt.Errorf("seccomp: invalid denied action %q", d)
 	}

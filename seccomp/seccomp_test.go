@@ -72,7 +72,23 @@ func TestFilterMetadata(t *testing.T) {
 }
 
 func TestGoldenDefaultGroups(t *testing.T) {
-	f, prog := compileDefault(t)
+	for _, c := range []struct {
+		act  Action
+		deny uint32
+	}{{"", retErrnoEPERM}, {ActionErrnoEPERM, retErrnoEPERM}, {ActionNotify, retUserNotif}} {
+		t.Run(string(c.act), func(t *testing.T) {
+			f, err := Compile(Policy{Groups: DefaultGroups(), DeniedAction: c.act})
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			golden(t, f, decode(t, f.BPF), c.deny)
+		})
+	}
+}
+
+// golden checks every syscall of the default groups' filter: deny is what a
+// known syscall outside the grants gets.
+func golden(t *testing.T, f *Filter, prog []insn, deny uint32) {
 	cond := map[string]bool{}
 	for _, c := range f.Conditional {
 		cond[c] = true
@@ -84,7 +100,7 @@ func TestGoldenDefaultGroups(t *testing.T) {
 		expect(t, prog, retAllow, name, auditArchX8664, sysnr(t, name), 0, 0, 0)
 	}
 	for _, name := range AlwaysDenied() {
-		expect(t, prog, retErrnoEPERM, name, auditArchX8664, sysnr(t, name))
+		expect(t, prog, deny, name, auditArchX8664, sysnr(t, name))
 	}
 	// Known but not granted.
 	for _, name := range []string{"mknod", "mknodat", "sethostname", "setuid", "mlock", "sync", "socketcall"} {
@@ -92,7 +108,7 @@ func TestGoldenDefaultGroups(t *testing.T) {
 		if err != nil || nr < 0 {
 			continue // not an x86_64 syscall
 		}
-		expect(t, prog, retErrnoEPERM, name, auditArchX8664, int32(nr))
+		expect(t, prog, deny, name, auditArchX8664, int32(nr))
 	}
 	for _, nr := range []int32{1000, 2000, 0x3fffffff} {
 		expect(t, prog, retErrnoENOSYS, "unknown number", auditArchX8664, nr)
@@ -125,27 +141,27 @@ func TestGoldenDefaultGroups(t *testing.T) {
 	expect(t, prog, retAllow, "clone(hi bits)", auditArchX8664, clone, 0xffffffff00000000|uint64(unix.SIGCHLD))
 	for _, fl := range []uint64{unix.CLONE_NEWUSER, unix.CLONE_NEWNS, unix.CLONE_NEWPID, unix.CLONE_NEWNET,
 		unix.CLONE_NEWIPC, unix.CLONE_NEWUTS, unix.CLONE_NEWCGROUP} {
-		expect(t, prog, retErrnoEPERM, "clone(ns)", auditArchX8664, clone, fl)
-		expect(t, prog, retErrnoEPERM, "clone(thread|ns)", auditArchX8664, clone, threadFlags|fl)
-		expect(t, prog, retErrnoEPERM, "clone(hi|ns)", auditArchX8664, clone, 0xffffffff00000000|fl)
+		expect(t, prog, deny, "clone(ns)", auditArchX8664, clone, fl)
+		expect(t, prog, deny, "clone(thread|ns)", auditArchX8664, clone, threadFlags|fl)
+		expect(t, prog, deny, "clone(hi|ns)", auditArchX8664, clone, 0xffffffff00000000|fl)
 	}
 	expect(t, prog, retErrnoENOSYS, "clone3", auditArchX8664, sysnr(t, "clone3"), 0, 88)
 
 	socket := sysnr(t, "socket")
 	expect(t, prog, retAllow, "socket(AF_UNIX)", auditArchX8664, socket, unix.AF_UNIX, unix.SOCK_STREAM)
 	for _, dom := range []uint64{unix.AF_INET, unix.AF_INET6, unix.AF_NETLINK, unix.AF_PACKET, 0, 0x100} {
-		expect(t, prog, retErrnoEPERM, "socket(other)", auditArchX8664, socket, dom, unix.SOCK_STREAM)
+		expect(t, prog, deny, "socket(other)", auditArchX8664, socket, dom, unix.SOCK_STREAM)
 	}
 	// Both halves: AF_INET hidden behind high bits is still AF_INET to the kernel.
-	expect(t, prog, retErrnoEPERM, "socket(hi|AF_INET)", auditArchX8664, socket, 0x100000002)
-	expect(t, prog, retErrnoEPERM, "socket(AF_UNIX<<32)", auditArchX8664, socket, 0x100000000)
+	expect(t, prog, deny, "socket(hi|AF_INET)", auditArchX8664, socket, 0x100000002)
+	expect(t, prog, deny, "socket(AF_UNIX<<32)", auditArchX8664, socket, 0x100000000)
 
 	ioctl := sysnr(t, "ioctl")
-	expect(t, prog, retErrnoEPERM, "ioctl(TIOCSTI)", auditArchX8664, ioctl, 0, 0x5412)
-	expect(t, prog, retErrnoEPERM, "ioctl(hi|TIOCSTI)", auditArchX8664, ioctl, 0, 0x100005412)
-	expect(t, prog, retErrnoEPERM, "ioctl(sext TIOCSTI)", auditArchX8664, ioctl, 0, 0xffffffff00005412)
-	expect(t, prog, retErrnoEPERM, "ioctl(TIOCLINUX)", auditArchX8664, ioctl, 0, 0x541C)
-	expect(t, prog, retErrnoEPERM, "ioctl(hi|TIOCLINUX)", auditArchX8664, ioctl, 3, 0x7fffffff0000541C)
+	expect(t, prog, deny, "ioctl(TIOCSTI)", auditArchX8664, ioctl, 0, 0x5412)
+	expect(t, prog, deny, "ioctl(hi|TIOCSTI)", auditArchX8664, ioctl, 0, 0x100005412)
+	expect(t, prog, deny, "ioctl(sext TIOCSTI)", auditArchX8664, ioctl, 0, 0xffffffff00005412)
+	expect(t, prog, deny, "ioctl(TIOCLINUX)", auditArchX8664, ioctl, 0, 0x541C)
+	expect(t, prog, deny, "ioctl(hi|TIOCLINUX)", auditArchX8664, ioctl, 3, 0x7fffffff0000541C)
 	expect(t, prog, retAllow, "ioctl(FIONREAD)", auditArchX8664, ioctl, 0, 0x541B)
 	expect(t, prog, retAllow, "ioctl(TCGETS)", auditArchX8664, ioctl, 1, 0x5401)
 	expect(t, prog, retAllow, "ioctl(TIOCSTI<<32)", auditArchX8664, ioctl, 0, 0x541200000000)
@@ -155,18 +171,18 @@ func TestGoldenDefaultGroups(t *testing.T) {
 	pers := sysnr(t, "personality")
 	expect(t, prog, retAllow, "personality(0)", auditArchX8664, pers, 0)
 	expect(t, prog, retAllow, "personality(query)", auditArchX8664, pers, 0xffffffff)
-	expect(t, prog, retErrnoEPERM, "personality(READ_IMPLIES_EXEC)", auditArchX8664, pers, 0x0400000)
-	expect(t, prog, retErrnoEPERM, "personality(ADDR_NO_RANDOMIZE)", auditArchX8664, pers, 0x0040000)
-	expect(t, prog, retErrnoEPERM, "personality(0xfffffffe)", auditArchX8664, pers, 0xfffffffe)
-	expect(t, prog, retErrnoEPERM, "personality(hi|RIE)", auditArchX8664, pers, 0x100400000)
+	expect(t, prog, deny, "personality(READ_IMPLIES_EXEC)", auditArchX8664, pers, 0x0400000)
+	expect(t, prog, deny, "personality(ADDR_NO_RANDOMIZE)", auditArchX8664, pers, 0x0040000)
+	expect(t, prog, deny, "personality(0xfffffffe)", auditArchX8664, pers, 0xfffffffe)
+	expect(t, prog, deny, "personality(hi|RIE)", auditArchX8664, pers, 0x100400000)
 
 	prctl := sysnr(t, "prctl")
 	expect(t, prog, retAllow, "prctl(PR_SET_NAME)", auditArchX8664, prctl, unix.PR_SET_NAME)
 	expect(t, prog, retAllow, "prctl(PR_SET_NO_NEW_PRIVS)", auditArchX8664, prctl, unix.PR_SET_NO_NEW_PRIVS, 1)
 	expect(t, prog, retAllow, "prctl(PR_SET_VMA)", auditArchX8664, prctl, unix.PR_SET_VMA)
-	expect(t, prog, retErrnoEPERM, "prctl(PR_SET_MM)", auditArchX8664, prctl, unix.PR_SET_MM)
-	expect(t, prog, retErrnoEPERM, "prctl(PR_CAP_AMBIENT)", auditArchX8664, prctl, unix.PR_CAP_AMBIENT)
-	expect(t, prog, retErrnoEPERM, "prctl(PR_SET_PTRACER)", auditArchX8664, prctl, unix.PR_SET_PTRACER)
+	expect(t, prog, deny, "prctl(PR_SET_MM)", auditArchX8664, prctl, unix.PR_SET_MM)
+	expect(t, prog, deny, "prctl(PR_CAP_AMBIENT)", auditArchX8664, prctl, unix.PR_CAP_AMBIENT)
+	expect(t, prog, deny, "prctl(PR_SET_PTRACER)", auditArchX8664, prctl, unix.PR_SET_PTRACER)
 }
 
 func TestLow32NotIn(t *testing.T) {
@@ -254,7 +270,7 @@ func TestPropertyRandomGroups(t *testing.T) {
 				gs = append(gs, g)
 			}
 		}
-		act := []Action{"", ActionErrnoEPERM, ActionErrnoENOSYS, ActionKillProcess}[r.Intn(4)]
+		act := []Action{"", ActionErrnoEPERM, ActionErrnoENOSYS, ActionKillProcess, ActionNotify}[r.Intn(5)]
 		f, err := CompileCached(Policy{Groups: gs, DeniedAction: act})
 		if err != nil {
 			t.Fatalf("groups %v: %v", gs, err)

@@ -219,3 +219,21 @@ func checkTraversable(p string) error {
 		}
 	}
 }
+
+// BuildC compiles the C program src (a path, relative to the test's package
+// directory or absolute) with the host's gcc into a fresh Tempdir and
+// returns the binary's path. gcc is a prerequisite (Require).
+func BuildC(t testing.TB, src string) string {
+	t.Helper()
+	gcc, err := exec.LookPath("gcc")
+	Require(t, err == nil, "gcc (to build "+src+")")
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(Tempdir(t), strings.TrimSuffix(filepath.Base(src), ".c"))
+	if b, err := exec.Command(gcc, "-O1", "-Wall", "-Werror", "-o", out, abs).CombinedOutput(); err != nil {
+		t.Fatalf("gcc %s: %v\n%s", src, err, b)
+	}
+	return out
+}
