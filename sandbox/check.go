@@ -83,7 +83,7 @@ func CheckHost(ctx context.Context, deep bool) *HostReport {
 		return false
 	}
 	add("seccomp filter (errno, kill_process)", true, err == nil && has("errno") && has("kill_process"), strings.TrimSpace(string(acts)))
-	add("seccomp user notification", false, has("user_notif"), "records denials one by one (syscall audit)")
+	add("seccomp user notification", true, has("user_notif"), "records denied syscalls (denials[]); Runner.AllowNoSyscallAudit runs without it")
 
 	info, err := cgroup.Probe()
 	switch {

@@ -23,7 +23,12 @@
 //	pid 1 of the sandbox     builds the view, pivots into it, drops every privilege,
 //	                         then on the EXEC message (queued long before) forks the
 //	                         tool, reports STARTED with descriptors of its
-//	                         namespaces, reaps, and reports the tool's exit status.
+//	                         namespaces and the seccomp listener, reaps, and reports
+//	                         the tool's exit status.
+//	tool                     cloned like vfork but sharing pid 1's descriptor table
+//	                         (CLONE_VM|CLONE_VFORK|CLONE_FILES): it installs the
+//	                         filter with a listener, which lands in that table, and
+//	                         execs; execve gives the tool a private copy without it.
 //
 // The C part (stage2.c) runs from a constructor before the Go runtime starts,
 // like runc's nsenter: a multithreaded Go process cannot unshare a user
@@ -52,8 +57,30 @@
 //   - Environment: PATH plus what Set.Env names. The host environment never
 //     reaches the tool, nor pid 1 (whose environment is the stage-2 marker).
 //   - Network: an empty network namespace with loopback up.
-//   - Syscalls: the seccomp allowlist compiled by package seccomp, installed
-//     as the last step before execve.
+//   - Syscalls: the seccomp allowlist compiled by package seccomp
+//     (SyscallPolicy), installed as the last step before execve.
+//
+// # Denied syscalls
+//
+// A known syscall the policy does not allow stops the calling thread
+// (SECCOMP_RET_USER_NOTIF) until the supervisor, which holds the filter's
+// listener, has recorded it and answered EPERM. The supervisor never lets a
+// call proceed (no SECCOMP_USER_NOTIF_FLAG_CONTINUE): the notification is
+// evidence, the filter is the enforcement. For the record it decodes the
+// arguments (strings are read from the tool's memory with
+// process_vm_readv, at most 256 bytes, and kept only if the notification
+// is still pending afterwards, so a recycled pid cannot feed it another
+// process's memory). Record.Denials holds one entry per syscall and decoded
+// signature with a count and the first and last time, at most 128 entries;
+// further kinds are counted in Record.DenialsDropped. If the supervisor
+// dies, the kernel answers the pending and every later denied call with
+// ENOSYS, so the tool never hangs on it. Unknown syscall numbers get
+// ENOSYS and are not recorded; foreign ABIs (int 0x80, x32) kill the tool,
+// which the record shows as exit.reason "seccomp_kill".
+//
+// A kernel without user notification is an ErrUnsupported error, unless
+// Runner.AllowNoSyscallAudit is set: then the filter answers EPERM itself,
+// nothing is recorded, and enforcement.degraded says so.
 //   - Limits: a per-run cgroup (memory with swap 0, pids, cpu), killed as a
 //     whole when the run ends, so nothing outlives it.
 //
@@ -85,8 +112,10 @@
 //   - Files a tool writes into a granted directory are owned by the mapped
 //     host uid (65534 when the host process is root); a directory must be
 //     writable by that uid. Idmapped mounts are not used yet.
-//   - The seccomp filter answers EPERM for denied syscalls; denials are not
-//     yet recorded one by one (Record.Denials stays empty).
+//   - exit.reason "seccomp_kill" means the tool died of SIGSYS; a tool that
+//     sends itself SIGSYS is recorded the same way.
+//   - Each denied call costs a round trip through the supervisor (about
+//     40 µs here); a tool looping on one stalls only itself.
 //   - As root, the stage-2 resolves grant paths with the host process's
 //     uid but no capability in the host's user namespace: a grant below a
 //     directory another user keeps at 0700 fails (step "bind_open").

@@ -221,7 +221,8 @@ func (p *Process) setup() error {
 		return err
 	}
 
-	denied := seccomp.ActionNotify
+	pol := SyscallPolicy()
+	denied := pol.DeniedAction
 	if err := haveUserNotif(); err != nil {
 		if !p.r.AllowNoSyscallAudit {
 			return fmt.Errorf("%w: seccomp user notification (denied syscalls cannot be recorded): %w", ErrUnsupported, err)
@@ -229,7 +230,8 @@ func (p *Process) setup() error {
 		denied = seccomp.ActionErrnoEPERM
 		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "seccomp_user_notif: denied syscalls get EPERM from the filter and are not recorded ("+err.Error()+")")
 	}
-	filter, err := seccomp.CompileCached(seccomp.Policy{Groups: seccomp.DefaultGroups(), DeniedAction: denied})
+	pol.DeniedAction = denied
+	filter, err := seccomp.CompileCached(pol)
 	if err != nil {
 		return fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
 	}
@@ -405,6 +407,14 @@ func (p *Process) setup() error {
 	p.log("started", "setup_ms", p.rec.SetupMS)
 	go p.supervise()
 	return nil
+}
+
+// SyscallPolicy is the seccomp policy of every run: all groups of
+// seccomp.DefaultGroups, and denied syscalls sent to the supervisor, which
+// records them and answers EPERM. (With Runner.AllowNoSyscallAudit on a
+// kernel without user notification, the filter answers EPERM itself.)
+func SyscallPolicy() seccomp.Policy {
+	return seccomp.Policy{Groups: seccomp.DefaultGroups(), DeniedAction: seccomp.ActionNotify}
 }
 
 // haveUserNotif is the kernel probe; tests replace it to take the

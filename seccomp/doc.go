@@ -17,8 +17,11 @@
 //   - A syscall allowed by a selected group: ALLOW.
 //   - A syscall libseccomp knows for x86_64 that the policy does not allow:
 //     Policy.DeniedAction (default ERRNO(EPERM)). Each such syscall gets an
-//     explicit rule. The denied action is a single Action value, so it can
-//     later become USER_NOTIF and let a supervisor record denials.
+//     explicit rule. toolcell's runs use ActionNotify (USER_NOTIF): the
+//     caller waits while the supervisor holding the filter's Listener
+//     records the call (Describe decodes its arguments) and answers EPERM.
+//     With no listener left the kernel answers ENOSYS. HaveUserNotif probes
+//     the kernel for the action.
 //   - A number nobody knows (a newer kernel than the libseccomp tables):
 //     ERRNO(ENOSYS), the filter's default action, so libc falls back to
 //     older interfaces as it would on an old kernel. clone3 always returns

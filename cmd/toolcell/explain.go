@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/toolcell/toolcell/sandbox"
 	"github.com/toolcell/toolcell/seccomp"
 )
 
@@ -70,18 +71,18 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	row(fmt.Sprintf("max output %s", set.OutputLimit()), "supervisor byte cap per stream; whole cgroup killed", "exit.reason=output_limit; output.*_truncated")
 	row(fmt.Sprintf("max file size %s", set.FileSizeLimit()), "RLIMIT_FSIZE: a larger write fails (EFBIG, SIGXFSZ)", "exit.signal=SIGXFSZ when the tool did not handle it")
 	row("(always) no core dumps, 1024 descriptors", "RLIMIT_CORE 0, RLIMIT_NOFILE 1024", "-")
-	f, err := seccomp.CompileCached(seccomp.Policy{Groups: seccomp.DefaultGroups()})
+	f, err := seccomp.CompileCached(sandbox.SyscallPolicy())
 	if err != nil {
 		fmt.Fprintf(stderr, "toolcell: seccomp: %v\n", err)
 		return exitSetup
 	}
-	row(fmt.Sprintf("syscalls (%d allowed)", len(f.Allowed)), fmt.Sprintf("seccomp allowlist: denied -> %s, unknown -> %s, foreign arch -> %s", f.DeniedAction, f.DefaultAction, f.ForeignArchAction), "enforcement.seccomp")
+	row(fmt.Sprintf("syscalls (%d allowed)", len(f.Allowed)), fmt.Sprintf("seccomp allowlist: denied -> %s (supervisor records, answers EPERM), unknown -> %s, foreign arch -> %s", f.DeniedAction, f.DefaultAction, f.ForeignArchAction), "enforcement.seccomp; denials[] (syscall, decoded args, count); exit.reason=seccomp_kill")
 	tw.Flush()
 	if *syscalls {
 		fmt.Fprintln(stdout)
 		tw = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SYSCALL\tGROUP\tCONDITION")
-		for _, r := range seccomp.Explain(seccomp.Policy{Groups: seccomp.DefaultGroups()}) {
+		for _, r := range seccomp.Explain(sandbox.SyscallPolicy()) {
 			if r.Action == seccomp.ActionAllow {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Syscall, r.Group, r.Condition)
 			}
