@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand"
 	"os/exec"
 	"runtime"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
 )
 
@@ -104,4 +106,30 @@ func BenchmarkRun(b *testing.B) {
 			b.Fatalf("%v %+v", err, res)
 		}
 	}
+}
+
+// BenchmarkDeniedSyscall measures what one denied syscall costs the tool:
+// the round trip through the supervisor (notification, decoding, the
+// record, the EPERM answer). The probe calls acct("/probe-flood") b.N times
+// in one sandbox; a run of the same probe with no call is subtracted, so
+// the launch cost cancels out.
+// Run: go test -run '^$' -bench DeniedSyscall -benchtime 50000x ./sandbox
+func BenchmarkDeniedSyscall(b *testing.B) {
+	bin := testenv.BuildC(b, "../testdata/probe/probe.c")
+	set := base().ExecFile(bin)
+	ctx := context.Background()
+	n := fmt.Sprint(b.N)
+	timeRun := func(r *sandbox.Runner, args ...string) time.Duration {
+		t0 := time.Now()
+		res, err := r.Run(ctx, set, sandbox.Command(bin, args...))
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("%v %+v", err, res)
+		}
+		return time.Since(t0)
+	}
+	empty := timeRun(sandbox.DefaultRunner, "flood", "0")
+	b.ResetTimer()
+	notified := timeRun(sandbox.DefaultRunner, "flood", n)
+	b.StopTimer()
+	b.ReportMetric(float64((notified-empty).Nanoseconds())/float64(b.N)/1000, "µs/denied-call")
 }
