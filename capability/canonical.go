@@ -32,6 +32,7 @@ type canonicalSet struct {
 	Timeout    Duration          `json:"timeout"`
 	MaxOutput  Size              `json:"max_output"`
 	MaxFile    Size              `json:"max_file_size"`
+	Syscalls   []string          `json:"syscalls"`
 }
 
 // Canonical returns the canonical encoding of s: compact JSON with a fixed
@@ -75,6 +76,7 @@ func (s *Set) Canonical() ([]byte, error) {
 		Timeout:    Duration(s.TimeoutLimit()),
 		MaxOutput:  s.OutputLimit(),
 		MaxFile:    s.FileSizeLimit(),
+		Syscalls:   s.SyscallKinds(),
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -35,7 +35,7 @@ func TestCanonicalReorderAndDefaults(t *testing.T) {
 	if string(ca) != string(cb) {
 		t.Fatalf("canonical forms differ:\n%s\n%s", ca, cb)
 	}
-	want := `{"schema":"toolcell.policy/v1","name":"","base":false,"read_files":["/a","/b"],"read_dirs":["/x","/y"],"write_files":[],"write_dirs":["/w1","/w2"],"exec":["/e1","/e2"],"workdir":"","tmp":67108864,"env":{"A":"1","B":"2"},"memory":536870912,"pids":128,"cpu":1,"timeout":"1m0s","max_output":16777216,"max_file_size":1073741824}`
+	want := `{"schema":"toolcell.policy/v1","name":"","base":false,"read_files":["/a","/b"],"read_dirs":["/x","/y"],"write_files":[],"write_dirs":["/w1","/w2"],"exec":["/e1","/e2"],"workdir":"","tmp":67108864,"env":{"A":"1","B":"2"},"memory":536870912,"pids":128,"cpu":1,"timeout":"1m0s","max_output":16777216,"max_file_size":1073741824,"syscalls":["file_read","file_write","ioctl","ipc_local","process"]}`
 	if string(ca) != want {
 		t.Errorf("canonical form:\n%s\nwant:\n%s", ca, want)
 	}
@@ -92,6 +92,7 @@ func TestHashChangesWithEveryField(t *testing.T) {
 		"timeout":         func(s *Set) { s.Timeout += Duration(time.Nanosecond) },
 		"max_output":      func(s *Set) { s.MaxOutput = 2 * MiB },
 		"max_file_size":   func(s *Set) { s.MaxFileSize = 3 * MiB },
+		"syscalls":        func(s *Set) { s.Syscalls = []string{SyscallsFileRead} },
 	}
 	seen := map[string]string{mustHash(t, base()): "original"}
 	for name, m := range mutations {
@@ -123,5 +124,25 @@ func TestCanonicalRejectsInvalid(t *testing.T) {
 		if _, err := s.Hash(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: Hash() error = %v, want ErrInvalid", name, err)
 		}
+	}
+}
+
+func TestSyscallKindsCanonical(t *testing.T) {
+	all := New().AllowSyscalls(AllSyscalls()...)
+	if mustHash(t, all) != mustHash(t, New()) {
+		t.Error("listing every syscall kind differs from the default")
+	}
+	a := New().AllowSyscalls(SyscallsProcess, SyscallsFileRead, SyscallsProcess)
+	b := New().AllowSyscalls(SyscallsFileRead, SyscallsProcess)
+	if mustHash(t, a) != mustHash(t, b) {
+		t.Error("order or duplicates of syscall kinds change the hash")
+	}
+	if got := a.SyscallKinds(); len(got) != 2 || got[0] != SyscallsFileRead || got[1] != SyscallsProcess {
+		t.Errorf("SyscallKinds = %v", got)
+	}
+	err := New().AllowSyscalls(SyscallsFileRead, "network").Validate()
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "syscalls[1]" || fe.Value != "network" {
+		t.Fatalf("unknown syscall kind: %v", err)
 	}
 }

@@ -11,6 +11,19 @@
 // the documented default, never "unlimited"; no field can express
 // "unlimited".
 //
+// # Syscalls
+//
+// Set.Syscalls (AllowSyscalls) names the kinds of syscalls the tool may
+// make besides the base set every program needs and exec: file_read,
+// file_write, ioctl, ipc_local, process. It is the one grant whose empty
+// value means "all kinds", because every kind is already confined by the
+// rest of the policy (a file_write syscall can only touch a writable
+// mount); listing kinds narrows the seccomp filter further, and the audit
+// record shows each refused attempt. Always denied, whatever the grants,
+// are the syscalls that reach past the sandbox: ptrace, bpf, the mount API,
+// namespaces, module loading and the like (package seccomp lists them with
+// their reasons).
+//
 // # One policy, three spellings
 //
 // The builder (New().ReadFile(...).WithMemory(...)), a Set struct literal

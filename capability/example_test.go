@@ -30,7 +30,7 @@ func Example() {
 	fmt.Println(set)
 	// Output:
 	// capability: read_files[0] "data/in.json": path is not absolute
-	// sha256:741ee5d98cc8f9d69e8dc6c92c4305a4e5ae6e89723a9a5eeab39f8875330fe5 true
+	// sha256:138f530c0bb997982e345c8c8327e1ca05c636917a3ad0de964fdd0d49c5a869 true
 	// policy "limits-only"
 	// no file access
 	// tmp 64MiB

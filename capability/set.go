@@ -1,6 +1,7 @@
 package capability
 
 import (
+	"sort"
 	"time"
 )
 
@@ -56,6 +57,29 @@ type Set struct {
 	// which terminates a process that does not handle it); 0 means
 	// DefaultMaxFileSize.
 	MaxFileSize Size `json:"max_file_size,omitempty"`
+
+	// Syscalls lists the kinds of syscalls the tool may make (Syscalls*
+	// constants) besides the ones every run gets: memory, signals, time,
+	// I/O on open descriptors, and exec. Empty means all of them
+	// (AllSyscalls). Everything else is denied by the seccomp filter and
+	// recorded in the audit record.
+	Syscalls []string `json:"syscalls,omitempty"`
+}
+
+// Syscall capabilities (values of Set.Syscalls). Each is a curated group of
+// the seccomp compiler (package seccomp) of the same name.
+const (
+	SyscallsFileRead  = "file_read"  // open, stat, readlink, getdents, ...
+	SyscallsFileWrite = "file_write" // create, rename, unlink, mkdir, chmod, ... (where the mounts allow)
+	SyscallsProcess   = "process"    // fork, threads (clone without namespace flags), wait
+	SyscallsIPC       = "ipc_local"  // pipes, AF_UNIX sockets, memfd
+	SyscallsIoctl     = "ioctl"      // ioctl, except terminal injection (TIOCSTI, TIOCLINUX)
+)
+
+// AllSyscalls lists every syscall capability, sorted: what an empty
+// Set.Syscalls grants.
+func AllSyscalls() []string {
+	return []string{SyscallsFileRead, SyscallsFileWrite, SyscallsIoctl, SyscallsIPC, SyscallsProcess}
 }
 
 // Defaults used where a Set leaves a limit at zero. A zero limit never means
@@ -84,6 +108,32 @@ const (
 
 // New returns an empty Set, the start of a builder chain.
 func New() *Set { return &Set{} }
+
+// AllowSyscalls limits the tool's syscalls to these kinds (Syscalls*
+// constants) besides the ones every run gets. Without it a Set allows every
+// kind (AllSyscalls).
+func (s *Set) AllowSyscalls(kinds ...string) *Set {
+	s.Syscalls = append(s.Syscalls, kinds...)
+	return s
+}
+
+// SyscallKinds returns the granted syscall capabilities, sorted and
+// deduplicated, with the default (AllSyscalls) applied.
+func (s *Set) SyscallKinds() []string {
+	if len(s.Syscalls) == 0 {
+		return AllSyscalls()
+	}
+	out := append([]string(nil), s.Syscalls...)
+	sort.Strings(out)
+	k := 0
+	for i, v := range out {
+		if i == 0 || v != out[i-1] {
+			out[k] = v
+			k++
+		}
+	}
+	return out[:k]
+}
 
 // Named sets the policy's name.
 func (s *Set) Named(name string) *Set { s.Name = name; return s }
@@ -147,6 +197,7 @@ func (s *Set) Clone() *Set {
 	c.WriteFiles = append([]string(nil), s.WriteFiles...)
 	c.WriteDirs = append([]string(nil), s.WriteDirs...)
 	c.Exec = append([]string(nil), s.Exec...)
+	c.Syscalls = append([]string(nil), s.Syscalls...)
 	if s.Env != nil {
 		c.Env = make(map[string]string, len(s.Env))
 		for k, v := range s.Env {

@@ -54,6 +54,9 @@ func (s *Set) String() string {
 	} else {
 		line("env empty (PATH only)")
 	}
+	if len(s.Syscalls) > 0 {
+		line("syscalls %s (and the base set, exec)", strings.Join(s.SyscallKinds(), ", "))
+	}
 	fmt.Fprintf(&b, "memory %s, pids %d, cpu %s, timeout %s, max output %s, max file size %s",
 		s.MemoryLimit(), s.PidsLimit(), strconv.FormatFloat(s.CPULimit(), 'g', -1, 64), s.TimeoutLimit(), s.OutputLimit(), s.FileSizeLimit())
 	return b.String()

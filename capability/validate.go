@@ -105,6 +105,7 @@ func (s *Set) checkStatic() (errs []error, ok []grant) {
 	errs = append(errs, conflicts(ok, nil)...)
 	errs = append(errs, s.checkLimits()...)
 	errs = append(errs, checkEnv(s.Env)...)
+	errs = append(errs, checkSyscalls(s.Syscalls)...)
 	return errs, ok
 }
 
@@ -353,6 +354,21 @@ func validEnvName(name string) bool {
 		}
 	}
 	return true
+}
+
+func checkSyscalls(kinds []string) []error {
+	var errs []error
+	known := map[string]bool{}
+	for _, k := range AllSyscalls() {
+		known[k] = true
+	}
+	for i, k := range kinds {
+		if !known[k] {
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("syscalls[%d]", i), Value: shorten(k),
+				Reason: "unknown syscall capability (known: " + strings.Join(AllSyscalls(), ", ") + ")"})
+		}
+	}
+	return errs
 }
 
 func checkEnv(env map[string]string) []error {

@@ -107,6 +107,8 @@ type SeccompInfo struct {
 	DefaultAction     string   `json:"default_action"`
 	DeniedAction      string   `json:"denied_action"`
 	ForeignArchAction string   `json:"foreign_arch_action"`
+	Groups            []string `json:"groups"`         // the syscall groups allowed
+	GroupsVersion     string   `json:"groups_version"` // version of the groups' content
 	AllowedSyscalls   []string `json:"allowed_syscalls"`
 	Arches            []string `json:"arches"`
 	FilterHash        string   `json:"filter_hash"`

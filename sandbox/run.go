@@ -221,7 +221,7 @@ func (p *Process) setup() error {
 		return err
 	}
 
-	pol := SyscallPolicy()
+	pol := SyscallPolicy(p.set)
 	denied := pol.DeniedAction
 	if err := haveUserNotif(); err != nil {
 		if !p.r.AllowNoSyscallAudit {
@@ -237,7 +237,8 @@ func (p *Process) setup() error {
 	}
 	p.rec.Enforce.Seccomp = SeccompInfo{
 		DefaultAction: string(filter.DefaultAction), DeniedAction: string(filter.DeniedAction),
-		ForeignArchAction: string(filter.ForeignArchAction), AllowedSyscalls: filter.Allowed,
+		ForeignArchAction: string(filter.ForeignArchAction), Groups: groupNames(pol.Groups),
+		GroupsVersion: filter.GroupsVersion, AllowedSyscalls: filter.Allowed,
 		Arches: filter.Arches, FilterHash: filter.Hash,
 	}
 
@@ -409,12 +410,28 @@ func (p *Process) setup() error {
 	return nil
 }
 
-// SyscallPolicy is the seccomp policy of every run: all groups of
-// seccomp.DefaultGroups, and denied syscalls sent to the supervisor, which
-// records them and answers EPERM. (With Runner.AllowNoSyscallAudit on a
-// kernel without user notification, the filter answers EPERM itself.)
-func SyscallPolicy() seccomp.Policy {
-	return seccomp.Policy{Groups: seccomp.DefaultGroups(), DeniedAction: seccomp.ActionNotify}
+// SyscallPolicy is the seccomp policy a run of set gets: the base and exec
+// groups always (every program needs the first; the tool itself is exec'd
+// under the filter), plus one group per syscall capability of set
+// (capability.Set.SyscallKinds; all of them by default). Denied syscalls go
+// to the supervisor, which records them and answers EPERM. (With
+// Runner.AllowNoSyscallAudit on a kernel without user notification, the
+// filter answers EPERM itself.)
+func SyscallPolicy(set *capability.Set) seccomp.Policy {
+	groups := []seccomp.Group{seccomp.GroupBase, seccomp.GroupExec}
+	for _, k := range set.SyscallKinds() {
+		groups = append(groups, seccomp.Group(k))
+	}
+	return seccomp.Policy{Groups: groups, DeniedAction: seccomp.ActionNotify}
+}
+
+func groupNames(gs []seccomp.Group) []string {
+	out := make([]string, len(gs))
+	for i, g := range gs {
+		out[i] = string(g)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // haveUserNotif is the kernel probe; tests replace it to take the

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/sandbox"
 	"github.com/toolcell/toolcell/seccomp"
 )
@@ -18,6 +19,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	o := policyFlags(fs)
 	syscalls := fs.Bool("syscalls", false, "also list every syscall the filter allows, with the group that allows it")
+	diff := fs.String("diff", "", "compare with the policy in this manifest: list the syscalls whose treatment changes, widening first")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -71,23 +73,61 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	row(fmt.Sprintf("max output %s", set.OutputLimit()), "supervisor byte cap per stream; whole cgroup killed", "exit.reason=output_limit; output.*_truncated")
 	row(fmt.Sprintf("max file size %s", set.FileSizeLimit()), "RLIMIT_FSIZE: a larger write fails (EFBIG, SIGXFSZ)", "exit.signal=SIGXFSZ when the tool did not handle it")
 	row("(always) no core dumps, 1024 descriptors", "RLIMIT_CORE 0, RLIMIT_NOFILE 1024", "-")
-	f, err := seccomp.CompileCached(sandbox.SyscallPolicy())
+	pol := sandbox.SyscallPolicy(set)
+	f, err := seccomp.CompileCached(pol)
 	if err != nil {
 		fmt.Fprintf(stderr, "toolcell: seccomp: %v\n", err)
 		return exitSetup
 	}
-	row(fmt.Sprintf("syscalls (%d allowed)", len(f.Allowed)), fmt.Sprintf("seccomp allowlist: denied -> %s (supervisor records, answers EPERM), unknown -> %s, foreign arch -> %s", f.DeniedAction, f.DefaultAction, f.ForeignArchAction), "enforcement.seccomp; denials[] (syscall, decoded args, count); exit.reason=seccomp_kill")
+	var groups []string
+	for _, g := range pol.Groups {
+		groups = append(groups, string(g))
+	}
+	row(fmt.Sprintf("syscalls %s (%d allowed)", strings.Join(groups, ","), len(f.Allowed)), fmt.Sprintf("seccomp allowlist: denied -> %s (supervisor records, answers EPERM), unknown -> %s, foreign arch -> %s", f.DeniedAction, f.DefaultAction, f.ForeignArchAction), "enforcement.seccomp; denials[] (syscall, decoded args, count); exit.reason=seccomp_kill")
 	tw.Flush()
 	if *syscalls {
 		fmt.Fprintln(stdout)
 		tw = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SYSCALL\tGROUP\tCONDITION")
-		for _, r := range seccomp.Explain(sandbox.SyscallPolicy()) {
+		for _, r := range seccomp.Explain(pol) {
 			if r.Action == seccomp.ActionAllow {
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Syscall, r.Group, r.Condition)
 			}
 		}
 		tw.Flush()
 	}
+	if *diff != "" {
+		old, err := capability.LoadManifest(*diff)
+		if err == nil {
+			err = old.Validate()
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "toolcell: --diff: %v\n", oneLine(err))
+			return exitSetup
+		}
+		changes := seccomp.Diff(sandbox.SyscallPolicy(old), pol)
+		fmt.Fprintf(stdout, "\nsyscalls compared with %s: %d changed\n", *diff, len(changes))
+		tw = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SYSCALL\tWAS\tNOW\tWIDENS")
+		for _, c := range changes {
+			w := ""
+			if c.Widens {
+				w = "WIDENS"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", c.Syscall, ruleText(c.From), ruleText(c.To), w)
+		}
+		tw.Flush()
+	}
 	return 0
+}
+
+func ruleText(r seccomp.Rule) string {
+	s := string(r.Action)
+	if r.Group != "" {
+		s += " (" + string(r.Group) + ")"
+	}
+	if r.Condition != "" && r.Action == seccomp.ActionAllow {
+		s += "; " + r.Condition
+	}
+	return s
 }

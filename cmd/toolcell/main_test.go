@@ -98,3 +98,35 @@ func TestExplainAndCheck(t *testing.T) {
 		t.Fatalf("check: %d\n%s\n%s", code, out, errs)
 	}
 }
+
+// explain --diff lists what a policy change widens; --allow-syscalls
+// narrows the groups and bad kinds are named.
+func TestExplainDiff(t *testing.T) {
+	old := filepath.Join(t.TempDir(), "old.yaml")
+	if err := os.WriteFile(old, []byte("syscalls: [file_read]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cli(t, "", "explain", "--allow-syscalls", "file_read,process", "--diff", old)
+	if code != 0 {
+		t.Fatalf("explain --diff: %d %s", code, errs)
+	}
+	if !strings.Contains(out, "syscalls base,exec,file_read,process") {
+		t.Errorf("groups missing:\n%s", out)
+	}
+	var fork string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "fork ") {
+			fork = l
+		}
+	}
+	if !strings.Contains(fork, "user_notif") || !strings.Contains(fork, "allow (process)") || !strings.HasSuffix(fork, "WIDENS") {
+		t.Errorf("fork line %q in:\n%s", fork, out)
+	}
+	if strings.Contains(out, "\nopenat ") {
+		t.Errorf("unchanged syscall listed:\n%s", out)
+	}
+	code, _, errs = cli(t, "", "explain", "--allow-syscalls", "file_read,network")
+	if code != exitSetup || !strings.Contains(errs, "syscalls[1]") || !strings.Contains(errs, "network") {
+		t.Fatalf("bad kind: %d %q", code, errs)
+	}
+}
