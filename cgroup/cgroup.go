@@ -308,6 +308,36 @@ func (c *Cgroup) Delete() error {
 	return nil
 }
 
+// DeleteIfEmpty removes the cgroup if no task is in it, trying each
+// directory once. The kernel refuses to remove a cgroup with a task in it
+// (EBUSY), so a removal is itself the proof that it was empty, and the
+// usual Kill before Delete can be skipped. On EBUSY it returns false with
+// the cgroup still usable (Kill, then Delete); directories already removed
+// are forgotten. A cgroup already deleted reports true.
+func (c *Cgroup) DeleteIfEmpty() (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deleted {
+		return true, nil
+	}
+	dirs := c.uniqueDirs()
+	for i, dir := range dirs {
+		err := unix.Rmdir(dir)
+		if err == nil || errors.Is(err, unix.ENOENT) {
+			continue
+		}
+		if c.version == V1 {
+			c.v1uniq = dirs[i:]
+		}
+		if errors.Is(err, unix.EBUSY) {
+			return false, nil
+		}
+		return false, fmt.Errorf("cgroup: rmdir %s: %w", dir, err)
+	}
+	c.deleted = true
+	return true, nil
+}
+
 func (c *Cgroup) uniqueDirs() []string {
 	if c.version == V2 {
 		return []string{c.mount + c.path}

@@ -253,6 +253,37 @@ func TestDeleteRemovesDirs(t *testing.T) {
 	}
 }
 
+func TestDeleteIfEmpty(t *testing.T) {
+	requireCgroups(t)
+	cg := newTestCgroup(t, Limits{MemoryBytes: 64 << 20, Pids: 8, CPU: 1})
+	dirs := cg.Dirs()
+	g := startGated(t, cg, "/bin/sleep", "10")
+	_ = g
+	if ok, err := cg.DeleteIfEmpty(); ok || err != nil {
+		t.Fatalf("DeleteIfEmpty with a live task: %v, %v", ok, err)
+	}
+	// Whatever was removed before the busy directory, Kill and Delete
+	// still work on the rest.
+	if err := cg.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.Delete(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s still exists: %v", d, err)
+		}
+	}
+	empty := newTestCgroup(t, Limits{MemoryBytes: 64 << 20, Pids: 8, CPU: 1})
+	if ok, err := empty.DeleteIfEmpty(); !ok || err != nil {
+		t.Fatalf("DeleteIfEmpty of an empty cgroup: %v, %v", ok, err)
+	}
+	if ok, err := empty.DeleteIfEmpty(); !ok || err != nil {
+		t.Fatalf("second DeleteIfEmpty: %v, %v", ok, err)
+	}
+}
+
 func TestDeleteBusyFails(t *testing.T) {
 	requireCgroups(t)
 	cg := newTestCgroup(t, Limits{MemoryBytes: 64 << 20, Pids: 8, CPU: 1})

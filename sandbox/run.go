@@ -996,9 +996,13 @@ func (p *Process) teardown() {
 		p.log("output copiers still running after teardown")
 	}
 	if p.cg != nil {
-		p.cg.Kill()
-		if err := p.cg.Delete(); err != nil {
-			p.log("cgroup delete", "err", err)
+		// A cgroup that can be removed had no task left; only a busy one
+		// needs the kill (which reads every cgroup.procs) first.
+		if ok, err := p.cg.DeleteIfEmpty(); !ok || err != nil {
+			p.cg.Kill()
+			if err := p.cg.Delete(); err != nil {
+				p.log("cgroup delete", "err", err)
+			}
 		}
 	}
 }
