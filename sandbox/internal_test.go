@@ -1,9 +1,14 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,27 +20,79 @@ import (
 	"github.com/toolcell/toolcell/seccomp"
 )
 
-// If the stage-2 dies (the supervisor crashed, say), pid 1 must die too and
-// take the sandbox with it, even though pid 1 changed its credentials (which
-// clears the parent-death signal unless it is re-armed).
-func TestSandboxDiesWithItsStage2(t *testing.T) {
-	testenv.RequireUserNS(t)
+// helperSupervisor is the test binary run as a supervisor that starts a
+// sandbox and then hangs until TestSandboxDiesWithItsSupervisor kills it.
+func init() {
+	if os.Getenv("TOOLCELL_TEST_SUPERVISOR") != "1" {
+		return
+	}
 	p, err := Start(context.Background(), capability.New().WithBase(), Command("/bin/sleep", "60"))
 	if err != nil {
-		t.Fatal(err)
+		fmt.Println(`{"error":` + strconv.Quote(err.Error()) + `}`)
+		os.Exit(2)
 	}
-	t.Cleanup(func() { p.Kill(); p.Wait() }) // even when the test fails
-	pidfd, err := unix.PidfdOpen(p.pid1, 0)
+	out := struct {
+		Pid1 int      `json:"pid1"`
+		Dirs []string `json:"dirs"`
+	}{Pid1: p.pid1}
+	if p.cg != nil {
+		for _, d := range p.cg.Dirs() {
+			out.Dirs = append(out.Dirs, d)
+		}
+	}
+	b, _ := json.Marshal(out)
+	fmt.Println(string(b))
+	select {}
+}
+
+// If the supervisor dies (it crashed, or was killed), pid 1 must die too and
+// take the sandbox with it, even though pid 1 changed its credentials (which
+// clears the parent-death signal unless it is re-armed).
+func TestSandboxDiesWithItsSupervisor(t *testing.T) {
+	testenv.RequireUserNS(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TOOLCELL_TEST_SUPERVISOR=1")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Close(pidfd)
-	if !parentIs(mustRead(t, p.pid1), p.stage2.Process.Pid) {
-		t.Fatal("pid 1 is not the stage-2's child")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	// Kill only the stage-2: no cgroup kill, no control-socket EOF (pid 1
-	// holds the socket too).
-	unix.Kill(p.stage2.Process.Pid, unix.SIGKILL)
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var got struct {
+		Pid1  int      `json:"pid1"`
+		Dirs  []string `json:"dirs"`
+		Error string   `json:"error"`
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || json.Unmarshal([]byte(line), &got) != nil || got.Pid1 <= 0 {
+		t.Fatalf("helper said %q (%v)", line, err)
+	}
+	// Until the helper is killed, pid 1 is its unreaped child: its number
+	// cannot be reused, so this pidfd is pid 1's.
+	pidfd, err := unix.PidfdOpen(got.Pid1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0)
+		unix.Close(pidfd)
+		for _, d := range got.Dirs {
+			for i := 0; i < 100; i++ {
+				if err := unix.Rmdir(d); err == nil || err == unix.ENOENT {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
+	if !parentIs(mustRead(t, got.Pid1), cmd.Process.Pid) {
+		t.Fatal("pid 1 is not the supervisor's child")
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
 	// The pidfd becomes readable when pid 1 exits.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -45,13 +102,9 @@ func TestSandboxDiesWithItsStage2(t *testing.T) {
 			continue
 		}
 		if err != nil || n != 1 {
-			t.Fatalf("pid 1 survived its parent for 10s (poll %d, %v)", n, err)
+			t.Fatalf("pid 1 survived its supervisor for 10s (poll %d, %v)", n, err)
 		}
 		break
-	}
-	res, _ := p.Wait()
-	if res == nil || res.Reason == ReasonExited {
-		t.Fatalf("result %+v", res)
 	}
 }
 

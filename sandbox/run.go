@@ -133,6 +133,13 @@ type Process struct {
 	cgDone    chan error // non-nil while the cgroup is made concurrently
 	pid1      int
 
+	// pid1FD is a pidfd for the sandbox's pid 1, our child (the stage-2
+	// clones it with CLONE_PARENT and sends the pidfd); -1 until then.
+	// pid1Done is closed once pid 1 is reaped (waitPid1).
+	pid1Mu   sync.Mutex
+	pid1FD   int
+	pid1Done chan struct{}
+
 	denials     denialLog
 	listener    *seccomp.Listener
 	denialsDone chan struct{} // closed when watchDenials ends
@@ -158,7 +165,7 @@ type ctlMsg struct {
 
 // Start builds the sandbox, starts the tool in it, and returns at once.
 func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Process, error) {
-	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{})}
+	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, pid1FD: -1, start: time.Now(), done: make(chan struct{})}
 	p.rec = newRecord(set, cmd, p.start)
 	if err := p.setup(); err != nil {
 		p.teardown()
@@ -600,18 +607,14 @@ func closeFDs(fds []int) {
 // after it dropped privileges: the tool starts from exactly this state.
 func (p *Process) readEvidence(nsFDs []int) {
 	p.namespaceEvidence(nsFDs)
-	// pid 1 stays alive until DONE, but check it is still the stage-2's
-	// child before trusting its number.
-	// A pidfd pins the process checked here: if it still exists after the
-	// reads, its number was not reused in between.
-	pidfd, err := unix.PidfdOpen(p.pid1, 0)
-	if err != nil {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone: "+err.Error())
-		return
-	}
-	defer unix.Close(pidfd)
-	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.Process.Pid) {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone or not the stage-2's child")
+	// pid 1 stays alive until DONE. Its number (SO_PASSCRED) must be the
+	// process our pidfd names; the pidfd pins it: if it is still alive
+	// after the reads, the number was not reused in between.
+	p.pid1Mu.Lock()
+	pidfd := p.pid1FD
+	p.pid1Mu.Unlock()
+	if pidfd < 0 || pidfdPid(pidfd) != p.pid1 {
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, fmt.Sprintf("evidence: pid 1 (%d) is not the process the stage-2 created", p.pid1))
 		return
 	}
 	defer func() {
@@ -820,16 +823,61 @@ func (p *Process) killAll() {
 			p.log("cgroup kill", "err", err)
 		}
 	}
-	// The stage-2 is our child, so its pid cannot be recycled before we
-	// wait for it; pid 1 dies with it (PDEATHSIG) and takes the pid
-	// namespace along. pid 1's own number is never signalled: once reaped it
-	// may name an unrelated process.
+	// pid 1 is killed through its pidfd, never by number; its death takes
+	// the pid namespace along. The stage-2 is our child too (its pid
+	// cannot be recycled before we wait for it); it normally exited long
+	// ago, but it may still be setting up.
+	p.pid1Mu.Lock()
+	if p.pid1FD >= 0 {
+		unix.PidfdSendSignal(p.pid1FD, unix.SIGKILL, nil, 0)
+	}
+	p.pid1Mu.Unlock()
 	if p.stage2 != nil && p.stage2.Process != nil {
 		p.stage2.Process.Kill()
 	}
 }
 
+// takePid1 keeps the pidfd of pid 1 sent by the stage-2 and starts reaping
+// pid 1 in the background.
+func (p *Process) takePid1(fds []int) {
+	p.pid1Mu.Lock()
+	defer p.pid1Mu.Unlock()
+	if len(fds) != 1 || p.pid1FD >= 0 {
+		closeFDs(fds)
+		return
+	}
+	p.pid1FD = fds[0]
+	done := make(chan struct{})
+	p.pid1Done = done
+	go func(fd int) {
+		defer close(done)
+		var info unix.Siginfo
+		for {
+			err := unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil)
+			if err != unix.EINTR {
+				return
+			}
+		}
+	}(fds[0])
+}
+
+// waitSandbox waits until the stage-2 and pid 1 (if it was created) are
+// reaped: then no process of the sandbox is left.
+func (p *Process) waitSandbox() {
+	p.stage2.Wait()
+	p.pid1Mu.Lock()
+	done := p.pid1Done
+	p.pid1Mu.Unlock()
+	if done != nil {
+		<-done
+	}
+}
+
 func (p *Process) supervise() {
+	// Reaping starts now, so that the end of the sandbox is noticed as
+	// soon as it happens.
+	exited := make(chan struct{})
+	go func() { p.waitSandbox(); close(exited) }()
 	timeout := p.set.TimeoutLimit()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -861,8 +909,6 @@ out:
 	// too and the kernel kills the rest of the pid namespace before the
 	// stage-2 sees it go, so waiting is enough; killing the cgroup then is a
 	// no-op. Give that a bounded time, then kill: nothing outlives the run.
-	exited := make(chan struct{})
-	go func() { p.stage2.Wait(); close(exited) }()
 	var st cgroup.Stats
 	var stErr error
 	statsRead := false
@@ -985,6 +1031,23 @@ func (p *Process) teardown() {
 			closeFDs(m.fds)
 		}
 	}
+	// readCtl has ended, so a pidfd for pid 1, if one was ever sent, is
+	// known now: pid 1 is our child and is killed and reaped here.
+	p.pid1Mu.Lock()
+	done := p.pid1Done
+	p.pid1Mu.Unlock()
+	if done != nil {
+		select {
+		case <-done:
+		default:
+			p.killAll()
+			<-done
+		}
+		p.pid1Mu.Lock()
+		unix.Close(p.pid1FD)
+		p.pid1FD = -1
+		p.pid1Mu.Unlock()
+	}
 	// Every holder of the output pipes' write ends is gone now (the sandbox
 	// and any EXEC message in flight), so the copiers end at EOF: wait for
 	// them, boundedly, so a failed run leaves no descriptor behind.
@@ -1044,6 +1107,10 @@ func (p *Process) readCtl() {
 			continue
 		}
 		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...), fds: fds, pid: pid}
+		if m.typ == msgPid1 {
+			p.takePid1(fds)
+			continue
+		}
 		if m.typ != msgStarted {
 			closeFDs(m.fds) // only STARTED carries descriptors
 			m.fds = nil
@@ -1211,6 +1278,25 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 
 func readProc(pid int, file string) ([]byte, error) {
 	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+}
+
+// pidfdPid returns the pid a pidfd refers to (its fdinfo "Pid:" line), or
+// -1 if the process is gone or the line is missing.
+func pidfdPid(fd int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Pid:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
 
 // parentIs reports whether a /proc/<pid>/stat line names ppid as parent.
