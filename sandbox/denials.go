@@ -1,7 +1,9 @@
 package sandbox
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -13,31 +15,67 @@ import (
 	"github.com/toolcell/toolcell/seccomp"
 )
 
-// maxDenials caps the distinct entries of Record.Denials; attempts past
-// the cap are only counted (Record.DenialsDropped).
+// maxDenials caps the entries of Record.Denials that are itemised by
+// arguments. Past it, each further syscall still gets one entry of its own
+// (so no kind of attempt can be hidden behind junk), counting every attempt
+// whose arguments were not itemised; Record.DenialsDropped sums those.
 const maxDenials = 128
 
+// overflowDetail marks the one entry per syscall that collects attempts
+// past maxDenials.
+const overflowDetail = "<further attempts, arguments not itemised>"
+
+// Flood control: the supervisor spends about as much CPU on a denied call
+// as the tool does, outside the tool's cgroup. A run gets a burst of
+// denialBurst answers at full speed, then denialRate per second: the tool
+// waits for its answers, so a flood slows the tool, not the host.
+const (
+	denialBurst = 10000
+	denialRate  = 2000.0
+)
+
 // denialLog collects the denied syscalls of one run, deduplicated by
-// syscall and decoded signature. Its size is bounded by maxDenials whatever
-// the tool does.
+// syscall and decoded signature. Its size is bounded whatever the tool
+// does: at most maxDenials itemised entries plus one per syscall number.
 type denialLog struct {
 	mu      sync.Mutex
 	byKey   map[string]*Denial
 	order   []*Denial
 	dropped int64
+	notes   []string
 }
 
-func (d *denialLog) add(n seccomp.Notif, name, detail string, comm func() string, at time.Time) {
-	key := fmt.Sprintf("%d|%d|%s", n.Arch, n.Nr, detail)
+func denialKey(n seccomp.Notif, detail string) string {
+	return fmt.Sprintf("%d|%d|%s", n.Arch, n.Nr, detail)
+}
+
+// key returns the entry an attempt belongs to, and whether that entry is
+// new.
+func (d *denialLog) key(n seccomp.Notif, detail string) (string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	k := denialKey(n, detail)
+	if _, ok := d.byKey[k]; ok {
+		return k, false
+	}
+	if len(d.order) >= maxDenials {
+		k = denialKey(n, overflowDetail)
+		_, ok := d.byKey[k]
+		return k, !ok
+	}
+	return k, true
+}
+
+func (d *denialLog) add(key string, n seccomp.Notif, name, detail, process, answer string, at time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if key == denialKey(n, overflowDetail) {
+		d.dropped++
+		detail = overflowDetail
+	}
 	if e, ok := d.byKey[key]; ok {
 		e.Count++
 		e.LastAt = at.UTC()
-		return
-	}
-	if len(d.order) >= maxDenials {
-		d.dropped++
 		return
 	}
 	args := make([]string, len(n.Args))
@@ -45,7 +83,7 @@ func (d *denialLog) add(n seccomp.Notif, name, detail string, comm func() string
 		args[i] = fmt.Sprintf("%#x", a)
 	}
 	e := &Denial{Syscall: name, Nr: int(n.Nr), Arch: seccomp.ArchName(n.Arch), Args: args, Detail: detail,
-		Process: comm(), Answer: "EPERM", Count: 1, FirstAt: at.UTC(), LastAt: at.UTC()}
+		Process: process, Answer: answer, Count: 1, FirstAt: at.UTC(), LastAt: at.UTC()}
 	if d.byKey == nil {
 		d.byKey = map[string]*Denial{}
 	}
@@ -53,14 +91,20 @@ func (d *denialLog) add(n seccomp.Notif, name, detail string, comm func() string
 	d.order = append(d.order, e)
 }
 
-func (d *denialLog) result() ([]Denial, int64) {
+func (d *denialLog) note(s string) {
+	d.mu.Lock()
+	d.notes = append(d.notes, s)
+	d.mu.Unlock()
+}
+
+func (d *denialLog) result() ([]Denial, int64, []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	out := make([]Denial, len(d.order))
 	for i, e := range d.order {
 		out[i] = *e
 	}
-	return out, d.dropped
+	return out, d.dropped, append([]string(nil), d.notes...)
 }
 
 // testHookNotif, when set (tests only), sees each notification before it
@@ -70,12 +114,20 @@ var testHookNotif func(seccomp.Notif) bool
 
 // watchDenials answers every notification of the tool's filter with EPERM
 // and records it. It ends when no process uses the filter any more (the
-// sandbox is gone) or the listener is closed.
+// sandbox is gone) or the listener is closed. If the listener fails, it
+// is closed, so the kernel answers the tool's denied calls with ENOSYS
+// from then on, and the record says so.
 func (p *Process) watchDenials(l *seccomp.Listener) {
 	defer close(p.denialsDone)
+	tokens, last := float64(denialBurst), time.Now()
 	for {
 		n, err := l.Receive()
+		if errors.Is(err, io.EOF) || errors.Is(err, os.ErrClosed) {
+			return
+		}
 		if err != nil {
+			l.Close()
+			p.denials.note("seccomp listener failed (" + err.Error() + "); later denied syscalls got ENOSYS and are not recorded")
 			return
 		}
 		if testHookNotif != nil && !testHookNotif(n) {
@@ -83,6 +135,11 @@ func (p *Process) watchDenials(l *seccomp.Listener) {
 			return
 		}
 		at := time.Now()
+		tokens += at.Sub(last).Seconds() * denialRate
+		last = at
+		if tokens > denialBurst {
+			tokens = denialBurst
+		}
 		name := seccomp.SyscallName(n.Arch, n.Nr)
 		pid := int(n.Pid)
 		detail := seccomp.Describe(name, n.Args, func(addr uint64, b []byte) (int, error) {
@@ -93,17 +150,23 @@ func (p *Process) watchDenials(l *seccomp.Listener) {
 		if !l.Valid(n.ID) {
 			detail = "<caller gone before its arguments were read>"
 		}
-		comm := func() string {
-			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-			if err != nil || !l.Valid(n.ID) {
-				return ""
+		key, fresh := p.denials.key(n, detail)
+		process := ""
+		if fresh {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); err == nil && l.Valid(n.ID) {
+				process = strings.TrimSpace(string(b))
 			}
-			return strings.TrimSpace(string(b))
 		}
-		p.denials.add(n, name, detail, comm, at)
+		if tokens < 1 {
+			time.Sleep(time.Duration((1 - tokens) / denialRate * float64(time.Second)))
+			tokens = 1
+		}
+		tokens--
+		answer := "EPERM"
 		if err := l.Deny(n.ID, unix.EPERM); err != nil {
-			p.log("seccomp answer", "err", err)
+			answer = "none: " + err.Error()
 		}
+		p.denials.add(key, n, name, detail, process, answer, at)
 	}
 }
 

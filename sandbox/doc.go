@@ -73,8 +73,13 @@
 // process_vm_readv, at most 256 bytes, and kept only if the notification
 // is still pending afterwards, so a recycled pid cannot feed it another
 // process's memory). Record.Denials holds one entry per syscall and decoded
-// signature with a count and the first and last time, at most 128 entries;
-// further kinds are counted in Record.DenialsDropped. If the supervisor
+// signature with a count and the first and last time. Past 128 such
+// entries, each further syscall still gets one entry that counts its
+// attempts without itemising their arguments (Record.DenialsDropped sums
+// those), so no kind of call can be hidden behind junk. A flood is
+// throttled: 10000 answers at full speed, then 2000 per second (the tool
+// waits; the supervisor's CPU, which is outside the tool's cgroup, stays
+// bounded). If the supervisor
 // dies, the kernel answers the pending and every later denied call with
 // ENOSYS, so the tool never hangs on it. Unknown syscall numbers get
 // ENOSYS and are not recorded; foreign ABIs (int 0x80, x32) kill the tool,
@@ -121,7 +126,18 @@
 //   - exit.reason "seccomp_kill" means the tool died of SIGSYS; a tool that
 //     sends itself SIGSYS is recorded the same way.
 //   - Each denied call costs a round trip through the supervisor (about
-//     27 µs here); a tool looping on one stalls only itself.
+//     27 µs here, then the flood throttle); a tool looping on one slows
+//     only itself.
+//   - Record.Denials lists what reached toolcell's filter. A tool may stack
+//     a filter of its own (seccomp is allowed, as browsers and sshd need
+//     it); a call that filter refuses first is refused without reaching
+//     the supervisor, and so is not recorded. Detail is the arguments as
+//     read when the notification arrived (another thread of the tool may
+//     change them); Process is the thread's name, which the tool sets.
+//   - A host process that itself runs under a syscall-intercepting
+//     supervisor (a seccomp listener already in its filter chain, as with
+//     LXD syscall interception) cannot add one: the run fails with
+//     ErrUnsupported (step "seccomp", EBUSY).
 //   - If a setup is canceled in the microseconds between the stage-2's clone
 //     of pid 1 and its sending of pid 1's pidfd, the killed pid 1 stays a
 //     zombie child of the host process (nobody knows its number to reap).

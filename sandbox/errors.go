@@ -44,7 +44,10 @@ func (e *SetupError) Is(target error) bool {
 	case ErrSetup:
 		return true
 	case ErrUnsupported:
-		return e.Errno == syscall.ENOSYS || (e.Step == "unshare_user" && (e.Errno == syscall.EPERM || e.Errno == syscall.EINVAL || e.Errno == syscall.ENOSPC))
+		return e.Errno == syscall.ENOSYS || (e.Step == "unshare_user" && (e.Errno == syscall.EPERM || e.Errno == syscall.EINVAL || e.Errno == syscall.ENOSPC)) ||
+			// A filter chain holds one listener: the host process runs
+			// under a supervisor that already intercepts syscalls.
+			(e.Step == "seccomp" && e.Errno == syscall.EBUSY)
 	}
 	return false
 }

@@ -477,9 +477,17 @@ func (p *Process) endDenialWatch() {
 		p.log("seccomp listener still in use after the sandbox ended")
 	}
 	p.listener.Close()
-	<-p.denialsDone
+	select {
+	case <-p.denialsDone:
+	case <-time.After(2 * time.Second):
+		// Stuck reading the tool's memory (a hung file system under a
+		// mapping, say): the record says the audit may be incomplete.
+		p.denials.note("syscall audit: the supervisor was still decoding a denied call when the run ended; denials may be incomplete")
+	}
 	p.listener = nil
-	p.rec.Denials, p.rec.DenialsDropped = p.denials.result()
+	var notes []string
+	p.rec.Denials, p.rec.DenialsDropped, notes = p.denials.result()
+	p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, notes...)
 }
 
 func (p *Process) planFlags() uint32 {

@@ -111,8 +111,9 @@ static void put_str(struct buf *b, const char *s)
 	put(b, "", 1);
 }
 
-/* send_fds sends one message with nfds descriptors attached (SCM_RIGHTS). */
-static void send_fds(struct buf *b, const int *fds, int nfds)
+/* send_fds sends one message with nfds descriptors attached (SCM_RIGHTS);
+ * it returns whether the message went out. */
+static int send_fds(struct buf *b, const int *fds, int nfds)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * (TC_NS_COUNT + 1))];
 	struct iovec iov = {b->p, b->n};
@@ -134,9 +135,10 @@ static void send_fds(struct buf *b, const int *fds, int nfds)
 	do
 		r = sendmsg(ctl, &mh, MSG_NOSIGNAL);
 	while (r < 0 && errno == EINTR);
+	return r == (ssize_t)b->n;
 }
 
-static void send_msg(struct buf *b) { send_fds(b, NULL, 0); }
+static void send_msg(struct buf *b) { (void)send_fds(b, NULL, 0); }
 
 static void send_int(uint32_t type, int32_t v)
 {
@@ -790,7 +792,10 @@ static void send_started(pid_t tool, const int *ns, int listener)
 	fds[TC_NS_COUNT] = listener;
 	put_u32(&b, TC_MSG_STARTED);
 	put_u32(&b, (uint32_t)tool);
-	send_fds(&b, fds, listener >= 0 ? TC_NS_COUNT + 1 : TC_NS_COUNT);
+	/* Without STARTED the supervisor neither answers the tool's denied
+	 * calls nor times it: end the sandbox instead. */
+	if (!send_fds(&b, fds, listener >= 0 ? TC_NS_COUNT + 1 : TC_NS_COUNT))
+		_exit(TC_EXIT_SETUP);
 }
 
 /* The tool child's stack: clone with CLONE_VM needs one of its own, since
@@ -937,7 +942,8 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	close(maps[0]);
 	/* The supervisor kills and reaps pid 1 through this pidfd. */
 	put_u32(&b, TC_MSG_PID1);
-	send_fds(&b, &pidfd, 1);
+	if (!send_fds(&b, &pidfd, 1))
+		fail("send_pid1", NULL);
 	close(pidfd);
 	/* v1: move pid 1 into the run's cgroup in every hierarchy while it
 	 * clones its mount sources; it waits for the maps signal below before

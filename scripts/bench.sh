@@ -12,7 +12,7 @@ cd "$root"
 out=$(go test -run '^$' -bench '^BenchmarkLaunch$' -benchtime "${rounds}x" -count 1 ./sandbox)
 sc=$(go test -run '^$' -bench 'Compile' -benchtime 200x -count 1 ./seccomp)
 ov=$(go test -run '^$' -bench 'SyscallOverhead' -benchtime 15x -count 1 ./seccomp)
-dn=$(go test -run '^$' -bench 'DeniedSyscall' -benchtime 50000x -count 3 ./sandbox)
+dn=$(go test -run '^$' -bench 'DeniedSyscall' -benchtime 10000x -count 3 ./sandbox)
 metric() { grep -oE "[0-9.]+ $1([[:space:]]|$)" <<<"$out" | awk '{print $1}'; }
 echo "| launcher (\`sh -c true\`, median of $rounds interleaved rounds) | ms |"
 echo "|---|---|"
@@ -37,7 +37,7 @@ for op in getppid read4k; do
   echo "- $op: $p ns plain, $f ns filtered, ${r}x"
 done
 echo
-echo "denied syscall round trip through the supervisor (3 runs of 50000 calls):"
+echo "denied syscall round trip through the supervisor (3 runs of 10000 calls):"
 grep -oE "[0-9.]+ µs/denied-call" <<<"$dn" | sed 's/^/- /'
 echo
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"

@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -164,7 +165,7 @@ func readString(mem MemReader, addr uint64) string {
 		}
 		if err != nil || k < room {
 			if n == 0 {
-				return "<unreadable>"
+				return unreadable(err)
 			}
 			break
 		}
@@ -182,9 +183,18 @@ func readBytes(mem MemReader, addr uint64, n int) string {
 	b := make([]byte, n)
 	k, err := mem(addr, b)
 	if err != nil && k == 0 {
-		return "<unreadable>"
+		return unreadable(err)
 	}
 	return strconv.Quote(string(b[:k]))
+}
+
+// unreadable tells a pointer the caller could not have used either (a bad
+// address) from memory the supervisor may not read (no ptrace access).
+func unreadable(err error) string {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return "<no access to the caller's memory>"
+	}
+	return "<unreadable>"
 }
 
 type flagName struct {

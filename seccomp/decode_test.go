@@ -64,6 +64,10 @@ func TestDescribe(t *testing.T) {
 	if got := Describe("chroot", set(0x1100), nil); got != "path=?" {
 		t.Errorf("without memory: %q", got)
 	}
+	denied := func(uint64, []byte) (int, error) { return 0, unix.EPERM }
+	if got := Describe("chroot", set(0x1100), denied); got != "path=<no access to the caller's memory>" {
+		t.Errorf("no ptrace access: %q", got)
+	}
 }
 
 func TestNames(t *testing.T) {

@@ -47,6 +47,14 @@ type Notif struct {
 // SECCOMP_IOCTL_NOTIF_RECV.
 const sizeofNotif = 80
 
+// Compile-time checks: the Go mirrors have the kernel structs' sizes.
+var (
+	_ [sizeofNotif - unsafe.Sizeof(Notif{})]byte
+	_ [unsafe.Sizeof(Notif{}) - sizeofNotif]byte
+	_ [24 - unsafe.Sizeof(notifResp{})]byte
+	_ [unsafe.Sizeof(notifResp{}) - 24]byte
+)
+
 type notifResp struct {
 	id    uint64
 	val   int64

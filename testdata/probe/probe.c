@@ -9,7 +9,7 @@
  *   probe socketcall     i386 socketcall through int 0x80 (the filter kills)
  *   probe x32            getpid with the x32 bit set (the filter kills)
  *   probe flood N        acct("/probe-flood") N times; prints the EPERM count
- *   probe distinct N     acct("/probe-distinct-<i>") for i < N
+ *   probe distinct N     acct("/probe-distinct-<i>") for i < N, then one mount
  *   probe until-not      acct() until it fails with something other than
  *                        EPERM; prints that errno's name
  *
@@ -170,6 +170,8 @@ int main(int argc, char **argv)
 			snprintf(p, sizeof p, "/probe-distinct-%ld", i);
 			syscall(SYS_acct, p);
 		}
+		/* one more kind of call after the junk: it must not be hidden */
+		syscall(SYS_mount, "none", "/probe-after-junk", "tmpfs", 0, 0);
 		printf("distinct %ld\n", n);
 	} else if (!strcmp(m, "until-not")) {
 		long i = 0;
