@@ -1,0 +1,516 @@
+package sandbox_test
+
+// The escape suite: real attack attempts (testdata/escape/attack.c), one
+// per sandbox run, under a realistic policy (Base + a workdir). A case
+// passes only when the attempt failed, the audit record shows the evidence,
+// and the host's canaries are unchanged. Attacks aim only at canaries set
+// up here, so a broken sandbox cannot harm the machine running the suite.
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/internal/testenv"
+	"github.com/toolcell/toolcell/sandbox"
+)
+
+// canaries are host objects the attacks aim at.
+type canaries struct {
+	dir, file, home, socket, abstract, name string
+	port                                    int
+	accepted                                chan string
+	victim                                  *exec.Cmd
+	victimFD                                int
+}
+
+func newCanaries(t *testing.T) *canaries {
+	t.Helper()
+	c := &canaries{accepted: make(chan string, 16)}
+	c.dir = testenv.Tempdir(t)
+	c.file = filepath.Join(c.dir, "secret.txt")
+	c.home = filepath.Join(c.dir, "home")
+	for _, d := range []string{filepath.Join(c.home, ".ssh"), filepath.Join(c.home, ".aws")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, body := range map[string]string{
+		c.file:                                  "canary secret\n",
+		filepath.Join(c.home, ".ssh", "id_rsa"): "canary private key\n",
+		filepath.Join(c.home, ".aws", "credentials"): "canary aws key\n",
+	} {
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	accept := func(ln net.Listener, what string) {
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				conn, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				conn.Close()
+				c.accepted <- what
+			}
+		}()
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.port = ln.Addr().(*net.TCPAddr).Port
+	accept(ln, "tcp 127.0.0.1")
+	if ln6, err := net.Listen("tcp6", fmt.Sprintf("[::1]:%d", c.port)); err == nil {
+		accept(ln6, "tcp [::1]")
+	}
+	c.socket = filepath.Join(c.dir, "agent.sock")
+	if ln, err := net.Listen("unix", c.socket); err == nil {
+		accept(ln, "unix "+c.socket)
+	} else {
+		t.Fatal(err)
+	}
+	c.abstract = fmt.Sprintf("@toolcell-canary-%d", time.Now().UnixNano())
+	if ln, err := net.Listen("unix", c.abstract); err == nil {
+		accept(ln, "abstract "+c.abstract)
+	} else {
+		t.Fatal(err)
+	}
+	c.name = fmt.Sprintf("tcorph%d", time.Now().UnixNano()%1000000)
+	c.victim = exec.Command("/bin/sleep", "600")
+	if err := c.victim.Start(); err != nil {
+		t.Fatal(err)
+	}
+	fd, err := unix.PidfdOpen(c.victim.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.victimFD = fd
+	t.Cleanup(func() { c.victim.Process.Kill(); c.victim.Wait(); unix.Close(fd) })
+	return c
+}
+
+// snapshot digests the canary directory: names, modes, sizes, contents.
+func (c *canaries) snapshot(t *testing.T) string {
+	h := sha256.New()
+	err := filepath.WalkDir(c.dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s %v %d\n", p, fi.Mode(), fi.Size())
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			h.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// intact fails the test if any canary was touched.
+func (c *canaries) intact(t *testing.T, before string) {
+	t.Helper()
+	if after := c.snapshot(t); after != before {
+		t.Errorf("canary directory changed")
+	}
+	select {
+	case what := <-c.accepted:
+		t.Errorf("canary listener got a connection: %s", what)
+	default:
+	}
+	if err := unix.PidfdSendSignal(c.victimFD, 0, nil, 0); err != nil {
+		t.Errorf("canary process gone: %v", err)
+	}
+	// Nothing the tool started may survive the run.
+	matches, _ := filepath.Glob("/proc/[0-9]*/comm")
+	for _, m := range matches {
+		if b, err := os.ReadFile(m); err == nil && strings.TrimSpace(string(b)) == c.name {
+			t.Errorf("a process of the tool outlived the run: %s", m)
+		}
+	}
+}
+
+type escapeCase struct {
+	attack string
+	class  string
+	// policy changes the default policy (Base, workdir, the attacker).
+	policy func(*capability.Set)
+	// check asserts the failure and its evidence in the record.
+	check func(t *testing.T, c *canaries, res *sandbox.Result, out string)
+	na    map[string]string // host kinds where the case cannot run, with why
+	// naIf, when set, must hold for na to apply (the reason is checked).
+	naIf func() bool
+}
+
+// deniedBy: the attack got EPERM and the record names the syscall (and,
+// when given, a part of its decoded arguments).
+func deniedBy(syscall string, detail ...string) func(*testing.T, *canaries, *sandbox.Result, string) {
+	return func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+		t.Helper()
+		if !strings.Contains(out, "RESULT EPERM") {
+			t.Errorf("attack saw %q, want EPERM", out)
+		}
+		for _, d := range res.Audit.Denials {
+			if d.Syscall != syscall {
+				continue
+			}
+			ok := true
+			for _, s := range detail {
+				ok = ok && strings.Contains(d.Detail, s)
+			}
+			if ok && d.Answer == "EPERM" && d.Count >= 1 {
+				return
+			}
+		}
+		t.Errorf("no denial of %s %v in the record: %+v", syscall, detail, res.Audit.Denials)
+	}
+}
+
+// failsWith: the attempt failed with one of errnos; evidence adds the
+// record's part.
+func failsWith(evidence func(*testing.T, *canaries, *sandbox.Result), errnos ...string) func(*testing.T, *canaries, *sandbox.Result, string) {
+	return func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+		t.Helper()
+		ok := false
+		for _, e := range errnos {
+			ok = ok || strings.Contains(out, "RESULT "+e)
+		}
+		if !ok {
+			t.Errorf("attack saw %q, want one of %v", out, errnos)
+		}
+		if evidence != nil {
+			evidence(t, c, res)
+		}
+	}
+}
+
+// killedBySeccomp: the kernel killed the tool for a foreign syscall ABI.
+func killedBySeccomp(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+	t.Helper()
+	if res.Audit.Exit.Reason != sandbox.ReasonSeccompKill || res.Audit.Exit.Signal != "SIGSYS" {
+		t.Errorf("exit %+v, want seccomp_kill by SIGSYS", res.Audit.Exit)
+	}
+}
+
+// notMounted: the record's view has no mount at or above the canaries.
+func notMounted(t *testing.T, c *canaries, res *sandbox.Result) {
+	t.Helper()
+	for _, m := range res.Audit.Enforce.Mounts {
+		src := m.Src
+		if !strings.HasPrefix(src, "/") {
+			continue // tmpfs, proc: nothing of the host's file tree
+		}
+		if src == c.dir || strings.HasPrefix(c.dir, src+"/") || strings.HasPrefix(src, c.dir+"/") {
+			t.Errorf("mount %+v exposes the canary directory %s", m, c.dir)
+		}
+	}
+}
+
+// mountedWith: the record shows dst mounted with every given mode flag.
+func mountedWith(dst string, modes ...string) func(*testing.T, *canaries, *sandbox.Result) {
+	return func(t *testing.T, c *canaries, res *sandbox.Result) {
+		t.Helper()
+		for _, m := range res.Audit.Enforce.Mounts {
+			if m.Dst != dst {
+				continue
+			}
+			for _, want := range modes {
+				if !strings.Contains(","+m.Mode+",", ","+want+",") {
+					t.Errorf("mount %s has mode %q, want %s", dst, m.Mode, want)
+				}
+			}
+			return
+		}
+		t.Errorf("no mount at %s in the record", dst)
+	}
+}
+
+// maskedIfPresent: where the host has the file, the record shows it
+// masked; where it has not (a kernel built without it), it is absent.
+func maskedIfPresent(path string) func(*testing.T, *canaries, *sandbox.Result) {
+	return func(t *testing.T, c *canaries, res *sandbox.Result) {
+		t.Helper()
+		if _, err := os.Stat(path); err != nil {
+			return
+		}
+		mountedWith(path)(t, c, res)
+	}
+}
+
+func noNetwork(t *testing.T, c *canaries, res *sandbox.Result) {
+	t.Helper()
+	if !strings.Contains(strings.Join(res.Audit.Enforce.Namespaces, ","), "net") {
+		t.Errorf("record lacks the net namespace: %v", res.Audit.Enforce.Namespaces)
+	}
+}
+
+func seesNoHostPids(t *testing.T, c *canaries, res *sandbox.Result) {
+	t.Helper()
+	if !strings.Contains(strings.Join(res.Audit.Enforce.Namespaces, ","), "pid") {
+		t.Errorf("record lacks the pid namespace: %v", res.Audit.Enforce.Namespaces)
+	}
+}
+
+func escapeCases() []escapeCase {
+	var cs []escapeCase
+	add := func(class string, list ...escapeCase) {
+		for _, c := range list {
+			c.class = class
+			cs = append(cs, c)
+		}
+	}
+	sys := func(attack, syscall string, detail ...string) escapeCase {
+		return escapeCase{attack: attack, check: deniedBy(syscall, detail...)}
+	}
+	add("process access (ptrace and friends)",
+		sys("ptrace", "ptrace", "request=PTRACE_ATTACH"),
+		sys("ptrace_pid1", "ptrace", "pid=1"),
+		sys("ptrace_traceme", "ptrace", "request=PTRACE_TRACEME"),
+		sys("process_vm_readv", "process_vm_readv"),
+		sys("process_vm_writev", "process_vm_writev", "pid=1"),
+		sys("pidfd_getfd", "pidfd_getfd"),
+		sys("kcmp", "kcmp"),
+		escapeCase{attack: "host_pid_kill", check: failsWith(seesNoHostPids, "ESRCH")},
+	)
+	add("kernel attack surface",
+		sys("bpf", "bpf", "cmd=BPF_PROG_LOAD"),
+		sys("perf_event_open", "perf_event_open"),
+		sys("userfaultfd", "userfaultfd"),
+		sys("io_uring_setup", "io_uring_setup"),
+		sys("io_uring_enter", "io_uring_enter"),
+		sys("io_uring_register", "io_uring_register"),
+		sys("keyctl", "keyctl"),
+		sys("add_key", "add_key", `type="user"`),
+		sys("request_key", "request_key", `type="user"`),
+		sys("kexec_load", "kexec_load"),
+		sys("kexec_file_load", "kexec_file_load"),
+		sys("init_module", "init_module"),
+		sys("finit_module", "finit_module"),
+		sys("delete_module", "delete_module", `path="toolcell_canary"`),
+		sys("syslog", "syslog"),
+		sys("lookup_dcookie", "lookup_dcookie"),
+	)
+	add("host state",
+		sys("reboot", "reboot"),
+		sys("swapon", "swapon"),
+		sys("swapoff", "swapoff"),
+		sys("acct", "acct"),
+		sys("quotactl", "quotactl"),
+		sys("iopl", "iopl"),
+		sys("ioperm", "ioperm"),
+		sys("settimeofday", "settimeofday"),
+		sys("clock_settime", "clock_settime"),
+		sys("adjtimex", "adjtimex"),
+		sys("clock_adjtime", "clock_adjtime"),
+	)
+	add("mount API",
+		sys("mount", "mount", "fstype=\"tmpfs\""),
+		sys("mount_bind_proc", "mount", `source="/proc"`, "MS_BIND"),
+		sys("umount2", "umount2", `target="/proc"`),
+		sys("pivot_root", "pivot_root"),
+		sys("chroot", "chroot", `path="/tmp"`),
+		sys("fsopen", "fsopen", `fstype="tmpfs"`),
+		sys("fsconfig", "fsconfig"),
+		sys("fsmount", "fsmount"),
+		sys("fspick", "fspick", `path="/"`),
+		sys("open_tree", "open_tree", `path="/proc"`),
+		sys("move_mount", "move_mount", `from="/tmp"`, `to="/usr"`),
+		sys("mount_setattr", "mount_setattr", `path="/usr"`),
+		sys("open_by_handle_at", "open_by_handle_at"),
+		sys("name_to_handle_at", "name_to_handle_at", `path="/usr"`),
+	)
+	add("namespaces (nested user ns for netfilter, fsconfig, overlayfs)",
+		sys("unshare_user", "unshare", "CLONE_NEWUSER"),
+		sys("unshare_mnt", "unshare", "CLONE_NEWNS"),
+		sys("unshare_net", "unshare", "CLONE_NEWNET"),
+		sys("setns", "setns", "CLONE_NEWNET"),
+		sys("clone_newuser", "clone", "CLONE_NEWUSER"),
+		sys("clone_newns_thread", "clone", "CLONE_NEWNS"),
+		escapeCase{attack: "clone3", check: failsWith(func(t *testing.T, c *canaries, res *sandbox.Result) {
+			if len(res.Audit.Denials) != 0 {
+				t.Errorf("clone3 is answered ENOSYS by the filter, not notified: %+v", res.Audit.Denials)
+			}
+		}, "ENOSYS")},
+	)
+	add("socket families",
+		sys("socket_inet", "socket", "family=AF_INET "),
+		sys("socket_inet6", "socket", "family=AF_INET6"),
+		sys("socket_udp", "socket", "type=SOCK_DGRAM"),
+		sys("socket_raw", "socket", "type=SOCK_RAW"),
+		sys("socket_packet", "socket", "family=AF_PACKET"),
+		sys("socket_netlink", "socket", "family=AF_NETLINK"),
+		sys("socket_vsock", "socket", "family=AF_VSOCK"),
+		sys("socket_alg", "socket", "family=AF_ALG"),
+		sys("socket_inet_hibits", "socket", "family=AF_INET "),
+		sys("dns", "socket", "type=SOCK_DGRAM"),
+		escapeCase{attack: "abstract_socket", check: failsWith(noNetwork, "ECONNREFUSED", "ENOENT")},
+		escapeCase{attack: "host_unix_socket", check: failsWith(notMounted, "ENOENT")},
+	)
+	add("terminal injection and personality",
+		sys("ioctl_tiocsti", "ioctl", "request=TIOCSTI"),
+		sys("ioctl_tiocsti_hibits", "ioctl", "request=TIOCSTI"),
+		sys("ioctl_tioclinux", "ioctl", "request=TIOCLINUX"),
+		sys("personality_rie", "personality", "persona=0x400000"),
+		sys("personality_norandom", "personality", "persona=0x40000"),
+		sys("prctl_set_mm", "prctl", "option=PR_SET_MM"),
+	)
+	int80NA := map[string]string{
+		testenv.KindRootHybrid:     "this host (a PVM guest) answers int 0x80 from a 64-bit process with SIGSEGV before any syscall entry; the vm-v2 stage runs it",
+		testenv.KindRootlessHybrid: "this host (a PVM guest) answers int 0x80 from a 64-bit process with SIGSEGV before any syscall entry; the vm-v2 stage runs it",
+	}
+	noInt80 := func() bool { ok, _ := hostRunsInt80(nil, attackBin); return !ok }
+	add("compat ABI bypass",
+		escapeCase{attack: "int80", check: killedBySeccomp, na: int80NA, naIf: noInt80},
+		escapeCase{attack: "socketcall", check: killedBySeccomp, na: int80NA, naIf: noInt80},
+		escapeCase{attack: "x32", check: killedBySeccomp},
+	)
+	add("files outside the grants",
+		escapeCase{attack: "read_canary", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "write_canary", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "create_outside", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "symlink_to_canary", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "hardlink_to_canary", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "dotdot_from_workdir", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "proc_pid1_root", check: failsWith(notMounted, "EACCES", "ENOENT")},
+		escapeCase{attack: "write_usr", check: failsWith(mountedWith("/usr", "ro"), "EROFS")},
+		escapeCase{attack: "setuid_binary", check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+			if strings.Contains(out, "\n0\n") || strings.HasPrefix(out, "0\n") {
+				t.Errorf("setuid binary ran as root: %q", out)
+			}
+			mountedWith("/usr", "nosuid")(t, c, res)
+			if !res.Audit.Enforce.NoNewPrivs {
+				t.Error("record: no_new_privs not set")
+			}
+		}},
+	)
+	add("host binaries and descriptors (CVE-2019-5736, CVE-2024-21626)",
+		escapeCase{attack: "proc_self_exe", check: failsWith(mountedWith("/usr", "ro"), "ETXTBSY", "EROFS", "EACCES")},
+		escapeCase{attack: "proc_pid1_exe", check: failsWith(nil, "EACCES", "ETXTBSY", "EROFS")},
+		escapeCase{attack: "leaked_fds", check: failsWith(nil, "ENOENT")},
+	)
+	add("host knobs",
+		escapeCase{attack: "core_pattern", check: failsWith(mountedWith("/proc/sys", "ro"), "EROFS", "EACCES")},
+		escapeCase{attack: "sysrq_trigger", check: failsWith(maskedIfPresent("/proc/sysrq-trigger"), "EROFS", "EACCES", "EPERM", "ENOENT")},
+		escapeCase{attack: "uevent_helper", check: failsWith(nil, "ENOENT")},
+		escapeCase{attack: "release_agent", check: failsWith(nil, "ENOENT")},
+		escapeCase{attack: "proc_kcore", check: failsWith(maskedIfPresent("/proc/kcore"), "EACCES", "EPERM", "ENOENT", "EINVAL")},
+		escapeCase{attack: "proc_keys", check: failsWith(maskedIfPresent("/proc/keys"), "EACCES", "EPERM", "ENOENT", "OK")},
+	)
+	add("secrets",
+		escapeCase{attack: "env_secret", check: failsWith(func(t *testing.T, c *canaries, res *sandbox.Result) {
+			for _, n := range res.Audit.Command.EnvNames {
+				if n == "TOOLCELL_CANARY_SECRET" || n == "SSH_AUTH_SOCK" {
+					t.Errorf("record env_names has %s", n)
+				}
+			}
+		}, "ENOENT")},
+		escapeCase{attack: "ssh_dir", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "ssh_auth_sock", check: failsWith(notMounted, "ENOENT")},
+	)
+	add("resources",
+		escapeCase{attack: "fork_bomb", policy: func(s *capability.Set) { s.WithPids(16) },
+			check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+				if !strings.Contains(out, "RESULT EAGAIN") {
+					t.Errorf("fork bomb saw %q, want EAGAIN", out)
+				}
+				if p := res.Audit.Resources.PidsPeak; p == 0 || p > 16 {
+					t.Errorf("pids_peak %d, want 1..16", p)
+				}
+			}},
+		escapeCase{attack: "memory_balloon", policy: func(s *capability.Set) { s.WithMemory(64 * capability.MiB) },
+			check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+				if res.Audit.Exit.Reason != sandbox.ReasonOOM || res.Audit.Resources.OOMKills == 0 {
+					t.Errorf("exit %+v resources %+v, want oom", res.Audit.Exit, res.Audit.Resources)
+				}
+			}},
+		escapeCase{attack: "tmpfs_fill", policy: func(s *capability.Set) { s.TmpSize(1 * capability.MiB) },
+			check: failsWith(mountedWith("/tmp", "rw"), "ENOSPC")},
+		escapeCase{attack: "fd_exhaustion", check: failsWith(nil, "EMFILE")},
+		escapeCase{attack: "cpu_spin", policy: func(s *capability.Set) { s.WithTimeout(time.Second).WithCPU(0.5) },
+			check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+				if res.Audit.Exit.Reason != sandbox.ReasonTimeout || res.Audit.Resources.CPUUserUS == 0 {
+					t.Errorf("exit %+v resources %+v, want timeout with CPU used", res.Audit.Exit, res.Audit.Resources)
+				}
+			}},
+		escapeCase{attack: "outlive", check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+			if !strings.Contains(out, "RESULT OK") || res.Audit.Exit.Reason != sandbox.ReasonExited {
+				t.Errorf("outlive: %q %+v", out, res.Audit.Exit)
+			}
+			// canaries.intact checks that no process named c.name is left.
+		}},
+	)
+	return cs
+}
+
+// attackBin is the attacker built for the running suite.
+var attackBin string
+
+func TestEscapeSuite(t *testing.T) {
+	testenv.RequireUserNS(t)
+	bin := testenv.BuildC(t, "../testdata/escape/attack.c")
+	attackBin = bin
+	c := newCanaries(t)
+	cases := escapeCases()
+	if len(cases) < 80 {
+		t.Fatalf("only %d cases", len(cases))
+	}
+	t.Setenv("TOOLCELL_CANARY_SECRET", "canary-env-secret")
+	t.Setenv("SSH_AUTH_SOCK", c.socket)
+	seen := map[string]bool{}
+	for _, ec := range cases {
+		if seen[ec.attack] {
+			t.Fatalf("case %s listed twice", ec.attack)
+		}
+		seen[ec.attack] = true
+		t.Run(ec.attack, func(t *testing.T) {
+			if ec.na != nil && (ec.naIf == nil || ec.naIf()) {
+				testenv.NotApplicable(t, ec.na)
+			}
+			wd := workdir(t)
+			set := base().InWorkdir(wd).ExecFile(bin).
+				SetEnv("CANARY_FILE", c.file).SetEnv("CANARY_DIR", c.dir).SetEnv("CANARY_HOME", c.home).
+				SetEnv("CANARY_SOCKET", c.socket).SetEnv("CANARY_ABSTRACT", c.abstract).
+				SetEnv("CANARY_NAME", c.name).SetEnv("CANARY_PORT", fmt.Sprint(c.port)).
+				SetEnv("CANARY_PID", fmt.Sprint(c.victim.Process.Pid)).WithTimeout(20 * time.Second)
+			if ec.policy != nil {
+				ec.policy(set)
+			}
+			before := c.snapshot(t)
+			res := runCmd(t, set, sandbox.Command(bin, ec.attack))
+			out := string(res.Stdout)
+			if strings.Contains(out, "ESCAPED") {
+				t.Errorf("escaped: %s", out)
+			}
+			if strings.Contains(string(res.Stderr), "unknown attack") {
+				t.Fatalf("attack.c lacks %s", ec.attack)
+			}
+			ec.check(t, c, res, out)
+			c.intact(t, before)
+			if t.Failed() {
+				t.Logf("class %s; stdout %q stderr %q exit %+v denials %+v", ec.class, out, res.Stderr, res.Audit.Exit, res.Audit.Denials)
+			}
+		})
+	}
+}
