@@ -212,3 +212,70 @@ func TestNoUserNotifFailsClosed(t *testing.T) {
 		t.Fatalf("stdout %q denials %v seccomp %+v degraded %q", res.Stdout, rec.Denials, rec.Enforce.Seccomp, rec.Enforce.Degraded)
 	}
 }
+
+// SelfTest holds on every host kind CI runs on.
+func TestSelfTest(t *testing.T) {
+	testenv.RequireUserNS(t)
+	ps, err := SelfTest(context.Background())
+	for _, p := range ps {
+		t.Logf("%-28s ok=%v skipped=%v %s", p.Name, p.OK, p.Skipped, p.Detail)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 14 {
+		t.Fatalf("%d protections checked, want 14", len(ps))
+	}
+	for _, p := range ps {
+		if p.Skipped {
+			t.Errorf("%s skipped: %s", p.Name, p.Detail)
+		}
+	}
+}
+
+// A broken protection is an error naming it, not a warning.
+func TestSelfTestJudges(t *testing.T) {
+	good := "Uid:\t1000\t1000\t1000\t1000\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n" +
+		"CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\npids 4\npid1 toolcell-stage2 \n" +
+		"ifaces lo\nenv PATH PWD\nchroot 125\n"
+	rec := &Record{Enforce: Enforcement{UIDMap: "1000 65534 1", NoNewPrivs: true,
+		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}},
+		Denials: []Denial{{Syscall: "chroot", Detail: `path="/"`, Answer: "EPERM"}}}
+	if err := selfTestErr(judgeInside(good, rec)); err != nil {
+		t.Fatalf("good host judged bad: %v", err)
+	}
+	for name, broken := range map[string]string{
+		"no capabilities":           strings.Replace(good, "CapEff:\t0000000000000000", "CapEff:\t0000000000200000", 1),
+		"no_new_privs":              strings.Replace(good, "NoNewPrivs:\t1", "NoNewPrivs:\t0", 1),
+		"seccomp filter":            strings.Replace(good, "Seccomp:\t2", "Seccomp:\t0", 1),
+		"host processes hidden":     strings.Replace(good, "pids 4", "pids 212", 1),
+		"no network":                strings.Replace(good, "ifaces lo", "ifaces lo eth0", 1),
+		"only granted paths":        good + "canary-visible\n",
+		"read-only system view":     good + "usr-writable\n",
+		"host environment withheld": strings.Replace(good, "env PATH PWD", "env AWS_SECRET_ACCESS_KEY PATH", 1),
+		"denied syscalls recorded":  strings.Replace(good, "chroot 125", "chroot 0", 1),
+		"unprivileged mapped user":  strings.Replace(good, "Uid:\t1000", "Uid:\t0", 1),
+	} {
+		err := selfTestErr(judgeInside(broken, rec))
+		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), name) {
+			t.Errorf("broken %q: err %v", name, err)
+		}
+	}
+	rootMap := *rec
+	rootMap.Enforce.UIDMap = "1000 0 1"
+	if err := selfTestErr(judgeInside(good, &rootMap)); !errors.Is(err, ErrSelfTest) {
+		t.Errorf("uid map to host root accepted")
+	}
+	if p := judgeMemory(&Record{Exit: Exit{Reason: ReasonExited}}, 32<<20); p.OK {
+		t.Errorf("memory limit held without an OOM kill")
+	}
+	if p := judgeMemory(&Record{Resources: Resources{OOMKills: 1, MemoryPeakBytes: 64 << 20}}, 32<<20); p.OK {
+		t.Errorf("memory peak over the limit accepted")
+	}
+	if p := judgePids(&Record{Exit: Exit{Reason: ReasonExited}, Resources: Resources{PidsPeak: 17}}, 8); p.OK {
+		t.Errorf("pids peak over the limit accepted")
+	}
+	if p := judgeTimeout(&Record{Exit: Exit{Reason: ReasonExited}}); p.OK {
+		t.Errorf("timeout held without a timeout")
+	}
+}

@@ -1,0 +1,188 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/toolcell/toolcell/capability"
+)
+
+// ErrSelfTest means a default protection does not hold on this host; the
+// error names which.
+var ErrSelfTest = errors.New("sandbox: self-test failed")
+
+// Protection is one protection SelfTest checked on the live host.
+type Protection struct {
+	Name   string
+	OK     bool
+	Detail string // what was seen; for a skipped check, why it was skipped
+	// Skipped is set when the host lacks what the check needs (not a
+	// failure of the protection).
+	Skipped bool
+}
+
+// SelfTest runs DefaultRunner.SelfTest.
+func SelfTest(ctx context.Context) ([]Protection, error) { return DefaultRunner.SelfTest(ctx) }
+
+// SelfTest tries, on this host and with this Runner's configuration, a fast
+// subset of the escape suite: four short sandboxes under Base that look for
+// privileges, host files, host processes, the network and host environment
+// from inside, make a denied syscall (chroot(8) from coreutils), and run
+// into the pids, memory and time limits. Each protection is judged from what
+// the tool saw and from the audit record. It takes a few hundred
+// milliseconds. Every protection checked is returned; the error matches
+// ErrSelfTest and names those that do not hold. A sandbox that cannot be set
+// up at all returns that setup error (ErrUnsupported, ErrSetup).
+func (r *Runner) SelfTest(ctx context.Context) ([]Protection, error) {
+	canaryDir, err := os.MkdirTemp("", "toolcell-selftest-")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: self-test: %w", err)
+	}
+	defer os.RemoveAll(canaryDir)
+	canary := filepath.Join(canaryDir, "canary")
+	if err := os.WriteFile(canary, []byte("canary\n"), 0o644); err != nil {
+		return nil, fmt.Errorf("sandbox: self-test: %w", err)
+	}
+	script := fmt.Sprintf(`grep -E '^(Uid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/status
+echo "pids $(ls -d /proc/[0-9]* | wc -l)"
+echo "pid1 $(tr '\0' ' ' < /proc/1/cmdline)"
+echo "ifaces $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')"
+test -e %s && echo canary-visible
+test -e /etc/shadow && echo shadow-visible
+touch /usr/.toolcell-selftest 2>/dev/null && echo usr-writable
+echo "env $(env | cut -d= -f1 | sort | tr '\n' ' ')"
+for c in /usr/sbin/chroot /usr/bin/chroot /sbin/chroot /bin/chroot; do
+  if [ -x $c ]; then $c / /bin/true 2>/dev/null; echo "chroot $?"; break; fi
+done`, canary)
+	var out []Protection
+	res, err := r.Run(ctx, capability.New().WithBase(), Command("/bin/sh", "-c", script))
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, judgeInside(string(res.Stdout), res.Audit)...)
+
+	res, err = r.Run(ctx, capability.New().WithBase().WithPids(8), Command("/bin/sh", "-c",
+		`i=0; while [ $i -lt 16 ]; do sleep 2 & i=$((i+1)); done 2>/dev/null; kill $(jobs -p) 2>/dev/null; echo done`))
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, judgePids(res.Audit, 8))
+
+	res, err = r.Run(ctx, capability.New().WithBase().WithMemory(32*capability.MiB), Command("/bin/sh", "-c",
+		`tr '\0' x < /dev/zero | head -c 200000000 | tail -n 1 | wc -c`))
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, judgeMemory(res.Audit, uint64(32*capability.MiB)))
+
+	res, err = r.Run(ctx, capability.New().WithBase().WithTimeout(200*time.Millisecond), Command("/bin/sh", "-c",
+		`setsid sleep 30 & sleep 30`))
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, judgeTimeout(res.Audit))
+	return out, selfTestErr(out)
+}
+
+func selfTestErr(ps []Protection) error {
+	var bad []string
+	for _, p := range ps {
+		if !p.OK && !p.Skipped {
+			bad = append(bad, p.Name+" ("+p.Detail+")")
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrSelfTest, strings.Join(bad, "; "))
+}
+
+// judgeInside judges the first self-test run: what the tool printed and
+// the record of its run.
+func judgeInside(out string, rec *Record) []Protection {
+	lines := map[string]string{}
+	for _, l := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		if strings.HasPrefix(l, "pids ") || strings.HasPrefix(l, "pid1 ") || strings.HasPrefix(l, "ifaces ") ||
+			strings.HasPrefix(l, "env ") || strings.HasPrefix(l, "chroot ") {
+			k, v, _ = strings.Cut(l, " ")
+		}
+		lines[k] = strings.TrimSpace(v)
+	}
+	p := func(name string, ok bool, detail string) Protection { return Protection{Name: name, OK: ok, Detail: detail} }
+	var ps []Protection
+
+	m := strings.Fields(rec.Enforce.UIDMap)
+	uidOK := strings.HasPrefix(lines["Uid"], strconv.Itoa(sandboxUID)+"\t") && len(m) == 3 &&
+		m[0] == strconv.Itoa(sandboxUID) && m[1] != "0"
+	ps = append(ps, p("unprivileged mapped user", uidOK, fmt.Sprintf("uid inside %q, uid_map %q", lines["Uid"], rec.Enforce.UIDMap)))
+	ps = append(ps, p("seven namespaces", len(rec.Enforce.Namespaces) == 7, strings.Join(rec.Enforce.Namespaces, ",")))
+	capsOK := true
+	var caps []string
+	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
+		caps = append(caps, k+"="+lines[k])
+		capsOK = capsOK && lines[k] == "0000000000000000"
+	}
+	ps = append(ps, p("no capabilities", capsOK, strings.Join(caps, " ")))
+	ps = append(ps, p("no_new_privs", lines["NoNewPrivs"] == "1" && rec.Enforce.NoNewPrivs, "NoNewPrivs="+lines["NoNewPrivs"]))
+	ps = append(ps, p("seccomp filter", lines["Seccomp"] == "2", "Seccomp="+lines["Seccomp"]))
+
+	if st, ok := lines["chroot"]; !ok {
+		ps = append(ps, Protection{Name: "denied syscalls recorded", Skipped: true, Detail: "no chroot(8) on this host to make a denied call"})
+	} else {
+		found := false
+		for _, d := range rec.Denials {
+			found = found || (d.Syscall == "chroot" && d.Detail == `path="/"` && d.Answer == "EPERM")
+		}
+		ps = append(ps, p("denied syscalls recorded", found && st != "0", fmt.Sprintf("chroot exit %s, recorded %v", st, found)))
+	}
+
+	var leaks []string
+	for _, k := range []string{"canary-visible", "shadow-visible"} {
+		if _, ok := lines[k]; ok {
+			leaks = append(leaks, k)
+		}
+	}
+	ps = append(ps, p("only granted paths", len(leaks) == 0, "host files seen: "+strings.Join(leaks, ",")))
+	_, usrW := lines["usr-writable"]
+	ps = append(ps, p("read-only system view", !usrW, "writable /usr: "+strconv.FormatBool(usrW)))
+	n, _ := strconv.Atoi(lines["pids"])
+	ps = append(ps, p("host processes hidden", n > 0 && n <= 8 && strings.HasPrefix(lines["pid1"], "toolcell-stage2"),
+		fmt.Sprintf("%d processes visible, pid 1 %q", n, lines["pid1"])))
+	ps = append(ps, p("no network", lines["ifaces"] == "lo", "interfaces: "+lines["ifaces"]))
+	envOK := true
+	for _, k := range strings.Fields(lines["env"]) {
+		switch k {
+		case "PATH", "PWD", "SHLVL", "_", "OLDPWD":
+		default:
+			envOK = false
+		}
+	}
+	ps = append(ps, p("host environment withheld", envOK && lines["env"] != "", "names: "+lines["env"]))
+	return ps
+}
+
+func judgePids(rec *Record, limit uint64) Protection {
+	peak := rec.Resources.PidsPeak
+	return Protection{Name: "pids limit", OK: rec.Exit.Reason == ReasonExited && peak > 1 && peak <= limit,
+		Detail: fmt.Sprintf("peak %d with limit %d (exit %s)", peak, limit, rec.Exit.Reason)}
+}
+
+// judgeMemory: the kernel killed a process of the pipeline at the limit
+// (which one it picks, and so the shell's exit status, varies).
+func judgeMemory(rec *Record, limit uint64) Protection {
+	peak := rec.Resources.MemoryPeakBytes
+	return Protection{Name: "memory limit", OK: rec.Resources.OOMKills > 0 && peak <= limit,
+		Detail: fmt.Sprintf("exit %s, oom kills %d, peak %d bytes with limit %d", rec.Exit.Reason, rec.Resources.OOMKills, peak, limit)}
+}
+
+func judgeTimeout(rec *Record) Protection {
+	return Protection{Name: "timeout kills the sandbox", OK: rec.Exit.Reason == ReasonTimeout,
+		Detail: fmt.Sprintf("exit %s after %.0f ms", rec.Exit.Reason, rec.DurationMS)}
+}
