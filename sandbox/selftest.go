@@ -115,7 +115,9 @@ func judgeInside(out string, rec *Record) []Protection {
 		}
 		lines[k] = strings.TrimSpace(v)
 	}
-	p := func(name string, ok bool, detail string) Protection { return Protection{Name: name, OK: ok, Detail: detail} }
+	p := func(name string, ok bool, detail string) Protection {
+		return Protection{Name: name, OK: ok, Detail: detail}
+	}
 	var ps []Protection
 
 	m := strings.Fields(rec.Enforce.UIDMap)
