@@ -7,7 +7,10 @@ package sandbox_test
 // up here, so a broken sandbox cannot harm the machine running the suite.
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
@@ -162,6 +165,8 @@ type escapeCase struct {
 	na    map[string]string // host kinds where the case cannot run, with why
 	// naIf, when set, must hold for na to apply (the reason is checked).
 	naIf func() bool
+	// run replaces the default single run (cases that need a setup).
+	run func(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string)
 }
 
 // deniedBy: the attack got EPERM and the record names the syscall (and,
@@ -405,6 +410,26 @@ func escapeCases() []escapeCase {
 			}
 		}},
 	)
+	add("symlink swaps on mount sources (CVE-2025-31133 class)",
+		escapeCase{attack: "plant_symlink", run: plantThenGrant, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+			if res.Audit.Exit.Reason != sandbox.ReasonSetupFailed || !strings.Contains(res.Audit.Error, "inside the writable grant") {
+				t.Errorf("second run: exit %+v error %q, want a refusal naming the writable grant", res.Audit.Exit, res.Audit.Error)
+			}
+			notMounted(t, c, res)
+		}},
+	)
+	add("file capabilities",
+		escapeCase{attack: "caps", run: runWithFileCaps, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+			if !strings.Contains(out, "RESULT EPERM") {
+				t.Errorf("caps: %q", out)
+			}
+			if len(res.Audit.Enforce.Capabilities) != 0 || !res.Audit.Enforce.NoNewPrivs {
+				t.Errorf("record: capabilities %v no_new_privs %v", res.Audit.Enforce.Capabilities, res.Audit.Enforce.NoNewPrivs)
+			}
+		}, na: map[string]string{
+			testenv.KindRootlessHybrid: "an unprivileged user cannot give a file capabilities (security.capability needs CAP_SETFCAP), so there is nothing to escalate with",
+		}},
+	)
 	add("host binaries and descriptors (CVE-2019-5736, CVE-2024-21626)",
 		escapeCase{attack: "proc_self_exe", check: failsWith(mountedWith("/usr", "ro"), "ETXTBSY", "EROFS", "EACCES")},
 		escapeCase{attack: "proc_pid1_exe", check: failsWith(nil, "EACCES", "ETXTBSY", "EROFS")},
@@ -427,6 +452,8 @@ func escapeCases() []escapeCase {
 			}
 		}, "ENOENT")},
 		escapeCase{attack: "ssh_dir", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "aws_credentials", check: failsWith(notMounted, "ENOENT")},
+		escapeCase{attack: "stdio_sockets", check: failsWith(nil, "ENOTSOCK")},
 		escapeCase{attack: "ssh_auth_sock", check: failsWith(notMounted, "ENOENT")},
 	)
 	add("resources",
@@ -464,6 +491,52 @@ func escapeCases() []escapeCase {
 	return cs
 }
 
+// plantThenGrant: one run plants a symlink to the canary directory in its
+// writable workdir; a later policy granting a path through that link must be
+// refused, not mount the canary.
+func plantThenGrant(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
+	t.Helper()
+	res := runCmd(t, set, sandbox.Command(bin, "plant_symlink"))
+	if !strings.Contains(string(res.Stdout), "RESULT OK") {
+		t.Fatalf("plant: %q %q", res.Stdout, res.Stderr)
+	}
+	grant := set.Clone().ReadFile(filepath.Join(set.Workdir, "planted", "secret.txt"))
+	_, err := sandbox.Run(context.Background(), grant, sandbox.Command(bin, "read_canary"))
+	var re *sandbox.RunError
+	if !errors.As(err, &re) || !errors.Is(err, sandbox.ErrPolicy) {
+		t.Fatalf("grant through the planted link: err %v, want ErrPolicy", err)
+	}
+	return &sandbox.Result{Audit: re.Record}, ""
+}
+
+// runWithFileCaps runs a copy of the attacker that carries file
+// capabilities (cap_sys_admin, cap_net_raw, cap_setuid: effective and
+// permitted), as a setcap'ed host binary would.
+func runWithFileCaps(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	dir := testenv.Tempdir(t)
+	cp := filepath.Join(dir, "attack-caps")
+	b, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cp, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// struct vfs_cap_data, revision 2: magic|effective, then permitted
+	// and inheritable, low and high words.
+	perm := uint32(1<<unix.CAP_SYS_ADMIN | 1<<unix.CAP_NET_RAW | 1<<unix.CAP_SETUID)
+	data := make([]byte, 20)
+	binary.LittleEndian.PutUint32(data[0:], 0x02000000|1)
+	binary.LittleEndian.PutUint32(data[4:], perm)
+	if err := unix.Setxattr(cp, "security.capability", data, 0); err != nil {
+		t.Fatalf("set file capabilities: %v", err)
+	}
+	res := runCmd(t, set.Clone().ExecFile(cp), sandbox.Command(cp, "caps"))
+	return res, string(res.Stdout)
+}
+
 // attackBin is the attacker built for the running suite.
 var attackBin string
 
@@ -498,8 +571,14 @@ func TestEscapeSuite(t *testing.T) {
 				ec.policy(set)
 			}
 			before := c.snapshot(t)
-			res := runCmd(t, set, sandbox.Command(bin, ec.attack))
-			out := string(res.Stdout)
+			var res *sandbox.Result
+			var out string
+			if ec.run != nil {
+				res, out = ec.run(t, c, set, bin)
+			} else {
+				res = runCmd(t, set, sandbox.Command(bin, ec.attack))
+				out = string(res.Stdout)
+			}
 			if strings.Contains(out, "ESCAPED") {
 				t.Errorf("escaped: %s", out)
 			}

@@ -521,6 +521,36 @@ int main(int argc, char **argv)
 			printf("ESCAPED env %s\n", getenv("TOOLCELL_CANARY_SECRET"));
 		else
 			printf("RESULT ENOENT\n");
+	} else if (!strcmp(m, "aws_credentials")) {
+		snprintf(path, sizeof path, "%s/.aws/credentials", env_str("CANARY_HOME"));
+		read_file(path);
+	} else if (!strcmp(m, "stdio_sockets")) {
+		/* a socket on stdio would let the tool receive host descriptors
+		 * (SCM_RIGHTS) */
+		int sockets = 0;
+		for (int fd = 0; fd < 3; fd++) {
+			struct stat st;
+			if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+				sockets++;
+		}
+		if (sockets)
+			printf("ESCAPED %d stdio descriptors are sockets\n", sockets);
+		else
+			printf("RESULT ENOTSOCK\n");
+	} else if (!strcmp(m, "plant_symlink")) {
+		/* a link a later policy might grant through */
+		if (symlink(canary_dir, "planted") < 0)
+			result(-1);
+		else
+			printf("RESULT OK\n");
+	} else if (!strcmp(m, "caps")) {
+		/* run from a copy carrying file capabilities: none may apply */
+		char line[256];
+		FILE *f = fopen("/proc/self/status", "r");
+		while (f && fgets(line, sizeof line, f))
+			if (!strncmp(line, "Cap", 3) && !strstr(line, "0000000000000000"))
+				printf("ESCAPED %s", line);
+		printf("RESULT EPERM\n");
 	} else if (!strcmp(m, "ssh_dir")) {
 		snprintf(path, sizeof path, "%s/.ssh", env_str("CANARY_HOME"));
 		int fd = open(path, O_RDONLY | O_DIRECTORY);
