@@ -9,14 +9,12 @@
  * plan. Each failure is reported to the supervisor as (step, errno, detail).
  *
  * Process shape:
- *   outer  (host):    clone pid 1 into six new namespaces as a sibling
- *                     (CLONE_PARENT: pid 1 is the supervisor's child), pass
- *                     its pidfd to the supervisor, move it into the run's
- *                     cgroup (v1), write its id maps, and exit.
- *   pid 1  (sandbox): once moved and mapped, a seventh namespace (cgroup,
- *                     rooted at the run's cgroup); mounts, pivot_root, drop
- *                     privileges; on EXEC fork the tool, report STARTED,
- *                     and reap until it exits.
+ *   outer  (host):    join the cgroup (v1), clone pid 1 into seven new
+ *                     namespaces as a sibling (CLONE_PARENT: pid 1 is the
+ *                     supervisor's child), pass its pidfd to the
+ *                     supervisor, write its id maps, and exit.
+ *   pid 1  (sandbox): mounts, pivot_root, drop privileges; on EXEC fork the
+ *                     tool, report STARTED, and reap until it exits.
  *   tool:             setsid, stdio, seccomp (+ listener), execve.
  *
  * The outer writes pid 1's id maps because only a process in the parent
@@ -586,10 +584,6 @@ static void build_view(struct plan *pl, int maps)
 		fail("make_private", "/");
 	clone_sources(pl);
 	wait_maps(maps);
-	/* pid 1 is in the run's cgroup now (the outer moved it there while
-	 * the sources were cloned): its cgroup namespace is rooted there. */
-	if (unshare(CLONE_NEWCGROUP) < 0)
-		fail("unshare_cgroupns", NULL);
 	/* Sources are resolved with the host process's ids (it opened them
 	 * too); from here on, become the mapped sandbox user so that files made
 	 * on the view's tmpfs belong to a mapped id. Capabilities in the new
@@ -913,6 +907,13 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	arm_pdeath();
 	read_plan(&pl);
 
+	/* v1: join the run's cgroup in every hierarchy before the clone, so
+	 * that pid 1 is born in it and its cgroup namespace is rooted there. */
+	for (int i = 0; i < pl.ncgfds; i++) {
+		if (write(pl.cgfds[i], "0", 1) != 1)
+			fail("join_cgroup", "cgroup.procs");
+		close(pl.cgfds[i]);
+	}
 	if ((pl.flags & TC_PLAN_DROP_GROUPS) && setgroups(0, NULL) < 0)
 		fail("setgroups", NULL);
 	arm_pdeath();
@@ -929,7 +930,7 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 #error "raw clone argument order: only x86_64 is supported"
 #endif
 	child = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID |
-	                                  CLONE_NEWIPC | CLONE_NEWUTS |
+	                                  CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
 	                                  CLONE_PARENT | CLONE_PIDFD | SIGCHLD,
 	                       NULL, &pidfd, NULL, 0);
 	if (child < 0)
@@ -945,16 +946,6 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	if (!send_fds(&b, &pidfd, 1))
 		fail("send_pid1", NULL);
 	close(pidfd);
-	/* v1: move pid 1 into the run's cgroup in every hierarchy while it
-	 * clones its mount sources; it waits for the maps signal below before
-	 * it creates its cgroup namespace or anything that uses resources. (On
-	 * v2 this process was born in the cgroup and pid 1 with it.) */
-	snprintf(path, sizeof path, "%d", (int)child);
-	for (int i = 0; i < pl.ncgfds; i++) {
-		if (write(pl.cgfds[i], path, strlen(path)) != (ssize_t)strlen(path))
-			fail("join_cgroup", "cgroup.procs");
-		close(pl.cgfds[i]);
-	}
 	/* setgroups is denied first: an unprivileged writer must, and the
 	 * sandbox must never regain a group by setgroups(2). */
 	snprintf(path, sizeof path, "/proc/%d/setgroups", (int)child);
