@@ -135,10 +135,10 @@ type Process struct {
 
 	// pid1FD is a pidfd for the sandbox's pid 1, our child (the stage-2
 	// clones it with CLONE_PARENT and sends the pidfd); -1 until then.
-	// pid1Done is closed once pid 1 is reaped (waitPid1).
-	pid1Mu   sync.Mutex
-	pid1FD   int
-	pid1Done chan struct{}
+	// pid1Reaped is set once pid 1 was waited for.
+	pid1Mu     sync.Mutex
+	pid1FD     int
+	pid1Reaped bool
 
 	denials     denialLog
 	listener    *seccomp.Listener
@@ -845,8 +845,7 @@ func (p *Process) killAll() {
 	}
 }
 
-// takePid1 keeps the pidfd of pid 1 sent by the stage-2 and starts reaping
-// pid 1 in the background.
+// takePid1 keeps the pidfd of pid 1 sent by the stage-2.
 func (p *Process) takePid1(fds []int) {
 	p.pid1Mu.Lock()
 	defer p.pid1Mu.Unlock()
@@ -855,30 +854,33 @@ func (p *Process) takePid1(fds []int) {
 		return
 	}
 	p.pid1FD = fds[0]
-	done := make(chan struct{})
-	p.pid1Done = done
-	go func(fd int) {
-		defer close(done)
-		var info unix.Siginfo
-		for {
-			err := unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil)
-			if err != unix.EINTR {
-				return
-			}
-		}
-	}(fds[0])
 }
 
-// waitSandbox waits until the stage-2 and pid 1 (if it was created) are
-// reaped: then no process of the sandbox is left.
+// reapPid1 waits for pid 1 through its pidfd, if there is one and it was
+// not reaped yet. A pidfd never names another process, so a signal sent
+// through it after the reap only fails.
+func (p *Process) reapPid1() {
+	p.pid1Mu.Lock()
+	fd, reaped := p.pid1FD, p.pid1Reaped
+	p.pid1Mu.Unlock()
+	if fd < 0 || reaped {
+		return
+	}
+	var info unix.Siginfo
+	for unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil) == unix.EINTR {
+	}
+	p.pid1Mu.Lock()
+	p.pid1Reaped = true
+	p.pid1Mu.Unlock()
+}
+
+// waitSandbox waits until the stage-2 and pid 1 are reaped: then no
+// process of the sandbox is left. The stage-2 sends pid 1's pidfd before
+// it exits, and pid 1 sends STARTED after that, so by the time the run is
+// supervised the pidfd is known.
 func (p *Process) waitSandbox() {
 	p.stage2.Wait()
-	p.pid1Mu.Lock()
-	done := p.pid1Done
-	p.pid1Mu.Unlock()
-	if done != nil {
-		<-done
-	}
+	p.reapPid1()
 }
 
 func (p *Process) supervise() {
@@ -1042,14 +1044,12 @@ func (p *Process) teardown() {
 	// readCtl has ended, so a pidfd for pid 1, if one was ever sent, is
 	// known now: pid 1 is our child and is killed and reaped here.
 	p.pid1Mu.Lock()
-	done := p.pid1Done
+	fd, reaped := p.pid1FD, p.pid1Reaped
 	p.pid1Mu.Unlock()
-	if done != nil {
-		select {
-		case <-done:
-		default:
+	if fd >= 0 {
+		if !reaped {
 			p.killAll()
-			<-done
+			p.reapPid1()
 		}
 		p.pid1Mu.Lock()
 		unix.Close(p.pid1FD)

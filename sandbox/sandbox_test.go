@@ -543,3 +543,18 @@ func TestMaxFileSize(t *testing.T) {
 		t.Fatalf("file on host: %v %v", fi, err)
 	}
 }
+
+// The cgroup namespace is rooted at the run's own cgroup: the tool sees
+// "/" in every hierarchy, never the host's cgroup names.
+func TestCgroupNamespaceRootedAtRun(t *testing.T) {
+	res := run(t, base(), "cat /proc/self/cgroup")
+	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	if len(lines) == 0 || res.ExitCode != 0 {
+		t.Fatalf("no /proc/self/cgroup: %q %q", res.Stdout, res.Stderr)
+	}
+	for _, l := range lines {
+		if !strings.HasSuffix(l, ":/") {
+			t.Errorf("cgroup line %q: not rooted at the run's cgroup", l)
+		}
+	}
+}
