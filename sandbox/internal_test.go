@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -277,5 +278,52 @@ func TestSelfTestJudges(t *testing.T) {
 	}
 	if p := judgeTimeout(&Record{Exit: Exit{Reason: ReasonExited}}); p.OK {
 		t.Errorf("timeout held without a timeout")
+	}
+}
+
+// A grant's source swapped after Go resolved and opened it, before the
+// stage-2 mounts it: for another directory (the device/inode comparison
+// refuses it) or for a symlink to a host secret (the stage-2's
+// RESOLVE_NO_SYMLINKS open refuses it). Nothing is mounted either way.
+func TestGrantSwapRefused(t *testing.T) {
+	testenv.RequireUserNS(t)
+	for _, swap := range []string{"directory", "symlink"} {
+		t.Run(swap, func(t *testing.T) {
+			root := testenv.Tempdir(t)
+			secret := filepath.Join(root, "secret")
+			data := filepath.Join(root, "data")
+			for _, d := range []string{secret, data} {
+				if err := os.Mkdir(d, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			os.WriteFile(filepath.Join(secret, "key"), []byte("canary\n"), 0o644)
+			testHookBeforeStage2 = func() {
+				if err := os.Rename(data, data+".old"); err != nil {
+					t.Error(err)
+				}
+				var err error
+				if swap == "directory" {
+					err = os.Mkdir(data, 0o755)
+				} else {
+					err = os.Symlink(secret, data)
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			t.Cleanup(func() { testHookBeforeStage2 = nil })
+			res, err := Run(context.Background(), capability.New().WithBase().ReadDir(data), Command("/bin/cat", data+"/key"))
+			if err == nil {
+				t.Fatalf("swapped grant ran: stdout %q", res.Stdout)
+			}
+			// A symlink is never followed: the open either refuses it or
+			// returns the link itself, which then is not the grant.
+			var se *SetupError
+			want := map[string]string{"directory": "bind_verify", "symlink": "bind_open bind_verify"}[swap]
+			if !errors.As(err, &se) || !strings.Contains(want, se.Step) || se.Detail != data {
+				t.Fatalf("err %v, want setup step %s for %s", err, want, data)
+			}
+		})
 	}
 }

@@ -314,6 +314,9 @@ func (p *Process) setup() error {
 		c.SysProcAttr.UseCgroupFD = true
 		c.SysProcAttr.CgroupFD = int(fd.Fd())
 	}
+	if testHookBeforeStage2 != nil {
+		testHookBeforeStage2()
+	}
 	if err := c.Start(); err != nil {
 		return fmt.Errorf("%w: start stage-2: %w", ErrSetup, err)
 	}
@@ -440,6 +443,11 @@ func groupNames(gs []seccomp.Group) []string {
 	sort.Strings(out)
 	return out
 }
+
+// testHookBeforeStage2, when set (tests only), runs after the grants were
+// resolved and opened in Go and before the stage-2 opens them again: the
+// window a path swap would aim at.
+var testHookBeforeStage2 func()
 
 // haveUserNotif is the kernel probe; tests replace it to take the
 // degraded path.
