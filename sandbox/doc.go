@@ -19,9 +19,8 @@
 //	                         clone flags (so os/exec keeps its vfork fast path);
 //	                         joins the run's cgroup (v1; on v2 it is born in it),
 //	                         clones pid 1 into new user, mount, net, pid, ipc, uts
-//	                         and cgroup namespaces as the supervisor's child
-//	                         (CLONE_PARENT), sends the supervisor pid 1's pidfd,
-//	                         writes pid 1's id maps, and exits.
+//	                         and cgroup namespaces, writes pid 1's id maps, and
+//	                         waits for it.
 //	pid 1 of the sandbox     builds the view, pivots into it, drops every privilege,
 //	                         then on the EXEC message (queued long before) forks the
 //	                         tool, reports STARTED with descriptors of its
@@ -109,14 +108,10 @@
 //
 // # Nothing outlives the supervisor
 //
-// The stage-2 and pid 1 are both children of the supervisor (pid 1 through
-// CLONE_PARENT) and carry PR_SET_PDEATHSIG(SIGKILL). The kernel clears it
-// on every credential change, so it is re-armed after each one, and the
-// supervisor's presence is checked right after (pid 1, which cannot see its
-// parent, checks that the supervisor's end of the control socket is still
-// open). When pid 1 dies the kernel kills its pid namespace. The supervisor
-// kills and reaps pid 1 through a pidfd the stage-2 took at the clone, never
-// by number.
+// The stage-2 and pid 1 carry PR_SET_PDEATHSIG(SIGKILL). The kernel clears
+// it on every credential change, so it is re-armed after each one, and the
+// parent's presence is checked right after (pid 1 watches a pipe only the
+// stage-2 holds). When pid 1 dies the kernel kills its pid namespace.
 //
 // # Limits of this package, stated plainly
 //
@@ -138,9 +133,6 @@
 //     supervisor (a seccomp listener already in its filter chain, as with
 //     LXD syscall interception) cannot add one: the run fails with
 //     ErrUnsupported (step "seccomp", EBUSY).
-//   - If a setup is canceled in the microseconds between the stage-2's clone
-//     of pid 1 and its sending of pid 1's pidfd, the killed pid 1 stays a
-//     zombie child of the host process (nobody knows its number to reap).
 //   - As root, the stage-2 resolves grant paths with the host process's
 //     uid but no capability in the host's user namespace: a grant below a
 //     directory another user keeps at 0700 fails (step "bind_open").

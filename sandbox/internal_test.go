@@ -33,9 +33,10 @@ func init() {
 		os.Exit(2)
 	}
 	out := struct {
-		Pid1 int      `json:"pid1"`
-		Dirs []string `json:"dirs"`
-	}{Pid1: p.pid1}
+		Pid1   int      `json:"pid1"`
+		Stage2 int      `json:"stage2"`
+		Dirs   []string `json:"dirs"`
+	}{Pid1: p.pid1, Stage2: p.stage2.Process.Pid}
 	if p.cg != nil {
 		for _, d := range p.cg.Dirs() {
 			out.Dirs = append(out.Dirs, d)
@@ -63,16 +64,17 @@ func TestSandboxDiesWithItsSupervisor(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	var got struct {
-		Pid1  int      `json:"pid1"`
-		Dirs  []string `json:"dirs"`
-		Error string   `json:"error"`
+		Pid1   int      `json:"pid1"`
+		Stage2 int      `json:"stage2"`
+		Dirs   []string `json:"dirs"`
+		Error  string   `json:"error"`
 	}
 	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || json.Unmarshal([]byte(line), &got) != nil || got.Pid1 <= 0 {
 		t.Fatalf("helper said %q (%v)", line, err)
 	}
-	// Until the helper is killed, pid 1 is its unreaped child: its number
-	// cannot be reused, so this pidfd is pid 1's.
+	// The pidfd is pid 1's if, once it is open, the process it names is
+	// the helper's stage-2's child (which reaps only pid 1).
 	pidfd, err := unix.PidfdOpen(got.Pid1, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -89,8 +91,8 @@ func TestSandboxDiesWithItsSupervisor(t *testing.T) {
 			}
 		}
 	})
-	if !parentIs(mustRead(t, got.Pid1), cmd.Process.Pid) {
-		t.Fatal("pid 1 is not the supervisor's child")
+	if !parentIs(mustRead(t, got.Pid1), got.Stage2) {
+		t.Fatal("pid 1 is not the stage-2's child")
 	}
 	cmd.Process.Kill()
 	cmd.Wait()

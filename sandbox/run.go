@@ -133,13 +133,6 @@ type Process struct {
 	cgDone    chan error // non-nil while the cgroup is made concurrently
 	pid1      int
 
-	// pid1FD is a pidfd for the sandbox's pid 1, our child (the stage-2
-	// clones it with CLONE_PARENT and sends the pidfd); -1 until then.
-	// pid1Reaped is set once pid 1 was waited for.
-	pid1Mu     sync.Mutex
-	pid1FD     int
-	pid1Reaped bool
-
 	denials     denialLog
 	listener    *seccomp.Listener
 	denialsDone chan struct{} // closed when watchDenials ends
@@ -165,7 +158,7 @@ type ctlMsg struct {
 
 // Start builds the sandbox, starts the tool in it, and returns at once.
 func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Process, error) {
-	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, pid1FD: -1, start: time.Now(), done: make(chan struct{})}
+	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{})}
 	p.rec = newRecord(set, cmd, p.start)
 	if err := p.setup(); err != nil {
 		p.teardown()
@@ -623,14 +616,18 @@ func closeFDs(fds []int) {
 // after it dropped privileges: the tool starts from exactly this state.
 func (p *Process) readEvidence(nsFDs []int) {
 	p.namespaceEvidence(nsFDs)
-	// pid 1 stays alive until DONE. Its number (SO_PASSCRED) must be the
-	// process our pidfd names; the pidfd pins it: if it is still alive
-	// after the reads, the number was not reused in between.
-	p.pid1Mu.Lock()
-	pidfd := p.pid1FD
-	p.pid1Mu.Unlock()
-	if pidfd < 0 || pidfdPid(pidfd) != p.pid1 {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, fmt.Sprintf("evidence: pid 1 (%d) is not the process the stage-2 created", p.pid1))
+	// pid 1 stays alive until DONE, but check it is still the stage-2's
+	// child before trusting its number.
+	// A pidfd pins the process checked here: if it still exists after the
+	// reads, its number was not reused in between.
+	pidfd, err := unix.PidfdOpen(p.pid1, 0)
+	if err != nil {
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone: "+err.Error())
+		return
+	}
+	defer unix.Close(pidfd)
+	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.Process.Pid) {
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone or not the stage-2's child")
 		return
 	}
 	defer func() {
@@ -839,63 +836,20 @@ func (p *Process) killAll() {
 			p.log("cgroup kill", "err", err)
 		}
 	}
-	// pid 1 is killed through its pidfd, never by number; its death takes
-	// the pid namespace along. The stage-2 is our child too (its pid
-	// cannot be recycled before we wait for it); it normally exited long
-	// ago, but it may still be setting up.
-	p.pid1Mu.Lock()
-	if p.pid1FD >= 0 {
-		unix.PidfdSendSignal(p.pid1FD, unix.SIGKILL, nil, 0)
-	}
-	p.pid1Mu.Unlock()
+	// The stage-2 is our child, so its pid cannot be recycled before we
+	// wait for it; pid 1 dies with it (PDEATHSIG) and takes the pid
+	// namespace along. pid 1's own number is never signalled: once reaped it
+	// may name an unrelated process.
 	if p.stage2 != nil && p.stage2.Process != nil {
 		p.stage2.Process.Kill()
 	}
-}
-
-// takePid1 keeps the pidfd of pid 1 sent by the stage-2.
-func (p *Process) takePid1(fds []int) {
-	p.pid1Mu.Lock()
-	defer p.pid1Mu.Unlock()
-	if len(fds) != 1 || p.pid1FD >= 0 {
-		closeFDs(fds)
-		return
-	}
-	p.pid1FD = fds[0]
-}
-
-// reapPid1 waits for pid 1 through its pidfd, if there is one and it was
-// not reaped yet. A pidfd never names another process, so a signal sent
-// through it after the reap only fails.
-func (p *Process) reapPid1() {
-	p.pid1Mu.Lock()
-	fd, reaped := p.pid1FD, p.pid1Reaped
-	p.pid1Mu.Unlock()
-	if fd < 0 || reaped {
-		return
-	}
-	var info unix.Siginfo
-	for unix.Waitid(unix.P_PIDFD, fd, &info, unix.WEXITED, nil) == unix.EINTR {
-	}
-	p.pid1Mu.Lock()
-	p.pid1Reaped = true
-	p.pid1Mu.Unlock()
-}
-
-// waitSandbox waits until the stage-2 and pid 1 are reaped: then no
-// process of the sandbox is left. The stage-2 sends pid 1's pidfd before
-// it exits, and pid 1 sends STARTED after that, so by the time the run is
-// supervised the pidfd is known.
-func (p *Process) waitSandbox() {
-	p.stage2.Wait()
-	p.reapPid1()
 }
 
 func (p *Process) supervise() {
 	// Reaping starts now, so that the end of the sandbox is noticed as
 	// soon as it happens.
 	exited := make(chan struct{})
-	go func() { p.waitSandbox(); close(exited) }()
+	go func() { p.stage2.Wait(); close(exited) }()
 	timeout := p.set.TimeoutLimit()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -1049,21 +1003,6 @@ func (p *Process) teardown() {
 			closeFDs(m.fds)
 		}
 	}
-	// readCtl has ended, so a pidfd for pid 1, if one was ever sent, is
-	// known now: pid 1 is our child and is killed and reaped here.
-	p.pid1Mu.Lock()
-	fd, reaped := p.pid1FD, p.pid1Reaped
-	p.pid1Mu.Unlock()
-	if fd >= 0 {
-		if !reaped {
-			p.killAll()
-			p.reapPid1()
-		}
-		p.pid1Mu.Lock()
-		unix.Close(p.pid1FD)
-		p.pid1FD = -1
-		p.pid1Mu.Unlock()
-	}
 	// Every holder of the output pipes' write ends is gone now (the sandbox
 	// and any EXEC message in flight), so the copiers end at EOF: wait for
 	// them, boundedly, so a failed run leaves no descriptor behind.
@@ -1110,8 +1049,11 @@ func (p *Process) readCtl() {
 	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(4*(nsCount+1))+unix.CmsgSpace(unix.SizeofUcred))
 	for {
-		n, oobn, _, _, err := unix.Recvmsg(p.ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
-		if err == unix.EINTR {
+		n, oobn, flags, _, err := unix.Recvmsg(p.ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		// ECONNRESET: the sandbox's end was closed with our messages
+		// unread; the kernel reports that once, before the messages it
+		// still has queued for us.
+		if err == unix.EINTR || err == unix.ECONNRESET {
 			continue
 		}
 		if err != nil || n == 0 {
@@ -1123,13 +1065,13 @@ func (p *Process) readCtl() {
 			continue
 		}
 		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...), fds: fds, pid: pid}
-		if m.typ == msgPid1 {
-			p.takePid1(fds)
-			continue
-		}
 		if m.typ != msgStarted {
 			closeFDs(m.fds) // only STARTED carries descriptors
 			m.fds = nil
+		} else if flags&unix.MSG_CTRUNC != 0 {
+			closeFDs(m.fds)
+			m.fds = nil
+			m.err = fmt.Errorf("%w: descriptors passed with STARTED were dropped (MSG_CTRUNC: is the host process at its descriptor limit?)", ErrSetup)
 		}
 		if m.typ == msgError {
 			m.err = decodeError(m.body)
@@ -1294,25 +1236,6 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 
 func readProc(pid int, file string) ([]byte, error) {
 	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
-}
-
-// pidfdPid returns the pid a pidfd refers to (its fdinfo "Pid:" line), or
-// -1 if the process is gone or the line is missing.
-func pidfdPid(fd int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fdinfo/%d", fd))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "Pid:"); ok {
-			n, err := strconv.Atoi(strings.TrimSpace(v))
-			if err != nil {
-				return -1
-			}
-			return n
-		}
-	}
-	return -1
 }
 
 // parentIs reports whether a /proc/<pid>/stat line names ppid as parent.

@@ -10,9 +10,7 @@
  *
  * Process shape:
  *   outer  (host):    join the cgroup (v1), clone pid 1 into seven new
- *                     namespaces as a sibling (CLONE_PARENT: pid 1 is the
- *                     supervisor's child), pass its pidfd to the
- *                     supervisor, write its id maps, and exit.
+ *                     namespaces, write its id maps, wait for it.
  *   pid 1  (sandbox): mounts, pivot_root, drop privileges; on EXEC fork the
  *                     tool, report STARTED, and reap until it exits.
  *   tool:             setsid, stdio, seccomp (+ listener), execve.
@@ -80,7 +78,7 @@ struct plan {
 
 static int ctl = -1;
 static pid_t parent0;   /* the supervisor, as the outer stage-2 saw it */
-static int in_pid1;     /* set in pid 1, whose parent is outside its pid ns */
+static int life = -1;   /* pid 1: read end of a pipe only the outer holds open */
 
 /* ---- messages ---- */
 
@@ -212,17 +210,15 @@ static size_t recv_msg(char **out, int *fds, int nfds, int *got)
 
 /* arm_pdeath (re)arms the parent-death signal and then checks that the
  * parent is still there. The kernel clears the signal on every credential
- * change, so it is re-armed after each one. Both the outer stage-2 and pid 1
- * are children of the supervisor. The outer sees it with getppid(); pid 1's
- * parent is outside its pid namespace (getppid() is 0), so pid 1 checks that
- * the supervisor's end of the control socket is still open (a hang-up means
- * it was closed, as it is when the supervisor dies). */
+ * change, so it is re-armed after each one. The outer stage-2 sees its parent
+ * with getppid(); pid 1's parent is outside its pid namespace (getppid() is
+ * 0), so pid 1 watches for the hangup of a pipe only the outer holds. */
 static void arm_pdeath(void)
 {
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		fail("pdeathsig", NULL);
-	if (in_pid1) {
-		struct pollfd p = {ctl, 0, 0};
+	if (life >= 0) {
+		struct pollfd p = {life, POLLIN, 0};
 		if (poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR)))
 			_exit(TC_EXIT_SETUP);
 	} else if (getppid() != parent0) {
@@ -814,10 +810,11 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 		if (setrlimit((int)pl->rlims[i].resource, &rl) < 0)
 			fail("setrlimit", NULL);
 	}
-	/* Only the control socket (3) survives; it is close-on-exec, so the
-	 * tool does not get it. */
+	/* Only the control socket (3) and the life pipe (4) survive; both are
+	 * close-on-exec, so the tool gets neither. */
 	ctl = move_fd(ctl, 3);
-	if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+	life = move_fd(life, 4);
+	if (syscall(SYS_close_range, 5, ~0U, 0) < 0)
 		fail("close_range", NULL);
 	for (int i = 0; i < TC_NS_COUNT; i++) {
 		char path[32];
@@ -894,11 +891,10 @@ static void write_file(const char *path, const char *s)
 static void __attribute__((noreturn)) stage2(const char *fdstr)
 {
 	struct plan pl;
-	char *end, path[64], s[8];
-	struct buf b = {s, 0, sizeof s};
+	char *end, path[64];
 	long fd = strtol(fdstr, &end, 10);
 	pid_t child;
-	int pidfd = -1, maps[2];
+	int st, lifepipe[2], maps[2];
 
 	if (*fdstr == '\0' || *end != '\0' || fd < 3 || fd > 1024)
 		_exit(TC_EXIT_SETUP);
@@ -919,33 +915,27 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	arm_pdeath();
 	/* The maps signal goes over a socket: send(MSG_NOSIGNAL) fails with
 	 * EPIPE, where a pipe would raise SIGPIPE, if pid 1 died already. */
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, maps) < 0)
-		fail("socketpair", NULL);
+	if (pipe2(lifepipe, O_CLOEXEC) < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, maps) < 0)
+		fail("pipe", NULL);
 	/* A raw clone returns in the child on a copy of this stack, as fork.
-	 * CLONE_PARENT makes pid 1 the supervisor's child, so this process
-	 * can exit as soon as the maps are written, and the supervisor reaps
-	 * pid 1 itself. CLONE_PIDFD stores a pidfd for pid 1 in the third
-	 * argument (x86_64 order: flags, stack, parent_tid, child_tid, tls). */
-#if !defined(__x86_64__)
-#error "raw clone argument order: only x86_64 is supported"
+	 * With every pointer NULL the argument order only matters where the
+	 * stack comes first. */
+#if defined(__s390__) || defined(__CRIS__)
+#error "raw clone argument order: stack comes first on this architecture"
 #endif
 	child = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID |
-	                                  CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP |
-	                                  CLONE_PARENT | CLONE_PIDFD | SIGCHLD,
-	                       NULL, &pidfd, NULL, 0);
+	                                  CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP | SIGCHLD,
+	                       NULL, NULL, NULL, 0);
 	if (child < 0)
 		fail("clone_pid1", NULL);
 	if (child == 0) {
-		in_pid1 = 1;
+		close(lifepipe[1]);
 		close(maps[1]);
+		life = lifepipe[0];
 		pid1(&pl, maps[0]);
 	}
+	close(lifepipe[0]);
 	close(maps[0]);
-	/* The supervisor kills and reaps pid 1 through this pidfd. */
-	put_u32(&b, TC_MSG_PID1);
-	if (!send_fds(&b, &pidfd, 1))
-		fail("send_pid1", NULL);
-	close(pidfd);
 	/* setgroups is denied first: an unprivileged writer must, and the
 	 * sandbox must never regain a group by setgroups(2). */
 	snprintf(path, sizeof path, "/proc/%d/setgroups", (int)child);
@@ -956,7 +946,14 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	write_file(path, pl.gid_map);
 	if (send(maps[1], "", 1, MSG_NOSIGNAL) != 1)
 		fail("id_maps", "sync");
-	_exit(0);
+	close(maps[1]);
+	close(ctl);
+	while (waitpid(child, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(TC_EXIT_SETUP);
+	if (WIFSIGNALED(st))
+		_exit(128 + WTERMSIG(st));
+	_exit(WEXITSTATUS(st));
 }
 
 /* Runs when the binary is loaded, before the Go runtime. */

@@ -23,8 +23,6 @@ enum {
 	TC_MSG_EXIT = 8,    /* C -> Go: int32 wait status of the tool              */
 	TC_MSG_ERROR = 9,   /* C -> Go: step, int32 errno, detail                  */
 	TC_MSG_DONE = 10,   /* Go -> C: evidence read, pid 1 may exit              */
-	TC_MSG_PID1 = 11,   /* C -> Go (outer): a pidfd for pid 1, the            */
-	                    /* supervisor's child by CLONE_PARENT                 */
 };
 
 /* The namespaces every sandbox gets, in the order pid 1 passes their fds. */

@@ -17,7 +17,6 @@ const (
 	msgExit    = C.TC_MSG_EXIT
 	msgError   = C.TC_MSG_ERROR
 	msgDone    = C.TC_MSG_DONE
-	msgPid1    = C.TC_MSG_PID1
 
 	opMkdir    = C.TC_OP_MKDIR
 	opFile     = C.TC_OP_FILE
