@@ -97,6 +97,10 @@ type Enforcement struct {
 	Capabilities []string          `json:"capabilities"`
 	CapSets      map[string]string `json:"cap_sets,omitempty"`
 	Degraded     []string          `json:"degraded"`
+	// Rlimits are pid 1's resource limits as the kernel reports them
+	// (/proc/<pid 1>/limits; the tool inherits them): "core", "nofile",
+	// "fsize" -> "soft/hard", "unlimited" spelled out.
+	Rlimits map[string]string `json:"rlimits,omitempty"`
 	// Notes says where evidence could not be read (the enforcement itself
 	// is unaffected); empty normally.
 	Notes []string `json:"notes,omitempty"`

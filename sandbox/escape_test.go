@@ -264,6 +264,27 @@ func maskedIfPresent(path string) func(*testing.T, *canaries, *sandbox.Result) {
 	}
 }
 
+// lacksMount: nothing is mounted at or under dst in the record's view.
+func lacksMount(dst string) func(*testing.T, *canaries, *sandbox.Result) {
+	return func(t *testing.T, c *canaries, res *sandbox.Result) {
+		t.Helper()
+		for _, m := range res.Audit.Enforce.Mounts {
+			if m.Dst == dst || strings.HasPrefix(m.Dst, dst+"/") {
+				t.Errorf("mount %+v: %s should not exist in the view", m, dst)
+			}
+		}
+	}
+}
+
+// exitedNormally: the attack ran to its verdict (it was not killed on the
+// way), as the record's exit shows.
+func exitedNormally(t *testing.T, c *canaries, res *sandbox.Result) {
+	t.Helper()
+	if res.Audit.Exit.Reason != sandbox.ReasonExited || res.Audit.Exit.Code != 0 {
+		t.Errorf("exit %+v, want exited 0", res.Audit.Exit)
+	}
+}
+
 func noNetwork(t *testing.T, c *canaries, res *sandbox.Result) {
 	t.Helper()
 	if !strings.Contains(strings.Join(res.Audit.Enforce.Namespaces, ","), "net") {
@@ -432,14 +453,14 @@ func escapeCases() []escapeCase {
 	)
 	add("host binaries and descriptors (CVE-2019-5736, CVE-2024-21626)",
 		escapeCase{attack: "proc_self_exe", check: failsWith(mountedWith("/usr", "ro"), "ETXTBSY", "EROFS", "EACCES")},
-		escapeCase{attack: "proc_pid1_exe", check: failsWith(nil, "EACCES", "ETXTBSY", "EROFS")},
-		escapeCase{attack: "leaked_fds", check: failsWith(nil, "ENOENT")},
+		escapeCase{attack: "proc_pid1_exe", check: failsWith(seesNoHostPids, "EACCES", "ETXTBSY", "EROFS")},
+		escapeCase{attack: "leaked_fds", check: failsWith(exitedNormally, "ENOENT")},
 	)
 	add("host knobs",
 		escapeCase{attack: "core_pattern", check: failsWith(mountedWith("/proc/sys", "ro"), "EROFS", "EACCES")},
 		escapeCase{attack: "sysrq_trigger", check: failsWith(maskedIfPresent("/proc/sysrq-trigger"), "MASKED", "EROFS", "EACCES", "EPERM", "ENOENT")},
-		escapeCase{attack: "uevent_helper", check: failsWith(nil, "ENOENT")},
-		escapeCase{attack: "release_agent", check: failsWith(nil, "ENOENT")},
+		escapeCase{attack: "uevent_helper", check: failsWith(lacksMount("/sys"), "ENOENT")},
+		escapeCase{attack: "release_agent", check: failsWith(lacksMount("/sys"), "ENOENT")},
 		escapeCase{attack: "proc_kcore", check: failsWith(maskedIfPresent("/proc/kcore"), "MASKED", "EACCES", "EPERM", "ENOENT")},
 		escapeCase{attack: "proc_keys", check: failsWith(maskedIfPresent("/proc/keys"), "MASKED", "EACCES", "EPERM", "ENOENT")},
 	)
@@ -453,7 +474,7 @@ func escapeCases() []escapeCase {
 		}, "ENOENT")},
 		escapeCase{attack: "ssh_dir", check: failsWith(notMounted, "ENOENT")},
 		escapeCase{attack: "aws_credentials", check: failsWith(notMounted, "ENOENT")},
-		escapeCase{attack: "stdio_sockets", check: failsWith(nil, "ENOTSOCK")},
+		escapeCase{attack: "stdio_sockets", check: failsWith(exitedNormally, "ENOTSOCK")},
 		escapeCase{attack: "ssh_auth_sock", check: failsWith(notMounted, "ENOENT")},
 	)
 	add("resources",
@@ -474,7 +495,11 @@ func escapeCases() []escapeCase {
 			}},
 		escapeCase{attack: "tmpfs_fill", policy: func(s *capability.Set) { s.TmpSize(1 * capability.MiB) },
 			check: failsWith(mountedWith("/tmp", "rw"), "ENOSPC")},
-		escapeCase{attack: "fd_exhaustion", check: failsWith(nil, "EMFILE")},
+		escapeCase{attack: "fd_exhaustion", check: failsWith(func(t *testing.T, c *canaries, res *sandbox.Result) {
+			if got := res.Audit.Enforce.Rlimits["nofile"]; got != "1024/1024" {
+				t.Errorf("record rlimits nofile %q, want 1024/1024", got)
+			}
+		}, "EMFILE")},
 		escapeCase{attack: "cpu_spin", policy: func(s *capability.Set) { s.WithTimeout(time.Second).WithCPU(0.5) },
 			check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
 				if res.Audit.Exit.Reason != sandbox.ReasonTimeout || res.Audit.Resources.CPUUserUS == 0 {

@@ -639,6 +639,9 @@ func (p *Process) readEvidence(nsFDs []int) {
 	if b, err := readProc(p.pid1, "uid_map"); err == nil {
 		p.rec.Enforce.UIDMap = strings.Join(strings.Fields(string(b)), " ")
 	}
+	if b, err := readProc(p.pid1, "limits"); err == nil {
+		p.rec.Enforce.Rlimits = parseLimits(string(b))
+	}
 	status, err := readProc(p.pid1, "status")
 	if err != nil {
 		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read pid 1 status: "+err.Error())
@@ -1236,6 +1239,22 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 
 func readProc(pid int, file string) ([]byte, error) {
 	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+}
+
+// parseLimits picks the limits toolcell sets from /proc/<pid>/limits.
+func parseLimits(s string) map[string]string {
+	names := map[string]string{"Max core file size": "core", "Max open files": "nofile", "Max file size": "fsize"}
+	out := map[string]string{}
+	for _, l := range strings.Split(s, "\n") {
+		for prefix, key := range names {
+			if rest, ok := strings.CutPrefix(l, prefix); ok {
+				if f := strings.Fields(rest); len(f) >= 2 {
+					out[key] = f[0] + "/" + f[1]
+				}
+			}
+		}
+	}
+	return out
 }
 
 // parentIs reports whether a /proc/<pid>/stat line names ppid as parent.

@@ -558,3 +558,15 @@ func TestCgroupNamespaceRootedAtRun(t *testing.T) {
 		}
 	}
 }
+
+// The record holds the resource limits the kernel reports for pid 1, which
+// the tool inherits.
+func TestRlimitsRecorded(t *testing.T) {
+	res := run(t, base().WithMaxFileSize(3*capability.MiB), "true")
+	want := map[string]string{"core": "0/0", "nofile": "1024/1024", "fsize": "3145728/3145728"}
+	for k, v := range want {
+		if got := res.Audit.Enforce.Rlimits[k]; got != v {
+			t.Errorf("rlimits[%s] = %q, want %q", k, got, v)
+		}
+	}
+}
