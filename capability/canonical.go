@@ -33,6 +33,20 @@ type canonicalSet struct {
 	MaxOutput  Size              `json:"max_output"`
 	MaxFile    Size              `json:"max_file_size"`
 	Syscalls   []string          `json:"syscalls"`
+	Connect    []string          `json:"connect"`
+}
+
+func sortedUnique(l []string) []string {
+	out := append([]string{}, l...)
+	sort.Strings(out)
+	k := 0
+	for i, v := range out {
+		if i == 0 || v != out[i-1] {
+			out[k] = v
+			k++
+		}
+	}
+	return out[:k]
 }
 
 // Canonical returns the canonical encoding of s: compact JSON with a fixed
@@ -77,6 +91,7 @@ func (s *Set) Canonical() ([]byte, error) {
 		MaxOutput:  s.OutputLimit(),
 		MaxFile:    s.FileSizeLimit(),
 		Syscalls:   s.SyscallKinds(),
+		Connect:    sortedUnique(s.Egress),
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -35,7 +35,7 @@ func TestCanonicalReorderAndDefaults(t *testing.T) {
 	if string(ca) != string(cb) {
 		t.Fatalf("canonical forms differ:\n%s\n%s", ca, cb)
 	}
-	want := `{"schema":"toolcell.policy/v1","name":"","base":false,"read_files":["/a","/b"],"read_dirs":["/x","/y"],"write_files":[],"write_dirs":["/w1","/w2"],"exec":["/e1","/e2"],"workdir":"","tmp":67108864,"env":{"A":"1","B":"2"},"memory":536870912,"pids":128,"cpu":1,"timeout":"1m0s","max_output":16777216,"max_file_size":1073741824,"syscalls":["file_read","file_write","ioctl","ipc_local","process"]}`
+	want := `{"schema":"toolcell.policy/v1","name":"","base":false,"read_files":["/a","/b"],"read_dirs":["/x","/y"],"write_files":[],"write_dirs":["/w1","/w2"],"exec":["/e1","/e2"],"workdir":"","tmp":67108864,"env":{"A":"1","B":"2"},"memory":536870912,"pids":128,"cpu":1,"timeout":"1m0s","max_output":16777216,"max_file_size":1073741824,"syscalls":["file_read","file_write","ioctl","ipc_local","process"],"connect":[]}`
 	if string(ca) != want {
 		t.Errorf("canonical form:\n%s\nwant:\n%s", ca, want)
 	}
@@ -93,6 +93,7 @@ func TestHashChangesWithEveryField(t *testing.T) {
 		"max_output":      func(s *Set) { s.MaxOutput = 2 * MiB },
 		"max_file_size":   func(s *Set) { s.MaxFileSize = 3 * MiB },
 		"syscalls":        func(s *Set) { s.Syscalls = []string{SyscallsFileRead} },
+		"connect":         func(s *Set) { s.Egress = []string{"api.example.com:443"} },
 	}
 	seen := map[string]string{mustHash(t, base()): "original"}
 	for name, m := range mutations {

@@ -30,7 +30,7 @@ func Example() {
 	fmt.Println(set)
 	// Output:
 	// capability: read_files[0] "data/in.json": path is not absolute
-	// sha256:138f530c0bb997982e345c8c8327e1ca05c636917a3ad0de964fdd0d49c5a869 true
+	// sha256:6db3e05fd87811498bb99eed7d039e9540794dd387f2399ce2dd251d58b805c9 true
 	// policy "limits-only"
 	// no file access
 	// tmp 64MiB

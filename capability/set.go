@@ -64,6 +64,15 @@ type Set struct {
 	// (AllSyscalls). Everything else is denied by the seccomp filter and
 	// recorded in the audit record.
 	Syscalls []string `json:"syscalls,omitempty"`
+
+	// Egress lists the network endpoints the tool may connect to, each
+	// "name:port" or "*.domain:port" (a wildcard covers the subdomains of
+	// domain, not domain itself); the port is required, names are lower
+	// case, IP literals are refused. Without any the sandbox has no network
+	// at all. This version validates and hashes egress grants but does not
+	// enforce them yet: sandbox.Run refuses a set that has any (ErrUnsupported)
+	// rather than run it without.
+	Egress []string `json:"connect,omitempty"`
 }
 
 // Syscall capabilities (values of Set.Syscalls). Each is a curated group of
@@ -135,6 +144,10 @@ func (s *Set) SyscallKinds() []string {
 	return out[:k]
 }
 
+// Connect grants egress to endpoints ("api.example.com:443",
+// "*.example.com:443"); see Set.Egress.
+func (s *Set) Connect(endpoints ...string) *Set { s.Egress = append(s.Egress, endpoints...); return s }
+
 // Named sets the policy's name.
 func (s *Set) Named(name string) *Set { s.Name = name; return s }
 
@@ -198,6 +211,7 @@ func (s *Set) Clone() *Set {
 	c.WriteDirs = append([]string(nil), s.WriteDirs...)
 	c.Exec = append([]string(nil), s.Exec...)
 	c.Syscalls = append([]string(nil), s.Syscalls...)
+	c.Egress = append([]string(nil), s.Egress...)
 	if s.Env != nil {
 		c.Env = make(map[string]string, len(s.Env))
 		for k, v := range s.Env {

@@ -54,6 +54,9 @@ func (s *Set) String() string {
 	} else {
 		line("env empty (PATH only)")
 	}
+	for _, ep := range sortedUnique(s.Egress) {
+		line("connect %s", showPath(ep))
+	}
 	if len(s.Syscalls) > 0 {
 		line("syscalls %s (and the base set, exec)", strings.Join(s.SyscallKinds(), ", "))
 	}

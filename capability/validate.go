@@ -106,6 +106,7 @@ func (s *Set) checkStatic() (errs []error, ok []grant) {
 	errs = append(errs, s.checkLimits()...)
 	errs = append(errs, checkEnv(s.Env)...)
 	errs = append(errs, checkSyscalls(s.Syscalls)...)
+	errs = append(errs, checkEgress(s.Egress)...)
 	return errs, ok
 }
 
@@ -354,6 +355,76 @@ func validEnvName(name string) bool {
 		}
 	}
 	return true
+}
+
+// checkEgress checks each "name:port" egress grant.
+func checkEgress(eps []string) []error {
+	var errs []error
+	for i, ep := range eps {
+		if reason := egressProblem(ep); reason != "" {
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("connect[%d]", i), Value: shorten(ep), Reason: reason})
+		}
+	}
+	return errs
+}
+
+func egressProblem(ep string) string {
+	host, port, ok := strings.Cut(ep, ":")
+	if strings.Contains(ep, "/") {
+		return "a grant is name:port, not a URL"
+	}
+	if strings.HasPrefix(ep, "[") || strings.Count(ep, ":") > 1 {
+		return "an IP address is not a name; grant the host name"
+	}
+	if !ok || port == "" {
+		return "the port is required (name:port)"
+	}
+	if len(port) > 5 || strings.TrimLeft(port, "0123456789") != "" || port[0] == '0' {
+		return fmt.Sprintf("port %q is not a decimal number from 1 to 65535", port)
+	}
+	if n, _ := strconv.Atoi(port); n < 1 || n > 65535 {
+		return fmt.Sprintf("port %q is not a decimal number from 1 to 65535", port)
+	}
+	if host == "" {
+		return "the name is empty"
+	}
+	if len(host) > 253 {
+		return "the name is longer than 253 bytes"
+	}
+	if strings.HasSuffix(host, ".") {
+		return "the name ends with a dot"
+	}
+	if strings.ToLower(host) != host {
+		return "the name must be lower case"
+	}
+	labels := strings.Split(host, ".")
+	wild := labels[0] == "*"
+	if wild {
+		labels = labels[1:]
+		if len(labels) < 2 {
+			return "a wildcard must stand for the subdomains of a domain with at least two labels (*.example.com)"
+		}
+	}
+	allDigits := true
+	for _, l := range labels {
+		if l == "" {
+			return "the name has an empty label"
+		}
+		if strings.Contains(l, "*") {
+			return "a wildcard may only be the whole first label (*.example.com)"
+		}
+		if len(l) > 63 {
+			return "a label is longer than 63 bytes"
+		}
+		if strings.HasPrefix(l, "-") || strings.HasSuffix(l, "-") || strings.Trim(l, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return fmt.Sprintf("label %q is not a host name label (letters, digits, inner hyphens)", l)
+		}
+		allDigits = allDigits && strings.Trim(l, "0123456789") == ""
+	}
+	if allDigits {
+		return "an IP address is not a name; grant the host name"
+	}
+	return ""
 }
 
 func checkSyscalls(kinds []string) []error {

@@ -225,3 +225,61 @@ func TestValidateNil(t *testing.T) {
 		t.Fatalf("nil Validate() = %v", err)
 	}
 }
+
+func TestEgressValidation(t *testing.T) {
+	good := []string{"api.example.com:443", "*.example.com:443", "localhost:8080", "a-b.c9.example:1", "x.example.com:65535"}
+	for _, ep := range good {
+		if err := New().Connect(ep).Validate(); err != nil {
+			t.Errorf("%q refused: %v", ep, err)
+		}
+	}
+	bad := map[string]string{
+		"api.example.com":        "port is required",
+		"api.example.com:":       "port is required",
+		"api.example.com:0":      "1 to 65535",
+		"api.example.com:65536":  "1 to 65535",
+		"api.example.com:0443":   "1 to 65535",
+		"api.example.com:+443":   "1 to 65535",
+		"API.example.com:443":    "lower case",
+		"api.example.com.:443":   "ends with a dot",
+		"*.com:443":              "at least two labels",
+		"*:443":                  "at least two labels",
+		"a.*.example.com:443":    "whole first label",
+		"*example.com:443":       "whole first label",
+		"**.example.com:443":     "whole first label",
+		"1.2.3.4:443":            "IP address",
+		"[::1]:443":              "IP address",
+		"::1:443":                "IP address",
+		"-a.example.com:443":     "host name label",
+		"a_b.example.com:443":    "host name label",
+		"a..example.com:443":     "empty label",
+		":443":                   "name is empty",
+		"example.com:443/path":   "not a URL",
+		"http://example.com:443": "not a URL",
+	}
+	for ep, want := range bad {
+		err := New().Connect("ok.example.com:443", ep).Validate()
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "connect[1]" || fe.Value != ep || !strings.Contains(fe.Reason, want) {
+			t.Errorf("%q: err %v, want connect[1] naming %q", ep, err, want)
+		}
+	}
+}
+
+func TestEgressCanonical(t *testing.T) {
+	a := New().Connect("b.example.com:443", "a.example.com:443", "b.example.com:443")
+	b := New().Connect("a.example.com:443", "b.example.com:443")
+	if mustHash(t, a) != mustHash(t, b) {
+		t.Error("order or duplicates of connect grants change the hash")
+	}
+	if mustHash(t, a) == mustHash(t, New()) || mustHash(t, a) == mustHash(t, New().Connect("a.example.com:443")) {
+		t.Error("connect grants do not change the hash")
+	}
+	s, err := ParseManifest([]byte("connect: [api.example.com:443, \"*.example.org:443\"]\n"))
+	if err != nil || len(s.Egress) != 2 || s.Egress[1] != "*.example.org:443" {
+		t.Fatalf("manifest: %+v %v", s, err)
+	}
+	if !strings.Contains(s.String(), "connect api.example.com:443") {
+		t.Errorf("String lacks the grant:\n%s", s)
+	}
+}

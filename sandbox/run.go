@@ -217,6 +217,11 @@ func (p *Process) setup() error {
 		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	p.rec.Policy.Hash = hash
+	if len(p.set.Egress) > 0 {
+		// Fail closed: running the policy without its egress would not be
+		// the policy, and running with open network would be weaker.
+		return fmt.Errorf("%w: connect %v: egress grants are not enforced by this version of toolcell", ErrUnsupported, p.set.Egress)
+	}
 	if err := p.ctx.Err(); err != nil {
 		return err
 	}

@@ -65,7 +65,13 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		row("env "+strings.Join(names, ","), "exec message carries only these (and PATH); host environment never passed", "command.env_names (values never recorded)")
 	}
-	row("(no network)", "empty network namespace, loopback only", "enforcement.namespaces (net)")
+	if len(set.Egress) > 0 {
+		for _, ep := range set.Egress {
+			row("connect "+ep, "not enforced by this version: a run with an egress grant is refused", "-")
+		}
+	} else {
+		row("(no network)", "empty network namespace, loopback only; AF_INET/AF_INET6 sockets denied by seccomp", "enforcement.namespaces (net); denials[] (socket)")
+	}
 	row(fmt.Sprintf("memory %s", set.MemoryLimit()), "cgroup memory limit, swap 0", "resources.memory_peak_bytes, oom_kills; exit.reason=oom")
 	row(fmt.Sprintf("pids %d", set.PidsLimit()), "cgroup pids limit", "resources.pids_peak")
 	row(fmt.Sprintf("cpu %g", set.CPULimit()), "cgroup cpu quota", "resources.cpu_user_us, cpu_system_us")
