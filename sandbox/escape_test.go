@@ -170,7 +170,8 @@ type escapeCase struct {
 }
 
 // deniedBy: the attack got EPERM and the record names the syscall (and,
-// when given, a part of its decoded arguments).
+// when given, parts of its decoded arguments; "{canary}" stands for the
+// canary directory).
 func deniedBy(syscall string, detail ...string) func(*testing.T, *canaries, *sandbox.Result, string) {
 	return func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
 		t.Helper()
@@ -183,7 +184,7 @@ func deniedBy(syscall string, detail ...string) func(*testing.T, *canaries, *san
 			}
 			ok := true
 			for _, s := range detail {
-				ok = ok && strings.Contains(d.Detail, s)
+				ok = ok && strings.Contains(d.Detail, strings.ReplaceAll(s, "{canary}", c.dir))
 			}
 			if ok && d.Answer == "EPERM" && d.Count >= 1 {
 				return
@@ -352,9 +353,9 @@ func escapeCases() []escapeCase {
 		sys("clock_adjtime", "clock_adjtime"),
 	)
 	add("mount API",
-		sys("mount", "mount", "fstype=\"tmpfs\""),
-		sys("mount_bind_proc", "mount", `source="/proc"`, "MS_BIND"),
-		sys("umount2", "umount2", `target="/proc"`),
+		sys("mount", "mount", `target="{canary}"`, `fstype="tmpfs"`),
+		sys("mount_bind_proc", "mount", `source="/proc"`, `target="{canary}"`, "MS_BIND"),
+		sys("umount2", "umount2", `target="{canary}"`),
 		sys("pivot_root", "pivot_root"),
 		sys("chroot", "chroot", `path="/tmp"`),
 		sys("fsopen", "fsopen", `fstype="tmpfs"`),
@@ -362,8 +363,8 @@ func escapeCases() []escapeCase {
 		sys("fsmount", "fsmount"),
 		sys("fspick", "fspick", `path="/"`),
 		sys("open_tree", "open_tree", `path="/proc"`),
-		sys("move_mount", "move_mount", `from="/tmp"`, `to="/usr"`),
-		sys("mount_setattr", "mount_setattr", `path="/usr"`),
+		sys("move_mount", "move_mount", `from="{canary}"`, `to="{canary}/home"`),
+		sys("mount_setattr", "mount_setattr", `path="{canary}"`),
 		sys("open_by_handle_at", "open_by_handle_at"),
 		sys("name_to_handle_at", "name_to_handle_at", `path="/usr"`),
 	)

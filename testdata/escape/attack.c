@@ -9,7 +9,11 @@
  *   ESCAPED <what>        the attempt reached something it must not
  *
  * A run killed by the kernel prints nothing. Attacks only aim at the
- * canaries, so a broken sandbox cannot harm the machine running the suite.
+ * canaries, so a broken sandbox cannot harm the machine running the suite:
+ * calls that would change host state if they ever ran privileged carry
+ * arguments the kernel rejects (an invalid command, a bad timestamp), host
+ * knobs are opened for writing but never written, and every exhaustion
+ * attack stops itself at a bound past the policy's limit.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -187,13 +191,29 @@ static void write_file(const char *path, int flags)
 		result(-1);
 }
 
+/* open_knob opens a host knob for writing and never writes it: the open
+ * succeeding is the escape. A file it created is removed again. */
+static void open_knob(const char *path, int flags)
+{
+	int fd = open(path, O_WRONLY | flags, 0644);
+	if (fd < 0) {
+		result(-1);
+		return;
+	}
+	if (masked(fd))
+		return;
+	if (flags & O_CREAT)
+		unlink(path);
+	printf("ESCAPED opened %s for writing\n", path);
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
 	const char *canary = env_str("CANARY_FILE"), *canary_dir = env_str("CANARY_DIR");
 	long victim = env_long("CANARY_PID");
 	struct timex tx = {0};
-	struct timespec ts = {0, 0};
+	struct timespec ts = {0, 2000000000L}; /* invalid: never sets a clock */
 	char c = 'x', path[4200];
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -234,11 +254,11 @@ int main(int argc, char **argv)
 	else if (!strcmp(m, "mount"))
 		sys(SYS_mount, P("none"), P(canary_dir), P("tmpfs"), 0, 0, 0);
 	else if (!strcmp(m, "mount_bind_proc"))
-		sys(SYS_mount, P("/proc"), P("/tmp"), 0, MS_BIND | MS_REC, 0, 0);
+		sys(SYS_mount, P("/proc"), P(canary_dir), 0, MS_BIND | MS_REC, 0, 0);
 	else if (!strcmp(m, "umount2"))
-		sys(SYS_umount2, P("/proc"), MNT_DETACH, 0, 0, 0, 0);
+		sys(SYS_umount2, P(canary_dir), MNT_DETACH, 0, 0, 0, 0);
 	else if (!strcmp(m, "pivot_root"))
-		sys(SYS_pivot_root, P("/tmp"), P("/tmp"), 0, 0, 0, 0);
+		sys(SYS_pivot_root, P(canary_dir), P(canary_dir), 0, 0, 0, 0);
 	else if (!strcmp(m, "chroot"))
 		sys(SYS_chroot, P("/tmp"), 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "fsopen"))
@@ -251,10 +271,11 @@ int main(int argc, char **argv)
 		sys(SYS_fspick, AT_FDCWD, P("/"), 0, 0, 0, 0);
 	else if (!strcmp(m, "open_tree"))
 		sys(SYS_open_tree, AT_FDCWD, P("/proc"), 1 /* OPEN_TREE_CLONE */, 0, 0, 0);
-	else if (!strcmp(m, "move_mount"))
-		sys(SYS_move_mount, AT_FDCWD, P("/tmp"), AT_FDCWD, P("/usr"), 0, 0);
-	else if (!strcmp(m, "mount_setattr"))
-		sys(SYS_mount_setattr, AT_FDCWD, P("/usr"), 0, 0, 0, 0);
+	else if (!strcmp(m, "move_mount")) {
+		snprintf(path, sizeof path, "%s/home", canary_dir);
+		sys(SYS_move_mount, AT_FDCWD, P(canary_dir), AT_FDCWD, P(path), 0, 0);
+	} else if (!strcmp(m, "mount_setattr"))
+		sys(SYS_mount_setattr, AT_FDCWD, P(canary_dir), 0, 0, 0, 0);
 	else if (!strcmp(m, "unshare_user"))
 		sys(SYS_unshare, CLONE_NEWUSER, 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "unshare_mnt"))
@@ -268,8 +289,8 @@ int main(int argc, char **argv)
 		sys(SYS_open_by_handle_at, AT_FDCWD, P(path), O_RDONLY, 0, 0, 0);
 	else if (!strcmp(m, "name_to_handle_at"))
 		sys(SYS_name_to_handle_at, AT_FDCWD, P("/usr"), P(path), P(path + 64), 0, 0);
-	else if (!strcmp(m, "kexec_load"))
-		sys(SYS_kexec_load, 0, 0, 0, 0, 0, 0);
+	else if (!strcmp(m, "kexec_load")) /* invalid flags: never an unload */
+		sys(SYS_kexec_load, 0, 0, 0, 0xffff0000L, 0, 0);
 	else if (!strcmp(m, "kexec_file_load"))
 		sys(SYS_kexec_file_load, -1, -1, 0, 0, 0, 0);
 	else if (!strcmp(m, "init_module"))
@@ -278,8 +299,8 @@ int main(int argc, char **argv)
 		sys(SYS_finit_module, 0, P(""), 0, 0, 0, 0);
 	else if (!strcmp(m, "delete_module"))
 		sys(SYS_delete_module, P("toolcell_canary"), O_NONBLOCK, 0, 0, 0, 0);
-	else if (!strcmp(m, "reboot"))
-		sys(SYS_reboot, 0xfee1dead, 672274793, 0 /* CAD_OFF */, 0, 0, 0);
+	else if (!strcmp(m, "reboot")) /* an invalid command */
+		sys(SYS_reboot, 0xfee1dead, 672274793, 0x7f7f7f7f, 0, 0, 0);
 	else if (!strcmp(m, "swapon"))
 		sys(SYS_swapon, P(canary), 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "swapoff"))
@@ -402,22 +423,22 @@ int main(int argc, char **argv)
 			printf("RESULT ENOENT\n");
 	} else if (!strcmp(m, "proc_self_exe")) {
 		/* CVE-2019-5736: overwrite the binary that started us */
-		write_file("/proc/self/exe", 0);
+		open_knob("/proc/self/exe", 0);
 	} else if (!strcmp(m, "proc_pid1_exe")) {
-		write_file("/proc/1/exe", 0);
+		open_knob("/proc/1/exe", 0);
 	} else if (!strcmp(m, "proc_pid1_root")) {
 		snprintf(path, sizeof path, "/proc/1/root%s", canary);
 		read_file(path);
 	} else if (!strcmp(m, "write_usr")) {
-		write_file("/usr/toolcell-canary", O_CREAT);
+		open_knob("/usr/toolcell-canary", O_CREAT | O_EXCL);
 	} else if (!strcmp(m, "core_pattern")) {
-		write_file("/proc/sys/kernel/core_pattern", 0);
+		open_knob("/proc/sys/kernel/core_pattern", 0);
 	} else if (!strcmp(m, "sysrq_trigger")) {
-		write_file("/proc/sysrq-trigger", 0);
+		open_knob("/proc/sysrq-trigger", 0);
 	} else if (!strcmp(m, "uevent_helper")) {
-		write_file("/sys/kernel/uevent_helper", 0);
+		open_knob("/sys/kernel/uevent_helper", 0);
 	} else if (!strcmp(m, "release_agent")) {
-		write_file("/sys/fs/cgroup/memory/release_agent", 0);
+		open_knob("/sys/fs/cgroup/memory/release_agent", 0);
 	} else if (!strcmp(m, "proc_kcore")) {
 		int fd = open("/proc/kcore", O_RDONLY);
 		char b[16];
@@ -462,7 +483,7 @@ int main(int argc, char **argv)
 	/* ---- resources ---- */
 	else if (!strcmp(m, "fork_bomb")) {
 		int n = 0;
-		for (int i = 0; i < 100000; i++) {
+		for (int i = 0; i < 64; i++) { /* the policy allows 16 */
 			pid_t p = fork();
 			if (p == 0) {
 				pause();
@@ -473,42 +494,54 @@ int main(int argc, char **argv)
 			n++;
 		}
 		printf("forked %d\n", n);
-		result(-1);
+		if (n == 64)
+			printf("ESCAPED forked 64 processes\n");
+		else
+			result(-1);
 	} else if (!strcmp(m, "memory_balloon")) {
-		for (long i = 0;; i++) {
+		for (long i = 0; i < 32; i++) { /* 512 MiB; the policy allows 64 */
 			char *p = mmap(NULL, 16 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 			if (p == MAP_FAILED) {
 				result(-1);
-				break;
+				return 0;
 			}
 			memset(p, 1, 16 << 20);
 		}
+		printf("ESCAPED touched 512 MiB\n");
 	} else if (!strcmp(m, "tmpfs_fill")) {
 		int fd = open("/tmp/fill", O_WRONLY | O_CREAT, 0644);
 		static char b[1 << 16];
 		long total = 0;
 		ssize_t w;
 		memset(b, 'x', sizeof b);
-		while ((w = write(fd, b, sizeof b)) > 0)
-			total += w;
+		while (total < (16L << 20) && (w = write(fd, b, sizeof b)) > 0)
+			total += w; /* 16 MiB at most; the policy allows 1 */
 		printf("wrote %ld\n", total);
-		result(-1);
+		if (total >= (16L << 20))
+			printf("ESCAPED wrote 16 MiB to /tmp\n");
+		else
+			result(-1);
 	} else if (!strcmp(m, "fd_exhaustion")) {
 		int n = 0;
-		while (open("/dev/null", O_RDONLY) >= 0)
+		while (n < 8192 && open("/dev/null", O_RDONLY) >= 0)
 			n++;
 		printf("opened %d\n", n);
-		result(-1);
+		if (n == 8192)
+			printf("ESCAPED opened 8192 descriptors\n");
+		else
+			result(-1);
 	} else if (!strcmp(m, "cpu_spin")) {
-		for (;;)
+		time_t end = time(NULL) + 15; /* the policy's timeout is 1 s */
+		while (time(NULL) < end)
 			;
+		printf("ESCAPED spun 15 s\n");
 	} else if (!strcmp(m, "outlive")) {
 		/* double fork + setsid: try to survive the run */
 		if (fork() == 0) {
 			setsid();
 			if (fork() == 0) {
 				prctl(PR_SET_NAME, env_str("CANARY_NAME"), 0, 0, 0);
-				sleep(300);
+				sleep(60);
 				_exit(0);
 			}
 			_exit(0);
