@@ -166,7 +166,7 @@ func plan(table groupTable, groups []Group) (map[string]grant, error) {
 	for _, g := range groups {
 		selected[g] = true
 	}
-	order := DefaultGroups()
+	order := append(DefaultGroups(), GroupNetwork)
 	for _, g := range groups {
 		if _, std := defaultTable[g]; !std {
 			order = append(order, g) // extra groups of a test table
@@ -188,6 +188,24 @@ func plan(table groupTable, groups []Group) (map[string]grant, error) {
 			if _, ok := grants[c.syscall]; !ok {
 				grants[c.syscall] = grant{group: g, cond: c}
 			}
+		}
+	}
+	// socket(2): one filter for the union of the selected groups'
+	// families, credited to the first group that has any.
+	var fams []socketFamily
+	var first Group
+	for _, g := range order {
+		if selected[g] && len(table[g].families) > 0 {
+			if first == "" {
+				first = g
+			}
+			fams = append(fams, table[g].families...)
+		}
+	}
+	if len(fams) > 0 {
+		if _, ok := grants["socket"]; !ok {
+			f := socketFilter(fams)
+			grants["socket"] = grant{group: first, cond: &f}
 		}
 	}
 	return grants, nil
@@ -327,14 +345,22 @@ func addRule(f *libseccomp.ScmpFilter, nr libseccomp.ScmpSyscall, act, def libse
 	return f.AddRuleExact(nr, act)
 }
 
-func addConds(f *libseccomp.ScmpFilter, nr libseccomp.ScmpSyscall, act libseccomp.ScmpAction, cs []cond) error {
-	for _, c := range cs {
-		sc, err := libseccomp.MakeCondition(c.arg, libseccomp.CompareMaskedEqual, c.mask, c.value)
-		if err != nil {
-			return err
+// addConds adds one rule per conjunction; libseccomp ANDs the conditions of
+// a rule (they test distinct arguments).
+func addConds(f *libseccomp.ScmpFilter, nr libseccomp.ScmpSyscall, act libseccomp.ScmpAction, rules []rule) error {
+	for _, r := range rules {
+		var scs []libseccomp.ScmpCondition
+		var desc []string
+		for _, c := range r {
+			sc, err := libseccomp.MakeCondition(c.arg, libseccomp.CompareMaskedEqual, c.mask, c.value)
+			if err != nil {
+				return err
+			}
+			scs = append(scs, sc)
+			desc = append(desc, fmt.Sprintf("arg%d&%#x==%#x", c.arg, c.mask, c.value))
 		}
-		if err := f.AddRuleConditionalExact(nr, act, []libseccomp.ScmpCondition{sc}); err != nil {
-			return fmt.Errorf("arg%d&%#x==%#x: %w", c.arg, c.mask, c.value, err)
+		if err := f.AddRuleConditionalExact(nr, act, scs); err != nil {
+			return fmt.Errorf("%s: %w", strings.Join(desc, " && "), err)
 		}
 	}
 	return nil

@@ -52,10 +52,17 @@
 //   - clone: allowed when arg0 contains none of CLONE_NEWNS, CLONE_NEWUSER,
 //     CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS or
 //     CLONE_NEWCGROUP (mask test against 0). Otherwise denied.
-//   - socket: only AF_UNIX (arg0 == 1). The other socket calls (connect,
-//     bind, sendmsg, ...) are allowed unconditionally; they do nothing
-//     without a socket of a granted family. socketpair is unconditional:
-//     the kernel supports it only for local families.
+//   - socket: one filter for the union of the selected groups' families:
+//     AF_UNIX (arg0 == 1, any type) with ipc_local; AF_INET and AF_INET6
+//     with network, and then only SOCK_STREAM or SOCK_DGRAM (arg1's low 4
+//     bits; SOCK_NONBLOCK and SOCK_CLOEXEC may be set). A family with types
+//     is one rule per type ANDing a test on arg0 with one on arg1, and the
+//     complement (that family, any other type) is denied the same way.
+//     Raw, packet, netlink, vsock and alg sockets are never allowed. The
+//     network group is not in DefaultGroups. The other socket calls
+//     (connect, bind, sendmsg, ...) are allowed unconditionally; they do
+//     nothing without a socket of a granted family. socketpair is
+//     unconditional: the kernel supports it only for local families.
 //   - ioctl: allowed except TIOCSTI (0x5412, fakes terminal input) and
 //     TIOCLINUX (0x541c), compared on the low 32 bits of arg1.
 //   - personality: only PER_LINUX (0) and the 0xffffffff query. Denying

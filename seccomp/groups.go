@@ -3,12 +3,13 @@ package seccomp
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // GroupsVersion identifies the revision of the curated group table below.
 // Bump it whenever a group gains or loses a syscall so that cached filters,
 // audit records and golden files can tell policies apart.
-const GroupsVersion = "2025.1"
+const GroupsVersion = "2026.1"
 
 // Group names a curated set of syscalls, in the spirit of systemd's
 // @system-service style groups but narrowed to what a single tool run needs.
@@ -23,10 +24,14 @@ const (
 	GroupProcess   Group = "process"
 	GroupIPCLocal  Group = "ipc_local"
 	GroupIoctl     Group = "ioctl"
+	// GroupNetwork allows IPv4 and IPv6 stream and datagram sockets and
+	// the calls that use them. It is not in DefaultGroups: a run gets it
+	// only with an egress grant (not enforced yet, so no run gets it).
+	GroupNetwork Group = "network"
 )
 
-// DefaultGroups returns every group this package defines (there is no network
-// group yet: AF_INET & co. stay denied).
+// DefaultGroups returns the groups a run gets by default: every group but
+// GroupNetwork, so AF_INET and AF_INET6 sockets stay denied.
 func DefaultGroups() []Group {
 	return []Group{
 		GroupBase, GroupFileRead, GroupFileWrite, GroupExec,
@@ -47,18 +52,41 @@ type cond struct {
 	value uint64
 }
 
+// rule is a conjunction of tests on distinct arguments (libseccomp ANDs the
+// conditions of one rule; it cannot AND two tests on the same argument).
+type rule []cond
+
+// singles makes one single-test rule of each cond.
+func singles(cs []cond) []rule {
+	out := make([]rule, len(cs))
+	for i, c := range cs {
+		out[i] = rule{c}
+	}
+	return out
+}
+
 // argFilter is a syscall allowed only for some argument values.
 type argFilter struct {
 	syscall string
 	desc    string // human readable, for Explain
-	allow   []cond // any match -> ALLOW
-	deny    []cond // any match -> denied action
+	allow   []rule // any match -> ALLOW
+	deny    []rule // any match -> denied action
 }
 
-// groupDef is the content of one group.
+// socketFamily is an address family a group allows sockets of, with the
+// socket types it allows (nil: any type).
+type socketFamily struct {
+	family uint32
+	name   string
+	types  []uint32
+}
+
+// groupDef is the content of one group. socket(2) is filtered from the
+// union of the selected groups' families (see socketFilter).
 type groupDef struct {
 	syscalls    []string
 	conditional []argFilter
+	families    []socketFamily
 }
 
 type groupTable map[Group]groupDef
@@ -79,7 +107,10 @@ func low32In(arg uint, vals ...uint32) []cond {
 // low32NotIn returns tests whose union is exactly the set of arguments whose
 // low 32 bits are not in vals. It walks a binary trie of vals from the top bit
 // down and emits one masked test for every subtree that contains none of them.
-func low32NotIn(arg uint, vals ...uint32) []cond {
+func low32NotIn(arg uint, vals ...uint32) []cond { return lowBitsNotIn(arg, 32, vals...) }
+
+// lowBitsNotIn is low32NotIn for the low bits of an argument (bits <= 32).
+func lowBitsNotIn(arg uint, bits int, vals ...uint32) []cond {
 	var out []cond
 	var walk func(bit int, mask, prefix uint32, set []uint32)
 	walk = func(bit int, mask, prefix uint32, set []uint32) {
@@ -102,7 +133,7 @@ func low32NotIn(arg uint, vals ...uint32) []cond {
 		walk(bit-1, mask|b, prefix, zero)
 		walk(bit-1, mask|b, prefix|b, one)
 	}
-	walk(31, 0, 0, dedup32(vals))
+	walk(bits-1, 0, 0, dedup32(vals))
 	return out
 }
 
@@ -131,6 +162,43 @@ const (
 		cloneNewUser | cloneNewPID | cloneNewNet
 )
 
+// Socket types (the low 4 bits of socket(2)'s type; the rest are
+// SOCK_NONBLOCK and SOCK_CLOEXEC).
+const (
+	sockStream   = 1
+	sockDgram    = 2
+	sockTypeBits = 4
+)
+
+// socketFilter builds the socket(2) filter for the union of families: a
+// family with types is allowed only with those (compared on the type's low
+// 4 bits), every other family is denied.
+func socketFilter(fams []socketFamily) argFilter {
+	f := argFilter{syscall: "socket"}
+	var all []uint32
+	var desc []string
+	for _, fm := range fams {
+		all = append(all, fm.family)
+		fam := cond{arg: 0, mask: low32, value: uint64(fm.family)}
+		d := fmt.Sprintf("%s (%d)", fm.name, fm.family)
+		if fm.types == nil {
+			f.allow = append(f.allow, rule{fam})
+			desc = append(desc, d)
+			continue
+		}
+		for _, t := range fm.types {
+			f.allow = append(f.allow, rule{fam, {arg: 1, mask: 1<<sockTypeBits - 1, value: uint64(t)}})
+		}
+		for _, c := range lowBitsNotIn(1, sockTypeBits, fm.types...) {
+			f.deny = append(f.deny, rule{fam, c})
+		}
+		desc = append(desc, d+" with type (arg1 & 0xf) SOCK_STREAM or SOCK_DGRAM")
+	}
+	f.deny = append(f.deny, singles(low32NotIn(0, all...))...)
+	f.desc = "domain (arg0) is " + strings.Join(desc, ", or ")
+	return f
+}
+
 // Terminal ioctls that inject input into / control the controlling terminal.
 const (
 	ioctlTIOCSTI   = 0x5412
@@ -141,11 +209,11 @@ func cloneFilter() argFilter {
 	f := argFilter{
 		syscall: "clone",
 		desc:    "flags (arg0) contain no CLONE_NEW* namespace flag",
-		allow:   []cond{{arg: 0, mask: cloneNSFlags, value: 0}},
+		allow:   []rule{{{arg: 0, mask: cloneNSFlags, value: 0}}},
 	}
 	for _, fl := range []uint64{cloneNewNS, cloneNewCgroup, cloneNewUTS, cloneNewIPC,
 		cloneNewUser, cloneNewPID, cloneNewNet} {
-		f.deny = append(f.deny, cond{arg: 0, mask: fl, value: fl})
+		f.deny = append(f.deny, rule{{arg: 0, mask: fl, value: fl}})
 	}
 	return f
 }
@@ -178,8 +246,8 @@ func prctlFilter() argFilter {
 	return argFilter{
 		syscall: "prctl",
 		desc:    "option (arg0) in a read-only/self-only allowlist",
-		allow:   low32In(0, prctlAllowed...),
-		deny:    low32NotIn(0, prctlAllowed...),
+		allow:   singles(low32In(0, prctlAllowed...)),
+		deny:    singles(low32NotIn(0, prctlAllowed...)),
 	}
 }
 
@@ -220,8 +288,8 @@ var defaultTable = groupTable{
 			{
 				syscall: "personality",
 				desc:    "persona (arg0) is PER_LINUX (0) or the 0xffffffff query",
-				allow:   low32In(0, 0, 0xffffffff),
-				deny:    low32NotIn(0, 0, 0xffffffff),
+				allow:   singles(low32In(0, 0, 0xffffffff)),
+				deny:    singles(low32NotIn(0, 0, 0xffffffff)),
 			},
 			prctlFilter(),
 		},
@@ -263,19 +331,27 @@ var defaultTable = groupTable{
 			// runtimes need it. It creates no filesystem-visible object.
 			"memfd_create",
 		},
-		conditional: []argFilter{{
-			syscall: "socket",
-			desc:    "domain (arg0) is AF_UNIX (1)",
-			allow:   low32In(0, 1),
-			deny:    low32NotIn(0, 1),
-		}},
+		families: []socketFamily{{family: 1, name: "AF_UNIX"}},
+	},
+	GroupNetwork: {
+		syscalls: []string{
+			"connect", "bind", "listen", "accept", "accept4", "sendto", "recvfrom", "sendmsg",
+			"recvmsg", "sendmmsg", "recvmmsg", "shutdown", "getsockname", "getpeername",
+			"setsockopt", "getsockopt",
+		},
+		// Raw, packet, netlink, vsock and alg sockets never: only the
+		// stream and datagram types of the internet families.
+		families: []socketFamily{
+			{family: 2, name: "AF_INET", types: []uint32{sockStream, sockDgram}},
+			{family: 10, name: "AF_INET6", types: []uint32{sockStream, sockDgram}},
+		},
 	},
 	GroupIoctl: {
 		conditional: []argFilter{{
 			syscall: "ioctl",
 			desc:    "request (arg1, low 32 bits) is not TIOCSTI (0x5412) or TIOCLINUX (0x541c)",
-			allow:   low32NotIn(1, ioctlTIOCSTI, ioctlTIOCLINUX),
-			deny:    low32In(1, ioctlTIOCSTI, ioctlTIOCLINUX),
+			allow:   singles(low32NotIn(1, ioctlTIOCSTI, ioctlTIOCLINUX)),
+			deny:    singles(low32In(1, ioctlTIOCSTI, ioctlTIOCLINUX)),
 		}},
 	},
 }

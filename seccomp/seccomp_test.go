@@ -228,19 +228,19 @@ func TestCompileRejectsAlwaysDenied(t *testing.T) {
 			t.Errorf("compile accepted a group containing %q", bad)
 		}
 		table[GroupFileRead] = defaultTable[GroupFileRead]
-		table["evil"] = groupDef{conditional: []argFilter{{syscall: bad, allow: low32In(0, 0)}}}
+		table["evil"] = groupDef{conditional: []argFilter{{syscall: bad, allow: singles(low32In(0, 0))}}}
 		if _, err := compile(Policy{Groups: []Group{GroupBase, "evil"}}, table); err == nil {
 			t.Errorf("compile accepted a conditional rule for %q", bad)
 		}
 	}
 	// The shipped table itself must pass.
-	if err := defaultTable.validate(DefaultGroups()); err != nil {
+	if err := defaultTable.validate(append(DefaultGroups(), GroupNetwork)); err != nil {
 		t.Fatal(err)
 	}
 }
 
 func TestPolicyValidation(t *testing.T) {
-	if _, err := Compile(Policy{Groups: []Group{"network"}}); err == nil {
+	if _, err := Compile(Policy{Groups: []Group{"raw_network"}}); err == nil {
 		t.Error("unknown group accepted")
 	}
 	if _, err := Compile(Policy{Groups: DefaultGroups(), DeniedAction: ActionAllow}); err == nil {
@@ -261,8 +261,9 @@ func TestPolicyValidation(t *testing.T) {
 
 func TestPropertyRandomGroups(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
-	all := DefaultGroups()
+	all := append(DefaultGroups(), GroupNetwork)
 	denied := AlwaysDenied()
+	socket := sysnr(t, "socket")
 	for iter := 0; iter < 200; iter++ {
 		var gs []Group
 		for _, g := range all {
@@ -280,6 +281,13 @@ func TestPropertyRandomGroups(t *testing.T) {
 			args := []uint64{r.Uint64(), r.Uint64(), r.Uint64()}
 			if got := eval(t, prog, auditArchX8664, sysnr(t, name), args...); got == retAllow {
 				t.Fatalf("groups %v: %s allowed", gs, name)
+			}
+		}
+		// Never a raw, packet, netlink, vsock or alg socket.
+		for _, a := range [][2]uint64{{2, 3}, {10, 3}, {17, 3}, {16, 0}, {38, 5}, {40, 1}, {2, 10}} {
+			hi := r.Uint64() &^ 0xffffffff
+			if got := eval(t, prog, auditArchX8664, socket, hi|a[0], hi|a[1]|uint64(r.Intn(2))*unix.SOCK_CLOEXEC); got == retAllow {
+				t.Fatalf("groups %v: socket(%d, %d) allowed", gs, a[0], a[1])
 			}
 		}
 		for i := 0; i < 5; i++ {
@@ -382,6 +390,7 @@ func TestGoldenEverySyscall(t *testing.T) {
 		{Groups: []Group{GroupBase, GroupExec, GroupFileRead}, DeniedAction: ActionNotify},
 		{Groups: []Group{GroupBase, GroupProcess, GroupIPCLocal}, DeniedAction: ActionKillProcess},
 		{Groups: DefaultGroups(), DeniedAction: ActionNotify},
+		{Groups: []Group{GroupBase, GroupExec, GroupNetwork}, DeniedAction: ActionNotify},
 	}
 	argSets := [][]uint64{{0, 0, 0, 0, 0, 0}, {0xffffffff, 0xffffffff, 0xffffffff}, {1 << 32, 1 << 33, 1 << 63},
 		{0xffffffffffffffff, 0xffffffffffffffff, 0xffffffffffffffff}}
@@ -398,6 +407,9 @@ func TestGoldenEverySyscall(t *testing.T) {
 			}
 			for _, c := range defaultTable[g].conditional {
 				cond[c.syscall] = true
+			}
+			if len(defaultTable[g].families) > 0 {
+				cond["socket"] = true
 			}
 		}
 		checked := 0
@@ -425,6 +437,70 @@ func TestGoldenEverySyscall(t *testing.T) {
 		}
 		if checked < 400 {
 			t.Errorf("groups %v: only %d syscalls checked", p.Groups, checked)
+		}
+	}
+}
+
+// socket(2) under every combination of the local and network groups: only
+// the families the selected groups grant, and for the internet families
+// only stream and datagram sockets, whatever the flags and high bits.
+func TestSocketFamilies(t *testing.T) {
+	const (
+		afUnix, afInet, afInet6, afNetlink, afPacket, afAlg, afVsock = 1, 2, 10, 16, 17, 38, 40
+		stream, dgram, raw, seqpacket, packet                        = 1, 2, 3, 5, 10
+		flags                                                        = unix.SOCK_CLOEXEC | unix.SOCK_NONBLOCK
+	)
+	for _, c := range []struct {
+		groups      []Group
+		unix, inet  bool
+		description string
+	}{
+		{[]Group{GroupBase}, false, false, "no socket group"},
+		{[]Group{GroupBase, GroupIPCLocal}, true, false, "local only"},
+		{[]Group{GroupBase, GroupNetwork}, false, true, "network only"},
+		{[]Group{GroupBase, GroupNetwork, GroupIPCLocal}, true, true, "both"},
+	} {
+		f, err := Compile(Policy{Groups: c.groups, DeniedAction: ActionNotify})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog := decode(t, f.BPF)
+		socket := sysnr(t, "socket")
+		want := func(ok bool) uint32 {
+			if ok {
+				return retAllow
+			}
+			return retUserNotif
+		}
+		for _, hi := range []uint64{0, 0xffffffff00000000} {
+			for _, fl := range []uint64{0, flags} {
+				expect(t, prog, want(c.unix), c.description+" AF_UNIX stream", auditArchX8664, socket, hi|afUnix, hi|fl|stream)
+				expect(t, prog, want(c.unix), c.description+" AF_UNIX seqpacket", auditArchX8664, socket, hi|afUnix, hi|fl|seqpacket)
+				for _, fam := range []uint64{afInet, afInet6} {
+					expect(t, prog, want(c.inet), c.description+" inet stream", auditArchX8664, socket, hi|fam, hi|fl|stream)
+					expect(t, prog, want(c.inet), c.description+" inet dgram", auditArchX8664, socket, hi|fam, hi|fl|dgram)
+					for _, ty := range []uint64{raw, seqpacket, packet, 0, 4, 6, 15} {
+						expect(t, prog, retUserNotif, c.description+" inet other type", auditArchX8664, socket, hi|fam, hi|fl|ty)
+					}
+				}
+				for _, fam := range []uint64{afNetlink, afPacket, afAlg, afVsock, 0, 3, 0x7fffffff} {
+					expect(t, prog, retUserNotif, c.description+" other family", auditArchX8664, socket, hi|fam, hi|fl|stream)
+				}
+			}
+		}
+	}
+	// The network group brings the calls that use a socket, and Explain
+	// says which families and types socket(2) takes.
+	for _, r := range Explain(Policy{Groups: []Group{GroupBase, GroupNetwork}}) {
+		switch r.Syscall {
+		case "connect":
+			if r.Action != ActionAllow || r.Group != GroupNetwork {
+				t.Errorf("connect: %+v", r)
+			}
+		case "socket":
+			if r.Action != ActionAllow || !strings.Contains(r.Condition, "AF_INET6 (10) with type") || strings.Contains(r.Condition, "AF_UNIX") {
+				t.Errorf("socket: %+v", r)
+			}
 		}
 	}
 }
