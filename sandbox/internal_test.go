@@ -329,3 +329,34 @@ func TestGrantSwapRefused(t *testing.T) {
 		})
 	}
 }
+
+// The record's mount modes come from the kernel's mount table, not the
+// plan: a planned read-only mount that the kernel holds read-write is
+// recorded read-write, and a planned mount that is not there is "missing".
+func TestMountsFromKernel(t *testing.T) {
+	mi := `22 1 0:40 / / ro,nosuid,nodev - tmpfs tmpfs ro
+23 22 8:1 /usr /usr rw,nosuid,nodev - ext4 /dev/sda1 rw
+24 22 0:41 / /my\040dir ro,nosuid,nodev,noexec - tmpfs tmpfs ro
+25 22 0:42 / /proc rw,nosuid,nodev,noexec - proc proc rw
+26 25 0:42 /sys /proc/sys rw,nosuid,nodev,noexec - proc proc rw
+27 26 0:42 /sys /proc/sys ro,nosuid,nodev,noexec - proc proc rw
+`
+	mounts := []MountInfo{
+		{Dst: "/usr", Src: "/usr", Mode: "ro,nosuid,nodev"},
+		{Dst: "/my dir", Src: "/host/my dir", Mode: "ro,nosuid,nodev,noexec"},
+		{Dst: "/proc/sys", Src: "mask", Mode: "ro,nosuid,nodev,noexec"},
+		{Dst: "/etc/passwd", Src: "generated", Mode: "ro"},
+		{Dst: "/workdir", Src: "/host/workdir", Mode: "rw,nosuid,nodev,noexec"},
+		{Dst: "/proc/toolcell-no-such-entry", Src: "mask", Mode: "rw"},
+	}
+	notes := mountsFromKernel(mounts, mi)
+	want := []string{"rw,nosuid,nodev", "ro,nosuid,nodev,noexec", "ro,nosuid,nodev,noexec", "ro,nosuid,nodev", "missing", "absent"}
+	for i, w := range want {
+		if mounts[i].Mode != w {
+			t.Errorf("%s: mode %q, want %q", mounts[i].Dst, mounts[i].Mode, w)
+		}
+	}
+	if len(notes) != 1 || !strings.Contains(notes[0], "/workdir") {
+		t.Errorf("notes %q", notes)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -647,6 +648,14 @@ func (p *Process) readEvidence(nsFDs []int) {
 	if b, err := readProc(p.pid1, "limits"); err == nil {
 		p.rec.Enforce.Rlimits = parseLimits(string(b))
 	}
+	if b, err := readProc(p.pid1, "mountinfo"); err == nil {
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, mountsFromKernel(p.rec.Enforce.Mounts, string(b))...)
+	} else {
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read pid 1's mount table: "+err.Error())
+		for i := range p.rec.Enforce.Mounts {
+			p.rec.Enforce.Mounts[i].Mode = "unverified"
+		}
+	}
 	status, err := readProc(p.pid1, "status")
 	if err != nil {
 		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read pid 1 status: "+err.Error())
@@ -1244,6 +1253,89 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 
 func readProc(pid int, file string) ([]byte, error) {
 	return os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+}
+
+// mountsFromKernel replaces each planned mount's mode with what pid 1's
+// mount table (/proc/<pid 1>/mountinfo, paths relative to its root) says
+// of the topmost mount at that path: the record shows the kernel's view,
+// not the plan's. A generated file is no mount of its own: it gets the mode
+// of the mount holding it. A mask over a /proc file this kernel does not
+// have is "absent"; any other planned mount missing from the table is
+// marked "missing" and noted.
+func mountsFromKernel(mounts []MountInfo, mountinfo string) []string {
+	modes := map[string]string{}
+	for _, l := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 6 {
+			continue
+		}
+		opts := map[string]bool{}
+		for _, o := range strings.Split(f[5], ",") {
+			opts[o] = true
+		}
+		mode := "rw"
+		if opts["ro"] {
+			mode = "ro"
+		}
+		for _, o := range []string{"nosuid", "nodev", "noexec"} {
+			if opts[o] {
+				mode += "," + o
+			}
+		}
+		modes[unescapeMountinfo(f[4])] = mode // later lines are mounted on top
+	}
+	var notes []string
+	for i := range mounts {
+		m := &mounts[i]
+		mode, ok := modes[m.Dst]
+		switch {
+		case ok:
+			m.Mode = mode
+		case m.Src == "generated":
+			m.Mode = "missing"
+			for d := path.Dir(m.Dst); ; d = path.Dir(d) {
+				if mode, ok := modes[d]; ok {
+					m.Mode = mode
+					break
+				}
+				if d == "/" {
+					break
+				}
+			}
+		case m.Src == "mask" && !hostHas(m.Dst):
+			m.Mode = "absent"
+		default:
+			m.Mode = "missing"
+			notes = append(notes, "evidence: planned mount "+m.Dst+" is not in pid 1's mount table")
+		}
+	}
+	return notes
+}
+
+// hostHas reports whether this kernel has a /proc entry (the sandbox's own
+// /proc shows the same kernel's entries).
+func hostHas(p string) bool {
+	_, err := os.Lstat(p)
+	return err == nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
 
 // parseLimits picks the limits toolcell sets from /proc/<pid>/limits.
