@@ -240,10 +240,10 @@ func TestSelfTest(t *testing.T) {
 func TestSelfTestJudges(t *testing.T) {
 	good := "Uid:\t1000\t1000\t1000\t1000\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n" +
 		"CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\npids 4\npid1 toolcell-stage2 \n" +
-		"ifaces lo\nenv PATH PWD\nchroot 125\n"
+		"ifaces lo\nenv PATH PWD\nsync 0\nmount / ro,nosuid,nodev,relatime\nmount /usr ro,nosuid,nodev,relatime\n"
 	rec := &Record{Enforce: Enforcement{UIDMap: "1000 65534 1", NoNewPrivs: true,
 		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}},
-		Denials: []Denial{{Syscall: "chroot", Detail: `path="/"`, Answer: "EPERM"}}}
+		Denials: []Denial{{Syscall: "sync", Answer: "EPERM", Count: 1}}}
 	if err := selfTestErr(judgeInside(good, rec)); err != nil {
 		t.Fatalf("good host judged bad: %v", err)
 	}
@@ -254,14 +254,34 @@ func TestSelfTestJudges(t *testing.T) {
 		"host processes hidden":     strings.Replace(good, "pids 4", "pids 212", 1),
 		"no network":                strings.Replace(good, "ifaces lo", "ifaces lo eth0", 1),
 		"only granted paths":        good + "canary-visible\n",
-		"read-only system view":     good + "usr-writable\n",
+		"only granted paths ":       good + "shadow-visible\n",
+		"read-only system view":     strings.Replace(good, "mount /usr ro,nosuid", "mount /usr rw,nosuid", 1),
+		"read-only system view ":    strings.Replace(good, "mount / ro,", "mount / rw,", 1),
+		"read-only system view  ":   strings.Replace(good, "mount /usr ro,nosuid,", "mount /usr ro,", 1),
+		"read-only system view   ":  strings.Replace(good, "mount /usr ro,nosuid,nodev,relatime\n", "", 1),
 		"host environment withheld": strings.Replace(good, "env PATH PWD", "env AWS_SECRET_ACCESS_KEY PATH", 1),
-		"denied syscalls recorded":  strings.Replace(good, "chroot 125", "chroot 0", 1),
+		"host processes hidden ":    strings.Replace(good, "pid1 toolcell-stage2", "pid1 /sbin/init", 1),
 		"unprivileged mapped user":  strings.Replace(good, "Uid:\t1000", "Uid:\t0", 1),
 	} {
 		err := selfTestErr(judgeInside(broken, rec))
+		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), strings.TrimSpace(name)) {
+			t.Errorf("broken %q: err %v", name, err)
+		}
+	}
+	for name, broken := range map[string]*Record{
+		"seven namespaces":         {Enforce: Enforcement{UIDMap: rec.Enforce.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforce.Namespaces[:6]}, Denials: rec.Denials},
+		"denied syscalls recorded": {Enforce: rec.Enforce},
+	} {
+		err := selfTestErr(judgeInside(good, broken))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), name) {
 			t.Errorf("broken %q: err %v", name, err)
+		}
+	}
+	// Without sync(1) the denial check is skipped, and says so.
+	ps := judgeInside(strings.Replace(good, "sync 0\n", "", 1), rec)
+	for _, p := range ps {
+		if p.Name == "denied syscalls recorded" && (!p.Skipped || p.OK) {
+			t.Errorf("no sync(1): %+v", p)
 		}
 	}
 	rootMap := *rec
@@ -278,8 +298,11 @@ func TestSelfTestJudges(t *testing.T) {
 	if p := judgePids(&Record{Exit: Exit{Reason: ReasonExited}, Resources: Resources{PidsPeak: 17}}, 8); p.OK {
 		t.Errorf("pids peak over the limit accepted")
 	}
-	if p := judgeTimeout(&Record{Exit: Exit{Reason: ReasonExited}}); p.OK {
+	if p := judgeTimeout(&Record{Exit: Exit{Reason: ReasonExited}}, 0); p.OK {
 		t.Errorf("timeout held without a timeout")
+	}
+	if p := judgeTimeout(&Record{Exit: Exit{Reason: ReasonTimeout}}, 1); p.OK {
+		t.Errorf("timeout held with a process left")
 	}
 }
 

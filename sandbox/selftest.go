@@ -45,6 +45,10 @@ func (r *Runner) SelfTest(ctx context.Context) ([]Protection, error) {
 		return nil, fmt.Errorf("sandbox: self-test: %w", err)
 	}
 	defer os.RemoveAll(canaryDir)
+	// Searchable by the sandbox user: only the mount view may hide it.
+	if err := os.Chmod(canaryDir, 0o755); err != nil {
+		return nil, fmt.Errorf("sandbox: self-test: %w", err)
+	}
 	canary := filepath.Join(canaryDir, "canary")
 	if err := os.WriteFile(canary, []byte("canary\n"), 0o644); err != nil {
 		return nil, fmt.Errorf("sandbox: self-test: %w", err)
@@ -55,10 +59,10 @@ echo "pid1 $(tr '\0' ' ' < /proc/1/cmdline)"
 echo "ifaces $(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | tr '\n' ' ')"
 test -e %s && echo canary-visible
 test -e /etc/shadow && echo shadow-visible
-touch /usr/.toolcell-selftest 2>/dev/null && echo usr-writable
+grep -E '^[0-9]+ [0-9]+ [0-9]+:[0-9]+ [^ ]+ /(usr)? ' /proc/self/mountinfo | cut -d' ' -f5,6 | sed 's/^/mount /'
 echo "env $(env | cut -d= -f1 | sort | tr '\n' ' ')"
-for c in /usr/sbin/chroot /usr/bin/chroot /sbin/chroot /bin/chroot; do
-  if [ -x $c ]; then $c / /bin/true 2>/dev/null; echo "chroot $?"; break; fi
+for c in /usr/bin/sync /bin/sync; do
+  if [ -x $c ]; then $c; echo "sync $?"; break; fi
 done`, canary)
 	var out []Protection
 	res, err := r.Run(ctx, capability.New().WithBase(), Command("/bin/sh", "-c", script))
@@ -81,12 +85,15 @@ done`, canary)
 	}
 	out = append(out, judgeMemory(res.Audit, uint64(32*capability.MiB)))
 
+	// A sleeper in a session of its own must die with the sandbox; its
+	// odd duration marks it in the host's process list.
+	marker := fmt.Sprintf("%d.%03d", 20+time.Now().UnixNano()%10, time.Now().UnixNano()%1000)
 	res, err = r.Run(ctx, capability.New().WithBase().WithTimeout(200*time.Millisecond), Command("/bin/sh", "-c",
-		`setsid sleep 30 & sleep 30`))
+		`setsid sleep `+marker+` & sleep 30`))
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, judgeTimeout(res.Audit))
+	out = append(out, judgeTimeout(res.Audit, survivors("sleep\x00"+marker+"\x00")))
 	return out, selfTestErr(out)
 }
 
@@ -110,8 +117,13 @@ func judgeInside(out string, rec *Record) []Protection {
 	for _, l := range strings.Split(out, "\n") {
 		k, v, _ := strings.Cut(l, ":")
 		if strings.HasPrefix(l, "pids ") || strings.HasPrefix(l, "pid1 ") || strings.HasPrefix(l, "ifaces ") ||
-			strings.HasPrefix(l, "env ") || strings.HasPrefix(l, "chroot ") {
+			strings.HasPrefix(l, "env ") || strings.HasPrefix(l, "sync ") || strings.HasPrefix(l, "mount ") {
 			k, v, _ = strings.Cut(l, " ")
+			if k == "mount" { // "mount <path> <options>": one key per path
+				var opts string
+				k, opts, _ = strings.Cut(v, " ")
+				k, v = "mount "+k, opts
+			}
 		}
 		lines[k] = strings.TrimSpace(v)
 	}
@@ -135,14 +147,14 @@ func judgeInside(out string, rec *Record) []Protection {
 	ps = append(ps, p("no_new_privs", lines["NoNewPrivs"] == "1" && rec.Enforce.NoNewPrivs, "NoNewPrivs="+lines["NoNewPrivs"]))
 	ps = append(ps, p("seccomp filter", lines["Seccomp"] == "2", "Seccomp="+lines["Seccomp"]))
 
-	if st, ok := lines["chroot"]; !ok {
-		ps = append(ps, Protection{Name: "denied syscalls recorded", Skipped: true, Detail: "no chroot(8) on this host to make a denied call"})
+	if _, ok := lines["sync"]; !ok {
+		ps = append(ps, Protection{Name: "denied syscalls recorded", Skipped: true, Detail: "no sync(1) on this host to make a denied call"})
 	} else {
 		found := false
 		for _, d := range rec.Denials {
-			found = found || (d.Syscall == "chroot" && d.Detail == `path="/"` && d.Answer == "EPERM")
+			found = found || (d.Syscall == "sync" && d.Answer == "EPERM" && d.Count >= 1)
 		}
-		ps = append(ps, p("denied syscalls recorded", found && st != "0", fmt.Sprintf("chroot exit %s, recorded %v", st, found)))
+		ps = append(ps, p("denied syscalls recorded", found, fmt.Sprintf("sync(2) denial recorded: %v", found)))
 	}
 
 	var leaks []string
@@ -152,8 +164,9 @@ func judgeInside(out string, rec *Record) []Protection {
 		}
 	}
 	ps = append(ps, p("only granted paths", len(leaks) == 0, "host files seen: "+strings.Join(leaks, ",")))
-	_, usrW := lines["usr-writable"]
-	ps = append(ps, p("read-only system view", !usrW, "writable /usr: "+strconv.FormatBool(usrW)))
+	root, usr := lines["mount /"], lines["mount /usr"]
+	ps = append(ps, p("read-only system view", strings.HasPrefix(root, "ro,") && strings.HasPrefix(usr, "ro,") && strings.Contains(usr, "nosuid"),
+		fmt.Sprintf("/ %q, /usr %q (from the sandbox's mount table)", root, usr)))
 	n, _ := strconv.Atoi(lines["pids"])
 	ps = append(ps, p("host processes hidden", n > 0 && n <= 8 && strings.HasPrefix(lines["pid1"], "toolcell-stage2"),
 		fmt.Sprintf("%d processes visible, pid 1 %q", n, lines["pid1"])))
@@ -184,7 +197,19 @@ func judgeMemory(rec *Record, limit uint64) Protection {
 		Detail: fmt.Sprintf("exit %s, oom kills %d, peak %d bytes with limit %d", rec.Exit.Reason, rec.Resources.OOMKills, peak, limit)}
 }
 
-func judgeTimeout(rec *Record) Protection {
-	return Protection{Name: "timeout kills the sandbox", OK: rec.Exit.Reason == ReasonTimeout,
-		Detail: fmt.Sprintf("exit %s after %.0f ms", rec.Exit.Reason, rec.DurationMS)}
+func judgeTimeout(rec *Record, survivors int) Protection {
+	return Protection{Name: "timeout kills the sandbox", OK: rec.Exit.Reason == ReasonTimeout && survivors == 0,
+		Detail: fmt.Sprintf("exit %s after %.0f ms, %d process(es) left", rec.Exit.Reason, rec.DurationMS, survivors)}
+}
+
+// survivors counts the host's processes whose command line is cmdline.
+func survivors(cmdline string) int {
+	n := 0
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, d := range dirs {
+		if b, err := os.ReadFile(d); err == nil && string(b) == cmdline {
+			n++
+		}
+	}
+	return n
 }

@@ -227,12 +227,12 @@ int main(int argc, char **argv)
 	else if (!strcmp(m, "process_vm_readv"))
 		sys(SYS_process_vm_readv, victim, 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "process_vm_writev"))
-		sys(SYS_process_vm_writev, 1, 0, 0, 0, 0, 0);
+		sys(SYS_process_vm_writev, victim, 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "pidfd_getfd")) {
-		int pfd = (int)syscall(SYS_pidfd_open, 1, 0);
+		int pfd = (int)syscall(SYS_pidfd_open, 1, 0); /* the sandbox's pid 1 */
 		sys(SYS_pidfd_getfd, pfd, 3, 0, 0, 0, 0);
 	} else if (!strcmp(m, "kcmp"))
-		sys(SYS_kcmp, 1, getpid(), 0 /* KCMP_FILE */, 3, 0, 0);
+		sys(SYS_kcmp, victim, getpid(), 0 /* KCMP_FILE */, 3, 0, 0);
 	else if (!strcmp(m, "bpf"))
 		sys(SYS_bpf, 5 /* BPF_PROG_LOAD */, 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "perf_event_open"))
@@ -248,7 +248,7 @@ int main(int argc, char **argv)
 	else if (!strcmp(m, "keyctl"))
 		sys(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -4, 0, 0, 0, 0);
 	else if (!strcmp(m, "add_key"))
-		sys(SYS_add_key, P("user"), P("toolcell-canary"), P("x"), 1, -4, 0);
+		sys(SYS_add_key, P("user"), P("toolcell-canary"), P("x"), 1, -1 /* thread keyring */, 0);
 	else if (!strcmp(m, "request_key"))
 		sys(SYS_request_key, P("user"), P("toolcell-canary"), 0, 0, 0, 0);
 	else if (!strcmp(m, "mount"))
@@ -307,8 +307,8 @@ int main(int argc, char **argv)
 		sys(SYS_swapoff, P(canary), 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "syslog"))
 		sys(SYS_syslog, 3 /* READ_ALL */, P(path), 100, 0, 0, 0);
-	else if (!strcmp(m, "acct"))
-		sys(SYS_acct, P(canary), 0, 0, 0, 0, 0);
+	else if (!strcmp(m, "acct")) /* a directory: accounting can never start */
+		sys(SYS_acct, P(canary_dir), 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "quotactl"))
 		sys(SYS_quotactl, 0, P("/usr"), 0, 0, 0, 0);
 	else if (!strcmp(m, "iopl"))
@@ -330,6 +330,16 @@ int main(int argc, char **argv)
 		sys(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "clone_newns_thread"))
 		sys(SYS_clone, CLONE_NEWNS | CLONE_VM | CLONE_THREAD | CLONE_SIGHAND, 0, 0, 0, 0, 0);
+	else if (!strcmp(m, "clone_newpid"))
+		sys(SYS_clone, CLONE_NEWPID | SIGCHLD, 0, 0, 0, 0, 0);
+	else if (!strcmp(m, "clone_newnet"))
+		sys(SYS_clone, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0, 0);
+	else if (!strcmp(m, "clone_newcgroup"))
+		sys(SYS_clone, CLONE_NEWCGROUP | SIGCHLD, 0, 0, 0, 0, 0);
+	else if (!strcmp(m, "clone_newipc"))
+		sys(SYS_clone, CLONE_NEWIPC | SIGCHLD, 0, 0, 0, 0, 0);
+	else if (!strcmp(m, "clone_newuts"))
+		sys(SYS_clone, CLONE_NEWUTS | SIGCHLD, 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "clone3"))
 		sys(435 /* clone3 */, 0, 88, 0, 0, 0, 0);
 	else if (!strcmp(m, "socket_inet"))
@@ -485,7 +495,8 @@ int main(int argc, char **argv)
 		int n = 0;
 		for (int i = 0; i < 64; i++) { /* the policy allows 16 */
 			pid_t p = fork();
-			if (p == 0) {
+			if (p == 0) { /* named, so a survivor would be found */
+				prctl(PR_SET_NAME, env_str("CANARY_NAME"), 0, 0, 0);
 				pause();
 				_exit(0);
 			}
@@ -509,7 +520,7 @@ int main(int argc, char **argv)
 		}
 		printf("ESCAPED touched 512 MiB\n");
 	} else if (!strcmp(m, "tmpfs_fill")) {
-		int fd = open("/tmp/fill", O_WRONLY | O_CREAT, 0644);
+		int fd = open("/tmp/toolcell-canary-fill", O_WRONLY | O_CREAT | O_EXCL, 0644);
 		static char b[1 << 16];
 		long total = 0;
 		ssize_t w;
@@ -517,6 +528,7 @@ int main(int argc, char **argv)
 		while (total < (16L << 20) && (w = write(fd, b, sizeof b)) > 0)
 			total += w; /* 16 MiB at most; the policy allows 1 */
 		printf("wrote %ld\n", total);
+		unlink("/tmp/toolcell-canary-fill");
 		if (total >= (16L << 20))
 			printf("ESCAPED wrote 16 MiB to /tmp\n");
 		else
