@@ -327,6 +327,7 @@ func escapeCases() []escapeCase {
 		sys("ptrace", "ptrace", "request=PTRACE_ATTACH"),
 		sys("ptrace_pid1", "ptrace", "pid=1"),
 		sys("ptrace_traceme", "ptrace", "request=PTRACE_TRACEME"),
+		sys("ptrace_sibling", "ptrace", "request=PTRACE_ATTACH"),
 		sys("process_vm_readv", "process_vm_readv"),
 		sys("process_vm_writev", "process_vm_writev"),
 		sys("pidfd_getfd", "pidfd_getfd"),
@@ -494,7 +495,7 @@ func escapeCases() []escapeCase {
 		}, "ENOENT")},
 		escapeCase{attack: "ssh_dir", check: failsWith(notMounted, "ENOENT")},
 		escapeCase{attack: "aws_credentials", check: failsWith(notMounted, "ENOENT")},
-		escapeCase{attack: "stdio_sockets", check: failsWith(exitedNormally, "ENOTSOCK")},
+		escapeCase{attack: "stdio_sockets", run: socketOnStdin, check: failsWith(exitedNormally, "ENOTSOCK")},
 		escapeCase{attack: "ssh_auth_sock", check: failsWith(notMounted, "ENOENT")},
 	)
 	add("resources",
@@ -552,6 +553,24 @@ func plantThenGrant(t *testing.T, c *canaries, set *capability.Set, bin string) 
 		t.Fatalf("grant through the planted link: err %v, want ErrPolicy", err)
 	}
 	return &sandbox.Result{Audit: re.Record}, ""
+}
+
+// socketOnStdin hands the tool a unix socket as its standard input, as a
+// careless caller might: the sandbox must copy it through a pipe, so the
+// tool never holds a socket it could receive host descriptors on.
+func socketOnStdin(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, peer := os.NewFile(uintptr(fds[0]), "stdin-socket"), os.NewFile(uintptr(fds[1]), "peer")
+	defer in.Close()
+	peer.Close() // EOF for the copier
+	cmd := sandbox.Command(bin, "stdio_sockets")
+	cmd.Stdin = in
+	res := runCmd(t, set, cmd)
+	return res, string(res.Stdout)
 }
 
 // runWithFileCaps runs a copy of the attacker that carries file

@@ -222,7 +222,17 @@ int main(int argc, char **argv)
 		sys(SYS_ptrace, 16 /* PTRACE_ATTACH */, victim, 0, 0, 0, 0);
 	else if (!strcmp(m, "ptrace_pid1"))
 		sys(SYS_ptrace, 16, 1, 0, 0, 0, 0);
-	else if (!strcmp(m, "ptrace_traceme"))
+	else if (!strcmp(m, "ptrace_sibling")) {
+		/* another process of the same sandbox and user */
+		pid_t sib = fork();
+		if (sib == 0) {
+			pause();
+			_exit(0);
+		}
+		sys(SYS_ptrace, 16, sib, 0, 0, 0, 0);
+		kill(sib, SIGKILL);
+		waitpid(sib, NULL, 0);
+	} else if (!strcmp(m, "ptrace_traceme"))
 		sys(SYS_ptrace, 0 /* PTRACE_TRACEME */, 0, 0, 0, 0, 0);
 	else if (!strcmp(m, "process_vm_readv"))
 		sys(SYS_process_vm_readv, victim, 0, 0, 0, 0, 0);
