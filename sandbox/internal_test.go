@@ -383,3 +383,22 @@ func TestMountsFromKernel(t *testing.T) {
 		t.Errorf("notes %q", notes)
 	}
 }
+
+// A tool killed for its output while the supervisor still reads its
+// evidence ends as output_limit, not as a setup failure.
+func TestOutputLimitDuringEvidence(t *testing.T) {
+	testenv.RequireUserNS(t)
+	set := capability.New().WithBase().WithMaxOutput(4 << 10)
+	// Slow evidence reading: the tool passes its cap meanwhile.
+	testHookEvidence = func() { time.Sleep(300 * time.Millisecond) }
+	t.Cleanup(func() { testHookEvidence = nil })
+	for i := 0; i < 2; i++ {
+		res, err := Run(context.Background(), set, Command("/bin/sh", "-c", "yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"))
+		if err != nil {
+			t.Fatalf("run %d: %v", i, err)
+		}
+		if res.Reason != ReasonOutputLimit {
+			t.Fatalf("run %d: reason %s", i, res.Reason)
+		}
+	}
+}

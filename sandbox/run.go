@@ -411,7 +411,16 @@ func (p *Process) setup() error {
 	p.readEvidence(nsFDs)
 	closeFDs(nsFDs)
 	if err := p.send(u32msg(msgDone)); err != nil {
-		return err
+		// The tool runs from STARTED on: if it was killed meanwhile (it
+		// passed the output cap while its evidence was read, say), that
+		// is the run's outcome, which supervise reports, not a setup
+		// failure.
+		p.mu.Lock()
+		killed := p.killedBy != ""
+		p.mu.Unlock()
+		if !killed {
+			return err
+		}
 	}
 	p.rec.SetupMS = ms(time.Since(p.start))
 	p.log("started", "setup_ms", p.rec.SetupMS)
@@ -442,6 +451,10 @@ func groupNames(gs []seccomp.Group) []string {
 	sort.Strings(out)
 	return out
 }
+
+// testHookEvidence, when set (tests only), runs before the evidence of a
+// started sandbox is read: the tool already runs.
+var testHookEvidence func()
 
 // testHookBeforeStage2, when set (tests only), runs after the grants were
 // resolved and opened in Go and before the stage-2 opens them again: the
@@ -621,6 +634,9 @@ func closeFDs(fds []int) {
 // readEvidence reads, from the kernel, what pid 1 of the sandbox holds
 // after it dropped privileges: the tool starts from exactly this state.
 func (p *Process) readEvidence(nsFDs []int) {
+	if testHookEvidence != nil {
+		testHookEvidence()
+	}
 	p.namespaceEvidence(nsFDs)
 	// pid 1 stays alive until DONE, but check it is still the stage-2's
 	// child before trusting its number.
