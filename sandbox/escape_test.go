@@ -289,6 +289,13 @@ func lacksMount(dst string) func(*testing.T, *canaries, *sandbox.Result) {
 	}
 }
 
+// rootReadOnly: the record shows the generated files (on the view's root)
+// on a read-only mount.
+func rootReadOnly(t *testing.T, c *canaries, res *sandbox.Result) {
+	t.Helper()
+	mountedWith("/etc/passwd", "ro")(t, c, res)
+}
+
 // exitedNormally: the attack ran to its verdict (it was not killed on the
 // way), as the record's exit shows.
 func exitedNormally(t *testing.T, c *canaries, res *sandbox.Result) {
@@ -440,6 +447,10 @@ func escapeCases() []escapeCase {
 		escapeCase{attack: "dotdot_from_workdir", check: failsWith(notMounted, "ENOENT")},
 		escapeCase{attack: "proc_pid1_root", check: failsWith(notMounted, "EACCES", "ENOENT")},
 		escapeCase{attack: "write_usr", check: failsWith(mountedWith("/usr", "ro"), "EROFS")},
+		escapeCase{attack: "write_root", check: failsWith(rootReadOnly, "EROFS")},
+		escapeCase{attack: "write_etc_passwd", check: failsWith(rootReadOnly, "EROFS")},
+		escapeCase{attack: "write_dev", check: failsWith(mountedWith("/dev", "ro"), "EROFS")},
+		escapeCase{attack: "session_leader", check: failsWith(exitedNormally, "ENXIO", "ENOENT")},
 		escapeCase{attack: "setuid_binary", check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
 			if strings.Contains(out, "\n0\n") || strings.HasPrefix(out, "0\n") {
 				t.Errorf("setuid binary ran as root: %q", out)

@@ -451,6 +451,23 @@ int main(int argc, char **argv)
 		read_file(path);
 	} else if (!strcmp(m, "write_usr")) {
 		open_knob("/usr/toolcell-canary", O_CREAT | O_EXCL);
+	} else if (!strcmp(m, "write_root")) {
+		/* the view's root belongs to the sandbox user: only the
+		 * read-only remount stops this */
+		open_knob("/toolcell-canary", O_CREAT | O_EXCL);
+	} else if (!strcmp(m, "write_etc_passwd")) {
+		open_knob("/etc/passwd", 0);
+	} else if (!strcmp(m, "write_dev")) {
+		open_knob("/dev/toolcell-canary", O_CREAT | O_EXCL);
+	} else if (!strcmp(m, "session_leader")) {
+		/* setsid: no controlling terminal, and a session of its own */
+		int tty = open("/dev/tty", O_RDWR);
+		if (getsid(0) != getpid())
+			printf("ESCAPED not a session leader (sid %d, pid %d)\n", (int)getsid(0), (int)getpid());
+		else if (tty >= 0)
+			printf("ESCAPED opened /dev/tty\n");
+		else
+			result(-1);
 	} else if (!strcmp(m, "core_pattern")) {
 		open_knob("/proc/sys/kernel/core_pattern", 0);
 	} else if (!strcmp(m, "sysrq_trigger")) {
