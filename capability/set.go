@@ -1,7 +1,6 @@
 package capability
 
 import (
-	"sort"
 	"time"
 )
 
@@ -132,16 +131,7 @@ func (s *Set) SyscallKinds() []string {
 	if len(s.Syscalls) == 0 {
 		return AllSyscalls()
 	}
-	out := append([]string(nil), s.Syscalls...)
-	sort.Strings(out)
-	k := 0
-	for i, v := range out {
-		if i == 0 || v != out[i-1] {
-			out[k] = v
-			k++
-		}
-	}
-	return out[:k]
+	return sortedUnique(s.Syscalls)
 }
 
 // Connect grants egress to endpoints ("api.example.com:443",

@@ -8,16 +8,15 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"github.com/toolcell/toolcell/internal/testenv"
 )
 
-// skipOrFail skips the test, unless TOOLCELL_CI is set: CI must never skip.
+// skipOrFail skips the test, unless TOOLCELL_CI is set: CI must never skip
+// (testenv.Require).
 func skipOrFail(t *testing.T, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if os.Getenv("TOOLCELL_CI") != "" {
-		t.Fatalf("TOOLCELL_CI is set, refusing to skip: %s", msg)
-	}
-	t.Skip(msg)
+	testenv.Require(t, false, fmt.Sprintf(format, args...))
 }
 
 // requireRoot skips (or fails under TOOLCELL_CI) unless running as root.

@@ -1329,11 +1329,18 @@ func mountsFromKernel(mounts []MountInfo, mountinfo string) []string {
 }
 
 // hostHas reports whether this kernel has a /proc entry (the sandbox's own
-// /proc shows the same kernel's entries).
+// /proc shows the same kernel's entries). The kernel does not change under
+// a running process, so each answer is kept.
 func hostHas(p string) bool {
+	if v, ok := procEntries.Load(p); ok {
+		return v.(bool)
+	}
 	_, err := os.Lstat(p)
+	procEntries.Store(p, err == nil)
 	return err == nil
 }
+
+var procEntries sync.Map
 
 // unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
 func unescapeMountinfo(s string) string {

@@ -175,24 +175,8 @@ static void read_file(const char *path)
 	printf("RESULT OK\n");
 }
 
-/* write_file tries to create or change path. */
-static void write_file(const char *path, int flags)
-{
-	int fd = open(path, O_WRONLY | flags, 0644);
-	if (fd < 0) {
-		result(-1);
-		return;
-	}
-	if (masked(fd))
-		return;
-	if (write(fd, "pwned\n", 6) == 6)
-		printf("ESCAPED wrote %s\n", path);
-	else
-		result(-1);
-}
-
-/* open_knob opens a host knob for writing and never writes it: the open
- * succeeding is the escape. A file it created is removed again. */
+/* open_knob opens a host file or knob for writing and never writes it:
+ * the open succeeding is the escape. A file it created is removed again. */
 static void open_knob(const char *path, int flags)
 {
 	int fd = open(path, O_WRONLY | flags, 0644);
@@ -398,10 +382,10 @@ int main(int argc, char **argv)
 	else if (!strcmp(m, "read_canary"))
 		read_file(canary);
 	else if (!strcmp(m, "write_canary"))
-		write_file(canary, O_TRUNC);
+		open_knob(canary, 0);
 	else if (!strcmp(m, "create_outside")) {
 		snprintf(path, sizeof path, "%s/new-file", canary_dir);
-		write_file(path, O_CREAT | O_EXCL);
+		open_knob(path, O_CREAT | O_EXCL);
 	} else if (!strcmp(m, "symlink_to_canary")) {
 		/* a link in the workdir to the host file: resolves in the view */
 		unlink("link");
