@@ -29,10 +29,9 @@
 // Set.Egress (Connect, manifest key "connect") names the endpoints a tool
 // may reach as "name:port" or "*.domain:port". Names are checked strictly
 // (lower case, no IP literals, a wildcard only as the whole first label of
-// a domain with two labels or more, a port from 1 to 65535). The grants are
-// part of the hash, but this version does not enforce them yet, so the
-// sandbox refuses to run a set that has any: it never runs without a
-// granted restriction, nor with the network open.
+// a domain with two labels or more, a port from 1 to 65535). Package
+// sandbox enforces them with its own DNS and a relay outside the sandbox
+// (see its documentation); without any grant the sandbox has no network.
 //
 // # One policy, three spellings
 //

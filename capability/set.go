@@ -68,9 +68,9 @@ type Set struct {
 	// "name:port" or "*.domain:port" (a wildcard covers the subdomains of
 	// domain, not domain itself); the port is required, names are lower
 	// case, IP literals are refused. Without any the sandbox has no network
-	// at all. This version validates and hashes egress grants but does not
-	// enforce them yet: sandbox.Run refuses a set that has any (ErrUnsupported)
-	// rather than run it without.
+	// at all. Package sandbox enforces them: only granted names resolve,
+	// only granted name:port pairs are relayed, and each attempt is in the
+	// audit record.
 	Egress []string `json:"connect,omitempty"`
 }
 

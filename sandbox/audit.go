@@ -42,6 +42,9 @@ type Record struct {
 	// it already held its maximum of distinct entries (128).
 	DenialsDropped int64  `json:"denials_dropped"`
 	Network        []Conn `json:"network"`
+	// NetworkDropped counts network attempts not itemised in Network
+	// because it already held its maximum of entries (512).
+	NetworkDropped int    `json:"network_dropped"`
 	Error          string `json:"error,omitempty"`
 }
 
@@ -101,6 +104,8 @@ type Enforcement struct {
 	// (/proc/<pid 1>/limits; the tool inherits them): "core", "nofile",
 	// "fsize" -> "soft/hard", "unlimited" spelled out.
 	Rlimits map[string]string `json:"rlimits,omitempty"`
+	// Egress is present when the policy grants network endpoints.
+	Egress *EgressInfo `json:"egress,omitempty"`
 	// Notes says where evidence could not be read (the enforcement itself
 	// is unaffected); empty normally.
 	Notes []string `json:"notes,omitempty"`
@@ -141,12 +146,39 @@ type Denial struct {
 	LastAt  time.Time `json:"last_at"`
 }
 
-// Conn is one network attempt (filled by the egress proxy).
+// Conn is one network attempt, as the egress relay saw it: a DNS query
+// (kind "dns") or a TCP connection the tool made (kind "connect").
+// Refusals and DNS answers that repeat are one entry with a Count;
+// allowed connections are one entry each.
 type Conn struct {
-	Kind    string `json:"kind"`
-	Name    string `json:"name"`
-	Port    int    `json:"port"`
-	IP      string `json:"ip,omitempty"`
-	Allowed bool   `json:"allowed"`
-	Reason  string `json:"reason,omitempty"`
+	Kind     string `json:"kind"`
+	Name     string `json:"name"`               // asked for, or connected to ("" if unknown)
+	Type     string `json:"type,omitempty"`     // DNS query type: A, AAAA, TXT ...
+	Port     int    `json:"port,omitempty"`     // the port connected to
+	Dst      string `json:"dst,omitempty"`      // the address connected to, inside the sandbox
+	IP       string `json:"ip,omitempty"`       // the upstream address dialed, or the one refused
+	Protocol string `json:"protocol,omitempty"` // first bytes: tls, http or tcp
+	SNI      string `json:"sni,omitempty"`      // server name of the TLS ClientHello
+	Allowed  bool   `json:"allowed"`
+	// Reason says why the attempt was refused ("not granted", "sni
+	// mismatch: ...", "loopback address 127.0.0.1", "cap reached: ...") or
+	// why an allowed connection was cut ("idle for 1m0s", "cap reached:
+	// bytes").
+	Reason     string    `json:"reason,omitempty"`
+	BytesOut   int64     `json:"bytes_out"` // tool -> upstream
+	BytesIn    int64     `json:"bytes_in"`  // upstream -> tool
+	DurationMS float64   `json:"duration_ms,omitempty"`
+	Count      int       `json:"count"`
+	At         time.Time `json:"at"`
+}
+
+// EgressInfo is the network a run was given: toolcell's DNS, the relay's
+// listeners inside the sandbox, and the addresses handed to exact names.
+type EgressInfo struct {
+	Grants    []string          `json:"grants"`
+	DNS       string            `json:"dns"`             // what /etc/resolv.conf names
+	Listeners []string          `json:"listeners"`       // sockets inside the sandbox, served from outside
+	Hosts     map[string]string `json:"hosts"`           // exact names -> synthetic address (/etc/hosts)
+	Allow     []string          `json:"allow,omitempty"` // ranges exempt from the address checks
+	Limits    map[string]string `json:"limits"`
 }

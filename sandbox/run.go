@@ -24,6 +24,7 @@ import (
 
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/cgroup"
+	"github.com/toolcell/toolcell/internal/egress"
 	"github.com/toolcell/toolcell/seccomp"
 )
 
@@ -80,6 +81,13 @@ type Runner struct {
 	// record lists "seccomp_user_notif" in enforcement.degraded. Off by
 	// default: fail closed.
 	AllowNoSyscallAudit bool
+	// Resolver and Dialer are what the egress relay uses to look up and
+	// connect granted names on the host; nil means net.DefaultResolver and
+	// a net.Dialer. The address checks apply to whatever Resolver returns.
+	Resolver Resolver
+	Dialer   Dialer
+	// Egress caps the relay of each run (zero fields: defaults).
+	Egress EgressLimits
 	// Logger receives debug events; nil means no logging.
 	Logger *slog.Logger
 }
@@ -133,6 +141,10 @@ type Process struct {
 	ctlClosed bool
 	cgDone    chan error // non-nil while the cgroup is made concurrently
 	pid1      int
+
+	proxy      *egress.Proxy
+	socks      []planSock
+	netClosers []io.Closer
 
 	denials     denialLog
 	listener    *seccomp.Listener
@@ -218,10 +230,8 @@ func (p *Process) setup() error {
 		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	p.rec.Policy.Hash = hash
-	if len(p.set.Egress) > 0 {
-		// Fail closed: running the policy without its egress would not be
-		// the policy, and running with open network would be weaker.
-		return fmt.Errorf("%w: connect %v: egress grants are not enforced by this version of toolcell", ErrUnsupported, p.set.Egress)
+	if err := p.planEgress(); err != nil {
+		return err
 	}
 	if err := p.ctx.Err(); err != nil {
 		return err
@@ -251,6 +261,11 @@ func (p *Process) setup() error {
 	v, err := buildView(p.set)
 	if err != nil {
 		return err
+	}
+	if p.proxy != nil {
+		if err := v.generated(p.networkFiles(), "connect"); err != nil {
+			return err
+		}
 	}
 	plan, err := v.compile()
 	if err != nil {
@@ -355,7 +370,7 @@ func (p *Process) setup() error {
 	if denied == seccomp.ActionNotify {
 		flags |= planNotify
 	}
-	err = p.sendFDs(encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs)), oob)
+	err = p.sendFDs(encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs), p.socks), oob)
 	for _, f := range procs {
 		f.Close()
 	}
@@ -391,6 +406,15 @@ func (p *Process) setup() error {
 	}
 	if err != nil {
 		return err
+	}
+	if len(p.socks) > 0 {
+		m, err := p.expect(msgSockets)
+		if err != nil {
+			return err
+		}
+		if err := p.serveEgress(m.fds); err != nil {
+			return err
+		}
 	}
 	m2, err := p.expect(msgStarted)
 	if err != nil {
@@ -439,6 +463,9 @@ func SyscallPolicy(set *capability.Set) seccomp.Policy {
 	groups := []seccomp.Group{seccomp.GroupBase, seccomp.GroupExec}
 	for _, k := range set.SyscallKinds() {
 		groups = append(groups, seccomp.Group(k))
+	}
+	if len(set.Egress) > 0 {
+		groups = append(groups, seccomp.GroupNetwork)
 	}
 	return seccomp.Policy{Groups: groups, DeniedAction: seccomp.ActionNotify}
 }
@@ -936,6 +963,7 @@ out:
 	<-exited
 	p.outWG.Wait()
 	p.endDenialWatch()
+	p.endEgress()
 	res := &Result{ExitCode: -1, Audit: p.rec}
 	if p.cg != nil {
 		if !statsRead {
@@ -1011,6 +1039,7 @@ func (p *Process) Kill() { p.kill(ReasonCanceled) }
 func (p *Process) teardown() {
 	p.joinCgroupSetup() // a cgroup still being made is removed below
 	defer p.endDenialWatch()
+	defer p.endEgress()
 	for _, c := range p.closers {
 		c.Close()
 	}
@@ -1080,7 +1109,7 @@ func (p *Process) readCtl() {
 		p.ctlMu.Unlock()
 	}()
 	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4*(nsCount+1))+unix.CmsgSpace(unix.SizeofUcred))
+	oob := make([]byte, unix.CmsgSpace(4*max(nsCount+1, maxSockets))+unix.CmsgSpace(unix.SizeofUcred))
 	for {
 		n, oobn, flags, _, err := unix.Recvmsg(p.ctl, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		// ECONNRESET: the sandbox's end was closed with our messages
@@ -1098,13 +1127,13 @@ func (p *Process) readCtl() {
 			continue
 		}
 		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...), fds: fds, pid: pid}
-		if m.typ != msgStarted {
-			closeFDs(m.fds) // only STARTED carries descriptors
+		if m.typ != msgStarted && m.typ != msgSockets {
+			closeFDs(m.fds) // only STARTED and SOCKETS carry descriptors
 			m.fds = nil
 		} else if flags&unix.MSG_CTRUNC != 0 {
 			closeFDs(m.fds)
 			m.fds = nil
-			m.err = fmt.Errorf("%w: descriptors passed with STARTED were dropped (MSG_CTRUNC: is the host process at its descriptor limit?)", ErrSetup)
+			m.err = fmt.Errorf("%w: descriptors passed with message %d were dropped (MSG_CTRUNC: is the host process at its descriptor limit?)", ErrSetup, m.typ)
 		}
 		if m.typ == msgError {
 			m.err = decodeError(m.body)
@@ -1224,7 +1253,7 @@ var lastCap = sync.OnceValue(func() uint32 {
 	return 63 // dropping unknown numbers is harmless: EINVAL is ignored
 })
 
-func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gidMap string, ncg int) []byte {
+func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gidMap string, ncg int, socks []planSock) []byte {
 	m := u32msg(msgPlan)
 	m = putU32(m, flags)
 	m = putU32(m, sandboxUID)
@@ -1264,7 +1293,14 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 		m = binary.NativeEndian.AppendUint64(m, r.max)
 	}
 	m = putU32(m, uint32(len(bpf)/8))
-	return append(m, bpf...)
+	m = append(m, bpf...)
+	m = putU32(m, uint32(len(socks)))
+	for _, s := range socks {
+		m = putU32(m, s.kind)
+		m = putU32(m, s.addr)
+		m = putU32(m, s.port)
+	}
+	return m
 }
 
 func readProc(pid int, file string) ([]byte, error) {

@@ -570,14 +570,3 @@ func TestRlimitsRecorded(t *testing.T) {
 		}
 	}
 }
-
-// Egress grants are not enforced yet: a run with one is refused, naming
-// them, instead of running without them (or with the network open).
-func TestEgressGrantRefused(t *testing.T) {
-	_, err := sandbox.Run(context.Background(), base().Connect("api.example.com:443"), sandbox.Command("/bin/true"))
-	var re *sandbox.RunError
-	if !errors.Is(err, sandbox.ErrUnsupported) || !errors.As(err, &re) || !strings.Contains(err.Error(), "api.example.com:443") ||
-		re.Record.Exit.Reason != sandbox.ReasonSetupFailed {
-		t.Fatalf("err %v, want ErrUnsupported naming the grant", err)
-	}
-}

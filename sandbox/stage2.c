@@ -29,7 +29,9 @@
 #include <linux/filter.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -65,12 +67,17 @@ struct rlim {
 	uint64_t cur, max;
 };
 
+struct sock {
+	uint32_t kind, addr, port;
+};
+
 struct plan {
 	uint32_t flags, uid, gid, last_cap;
 	const char *staging, *hostname, *rootopts, *uid_map, *gid_map;
 	int cgfds[TC_MAX_CGROUP_FDS];
 	int ncgfds;
-	uint32_t nops, nrlim, nfilter;
+	uint32_t nops, nrlim, nfilter, nsock;
+	struct sock socks[TC_MAX_SOCKETS];
 	struct op *ops;
 	struct rlim *rlims;
 	struct sock_filter *filter;
@@ -111,14 +118,14 @@ static void put_str(struct buf *b, const char *s)
  * it returns whether the message went out. */
 static int send_fds(struct buf *b, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * (TC_NS_COUNT + 1))];
+	char cbuf[CMSG_SPACE(sizeof(int) * TC_MAX_SOCKETS)];
 	struct iovec iov = {b->p, b->n};
 	struct msghdr mh = {0};
 	ssize_t r;
 
 	mh.msg_iov = &iov;
 	mh.msg_iovlen = 1;
-	if (nfds > 0 && nfds <= TC_NS_COUNT + 1) {
+	if (nfds > 0 && nfds <= TC_MAX_SOCKETS) {
 		struct cmsghdr *c;
 		mh.msg_control = cbuf;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
@@ -342,6 +349,22 @@ static void read_plan(struct plan *pl)
 	need(&r, (size_t)pl->nfilter * sizeof(struct sock_filter));
 	pl->filter = alloc(pl->nfilter, sizeof(struct sock_filter));
 	memcpy(pl->filter, r.p, (size_t)pl->nfilter * sizeof(struct sock_filter));
+	r.p += (size_t)pl->nfilter * sizeof(struct sock_filter);
+	r.n -= (size_t)pl->nfilter * sizeof(struct sock_filter);
+	pl->nsock = get_u32(&r);
+	if (pl->nsock > TC_MAX_SOCKETS) {
+		errno = E2BIG;
+		fail("plan", "too many sockets");
+	}
+	for (uint32_t i = 0; i < pl->nsock; i++) {
+		pl->socks[i].kind = get_u32(&r);
+		pl->socks[i].addr = get_u32(&r);
+		pl->socks[i].port = get_u32(&r);
+		if (pl->socks[i].port == 0 || pl->socks[i].port > 65535) {
+			errno = EINVAL;
+			fail("plan", "socket port");
+		}
+	}
 }
 
 /* ---- the view ---- */
@@ -627,6 +650,46 @@ static void loopback_up(void)
 	close(s);
 }
 
+/* make_sockets creates the plan's sockets in the sandbox's network
+ * namespace (while pid 1 still holds its capabilities there: ports below
+ * 1024) and passes them to the supervisor, which serves them from outside.
+ * They are close-on-exec: the tool, which shares pid 1's descriptor table
+ * until its execve, never holds one. */
+static void make_sockets(struct plan *pl)
+{
+	int fds[TC_MAX_SOCKETS];
+	char s[8];
+	struct buf b = {s, 0, sizeof s};
+
+	if (pl->nsock == 0)
+		return;
+	for (uint32_t i = 0; i < pl->nsock; i++) {
+		struct sock *k = &pl->socks[i];
+		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)k->port),
+		                         .sin_addr = {htonl(k->addr)}};
+		int one = 1, type = k->kind == TC_SOCK_TCP ? SOCK_STREAM : SOCK_DGRAM;
+		if (k->kind != TC_SOCK_TCP && k->kind != TC_SOCK_UDP) {
+			errno = EINVAL;
+			fail("socket", "unknown kind");
+		}
+		fds[i] = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+		if (fds[i] < 0)
+			fail("socket", NULL);
+		if (setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+			fail("socket", "SO_REUSEADDR");
+		if (bind(fds[i], (struct sockaddr *)&sa, sizeof sa) < 0)
+			fail("socket", "bind");
+		if (k->kind == TC_SOCK_TCP && listen(fds[i], 128) < 0)
+			fail("socket", "listen");
+	}
+	put_u32(&b, TC_MSG_SOCKETS);
+	put_u32(&b, pl->nsock);
+	if (!send_fds(&b, fds, (int)pl->nsock))
+		fail("socket", "send");
+	for (uint32_t i = 0; i < pl->nsock; i++)
+		close(fds[i]);
+}
+
 /* drop_privileges leaves pid 1 (and so the tool) with no capability in any
  * set, no_new_privs, the mapped uid/gid, and not dumpable. */
 static void drop_privileges(struct plan *pl)
@@ -823,6 +886,7 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 		if (ns[i] < 0)
 			fail("namespace_fd", ns_names[i]);
 	}
+	make_sockets(pl);
 	drop_privileges(pl);
 
 	read_exec(&x);

@@ -23,7 +23,17 @@ enum {
 	TC_MSG_EXIT = 8,    /* C -> Go: int32 wait status of the tool              */
 	TC_MSG_ERROR = 9,   /* C -> Go: step, int32 errno, detail                  */
 	TC_MSG_DONE = 10,   /* Go -> C: evidence read, pid 1 may exit              */
+	TC_MSG_SOCKETS = 11, /* C -> Go: the plan's sockets, in plan order, made  */
+	                     /* inside the sandbox's network namespace            */
 };
+
+/* Sockets pid 1 makes for the egress relay (plan order): kind, IPv4
+ * address (host byte order), port. */
+enum {
+	TC_SOCK_TCP = 1, /* listening TCP socket (SO_REUSEADDR)                */
+	TC_SOCK_UDP = 2, /* bound UDP socket                                   */
+};
+#define TC_MAX_SOCKETS 64
 
 /* The namespaces every sandbox gets, in the order pid 1 passes their fds. */
 #define TC_NS_NAMES "user", "mnt", "net", "pid", "ipc", "uts", "cgroup"

@@ -17,6 +17,11 @@ const (
 	msgExit    = C.TC_MSG_EXIT
 	msgError   = C.TC_MSG_ERROR
 	msgDone    = C.TC_MSG_DONE
+	msgSockets = C.TC_MSG_SOCKETS
+
+	sockTCP    = C.TC_SOCK_TCP
+	sockUDP    = C.TC_SOCK_UDP
+	maxSockets = C.TC_MAX_SOCKETS
 
 	opMkdir    = C.TC_OP_MKDIR
 	opFile     = C.TC_OP_FILE

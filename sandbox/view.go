@@ -276,6 +276,19 @@ func (v *view) base() error {
 	return nil
 }
 
+// generated puts files toolcell writes into the view, replacing files it
+// would otherwise generate (the Base view's). A grant of the same path
+// conflicts: the file's content is part of what a grant (why) enforces.
+func (v *view) generated(files map[string]string, why string) error {
+	for _, p := range sortedKeys(files) {
+		if old, ok := v.entries[p]; ok && old.kind != kindFile {
+			return fmt.Errorf("%w: %s: the %s grants need toolcell's own %s, which conflicts with the %s", ErrPolicy, p, why, p, old.describe())
+		}
+		v.entries[p] = &entry{path: p, kind: kindFile, text: files[p], mode: 0o644, granted: []string{why}}
+	}
+	return nil
+}
+
 // buildView turns a validated capability set into the view.
 func buildView(set *capability.Set) (*view, error) {
 	v := newView()

@@ -10,7 +10,7 @@ die() { echo "deps: ERROR: $*" >&2; exit 1; }
 
 demo_pkgs=(libseccomp-dev gcc pkg-config python3)
 all_pkgs=("${demo_pkgs[@]}" bubblewrap qemu-system-x86 busybox-static cpio xz-utils zstd
-          python3 git util-linux iproute2 ca-certificates)
+          python3 git util-linux iproute2 ca-certificates curl)
 case ${1:-} in
   --demo) pkgs=("${demo_pkgs[@]}") ;;
   "")     pkgs=("${all_pkgs[@]}") ;;

@@ -67,8 +67,9 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(set.Egress) > 0 {
 		for _, ep := range set.Egress {
-			row("connect "+ep, "not enforced by this version: a run with an egress grant is refused", "-")
+			row("connect "+ep, "toolcell's DNS gives the name a loopback address in the sandbox's empty network namespace; a listener there is served by the supervisor, which checks SNI/Host, resolves on the host, refuses private/loopback/metadata addresses and relays", "network[] (dns, connect: ip, sni, bytes, reason); enforcement.egress")
 		}
+		row("(other names, IPs)", "DNS answers NXDOMAIN; nothing else is routed; seccomp allows only AF_INET/AF_INET6 stream+dgram sockets", "network[] (refused dns queries, direct connects to listened ports)")
 	} else {
 		row("(no network)", "empty network namespace, loopback only; AF_INET/AF_INET6 sockets denied by seccomp", "enforcement.namespaces (net); denials[] (socket)")
 	}

@@ -125,7 +125,7 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 	})
 	size("max-output", "bytes captured per output stream", func(n capability.Size) { o.set.MaxOutput = n })
 	size("max-file-size", "largest file the tool may write (RLIMIT_FSIZE)", func(n capability.Size) { o.set.MaxFileSize = n })
-	list("connect", "grant egress to name:port or *.domain:port (not enforced yet: runs are refused)", func(v string) { o.set.Egress = append(o.set.Egress, v) })
+	list("connect", "grant egress to name:port or *.domain:port (DNS and relay by toolcell; see README)", func(v string) { o.set.Egress = append(o.set.Egress, v) })
 	fs.Func("allow-syscalls", "comma-separated syscall kinds the tool may use besides the base set and exec ("+strings.Join(capability.AllSyscalls(), ",")+"; default all)", func(v string) error {
 		for _, k := range strings.Split(v, ",") {
 			o.set.Syscalls = append(o.set.Syscalls, strings.TrimSpace(k))

@@ -286,7 +286,7 @@ func TestRelayHTTP(t *testing.T) {
 	}
 	e := lastEvent(t, p)
 	if !e.Allowed || e.Kind != "connect" || e.Name != "api.example.com" || e.Protocol != "http" ||
-		e.Addr != fmt.Sprintf("203.0.113.7:%d", port) || e.BytesIn < int64(len(body)) || e.BytesOut == 0 || e.Reason != "" {
+		e.Addr != "203.0.113.7" || e.BytesIn < int64(len(body)) || e.BytesOut == 0 || e.Reason != "" {
 		t.Fatalf("event %+v", e)
 	}
 }

@@ -35,6 +35,9 @@ type Limits struct {
 	DNSRate     int           // DNS queries per second after a burst of 1000 (default 200)
 }
 
+// Effective returns l with the defaults filled in.
+func Effective(l Limits) Limits { return l.withDefaults() }
+
 func (l Limits) withDefaults() Limits {
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -322,8 +325,8 @@ func (p *Proxy) dial(name string, port uint16, ev *Event) (net.Conn, error) {
 			}
 			continue
 		}
-		ev.Addr = netip.AddrPortFrom(a.Unmap(), port).String()
-		return p.cfg.Dialer.DialContext(ctx, "tcp", ev.Addr)
+		ev.Addr = a.Unmap().String()
+		return p.cfg.Dialer.DialContext(ctx, "tcp", netip.AddrPortFrom(a.Unmap(), port).String())
 	}
 	if why == "" {
 		return nil, errors.New("resolve: no address")

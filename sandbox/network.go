@@ -1,0 +1,202 @@
+package sandbox
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/toolcell/toolcell/internal/egress"
+)
+
+// Resolver looks granted names up on the host for the egress relay;
+// *net.Resolver is one. Tests inject their own to reach local servers.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Dialer connects the egress relay to the upstream; *net.Dialer is one.
+type Dialer interface {
+	DialContext(ctx context.Context, network, address string) (net.Conn, error)
+}
+
+// EgressLimits are the per-run caps of the egress relay. Zero fields take
+// the defaults shown.
+type EgressLimits struct {
+	MaxConns    int           // concurrent connections (64)
+	MaxTotal    int           // connections over the run (4096)
+	MaxBytes    int64         // bytes both ways over the run (4 GiB)
+	MaxNames    int           // distinct names given an address (256)
+	IdleTimeout time.Duration // a connection with no byte either way (60s)
+	DialTimeout time.Duration // resolving and connecting upstream (10s)
+	DNSRate     int           // DNS queries per second after a burst of 1000 (200)
+}
+
+// planSock is a socket pid 1 makes inside the sandbox for the relay.
+type planSock struct {
+	kind       uint32
+	addr, port uint32
+}
+
+func (s planSock) String() string {
+	a := netip.AddrFrom4([4]byte{byte(s.addr >> 24), byte(s.addr >> 16), byte(s.addr >> 8), byte(s.addr)})
+	proto := "tcp"
+	if s.kind == sockUDP {
+		proto = "udp"
+	}
+	return proto + " " + netip.AddrPortFrom(a, uint16(s.port)).String()
+}
+
+func addrU32(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+// planEgress sets up the relay for a set with egress grants: the proxy, the
+// sockets pid 1 will make, and the record's description of both.
+func (p *Process) planEgress() error {
+	if len(p.set.Egress) == 0 {
+		return nil
+	}
+	var grants []egress.Grant
+	for _, s := range p.set.Egress {
+		g, err := egress.ParseGrant(s)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrPolicy, err)
+		}
+		grants = append(grants, g)
+	}
+	ports := egress.Ports(grants)
+	if len(ports)+2 > maxSockets {
+		return fmt.Errorf("%w: connect: %d distinct ports, at most %d", ErrPolicy, len(ports), maxSockets-2)
+	}
+	lim := p.r.Egress
+	cfg := egress.Config{Grants: grants, Limits: egress.Limits{MaxConns: lim.MaxConns, MaxTotal: lim.MaxTotal,
+		MaxBytes: lim.MaxBytes, MaxNames: lim.MaxNames, IdleTimeout: lim.IdleTimeout,
+		DialTimeout: lim.DialTimeout, DNSRate: lim.DNSRate}}
+	if p.r.Resolver != nil {
+		cfg.Resolver = p.r.Resolver
+	}
+	if p.r.Dialer != nil {
+		cfg.Dialer = p.r.Dialer
+	}
+	p.proxy = egress.New(cfg)
+
+	// DNS on its own address over UDP; one TCP listener per granted port
+	// on every address (the relay tells names apart by the address the
+	// tool connected to), 53 included for DNS over TCP.
+	p.socks = []planSock{{kind: sockUDP, addr: addrU32(egress.DNSAddr), port: 53}}
+	has53 := false
+	for _, port := range ports {
+		p.socks = append(p.socks, planSock{kind: sockTCP, port: uint32(port)})
+		has53 = has53 || port == 53
+	}
+	if !has53 {
+		p.socks = append(p.socks, planSock{kind: sockTCP, port: 53})
+	}
+
+	hosts := p.proxy.Hosts()
+	info := &EgressInfo{Grants: append([]string(nil), p.set.Egress...), DNS: egress.DNSAddr.String() + ":53",
+		Hosts: map[string]string{}, Limits: egressLimits(cfg.Limits)}
+	sort.Strings(info.Grants)
+	for n, a := range hosts {
+		info.Hosts[n] = a.String()
+	}
+	for _, s := range p.socks {
+		info.Listeners = append(info.Listeners, s.String())
+	}
+	p.rec.Enforce.Egress = info
+	return nil
+}
+
+func egressLimits(l egress.Limits) map[string]string {
+	l = egress.Effective(l)
+	return map[string]string{
+		"max_conns": strconv.Itoa(l.MaxConns), "max_total": strconv.Itoa(l.MaxTotal),
+		"max_bytes": strconv.FormatInt(l.MaxBytes, 10), "max_names": strconv.Itoa(l.MaxNames),
+		"idle_timeout": l.IdleTimeout.String(), "dial_timeout": l.DialTimeout.String(),
+		"dns_rate": strconv.Itoa(l.DNSRate) + "/s",
+	}
+}
+
+// networkFiles are /etc/hosts and /etc/resolv.conf for a run with egress:
+// the resolver is toolcell's, and exact names resolve without it too.
+func (p *Process) networkFiles() map[string]string {
+	var h strings.Builder
+	h.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + sandboxHost + "\n")
+	hosts := p.proxy.Hosts()
+	names := make([]string, 0, len(hosts))
+	for n := range hosts {
+		names = append(names, n)
+	}
+	sort.Slice(names, func(i, j int) bool { return hosts[names[i]].Less(hosts[names[j]]) })
+	for _, n := range names {
+		fmt.Fprintf(&h, "%s\t%s\n", hosts[n], n)
+	}
+	return map[string]string{
+		"/etc/hosts":       h.String(),
+		"/etc/resolv.conf": "# toolcell: names are answered by the supervisor; only granted ones resolve\nnameserver " + egress.DNSAddr.String() + "\noptions ndots:1 timeout:2 attempts:2\n",
+	}
+}
+
+// serveEgress takes the sockets pid 1 made and serves them.
+func (p *Process) serveEgress(fds []int) error {
+	if len(fds) != len(p.socks) {
+		closeFDs(fds)
+		return fmt.Errorf("%w: pid 1 passed %d sockets, want %d", ErrSetup, len(fds), len(p.socks))
+	}
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "toolcell-egress")
+		var err error
+		if p.socks[i].kind == sockUDP {
+			var pc net.PacketConn
+			if pc, err = net.FilePacketConn(f); err == nil {
+				p.netClosers = append(p.netClosers, pc)
+				go p.proxy.ServeDNS(pc)
+			}
+		} else {
+			var l net.Listener
+			if l, err = net.FileListener(f); err == nil {
+				p.netClosers = append(p.netClosers, l)
+				go p.proxy.Serve(l)
+			}
+		}
+		f.Close()
+		if err != nil {
+			for _, g := range fds[i+1:] {
+				closeFDs([]int{g})
+			}
+			return fmt.Errorf("%w: egress socket %s: %w", ErrSetup, p.socks[i], err)
+		}
+	}
+	return nil
+}
+
+// endEgress stops the relay and puts what it saw in the record.
+func (p *Process) endEgress() {
+	if p.proxy == nil {
+		return
+	}
+	for _, c := range p.netClosers {
+		c.Close()
+	}
+	p.netClosers = nil
+	p.proxy.Close()
+	ev, dropped := p.proxy.Events()
+	p.proxy = nil
+	for _, e := range ev {
+		c := Conn{Kind: e.Kind, Name: e.Name, Type: e.Type, Port: e.Port, Dst: e.Dst, IP: e.Addr,
+			Protocol: e.Protocol, SNI: e.SNI, Allowed: e.Allowed, Reason: e.Reason, BytesOut: e.BytesOut,
+			BytesIn: e.BytesIn, Count: e.Count, At: e.At.UTC()}
+		if e.Duration > 0 {
+			c.DurationMS = ms(e.Duration)
+		}
+		p.rec.Network = append(p.rec.Network, c)
+	}
+	p.rec.NetworkDropped = dropped
+}

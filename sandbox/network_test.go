@@ -1,0 +1,225 @@
+package sandbox_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/internal/testenv"
+	"github.com/toolcell/toolcell/sandbox"
+)
+
+// upstreams stands in for the internet: names resolve to public-looking
+// documentation addresses (so the relay's address checks stay on), and the
+// dialer sends those addresses to local test servers.
+type upstreams struct {
+	mu     sync.Mutex
+	names  map[string][]netip.Addr
+	routes map[string]string // "203.0.113.x:port" -> local server
+	dialed []string
+}
+
+func newUpstreams() *upstreams {
+	return &upstreams{names: map[string][]netip.Addr{}, routes: map[string]string{}}
+}
+
+// add makes name:port reach the local server at to, through addr.
+func (u *upstreams) add(name, addr string, port int, to string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	a := netip.MustParseAddr(addr)
+	u.names[name] = append(u.names[name], a)
+	u.routes[netip.AddrPortFrom(a, uint16(port)).String()] = to
+}
+
+func (u *upstreams) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if a, ok := u.names[host]; ok {
+		return a, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+func (u *upstreams) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	u.mu.Lock()
+	to, ok := u.routes[addr]
+	u.dialed = append(u.dialed, addr)
+	u.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("test upstreams: no route to %s", addr)
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, to)
+}
+
+func (u *upstreams) runner() *sandbox.Runner {
+	return &sandbox.Runner{Resolver: u, Dialer: u}
+}
+
+// testCA makes a CA and a server certificate for names, and writes the CA
+// to dir/ca.pem for clients inside the sandbox.
+func testCA(t *testing.T, dir string, names ...string) *tls.Config {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "toolcell test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	skey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: names[0]}, DNSNames: names,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &skey.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ca.pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: skey}}}
+}
+
+func runWith(t *testing.T, r *sandbox.Runner, set *capability.Set, script string) *sandbox.Result {
+	t.Helper()
+	testenv.RequireUserNS(t)
+	res, err := r.Run(context.Background(), set, sandbox.Command("/bin/sh", "-c", script))
+	if err != nil {
+		var re *sandbox.RunError
+		if errors.As(err, &re) {
+			b, _ := json.MarshalIndent(re.Record, "", "  ")
+			t.Logf("record: %s", b)
+		}
+		t.Fatalf("setup: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := json.MarshalIndent(res.Audit, "", "  ")
+			t.Logf("stdout: %q\nstderr: %q\nrecord: %s", res.Stdout, res.Stderr, b)
+		}
+	})
+	return res
+}
+
+// conns returns the record's network entries of kind with name.
+func conns(rec *sandbox.Record, kind, name string) []sandbox.Conn {
+	var out []sandbox.Conn
+	for _, c := range rec.Network {
+		if c.Kind == kind && c.Name == name {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestEgressRealClients(t *testing.T) {
+	wd := workdir(t)
+	tlsCfg := testCA(t, wd, "api.example.com", "files.cdn.example.org")
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s %s", r.Host, r.URL.Path)
+	})
+	plain := httptest.NewServer(handler)
+	defer plain.Close()
+	secure := httptest.NewUnstartedServer(handler)
+	secure.TLS = tlsCfg
+	secure.StartTLS()
+	defer secure.Close()
+
+	u := newUpstreams()
+	u.add("api.example.com", "203.0.113.10", 80, plain.Listener.Addr().String())
+	u.add("api.example.com", "203.0.113.10", 443, secure.Listener.Addr().String())
+	u.add("files.cdn.example.org", "203.0.113.11", 443, secure.Listener.Addr().String())
+	set := base().InWorkdir(wd).Connect("api.example.com:80", "api.example.com:443", "*.cdn.example.org:443").
+		SetEnv("SSL_CERT_FILE", filepath.Join(wd, "ca.pem")).WithTimeout(60 * time.Second)
+
+	cases := []struct{ name, script, want string }{
+		{"curl_http", `curl -sS http://api.example.com/a`, "hello api.example.com /a"},
+		{"curl_https", `curl -sS --cacert ca.pem https://api.example.com/b`, "hello api.example.com /b"},
+		{"curl_wildcard", `curl -sS --cacert ca.pem https://files.cdn.example.org/c`, "hello files.cdn.example.org /c"},
+		{"python_http", `python3 -c 'import urllib.request as u; print(u.urlopen("http://api.example.com/d").read().decode(), end="")'`, "hello api.example.com /d"},
+		{"python_https", `python3 -c 'import urllib.request as u; print(u.urlopen("https://api.example.com/e").read().decode(), end="")'`, "hello api.example.com /e"},
+		// No proxy variables anywhere: the program resolves and connects
+		// as it would on an open network.
+		{"raw_socket", `python3 -c '
+import socket
+s = socket.create_connection(("api.example.com", 80))
+s.sendall(b"GET /f HTTP/1.0\r\nHost: api.example.com\r\n\r\n")
+print(s.makefile("rb").read().split(b"\r\n\r\n", 1)[1].decode(), end="")'`, "hello api.example.com /f"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			res := runWith(t, u.runner(), set, c.script)
+			if res.ExitCode != 0 || string(res.Stdout) != c.want {
+				t.Fatalf("exit %d stdout %q stderr %q, want %q", res.ExitCode, res.Stdout, res.Stderr, c.want)
+			}
+			if len(res.Audit.Denials) != 0 {
+				t.Fatalf("denials: %+v", res.Audit.Denials)
+			}
+			var ok bool
+			for _, n := range res.Audit.Network {
+				if n.Kind == "connect" && n.Allowed && n.BytesIn > 0 && n.BytesOut > 0 && n.IP != "" {
+					ok = true
+				}
+				if n.Kind == "connect" && !n.Allowed {
+					t.Errorf("refused connection: %+v", n)
+				}
+			}
+			if !ok {
+				t.Fatalf("no allowed connection with traffic in network[]: %+v", res.Audit.Network)
+			}
+			if e := res.Audit.Enforce.Egress; e == nil || e.DNS != "127.77.0.1:53" || e.Hosts["api.example.com"] == "" {
+				t.Fatalf("enforcement.egress: %+v", e)
+			}
+		})
+	}
+}
+
+// The host-side resolver's answer is checked: a granted name that
+// resolves to the host's loopback, a private network or the cloud metadata
+// address is not connected.
+func TestEgressRebindingRefused(t *testing.T) {
+	canary := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "canary reached") }))
+	defer canary.Close()
+	u := newUpstreams()
+	u.add("api.example.com", "127.0.0.1", 80, canary.Listener.Addr().String())
+	u.add("meta.example.com", "169.254.169.254", 80, canary.Listener.Addr().String())
+	set := base().Connect("api.example.com:80", "meta.example.com:80")
+	res := runWith(t, u.runner(), set, `curl -sS -m 10 http://api.example.com/; curl -sS -m 10 http://meta.example.com/; exit 0`)
+	if strings.Contains(string(res.Stdout), "canary") {
+		t.Fatalf("reached the canary: %q", res.Stdout)
+	}
+	for name, reason := range map[string]string{"api.example.com": "loopback address 127.0.0.1", "meta.example.com": "link-local address (cloud metadata lives here) 169.254.169.254"} {
+		c := conns(res.Audit, "connect", name)
+		if len(c) != 1 || c[0].Allowed || c[0].Reason != reason {
+			t.Errorf("%s: %+v, want refused: %s", name, c, reason)
+		}
+	}
+	if len(u.dialed) != 0 {
+		t.Errorf("dialed %v", u.dialed)
+	}
+}
