@@ -37,6 +37,10 @@ type EgressLimits struct {
 	DNSRate     int           // DNS queries per second after a burst of 1000 (200)
 }
 
+// maxEgressPorts bounds the distinct granted ports: each takes three of
+// the sockets pid 1 passes in one message.
+const maxEgressPorts = (maxSockets - 3) / 3
+
 // planSock is a socket pid 1 makes inside the sandbox for the relay.
 type planSock struct {
 	kind       uint32
@@ -45,16 +49,24 @@ type planSock struct {
 
 func (s planSock) String() string {
 	a := netip.AddrFrom4([4]byte{byte(s.addr >> 24), byte(s.addr >> 16), byte(s.addr >> 8), byte(s.addr)})
-	proto := "tcp"
-	if s.kind == sockUDP {
-		proto = "udp"
+	switch s.kind {
+	case sockTCP:
+		return "tcp " + netip.AddrPortFrom(a, uint16(s.port)).String()
+	case sockUDP:
+		return "udp " + netip.AddrPortFrom(a, uint16(s.port)).String()
+	case sockTCP6:
+		return fmt.Sprintf("tcp [::]:%d (IPv4 too)", s.port)
 	}
-	return proto + " " + netip.AddrPortFrom(a, uint16(s.port)).String()
+	return fmt.Sprintf("udp [::]:%d", s.port)
 }
 
-func addrU32(a netip.Addr) uint32 {
-	b := a.As4()
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+func (s planSock) udp() bool { return s.kind == sockUDP || s.kind == sockUDP6 }
+
+// hostHasIPv6 reports whether the kernel has IPv6 (the sandbox's network
+// namespace then gets it too).
+func hostHasIPv6() bool {
+	_, err := os.Stat("/proc/sys/net/ipv6")
+	return err == nil
 }
 
 // planEgress sets up the relay for a set with egress grants: the proxy, the
@@ -72,8 +84,8 @@ func (p *Process) planEgress() error {
 		grants = append(grants, g)
 	}
 	ports := egress.Ports(grants)
-	if len(ports)+2 > maxSockets {
-		return fmt.Errorf("%w: connect: %d distinct ports, at most %d", ErrPolicy, len(ports), maxSockets-2)
+	if len(ports) > maxEgressPorts {
+		return fmt.Errorf("%w: connect: %d distinct ports, at most %d", ErrPolicy, len(ports), maxEgressPorts)
 	}
 	lim := p.r.Egress
 	cfg := egress.Config{Grants: grants, Limits: egress.Limits{MaxConns: lim.MaxConns, MaxTotal: lim.MaxTotal,
@@ -87,17 +99,32 @@ func (p *Process) planEgress() error {
 	}
 	p.proxy = egress.New(cfg)
 
-	// DNS on its own address over UDP; one TCP listener per granted port
-	// on every address (the relay tells names apart by the address the
-	// tool connected to), 53 included for DNS over TCP.
-	p.socks = []planSock{{kind: sockUDP, addr: addrU32(egress.DNSAddr), port: 53}}
-	has53 := false
-	for _, port := range ports {
-		p.socks = append(p.socks, planSock{kind: sockTCP, port: uint32(port)})
-		has53 = has53 || port == 53
+	// Every address is local inside the sandbox (a local route for all of
+	// IPv4 and IPv6 on loopback), so one socket per port and family sees
+	// whatever address the tool tried: DNS on UDP and TCP port 53 (any
+	// server the tool asks gets toolcell's answer), a TCP listener per
+	// granted port (the relay tells names apart by the address connected
+	// to), and a UDP socket per granted port that only records (QUIC).
+	v6 := hostHasIPv6()
+	p.netFlags = planRoute4
+	tcp := uint32(sockTCP)
+	if v6 {
+		p.netFlags |= planRoute6
+		tcp = sockTCP6
 	}
-	if !has53 {
-		p.socks = append(p.socks, planSock{kind: sockTCP, port: 53})
+	udp := func(port uint16) {
+		p.socks = append(p.socks, planSock{kind: sockUDP, port: uint32(port)})
+		if v6 {
+			p.socks = append(p.socks, planSock{kind: sockUDP6, port: uint32(port)})
+		}
+	}
+	udp(53)
+	p.socks = append(p.socks, planSock{kind: tcp, port: 53})
+	for _, port := range ports {
+		if port != 53 {
+			p.socks = append(p.socks, planSock{kind: tcp, port: uint32(port)})
+			udp(port)
+		}
 	}
 
 	hosts := p.proxy.Hosts()
@@ -153,11 +180,11 @@ func (p *Process) serveEgress(fds []int) error {
 	for i, fd := range fds {
 		f := os.NewFile(uintptr(fd), "toolcell-egress")
 		var err error
-		if p.socks[i].kind == sockUDP {
+		if p.socks[i].udp() {
 			var pc net.PacketConn
 			if pc, err = net.FilePacketConn(f); err == nil {
 				p.netClosers = append(p.netClosers, pc)
-				go p.proxy.ServeDNS(pc)
+				err = p.proxy.ServeUDP(pc, p.socks[i].port == 53)
 			}
 		} else {
 			var l net.Listener

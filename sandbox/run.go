@@ -144,6 +144,7 @@ type Process struct {
 
 	proxy      *egress.Proxy
 	socks      []planSock
+	netFlags   uint32
 	netClosers []io.Closer
 
 	denials     denialLog
@@ -370,6 +371,7 @@ func (p *Process) setup() error {
 	if denied == seccomp.ActionNotify {
 		flags |= planNotify
 	}
+	flags |= p.netFlags
 	err = p.sendFDs(encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs), p.socks), oob)
 	for _, f := range procs {
 		f.Close()

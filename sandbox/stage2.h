@@ -28,10 +28,12 @@ enum {
 };
 
 /* Sockets pid 1 makes for the egress relay (plan order): kind, IPv4
- * address (host byte order), port. */
+ * address (host byte order; the IPv6 kinds bind ::), port. */
 enum {
-	TC_SOCK_TCP = 1, /* listening TCP socket (SO_REUSEADDR)                */
-	TC_SOCK_UDP = 2, /* bound UDP socket                                   */
+	TC_SOCK_TCP = 1,  /* listening TCP socket (SO_REUSEADDR)               */
+	TC_SOCK_UDP = 2,  /* bound UDP socket, IP_PKTINFO on                   */
+	TC_SOCK_TCP6 = 3, /* listening TCP socket on [::], IPv4 too (dual)     */
+	TC_SOCK_UDP6 = 4, /* bound UDP socket on [::], IPv6 only, PKTINFO on   */
 };
 #define TC_MAX_SOCKETS 64
 
@@ -59,6 +61,8 @@ enum {
 /* Plan flags. */
 #define TC_PLAN_DROP_GROUPS 1 /* setgroups(0, NULL) before the user ns (root) */
 #define TC_PLAN_NOTIFY 2      /* install the filter with a listener and pass it */
+#define TC_PLAN_ROUTE4 4      /* route all of IPv4 to loopback as local (AnyIP) */
+#define TC_PLAN_ROUTE6 8      /* the same for IPv6                              */
 
 #define TC_MAX_MSG (1 << 20)
 #define TC_EXIT_SETUP 125

@@ -21,6 +21,8 @@ const (
 
 	sockTCP    = C.TC_SOCK_TCP
 	sockUDP    = C.TC_SOCK_UDP
+	sockTCP6   = C.TC_SOCK_TCP6
+	sockUDP6   = C.TC_SOCK_UDP6
 	maxSockets = C.TC_MAX_SOCKETS
 
 	opMkdir    = C.TC_OP_MKDIR
@@ -36,6 +38,8 @@ const (
 
 	planDropGroups = C.TC_PLAN_DROP_GROUPS
 	planNotify     = C.TC_PLAN_NOTIFY
+	planRoute4     = C.TC_PLAN_ROUTE4
+	planRoute6     = C.TC_PLAN_ROUTE6
 	nsCount        = C.TC_NS_COUNT
 	maxCgroupFDs   = C.TC_MAX_CGROUP_FDS
 	maxMsg         = C.TC_MAX_MSG

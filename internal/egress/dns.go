@@ -2,7 +2,6 @@ package egress
 
 import (
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -12,13 +11,13 @@ import (
 	"github.com/miekg/dns"
 )
 
-// answer builds the reply to one DNS query (nil: drop it) and records it.
-// It never forwards anything: granted names get their synthetic address,
-// everything else NXDOMAIN or REFUSED.
-func (p *Proxy) answer(q []byte, transport string) []byte {
+// answer builds the reply to one DNS query sent to the server address dst
+// (nil: drop it) and records it. It never forwards anything: granted
+// names get their synthetic address, everything else NXDOMAIN or REFUSED.
+func (p *Proxy) answer(q []byte, dst string) []byte {
 	var m dns.Msg
 	if err := m.Unpack(q); err != nil {
-		p.log.add(Event{Kind: "dns", Reason: "malformed query (" + transport + ")", At: time.Now()}, true)
+		p.log.add(Event{Kind: "dns", Dst: dst, Reason: "malformed query", At: time.Now()}, true)
 		return nil
 	}
 	if m.Response {
@@ -30,7 +29,7 @@ func (p *Proxy) answer(q []byte, transport string) []byte {
 	if o := m.IsEdns0(); o != nil {
 		r.SetEdns0(1232, false)
 	}
-	ev := Event{Kind: "dns", At: time.Now()}
+	ev := Event{Kind: "dns", Dst: dst, At: time.Now()}
 	switch {
 	case m.Opcode != dns.OpcodeQuery:
 		r.Rcode = dns.RcodeNotImplemented
@@ -113,30 +112,8 @@ func ptrAddr(name string) (netip.Addr, bool) {
 	return a, err == nil
 }
 
-// ServeDNS answers queries on pc until it is closed.
-func (p *Proxy) ServeDNS(pc net.PacketConn) {
-	buf := make([]byte, 4096)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			continue
-		}
-		if !p.dnsToken() {
-			continue
-		}
-		// Answers hold one question and at most one short record: they
-		// always fit the 512 bytes of plain UDP DNS.
-		if out := p.answer(buf[:n], "udp"); out != nil {
-			_, _ = pc.WriteTo(out, from)
-		}
-	}
-}
-
 // serveDNSConn answers length-prefixed queries on a TCP connection.
-func (p *Proxy) serveDNSConn(c net.Conn) {
+func (p *Proxy) serveDNSConn(c net.Conn, dst string) {
 	defer c.Close()
 	var hdr [2]byte
 	for {
@@ -151,7 +128,7 @@ func (p *Proxy) serveDNSConn(c net.Conn) {
 		if !p.dnsToken() {
 			return
 		}
-		out := p.answer(q, "tcp")
+		out := p.answer(q, dst)
 		if out == nil {
 			return
 		}

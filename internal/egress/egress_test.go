@@ -84,7 +84,9 @@ func serveDNS(t *testing.T, p *Proxy) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	go p.ServeDNS(pc)
+	if err := p.ServeUDP(pc, true); err != nil {
+		t.Fatal(err)
+	}
 	return pc.LocalAddr().String()
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"strconv"
@@ -86,7 +87,7 @@ type Proxy struct {
 	byName map[string]netip.Addr
 	byAddr map[netip.Addr]string
 	next   netip.Addr
-	conns  map[net.Conn]struct{}
+	conns  map[io.Closer]struct{}
 	closed bool
 	active int
 	total  int
@@ -109,7 +110,7 @@ func New(cfg Config) *Proxy {
 		cfg.Dialer = &net.Dialer{}
 	}
 	p := &Proxy{cfg: cfg, lim: cfg.Limits.withDefaults(), byName: map[string]netip.Addr{},
-		byAddr: map[netip.Addr]string{}, next: FirstName, conns: map[net.Conn]struct{}{}}
+		byAddr: map[netip.Addr]string{}, next: FirstName, conns: map[io.Closer]struct{}{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.bytes.Store(p.lim.MaxBytes)
 	p.dnsTokens = 1000
@@ -236,7 +237,8 @@ func (p *Proxy) Serve(l net.Listener) {
 	}
 }
 
-func (p *Proxy) track(c net.Conn) bool {
+// track registers what Close must close; false once the proxy is closed.
+func (p *Proxy) track(c io.Closer) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -246,7 +248,7 @@ func (p *Proxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *Proxy) untrack(c net.Conn) {
+func (p *Proxy) untrack(c io.Closer) {
 	c.Close()
 	p.mu.Lock()
 	delete(p.conns, c)
@@ -257,12 +259,15 @@ func (p *Proxy) untrack(c net.Conn) {
 func (p *Proxy) handle(c net.Conn) {
 	la, _ := netip.ParseAddrPort(c.LocalAddr().String())
 	dst, port := la.Addr().Unmap(), la.Port()
-	if dst == DNSAddr && port == 53 {
-		p.serveDNSConn(c)
+	at := netip.AddrPortFrom(dst, port).String()
+	name, ok := p.nameOf(dst)
+	if port == 53 && !(ok && p.grantedPort(name, 53)) {
+		// DNS over TCP, to toolcell's address or any other: every
+		// address is local inside the sandbox.
+		p.serveDNSConn(c, at)
 		return
 	}
-	ev := Event{Kind: "connect", Port: int(port), Dst: netip.AddrPortFrom(dst, port).String(), At: time.Now()}
-	name, ok := p.nameOf(dst)
+	ev := Event{Kind: "connect", Port: int(port), Dst: at, At: time.Now()}
 	if !ok {
 		ev.Reason = "address not handed out by toolcell's DNS (direct IP connect)"
 		p.log.add(ev, true)
@@ -351,7 +356,7 @@ func (p *Proxy) Events() ([]Event, int) {
 func (p *Proxy) Close() {
 	p.mu.Lock()
 	p.closed = true
-	conns := make([]net.Conn, 0, len(p.conns))
+	conns := make([]io.Closer, 0, len(p.conns))
 	for c := range p.conns {
 		conns = append(conns, c)
 	}
