@@ -545,6 +545,7 @@ func escapeCases() []escapeCase {
 			// canaries.intact checks that no process named c.name is left.
 		}},
 	)
+	add("network egress (escape_net_test.go)", netEscapeCases()...)
 	return cs
 }
 

@@ -34,10 +34,11 @@ import (
 // documentation addresses (so the relay's address checks stay on), and the
 // dialer sends those addresses to local test servers.
 type upstreams struct {
-	mu     sync.Mutex
-	names  map[string][]netip.Addr
-	routes map[string]string // "203.0.113.x:port" -> local server
-	dialed []string
+	mu      sync.Mutex
+	names   map[string][]netip.Addr
+	routes  map[string]string // "203.0.113.x:port" -> local server
+	dialed  []string
+	lookups []string
 }
 
 func newUpstreams() *upstreams {
@@ -56,6 +57,7 @@ func (u *upstreams) add(name, addr string, port int, to string) {
 func (u *upstreams) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	u.lookups = append(u.lookups, host)
 	if a, ok := u.names[host]; ok {
 		return a, nil
 	}
