@@ -38,9 +38,8 @@ def escaped(what):
 
 // netEnv is what the network cases run against.
 type netEnv struct {
-	u        *upstreams
-	reached  chan string // requests that reached a good upstream
-	sinkPort int
+	u       *upstreams
+	reached chan string // requests that reached a good upstream
 }
 
 func newNetEnv(t *testing.T, c *canaries) *netEnv {
