@@ -34,6 +34,14 @@ type canonicalSet struct {
 	MaxFile    Size              `json:"max_file_size"`
 	Syscalls   []string          `json:"syscalls"`
 	Connect    []string          `json:"connect"`
+	APIs       []HTTPAPI         `json:"http_api,omitempty"` // omitted when empty: older hashes stay valid
+}
+
+// sortedAPIs orders API grants by host (validation keeps hosts unique).
+func sortedAPIs(l []HTTPAPI) []HTTPAPI {
+	out := append([]HTTPAPI(nil), l...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Host < out[j].Host })
+	return out
 }
 
 func sortedUnique(l []string) []string {
@@ -92,6 +100,7 @@ func (s *Set) Canonical() ([]byte, error) {
 		MaxFile:    s.FileSizeLimit(),
 		Syscalls:   s.SyscallKinds(),
 		Connect:    sortedUnique(s.Egress),
+		APIs:       sortedAPIs(s.APIs),
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

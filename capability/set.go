@@ -72,6 +72,28 @@ type Set struct {
 	// only granted name:port pairs are relayed, and each attempt is in the
 	// audit record.
 	Egress []string `json:"connect,omitempty"`
+
+	// APIs are HTTP APIs the supervisor calls for the tool with a
+	// credential the tool never holds: the tool speaks plain HTTP to
+	// http://<host>/ inside the sandbox; the supervisor adds the header
+	// from a host-side secret and forwards over TLS to https://<host>/.
+	APIs []HTTPAPI `json:"http_api,omitempty"`
+}
+
+// HTTPAPI is one API call-through grant (Set.APIs).
+type HTTPAPI struct {
+	// Host is the API's name (as in Connect, without port or wildcard).
+	Host string `json:"host"`
+	// Header is the request header the supervisor sets, replacing any the
+	// tool sent (e.g. "Authorization").
+	Header string `json:"header"`
+	// Prefix goes before the secret in the header value (e.g. "Bearer ").
+	Prefix string `json:"prefix,omitempty"`
+	// Secret names the secret, never its value: "env:NAME" (the host
+	// process's environment) or "file:/abs/path", or any reference the
+	// caller's sandbox.SecretSource understands. The audit record shows
+	// this reference only.
+	Secret string `json:"secret"`
 }
 
 // Syscall capabilities (values of Set.Syscalls). Each is a curated group of
@@ -138,6 +160,13 @@ func (s *Set) SyscallKinds() []string {
 // "*.example.com:443"); see Set.Egress.
 func (s *Set) Connect(endpoints ...string) *Set { s.Egress = append(s.Egress, endpoints...); return s }
 
+// HTTPAPI lets the tool call https://host through the supervisor, which
+// sets header to prefix + the secret named by secretRef; see Set.APIs.
+func (s *Set) HTTPAPI(host, header, prefix, secretRef string) *Set {
+	s.APIs = append(s.APIs, HTTPAPI{Host: host, Header: header, Prefix: prefix, Secret: secretRef})
+	return s
+}
+
 // Named sets the policy's name.
 func (s *Set) Named(name string) *Set { s.Name = name; return s }
 
@@ -202,6 +231,7 @@ func (s *Set) Clone() *Set {
 	c.Exec = append([]string(nil), s.Exec...)
 	c.Syscalls = append([]string(nil), s.Syscalls...)
 	c.Egress = append([]string(nil), s.Egress...)
+	c.APIs = append([]HTTPAPI(nil), s.APIs...)
 	if s.Env != nil {
 		c.Env = make(map[string]string, len(s.Env))
 		for k, v := range s.Env {

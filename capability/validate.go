@@ -107,6 +107,7 @@ func (s *Set) checkStatic() (errs []error, ok []grant) {
 	errs = append(errs, checkEnv(s.Env)...)
 	errs = append(errs, checkSyscalls(s.Syscalls)...)
 	errs = append(errs, checkEgress(s.Egress)...)
+	errs = append(errs, checkAPIs(s.APIs, s.Egress)...)
 	return errs, ok
 }
 
@@ -425,6 +426,45 @@ func egressProblem(ep string) string {
 		return "an IP address is not a name; grant the host name"
 	}
 	return ""
+}
+
+// checkAPIs checks the HTTP API grants: a plain host name, a header name
+// the supervisor may set, a secret reference, and no host granted twice
+// (nor also as name:80, which would be a second meaning of the same
+// address inside the sandbox).
+func checkAPIs(apis []HTTPAPI, egress []string) []error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, ep := range egress {
+		seen[ep] = true
+	}
+	bad := func(i int, field, value, reason string) {
+		errs = append(errs, &FieldError{Field: fmt.Sprintf("http_api[%d].%s", i, field), Value: shorten(value), Reason: reason})
+	}
+	for i, a := range apis {
+		if strings.HasPrefix(a.Host, "*.") {
+			bad(i, "host", a.Host, "an API is one host, not a wildcard")
+		} else if reason := egressProblem(a.Host + ":443"); reason != "" {
+			bad(i, "host", a.Host, reason)
+		} else if seen[a.Host+":80"] {
+			bad(i, "host", a.Host, "granted twice (as an API and as "+a.Host+":80, or as two APIs)")
+		}
+		seen[a.Host+":80"] = true
+		if a.Header == "" || strings.Trim(a.Header, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-") != "" {
+			bad(i, "header", a.Header, "not an HTTP header name (letters, digits, hyphens)")
+		} else if h := strings.ToLower(a.Header); h == "host" || h == "content-length" || h == "transfer-encoding" || h == "connection" {
+			bad(i, "header", a.Header, "a header that frames the request cannot carry a secret")
+		}
+		if strings.ContainsAny(a.Prefix, "\r\n\x00") {
+			bad(i, "prefix", a.Prefix, "contains a line break or NUL")
+		}
+		if a.Secret == "" {
+			bad(i, "secret", a.Secret, "a secret reference is required (env:NAME, file:/path, ...)")
+		} else if strings.ContainsAny(a.Secret, "\r\n\x00") {
+			bad(i, "secret", a.Secret, "contains a line break or NUL")
+		}
+	}
+	return errs
 }
 
 func checkSyscalls(kinds []string) []error {

@@ -283,3 +283,53 @@ func TestEgressCanonical(t *testing.T) {
 		t.Errorf("String lacks the grant:\n%s", s)
 	}
 }
+
+func TestHTTPAPIValidation(t *testing.T) {
+	ok := New().HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:API_KEY")
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct {
+		set   *Set
+		field string
+		want  string
+	}{
+		{New().HTTPAPI("*.example.com", "Authorization", "", "env:K"), "http_api[0].host", "wildcard"},
+		{New().HTTPAPI("1.2.3.4", "Authorization", "", "env:K"), "http_api[0].host", "IP address"},
+		{New().HTTPAPI("api.example.com:443", "Authorization", "", "env:K"), "http_api[0].host", ""},
+		{New().Connect("api.example.com:80").HTTPAPI("api.example.com", "X-Key", "", "env:K"), "http_api[0].host", "granted twice"},
+		{New().HTTPAPI("api.example.com", "X-Key", "", "env:K").HTTPAPI("api.example.com", "X-Key", "", "env:K"), "http_api[1].host", "granted twice"},
+		{New().HTTPAPI("api.example.com", "Bad Header", "", "env:K"), "http_api[0].header", "header name"},
+		{New().HTTPAPI("api.example.com", "Host", "", "env:K"), "http_api[0].header", "frames the request"},
+		{New().HTTPAPI("api.example.com", "X-Key", "a\r\nX-Evil: 1", "env:K"), "http_api[0].prefix", "line break"},
+		{New().HTTPAPI("api.example.com", "X-Key", "", ""), "http_api[0].secret", "required"},
+	}
+	for _, c := range bad {
+		err := c.set.Validate()
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != c.field || !strings.Contains(fe.Reason, c.want) {
+			t.Errorf("%+v: err %v, want %s: %s", c.set.APIs, err, c.field, c.want)
+		}
+	}
+}
+
+func TestHTTPAPIManifestAndHash(t *testing.T) {
+	s, err := ParseManifest([]byte(`{"base": true, "http_api": [{"host": "api.example.com", "header": "Authorization", "prefix": "Bearer ", "secret": "env:API_KEY"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := New().WithBase().HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:API_KEY")
+	h1, _ := s.Hash()
+	h2, _ := b.Hash()
+	h3, _ := New().WithBase().Hash()
+	if h1 != h2 || h1 == h3 {
+		t.Fatalf("hashes %s %s %s", h1, h2, h3)
+	}
+	other, _ := New().WithBase().HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:OTHER").Hash()
+	if other == h1 {
+		t.Fatal("the secret reference is not part of the hash")
+	}
+	if _, err := ParseManifest([]byte(`{"http_api": [{"host": "api.example.com", "header": "X", "secret": "env:K", "value": "x"}]}`)); err == nil {
+		t.Fatal("unknown key in http_api accepted")
+	}
+}

@@ -164,12 +164,27 @@ type Conn struct {
 	// mismatch: ...", "loopback address 127.0.0.1", "cap reached: ...") or
 	// why an allowed connection was cut ("idle for 1m0s", "cap reached:
 	// bytes").
-	Reason     string    `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Method, Path and Status describe an HTTP API call (kind "http");
+	// Secret is the reference of the secret the supervisor added.
+	Method     string    `json:"method,omitempty"`
+	Path       string    `json:"path,omitempty"`
+	Status     int       `json:"status,omitempty"`
+	Secret     string    `json:"secret,omitempty"`
 	BytesOut   int64     `json:"bytes_out"` // tool -> upstream
 	BytesIn    int64     `json:"bytes_in"`  // upstream -> tool
 	DurationMS float64   `json:"duration_ms,omitempty"`
 	Count      int       `json:"count"`
 	At         time.Time `json:"at"`
+}
+
+// APIInfo is an HTTP API call-through: what the tool calls, where the
+// supervisor sends it, and which secret (by reference) it adds.
+type APIInfo struct {
+	Host     string `json:"host"`     // http://<host>/ inside the sandbox
+	Upstream string `json:"upstream"` // https://<host>/
+	Header   string `json:"header"`
+	Secret   string `json:"secret"` // the reference; the value is never recorded
 }
 
 // EgressInfo is the network a run was given: toolcell's DNS, the relay's
@@ -180,5 +195,6 @@ type EgressInfo struct {
 	Listeners []string          `json:"listeners"`       // sockets inside the sandbox, served from outside
 	Hosts     map[string]string `json:"hosts"`           // exact names -> synthetic address (/etc/hosts)
 	Allow     []string          `json:"allow,omitempty"` // ranges exempt from the address checks
+	APIs      []APIInfo         `json:"http_api,omitempty"`
 	Limits    map[string]string `json:"limits"`
 }

@@ -25,6 +25,37 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
 
+// SecretSource resolves the secret references of HTTP API grants
+// (capability.HTTPAPI.Secret) on the host. The value goes into one request
+// header in the supervisor and nowhere else.
+type SecretSource interface {
+	Secret(ctx context.Context, ref string) ([]byte, error)
+}
+
+// HostSecrets is the default SecretSource: "env:NAME" reads the host
+// process's environment, "file:/abs/path" a file (one trailing newline
+// dropped).
+type HostSecrets struct{}
+
+// Secret implements SecretSource.
+func (HostSecrets) Secret(_ context.Context, ref string) ([]byte, error) {
+	switch {
+	case strings.HasPrefix(ref, "env:"):
+		v, ok := os.LookupEnv(strings.TrimPrefix(ref, "env:"))
+		if !ok {
+			return nil, fmt.Errorf("secret %s: not in the environment", ref)
+		}
+		return []byte(v), nil
+	case strings.HasPrefix(ref, "file:/"):
+		b, err := os.ReadFile(strings.TrimPrefix(ref, "file:"))
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w", ref, err)
+		}
+		return []byte(strings.TrimSuffix(string(b), "\n")), nil
+	}
+	return nil, fmt.Errorf("secret %s: unknown kind of reference (env:NAME or file:/path)", ref)
+}
+
 // EgressLimits are the per-run caps of the egress relay. Zero fields take
 // the defaults shown.
 type EgressLimits struct {
@@ -72,7 +103,7 @@ func hostHasIPv6() bool {
 // planEgress sets up the relay for a set with egress grants: the proxy, the
 // sockets pid 1 will make, and the record's description of both.
 func (p *Process) planEgress() error {
-	if len(p.set.Egress) == 0 {
+	if len(p.set.Egress) == 0 && len(p.set.APIs) == 0 {
 		return nil
 	}
 	var grants []egress.Grant
@@ -83,12 +114,28 @@ func (p *Process) planEgress() error {
 		}
 		grants = append(grants, g)
 	}
+	var apis []egress.API
+	src := p.r.Secrets
+	if src == nil {
+		src = HostSecrets{}
+	}
+	for i, a := range p.set.APIs {
+		v, err := src.Secret(p.ctx, a.Secret)
+		if err != nil {
+			return fmt.Errorf("%w: http_api[%d] (%s): %w", ErrSetup, i, a.Host, err)
+		}
+		if strings.ContainsAny(string(v), "\r\n\x00") || len(v) == 0 {
+			return fmt.Errorf("%w: http_api[%d] (%s): secret %s is empty or holds a line break or NUL", ErrSetup, i, a.Host, a.Secret)
+		}
+		apis = append(apis, egress.API{Name: a.Host, Header: a.Header, Value: a.Prefix + string(v), Secret: a.Secret})
+		grants = append(grants, egress.Grant{Domain: a.Host, Port: 80})
+	}
 	ports := egress.Ports(grants)
 	if len(ports) > maxEgressPorts {
 		return fmt.Errorf("%w: connect: %d distinct ports, at most %d", ErrPolicy, len(ports), maxEgressPorts)
 	}
 	lim := p.r.Egress
-	cfg := egress.Config{Grants: grants, Limits: egress.Limits{MaxConns: lim.MaxConns, MaxTotal: lim.MaxTotal,
+	cfg := egress.Config{Grants: grants, APIs: apis, TLS: p.r.UpstreamTLS, Limits: egress.Limits{MaxConns: lim.MaxConns, MaxTotal: lim.MaxTotal,
 		MaxBytes: lim.MaxBytes, MaxNames: lim.MaxNames, IdleTimeout: lim.IdleTimeout,
 		DialTimeout: lim.DialTimeout, DNSRate: lim.DNSRate}}
 	if p.r.Resolver != nil {
@@ -128,8 +175,11 @@ func (p *Process) planEgress() error {
 	}
 
 	hosts := p.proxy.Hosts()
-	info := &EgressInfo{Grants: append([]string(nil), p.set.Egress...), DNS: egress.DNSAddr.String() + ":53",
+	info := &EgressInfo{Grants: append([]string{}, p.set.Egress...), DNS: egress.DNSAddr.String() + ":53",
 		Hosts: map[string]string{}, Limits: egressLimits(cfg.Limits)}
+	for _, a := range p.set.APIs {
+		info.APIs = append(info.APIs, APIInfo{Host: a.Host, Header: a.Header, Secret: a.Secret, Upstream: "https://" + a.Host + "/"})
+	}
 	sort.Strings(info.Grants)
 	for n, a := range hosts {
 		info.Hosts[n] = a.String()
@@ -219,7 +269,8 @@ func (p *Process) endEgress() {
 	for _, e := range ev {
 		c := Conn{Kind: e.Kind, Name: e.Name, Type: e.Type, Port: e.Port, Dst: e.Dst, IP: e.Addr,
 			Protocol: e.Protocol, SNI: e.SNI, Allowed: e.Allowed, Reason: e.Reason, BytesOut: e.BytesOut,
-			BytesIn: e.BytesIn, Count: e.Count, At: e.At.UTC()}
+			BytesIn: e.BytesIn, Method: e.Method, Path: e.Path, Status: e.Status, Secret: e.Secret,
+			Count: e.Count, At: e.At.UTC()}
 		if e.Duration > 0 {
 			c.DurationMS = ms(e.Duration)
 		}

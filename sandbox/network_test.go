@@ -225,3 +225,114 @@ func TestEgressRebindingRefused(t *testing.T) {
 		t.Errorf("dialed %v", u.dialed)
 	}
 }
+
+// An HTTP API grant: the tool calls http://api.example.com/ and the
+// upstream (TLS, behind the relay) sees the secret header; the tool finds
+// the secret nowhere it can look, and the record names it by reference.
+func TestEgressHTTPAPI(t *testing.T) {
+	const secret = "tc-secret-4f9b2c71e0"
+	t.Setenv("TOOLCELL_TEST_API_KEY", secret)
+	wd := workdir(t)
+	tlsCfg := testCA(t, wd, "api.example.com")
+	pool := x509.NewCertPool()
+	caPEM, _ := os.ReadFile(filepath.Join(wd, "ca.pem"))
+	pool.AppendCertsFromPEM(caPEM)
+	var mu sync.Mutex
+	var seen []string
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		seen = append(seen, r.Method+" "+r.Host+r.URL.RequestURI()+" auth="+r.Header.Get("Authorization")+" body="+string(b))
+		mu.Unlock()
+		fmt.Fprintf(w, "ok %s %d", r.URL.Path, len(b))
+	}))
+	up.TLS = tlsCfg
+	up.StartTLS()
+	defer up.Close()
+	u := newUpstreams()
+	u.add("api.example.com", "203.0.113.20", 443, up.Listener.Addr().String())
+	r := u.runner()
+	r.UpstreamTLS = &tls.Config{RootCAs: pool}
+	set := base().InWorkdir(wd).HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:TOOLCELL_TEST_API_KEY")
+	res := runWith(t, r, set, `
+curl -sS -H 'Authorization: forged' http://api.example.com/v1/models && echo &&
+curl -sS -d 'hello=1' http://api.example.com/v1/post && echo &&
+curl -sS -H 'Host: other.example.net' http://api.example.com/x; echo
+# Dump what the sandbox can see for the test to search: the script itself
+# must not hold the secret's text, or it would find itself.
+env > env.dump
+cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline > proc.dump 2>/dev/null
+tar cf view.tar /etc /tmp /dev/shm 2>/dev/null
+python3 -c '
+import urllib.request
+urllib.request.urlopen("http://api.example.com/v1/again").read()
+out = open("mem.dump", "wb")
+for l in open("/proc/self/maps"):
+    f = l.split()
+    if "r" not in f[1] or f[-1] in ("[vvar]", "[vsyscall]"): continue
+    a, b = (int(x, 16) for x in f[0].split("-"))
+    try:
+        with open("/proc/self/mem", "rb") as m:
+            m.seek(a); out.write(m.read(b - a))
+    except OSError: pass
+out.close()'
+echo dumped
+`)
+	out := string(res.Stdout)
+	if !strings.Contains(out, "ok /v1/models 0") || !strings.Contains(out, "ok /v1/post 7") || !strings.Contains(out, "dumped") {
+		t.Fatalf("stdout %q stderr %q", out, res.Stderr)
+	}
+	for _, f := range []string{"env.dump", "proc.dump", "view.tar", "mem.dump"} {
+		b, err := os.ReadFile(filepath.Join(wd, f))
+		if err != nil || len(b) == 0 {
+			t.Fatalf("%s: %v (%d bytes)", f, err, len(b))
+		}
+		if strings.Contains(string(b), secret) {
+			t.Errorf("the secret is in the sandbox's %s", f)
+		}
+		if f == "mem.dump" && !strings.Contains(string(b), "v1/again") {
+			t.Errorf("mem.dump lacks the tool's own request: not a memory dump?")
+		}
+	}
+	if !strings.Contains(out, "host mismatch: other.example.net") {
+		t.Errorf("Host mismatch not refused: %q", out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 3 { // the Host mismatch never left
+		t.Fatalf("upstream saw %q", seen)
+	}
+	for _, s := range seen {
+		if !strings.Contains(s, "api.example.com") || !strings.Contains(s, "auth=Bearer "+secret) || strings.Contains(s, "forged") {
+			t.Errorf("upstream saw %q", s)
+		}
+	}
+	b, _ := json.Marshal(res.Audit)
+	if strings.Contains(string(b), secret) {
+		t.Fatal("the record holds the secret")
+	}
+	var calls int
+	for _, c := range res.Audit.Network {
+		if c.Kind == "http" && c.Allowed {
+			calls++
+			if c.Secret != "env:TOOLCELL_TEST_API_KEY" || c.Status != 200 || c.IP != "203.0.113.20" || c.Method == "" {
+				t.Errorf("http entry %+v", c)
+			}
+		}
+	}
+	if calls != 3 {
+		t.Errorf("%d allowed http entries, want 3: %+v", calls, res.Audit.Network)
+	}
+	if e := res.Audit.Enforce.Egress; e == nil || len(e.APIs) != 1 || e.APIs[0].Secret != "env:TOOLCELL_TEST_API_KEY" {
+		t.Errorf("enforcement.egress %+v", e)
+	}
+}
+
+func TestEgressHTTPAPIMissingSecret(t *testing.T) {
+	testenv.RequireUserNS(t)
+	set := base().HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:TOOLCELL_TEST_NO_SUCH_KEY")
+	_, err := sandbox.Run(context.Background(), set, sandbox.Command("/bin/true"))
+	if !errors.Is(err, sandbox.ErrSetup) || !strings.Contains(err.Error(), "env:TOOLCELL_TEST_NO_SUCH_KEY") {
+		t.Fatalf("err %v, want a setup error naming the secret reference", err)
+	}
+}

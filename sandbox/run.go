@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
@@ -88,6 +89,13 @@ type Runner struct {
 	Dialer   Dialer
 	// Egress caps the relay of each run (zero fields: defaults).
 	Egress EgressLimits
+	// Secrets resolves the secret references of HTTP API grants; nil
+	// means HostSecrets (env:NAME, file:/path).
+	Secrets SecretSource
+	// UpstreamTLS is the base TLS configuration for HTTP API upstreams
+	// (RootCAs, say); nil means the host's roots. ServerName is always
+	// the API's host.
+	UpstreamTLS *tls.Config
 	// Logger receives debug events; nil means no logging.
 	Logger *slog.Logger
 }
@@ -466,7 +474,7 @@ func SyscallPolicy(set *capability.Set) seccomp.Policy {
 	for _, k := range set.SyscallKinds() {
 		groups = append(groups, seccomp.Group(k))
 	}
-	if len(set.Egress) > 0 {
+	if len(set.Egress) > 0 || len(set.APIs) > 0 {
 		groups = append(groups, seccomp.GroupNetwork)
 	}
 	return seccomp.Policy{Groups: groups, DeniedAction: seccomp.ActionNotify}

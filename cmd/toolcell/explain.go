@@ -65,7 +65,10 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		row("env "+strings.Join(names, ","), "exec message carries only these (and PATH); host environment never passed", "command.env_names (values never recorded)")
 	}
-	if len(set.Egress) > 0 {
+	for _, a := range set.APIs {
+		row("http api "+a.Host, "tool speaks plain HTTP to http://"+a.Host+"/ in the sandbox; the supervisor checks Host, adds "+a.Header+" from secret "+a.Secret+" (never in the sandbox) and forwards to https://"+a.Host+"/", "network[] kind http (method, path, status, bytes, secret reference); enforcement.egress.http_api")
+	}
+	if len(set.Egress) > 0 || len(set.APIs) > 0 {
 		for _, ep := range set.Egress {
 			row("connect "+ep, "toolcell's DNS gives the name a loopback address in the sandbox's empty network namespace; a listener there is served by the supervisor, which checks SNI/Host, resolves on the host, refuses private/loopback/metadata addresses and relays", "network[] (dns, connect: ip, sni, bytes, reason); enforcement.egress")
 		}

@@ -20,6 +20,10 @@ type Event struct {
 	BytesOut int64  // tool -> upstream
 	BytesIn  int64  // upstream -> tool
 	Duration time.Duration
+	Method   string // HTTP API calls: the request's method and path,
+	Path     string // the response status, and the secret's reference
+	Status   int
+	Secret   string
 	Count    int // identical refusals and DNS answers are counted, not repeated
 	At       time.Time
 }

@@ -2,6 +2,7 @@ package egress
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -68,6 +69,8 @@ func (l Limits) withDefaults() Limits {
 type Config struct {
 	Grants   []Grant
 	Allow    []netip.Prefix // ranges a granted name may resolve into after all
+	APIs     []API          // names whose port 80 is an API call-through
+	TLS      *tls.Config    // base for the APIs' upstream TLS (RootCAs); nil: system roots
 	Resolver Resolver       // default net.DefaultResolver
 	Dialer   Dialer         // default a net.Dialer
 	Limits   Limits
@@ -285,6 +288,10 @@ func (p *Proxy) handle(c net.Conn) {
 		return
 	}
 	defer p.release()
+	if api := p.api(name); api != nil && port == 80 {
+		p.serveAPI(c, api, at)
+		return
+	}
 	p.relay(c, &ev)
 	ev.Duration = time.Since(ev.At)
 	p.log.add(ev, !ev.Allowed)
