@@ -34,6 +34,7 @@ type canonicalSet struct {
 	MaxFile    Size              `json:"max_file_size"`
 	Syscalls   []string          `json:"syscalls"`
 	Connect    []string          `json:"connect"`
+	Allow      []string          `json:"connect_allow_ranges,omitempty"`
 	APIs       []HTTPAPI         `json:"http_api,omitempty"` // omitted when empty: older hashes stay valid
 }
 
@@ -100,6 +101,7 @@ func (s *Set) Canonical() ([]byte, error) {
 		MaxFile:    s.FileSizeLimit(),
 		Syscalls:   s.SyscallKinds(),
 		Connect:    sortedUnique(s.Egress),
+		Allow:      sortedUnique(s.EgressAllow),
 		APIs:       sortedAPIs(s.APIs),
 	}
 	var buf bytes.Buffer

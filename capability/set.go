@@ -73,6 +73,12 @@ type Set struct {
 	// audit record.
 	Egress []string `json:"connect,omitempty"`
 
+	// EgressAllow lists address ranges ("10.20.0.0/16") a granted name may
+	// resolve into although they are private, loopback, link-local or
+	// otherwise refused by default (an internal service, say). Empty: the
+	// defaults hold for every grant.
+	EgressAllow []string `json:"connect_allow_ranges,omitempty"`
+
 	// APIs are HTTP APIs the supervisor calls for the tool with a
 	// credential the tool never holds: the tool speaks plain HTTP to
 	// http://<host>/ inside the sandbox; the supervisor adds the header
@@ -160,6 +166,13 @@ func (s *Set) SyscallKinds() []string {
 // "*.example.com:443"); see Set.Egress.
 func (s *Set) Connect(endpoints ...string) *Set { s.Egress = append(s.Egress, endpoints...); return s }
 
+// AllowRanges lets granted names resolve into the given address ranges
+// (CIDR), which the relay refuses by default; see Set.EgressAllow.
+func (s *Set) AllowRanges(cidrs ...string) *Set {
+	s.EgressAllow = append(s.EgressAllow, cidrs...)
+	return s
+}
+
 // HTTPAPI lets the tool call https://host through the supervisor, which
 // sets header to prefix + the secret named by secretRef; see Set.APIs.
 func (s *Set) HTTPAPI(host, header, prefix, secretRef string) *Set {
@@ -232,6 +245,7 @@ func (s *Set) Clone() *Set {
 	c.Syscalls = append([]string(nil), s.Syscalls...)
 	c.Egress = append([]string(nil), s.Egress...)
 	c.APIs = append([]HTTPAPI(nil), s.APIs...)
+	c.EgressAllow = append([]string(nil), s.EgressAllow...)
 	if s.Env != nil {
 		c.Env = make(map[string]string, len(s.Env))
 		for k, v := range s.Env {

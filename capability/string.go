@@ -57,6 +57,9 @@ func (s *Set) String() string {
 	for _, ep := range sortedUnique(s.Egress) {
 		line("connect %s", showPath(ep))
 	}
+	for _, r := range sortedUnique(s.EgressAllow) {
+		line("connect may reach %s (refused by default)", showPath(r))
+	}
 	for _, a := range sortedAPIs(s.APIs) {
 		line("http api %s: header %s from secret %s", showPath(a.Host), showPath(a.Header), showPath(a.Secret))
 	}

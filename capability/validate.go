@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -108,6 +109,7 @@ func (s *Set) checkStatic() (errs []error, ok []grant) {
 	errs = append(errs, checkSyscalls(s.Syscalls)...)
 	errs = append(errs, checkEgress(s.Egress)...)
 	errs = append(errs, checkAPIs(s.APIs, s.Egress)...)
+	errs = append(errs, checkRanges(s.EgressAllow)...)
 	return errs, ok
 }
 
@@ -462,6 +464,28 @@ func checkAPIs(apis []HTTPAPI, egress []string) []error {
 			bad(i, "secret", a.Secret, "a secret reference is required (env:NAME, file:/path, ...)")
 		} else if strings.ContainsAny(a.Secret, "\r\n\x00") {
 			bad(i, "secret", a.Secret, "contains a line break or NUL")
+		}
+	}
+	return errs
+}
+
+// checkRanges checks the address ranges egress may reach after all: CIDR
+// prefixes in their canonical form, none that covers every address.
+func checkRanges(rs []string) []error {
+	var errs []error
+	for i, r := range rs {
+		reason := ""
+		p, err := netip.ParsePrefix(r)
+		switch {
+		case err != nil:
+			reason = "not a CIDR range (10.0.0.0/8, fd00::/8)"
+		case p != p.Masked():
+			reason = "has host bits set; the range is " + p.Masked().String()
+		case p.Bits() == 0:
+			reason = "allows every address; list the ranges the tool needs"
+		}
+		if reason != "" {
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("connect_allow_ranges[%d]", i), Value: shorten(r), Reason: reason})
 		}
 	}
 	return errs

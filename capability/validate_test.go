@@ -333,3 +333,24 @@ func TestHTTPAPIManifestAndHash(t *testing.T) {
 		t.Fatal("unknown key in http_api accepted")
 	}
 }
+
+func TestAllowRanges(t *testing.T) {
+	if err := New().Connect("db.internal.example:5432").AllowRanges("10.20.0.0/16", "fd00::/8").Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for r, want := range map[string]string{
+		"10.20.0.1/16": "host bits", "0.0.0.0/0": "every address", "::/0": "every address",
+		"10.0.0.0": "not a CIDR", "internal": "not a CIDR",
+	} {
+		err := New().AllowRanges("10.0.0.0/8", r).Validate()
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != "connect_allow_ranges[1]" || !strings.Contains(fe.Reason, want) {
+			t.Errorf("%q: err %v, want %q", r, err, want)
+		}
+	}
+	a, _ := New().AllowRanges("10.0.0.0/8").Hash()
+	b, _ := New().Hash()
+	if a == b {
+		t.Error("allowed ranges are not part of the hash")
+	}
+}

@@ -104,6 +104,9 @@ func hostHasIPv6() bool {
 // sockets pid 1 will make, and the record's description of both.
 func (p *Process) planEgress() error {
 	if len(p.set.Egress) == 0 && len(p.set.APIs) == 0 {
+		if len(p.set.EgressAllow) > 0 {
+			return fmt.Errorf("%w: connect_allow_ranges %v without any connect grant", ErrPolicy, p.set.EgressAllow)
+		}
 		return nil
 	}
 	var grants []egress.Grant
@@ -134,8 +137,16 @@ func (p *Process) planEgress() error {
 	if len(ports) > maxEgressPorts {
 		return fmt.Errorf("%w: connect: %d distinct ports, at most %d", ErrPolicy, len(ports), maxEgressPorts)
 	}
+	var allow []netip.Prefix
+	for _, r := range p.set.EgressAllow {
+		pr, err := netip.ParsePrefix(r)
+		if err != nil {
+			return fmt.Errorf("%w: connect_allow_ranges: %w", ErrPolicy, err)
+		}
+		allow = append(allow, pr)
+	}
 	lim := p.r.Egress
-	cfg := egress.Config{Grants: grants, APIs: apis, TLS: p.r.UpstreamTLS, Limits: egress.Limits{MaxConns: lim.MaxConns, MaxTotal: lim.MaxTotal,
+	cfg := egress.Config{Grants: grants, APIs: apis, TLS: p.r.UpstreamTLS, Allow: allow, Limits: egress.Limits{MaxConns: lim.MaxConns, MaxTotal: lim.MaxTotal,
 		MaxBytes: lim.MaxBytes, MaxNames: lim.MaxNames, IdleTimeout: lim.IdleTimeout,
 		DialTimeout: lim.DialTimeout, DNSRate: lim.DNSRate}}
 	if p.r.Resolver != nil {
@@ -177,6 +188,7 @@ func (p *Process) planEgress() error {
 	hosts := p.proxy.Hosts()
 	info := &EgressInfo{Grants: append([]string{}, p.set.Egress...), DNS: egress.DNSAddr.String() + ":53",
 		Hosts: map[string]string{}, Limits: egressLimits(cfg.Limits)}
+	info.Allow = append(info.Allow, p.set.EgressAllow...)
 	for _, a := range p.set.APIs {
 		info.APIs = append(info.APIs, APIInfo{Host: a.Host, Header: a.Header, Secret: a.Secret, Upstream: "https://" + a.Host + "/"})
 	}

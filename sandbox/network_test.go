@@ -16,9 +16,11 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -224,6 +226,18 @@ func TestEgressRebindingRefused(t *testing.T) {
 	if len(u.dialed) != 0 {
 		t.Errorf("dialed %v", u.dialed)
 	}
+
+	// The policy may allow a range explicitly: then the same name connects.
+	res = runWith(t, u.runner(), set.Clone().AllowRanges("169.254.169.254/32"), `curl -sS -m 10 http://meta.example.com/`)
+	if string(res.Stdout) != "canary reached" {
+		t.Fatalf("with the range allowed: stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+	if c := conns(res.Audit, "connect", "meta.example.com"); len(c) != 1 || !c[0].Allowed || c[0].IP != "169.254.169.254" {
+		t.Errorf("with the range allowed: %+v", c)
+	}
+	if e := res.Audit.Enforce.Egress; e == nil || len(e.Allow) != 1 {
+		t.Errorf("enforcement.egress.allow: %+v", e)
+	}
 }
 
 // An HTTP API grant: the tool calls http://api.example.com/ and the
@@ -334,5 +348,56 @@ func TestEgressHTTPAPIMissingSecret(t *testing.T) {
 	_, err := sandbox.Run(context.Background(), set, sandbox.Command("/bin/true"))
 	if !errors.Is(err, sandbox.ErrSetup) || !strings.Contains(err.Error(), "env:TOOLCELL_TEST_NO_SUCH_KEY") {
 		t.Fatalf("err %v, want a setup error naming the secret reference", err)
+	}
+}
+
+// git clone over HTTPS, through the relay, from a local git server
+// (git http-backend behind a TLS server the test's CA signed).
+func TestEgressGitClone(t *testing.T) {
+	backend := "/usr/lib/git-core/git-http-backend"
+	if _, err := os.Stat(backend); err != nil {
+		t.Fatalf("git http-backend: %v (scripts/deps.sh installs git)", err)
+	}
+	repos := testenv.Tempdir(t)
+	src := filepath.Join(repos, "tool.git")
+	for _, args := range [][]string{
+		{"init", "-q", "--bare", src},
+		{"init", "-q", filepath.Join(repos, "work")},
+	} {
+		if out, err := exec.Command("git", args...).CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	work := filepath.Join(repos, "work")
+	for _, args := range [][]string{
+		{"-C", work, "commit", "-q", "--allow-empty", "-m", "fetched through toolcell"},
+		{"-C", work, "push", "-q", src, "HEAD:refs/heads/main"},
+		{"-C", src, "symbolic-ref", "HEAD", "refs/heads/main"},
+	} {
+		cmd := exec.Command("git", args...)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@e", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@e")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v %s", args, err, out)
+		}
+	}
+	wd := workdir(t)
+	srv := httptest.NewUnstartedServer(&cgi.Handler{Path: backend, Root: "/",
+		Env: []string{"GIT_PROJECT_ROOT=" + repos, "GIT_HTTP_EXPORT_ALL=1"}})
+	srv.TLS = testCA(t, wd, "git.example.com")
+	srv.StartTLS()
+	defer srv.Close()
+	u := newUpstreams()
+	u.add("git.example.com", "203.0.113.30", 443, srv.Listener.Addr().String())
+	set := base().InWorkdir(wd).Connect("git.example.com:443").WithTimeout(60 * time.Second)
+	res := runWith(t, u.runner(), set, `GIT_SSL_CAINFO=$PWD/ca.pem git clone -q https://git.example.com/tool.git clone && git -C clone log --format=%s`)
+	if res.ExitCode != 0 || string(res.Stdout) != "fetched through toolcell\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	c := conns(res.Audit, "connect", "git.example.com")
+	if len(c) == 0 || !c[0].Allowed || c[0].SNI != "git.example.com" || c[0].Protocol != "tls" || c[0].BytesIn == 0 {
+		t.Fatalf("connect entries %+v", c)
+	}
+	if len(res.Audit.Denials) != 0 {
+		t.Fatalf("denials %+v", res.Audit.Denials)
 	}
 }
