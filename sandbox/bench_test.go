@@ -2,11 +2,16 @@ package sandbox_test
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"io"
 	"math/rand"
+	"net"
 	"os/exec"
 	"runtime"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -134,4 +139,106 @@ func BenchmarkDeniedSyscall(b *testing.B) {
 	notified := timeRun(sandbox.DefaultRunner, "flood", n)
 	b.StopTimer()
 	b.ReportMetric(float64((notified-empty).Nanoseconds())/float64(b.N)/1000, "µs/denied-call")
+}
+
+// BenchmarkEgress compares the egress path with a direct loopback
+// connection, interleaved round by round, using one client binary
+// (testdata/netbench) run inside a sandbox (through toolcell's DNS and
+// relay) and on the host (straight to the server):
+//
+//	connect: connect, 1-byte echo, close; 200 per round
+//	throughput: 1 GiB one way, acknowledged by the server
+//
+// Run: go test -run '^$' -bench Egress -benchtime 5x ./sandbox
+func BenchmarkEgress(b *testing.B) {
+	testenv.RequireUserNS(b)
+	bin := testenv.BuildC(b, "../testdata/netbench/netbench.c")
+	echo := serveBench(b, func(c net.Conn) {
+		var x [1]byte
+		if n, _ := c.Read(x[:]); n == 1 {
+			c.Write(x[:])
+		}
+	})
+	sink := serveBench(b, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		var out [8]byte
+		binary.NativeEndian.PutUint64(out[:], uint64(n))
+		c.Write(out[:])
+	})
+	u := newUpstreams()
+	u.add("bench.example.com", "203.0.113.40", 7000, echo)
+	u.add("bench.example.com", "203.0.113.40", 7001, sink)
+	r := u.runner()
+	set := base().ExecFile(bin).Connect("bench.example.com:7000", "bench.example.com:7001").WithTimeout(5 * time.Minute)
+	const conns, mib = 200, 1024
+	inside := func(args ...string) float64 {
+		res, err := r.Run(context.Background(), set, sandbox.Command(bin, args...))
+		if err != nil || res.ExitCode != 0 {
+			b.Fatalf("sandboxed netbench %v: %v %s %s", args, err, res.Stdout, res.Stderr)
+		}
+		return parseNS(b, res.Stdout)
+	}
+	direct := func(args ...string) float64 {
+		out, err := exec.Command(bin, args...).Output()
+		if err != nil {
+			b.Fatalf("netbench %v: %v", args, err)
+		}
+		return parseNS(b, out)
+	}
+	_, echoPort, _ := net.SplitHostPort(echo)
+	_, sinkPort, _ := net.SplitHostPort(sink)
+	runs := map[string]func() float64{
+		"connect-relay":     func() float64 { return inside("latency", "bench.example.com", "7000", fmt.Sprint(conns)) },
+		"connect-direct":    func() float64 { return direct("latency", "127.0.0.1", echoPort, fmt.Sprint(conns)) },
+		"throughput-relay":  func() float64 { return inside("throughput", "bench.example.com", "7001", fmt.Sprint(mib)) },
+		"throughput-direct": func() float64 { return direct("throughput", "127.0.0.1", sinkPort, fmt.Sprint(mib)) },
+	}
+	names := []string{"connect-relay", "connect-direct", "throughput-relay", "throughput-direct"}
+	samples := map[string][]float64{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		order := rand.Perm(len(names))
+		for _, j := range order {
+			samples[names[j]] = append(samples[names[j]], runs[names[j]]())
+		}
+	}
+	b.StopTimer()
+	med := func(n string) float64 {
+		s := append([]float64(nil), samples[n]...)
+		sort.Float64s(s)
+		return s[len(s)/2]
+	}
+	b.ReportMetric(med("connect-relay")/1000, "us-connect/relay")
+	b.ReportMetric(med("connect-direct")/1000, "us-connect/direct")
+	b.ReportMetric(med("connect-relay")/med("connect-direct"), "ratio/connect")
+	mbps := func(ns float64) float64 { return mib * float64(1<<20) / (ns / 1e9) / 1e6 }
+	b.ReportMetric(mbps(med("throughput-relay")), "MBps/relay")
+	b.ReportMetric(mbps(med("throughput-direct")), "MBps/direct")
+	b.ReportMetric(med("throughput-direct")/med("throughput-relay"), "ratio/throughput")
+}
+
+func serveBench(b *testing.B, handle func(net.Conn)) string {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { handle(c); c.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func parseNS(b *testing.B, out []byte) float64 {
+	v, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil {
+		b.Fatalf("netbench printed %q", out)
+	}
+	return v
 }

@@ -57,9 +57,31 @@
 //     closed at execve whatever its close-on-exec flag.
 //   - Environment: PATH plus what Set.Env names. The host environment never
 //     reaches the tool, nor pid 1 (whose environment is the stage-2 marker).
-//   - Network: an empty network namespace with loopback up.
+//   - Network: an empty network namespace with loopback up; with egress
+//     grants, the relay below.
 //   - Syscalls: the seccomp allowlist compiled by package seccomp
 //     (SyscallPolicy), installed as the last step before execve.
+//
+// # Egress
+//
+// With Set.Egress or Set.APIs the namespace stays empty, and pid 1 (still
+// holding its capabilities there) adds local routes for all of IPv4 and
+// IPv6 on loopback and opens the relay's sockets: UDP and TCP on port 53
+// and a TCP listener (plus a recording UDP socket) per granted port. It
+// passes them to the supervisor (SOCKETS) and closes its copies; the tool,
+// which shares pid 1's descriptor table until its execve, sees them only
+// as close-on-exec descriptors it loses at exec. The supervisor answers
+// DNS for granted names only (synthetic 127.77.x.y addresses, also in the
+// view's /etc/hosts; resolv.conf names 127.77.0.1) and relays each
+// connection after checking the name and port, the TLS SNI or HTTP Host,
+// and the address the host resolves the name to (Runner.Resolver; loopback,
+// private, link-local, CGNAT, multicast and reserved ranges refused unless
+// Set.EgressAllow lists them), then dials it (Runner.Dialer) and copies
+// both ways under Runner.Egress caps. HTTP API grants are served by the
+// supervisor itself, adding the secret (Runner.Secrets) on its side. Every
+// query and connection is in Record.Network; the seccomp network group
+// (AF_INET/AF_INET6 stream and datagram sockets only) is added to the
+// filter.
 //
 // # Denied syscalls
 //
