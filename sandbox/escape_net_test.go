@@ -235,6 +235,27 @@ try:
 except (ssl.SSLError, OSError) as e:
     print("refused:", e)
 `, notDialed), check: refusedNet("connect", "api.example.com", "", "sni mismatch: internal.example.net")},
+		// Waiting past the relay's sniff window (1 s) before the
+		// ClientHello does not skip its check.
+		{attack: "net_sni_late", run: netAttack(api, nil, `
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection(("api.example.com", 443), timeout=10)
+time.sleep(1.5)
+try:
+    t = ctx.wrap_socket(s, server_hostname="internal.example.net")
+    t.sendall(b"GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")
+    if t.recv(100): escaped("fronted")
+except (ssl.SSLError, OSError) as e:
+    print("refused:", e)
+`, func(t *testing.T, e *netEnv, res *sandbox.Result) {
+			select {
+			case r := <-e.reached:
+				t.Errorf("the upstream got a request: %s", r)
+			default:
+			}
+		}), check: refusedNet("connect", "api.example.com", "", "sni mismatch: internal.example.net")},
 		{attack: "net_host_mismatch", run: netAttack(api, nil, `
 s = socket.create_connection(("api.example.com", 80), timeout=10)
 s.sendall(b"GET /admin HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")

@@ -492,3 +492,70 @@ func TestRelayCaps(t *testing.T) {
 		}
 	})
 }
+
+// A tool that waits before its ClientHello gets the server's bytes (the
+// relay connects after SniffWait, for protocols where the server speaks
+// first) but its own first bytes are still checked before any goes up.
+func TestRelayLateClientChecked(t *testing.T) {
+	banner, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer banner.Close()
+	got := make(chan string, 4)
+	go func() {
+		for {
+			c, err := banner.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, "220 hello\n")
+				b, _ := io.ReadAll(c)
+				got <- string(b)
+			}()
+		}
+	}()
+	lim := Limits{SniffWait: 50 * time.Millisecond}
+
+	// Server first: the banner arrives before the tool said anything.
+	p, port, _ := newFixture(t, banner.Addr().String(), public, lim)
+	c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if l, err := bufio.NewReader(c).ReadString('\n'); err != nil || l != "220 hello\n" {
+		t.Fatalf("banner %q %v", l, err)
+	}
+	io.WriteString(c, "EHLO tool\r\n")
+	c.(*net.TCPConn).CloseWrite()
+	if s := <-got; s != "EHLO tool\r\n" {
+		t.Fatalf("upstream got %q", s)
+	}
+	c.Close()
+	if e := lastEvent(t, p); !e.Allowed || e.Protocol != "tcp" || e.BytesIn != 10 {
+		t.Fatalf("event %+v", e)
+	}
+
+	// A late ClientHello naming another host: refused, nothing sent up.
+	p, port, _ = newFixture(t, banner.Addr().String(), public, lim)
+	raw, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	tc := tls.Client(raw, &tls.Config{ServerName: "evil.example.net", InsecureSkipVerify: true})
+	tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err == nil {
+		t.Fatal("late ClientHello with another SNI got through")
+	}
+	raw.Close()
+	if s := <-got; s != "" {
+		t.Fatalf("upstream got %q", s)
+	}
+	if e := lastEvent(t, p); e.Allowed || e.Reason != "sni mismatch: evil.example.net" {
+		t.Fatalf("event %+v", e)
+	}
+}

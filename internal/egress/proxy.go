@@ -32,7 +32,7 @@ type Limits struct {
 	MaxNames    int           // distinct names given an address (default 256)
 	IdleTimeout time.Duration // a connection with no byte either way (default 60s)
 	DialTimeout time.Duration // resolving and connecting upstream (default 10s)
-	SniffWait   time.Duration // wait for the client's first bytes (default 1s)
+	SniffWait   time.Duration // silence after which the relay connects anyway, for servers that speak first (default 1s)
 	DNSTimeout  time.Duration // a DNS-over-TCP connection's idle time (default 10s)
 	DNSRate     int           // DNS queries per second after a burst of 1000 (default 200)
 }

@@ -15,24 +15,41 @@ import (
 	"time"
 )
 
-// relay checks what the tool sends first, connects upstream and copies
-// both ways until both sides are done, a cap is reached or the proxy
-// closes. ev gets the outcome.
+// relay connects the tool's connection c upstream and copies both ways
+// until both sides are done, a cap is reached or the proxy closes. No byte
+// of the tool's goes upstream before its first bytes were checked (sniff);
+// if the tool says nothing for SniffWait, the server may be the one to
+// speak first (SMTP, MySQL), so the relay connects and lets the server's
+// bytes through while it keeps waiting for the tool's. ev gets the outcome.
 func (p *Proxy) relay(c net.Conn, ev *Event) {
-	head, err := p.sniff(c, ev)
-	if err != nil {
-		ev.Reason = err.Error()
-		return
+	var last atomic.Int64 // unix nanoseconds of the last byte either way
+	last.Store(time.Now().UnixNano())
+	busy := func() bool { return time.Since(time.Unix(0, last.Load())) < p.lim.IdleTimeout }
+	first := make(chan sniffed, 1)
+	go func() { first <- p.sniff(c, ev.Name, busy) }()
+	var s sniffed
+	early := false
+	select {
+	case s = <-first:
+		ev.Protocol, ev.SNI = s.protocol, s.sni
+		if s.err != nil {
+			ev.Reason = s.err.Error()
+			return
+		}
+	case <-time.After(p.lim.SniffWait):
+		early = true
 	}
 	up, err := p.dial(ev.Name, uint16(ev.Port), ev)
 	if err != nil {
 		ev.Reason = err.Error()
+		if early {
+			c.Close() // ends the sniffer
+			<-first
+		}
 		return
 	}
 	defer up.Close()
 	ev.Allowed = true
-	var last atomic.Int64 // unix nanoseconds of the last byte either way
-	last.Store(time.Now().UnixNano())
 	var once sync.Once
 	var reason atomic.Value
 	stop := func(why string) {
@@ -44,30 +61,55 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 			up.Close()
 		})
 	}
-	if len(head) > 0 {
-		if !p.charge(int64(len(head))) {
-			ev.Reason = "cap reached: bytes"
-			stop("")
-			return
-		}
-		if _, err := up.Write(head); err != nil {
-			ev.Reason = "upstream write: " + err.Error()
-			stop("")
-			return
-		}
-		ev.BytesOut = int64(len(head))
-	}
 	var wg sync.WaitGroup
 	var out, in int64
-	wg.Add(2)
-	go func() { defer wg.Done(); out = p.pipe(up, c, &last, stop) }()
+	wg.Add(1)
 	go func() { defer wg.Done(); in = p.pipe(c, up, &last, stop) }()
-	wg.Wait()
-	ev.BytesOut += out
-	ev.BytesIn = in
-	if r, ok := reason.Load().(string); ok {
-		ev.Reason = r
+	finish := func() {
+		wg.Wait()
+		ev.BytesOut += out
+		ev.BytesIn = in
+		if r, ok := reason.Load().(string); ok && ev.Reason == "" {
+			ev.Reason = r
+		}
 	}
+	if early {
+		s = <-first
+		ev.Protocol, ev.SNI = s.protocol, s.sni
+		if s.err != nil {
+			ev.Reason = s.err.Error()
+			ev.Allowed = !s.refused // refused: the tool's bytes never left
+			stop("")
+			finish()
+			return
+		}
+	}
+	if len(s.head) > 0 {
+		if !p.charge(int64(len(s.head))) {
+			ev.Reason = "cap reached: bytes"
+			stop("")
+			finish()
+			return
+		}
+		if _, err := up.Write(s.head); err != nil {
+			ev.Reason = "upstream write: " + err.Error()
+			stop("")
+			finish()
+			return
+		}
+		ev.BytesOut = int64(len(s.head))
+		last.Store(time.Now().UnixNano())
+	}
+	if s.eof {
+		// The tool half-closed without a byte: pass that on.
+		if cw, ok := up.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); out = p.pipe(up, c, &last, stop) }()
+	}
+	finish()
 }
 
 // chunk is how much one copy step may move before the byte budget and the
@@ -131,14 +173,24 @@ func (p *Proxy) charge(n int64) bool {
 	}
 }
 
-// sniff reads the client's first bytes, if it sends any within SniffWait,
-// and checks them against the name the tool connected to: a TLS
-// ClientHello must carry that name as SNI, an HTTP/1 request as Host.
-// Anything else (a client that waits for the server, like SMTP, or one that
-// speaks first, like SSH) is relayed as plain TCP: the name and port were
-// granted. It returns the bytes read, to be sent upstream first.
-func (p *Proxy) sniff(c net.Conn, ev *Event) ([]byte, error) {
-	ev.Protocol = "tcp"
+// sniffed is what the tool's first bytes were.
+type sniffed struct {
+	head          []byte // to be sent upstream first
+	protocol, sni string
+	eof           bool  // the tool half-closed before sending anything
+	err           error // why the connection ends here
+	refused       bool  // err is a refusal of what the tool sent
+}
+
+// sniff waits for the tool's first bytes (as long as the connection is
+// busy: no byte either way for IdleTimeout ends it) and checks them
+// against the name the tool connected to: a TLS ClientHello must carry that
+// name as SNI, an HTTP/1 request as Host. Anything else (SSH, a database
+// protocol) is relayed as plain TCP: the name and port were granted. A tool
+// cannot skip the check by waiting: nothing it sends goes upstream before
+// sniff returned.
+func (p *Proxy) sniff(c net.Conn, name string, busy func() bool) sniffed {
+	r := sniffed{protocol: "tcp"}
 	var seen bytes.Buffer
 	buf := make([]byte, 512)
 	more := func() error {
@@ -152,16 +204,31 @@ func (p *Proxy) sniff(c net.Conn, ev *Event) ([]byte, error) {
 		}
 		return err
 	}
-	_ = c.SetReadDeadline(time.Now().Add(p.lim.SniffWait))
-	if err := more(); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return nil, nil // the server speaks first
+	for {
+		_ = c.SetReadDeadline(time.Now().Add(p.lim.IdleTimeout))
+		err := more()
+		if err == nil {
+			break
 		}
-		return nil, errors.New("closed by the tool before sending anything")
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded) && busy():
+			continue // the server is talking; the tool may answer later
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			r.err = errors.New("idle for " + p.lim.IdleTimeout.String() + " before the tool sent anything")
+		case errors.Is(err, io.EOF):
+			r.eof = true
+		default:
+			r.err = errors.New("closed by the tool before sending anything")
+		}
+		return r
 	}
 	// The rest of a ClientHello or request head may take longer to come.
 	_ = c.SetReadDeadline(time.Now().Add(p.lim.DialTimeout))
 	defer c.SetReadDeadline(time.Time{})
+	refuse := func(why string) sniffed {
+		r.err, r.refused = errors.New(why), true
+		return r
+	}
 	method := ""
 	for method == "" && seen.Len() < 8 && methodPrefix(seen.Bytes()) {
 		if m, ok := methodOf(seen.Bytes()); ok {
@@ -169,7 +236,7 @@ func (p *Proxy) sniff(c net.Conn, ev *Event) ([]byte, error) {
 			break
 		}
 		if err := more(); err != nil {
-			return nil, errors.New("closed or stalled inside the first bytes")
+			return refuse("closed or stalled inside the first bytes")
 		}
 	}
 	if method == "" {
@@ -181,36 +248,37 @@ func (p *Proxy) sniff(c net.Conn, ev *Event) ([]byte, error) {
 	}
 	switch {
 	case seen.Bytes()[0] == 0x16: // TLS handshake record
-		ev.Protocol = "tls"
+		r.protocol = "tls"
 		sni, err := clientHelloSNI(rest())
 		if err != nil {
-			return nil, errors.New("malformed TLS ClientHello")
+			return refuse("malformed TLS ClientHello")
 		}
-		ev.SNI = sni
-		if sni != "" && canonicalName(sni) != ev.Name {
-			return nil, errors.New("sni mismatch: " + sni)
+		r.sni = sni
+		if sni != "" && canonicalName(sni) != name {
+			return refuse("sni mismatch: " + sni)
 		}
 	case method == "PRI":
-		ev.Protocol = "http"
-		return nil, errors.New("HTTP/2 without TLS is not relayed (its :authority cannot be checked)")
+		r.protocol = "http"
+		return refuse("HTTP/2 without TLS is not relayed (its :authority cannot be checked)")
 	case method != "":
-		ev.Protocol = "http"
+		r.protocol = "http"
 		req, err := http.ReadRequest(bufio.NewReader(rest()))
 		if err != nil {
-			return nil, errors.New("malformed HTTP request head")
+			return refuse("malformed HTTP request head")
 		}
 		host := req.Host
 		if h, _, err := net.SplitHostPort(host); err == nil {
 			host = h
 		}
-		if canonicalName(host) != ev.Name {
-			return nil, errors.New("host mismatch: " + host)
+		if canonicalName(host) != name {
+			return refuse("host mismatch: " + host)
 		}
 		if req.Method == http.MethodConnect {
-			return nil, errors.New("HTTP CONNECT tunnelling is not relayed")
+			return refuse("HTTP CONNECT tunnelling is not relayed")
 		}
 	}
-	return seen.Bytes(), nil
+	r.head = seen.Bytes()
+	return r
 }
 
 var methods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PRI"}
