@@ -13,6 +13,7 @@ out=$(go test -run '^$' -bench '^BenchmarkLaunch$' -benchtime "${rounds}x" -coun
 sc=$(go test -run '^$' -bench 'Compile' -benchtime 200x -count 1 ./seccomp)
 ov=$(go test -run '^$' -bench 'SyscallOverhead' -benchtime 15x -count 1 ./seccomp)
 dn=$(go test -run '^$' -bench 'DeniedSyscall' -benchtime 10000x -count 3 ./sandbox)
+eg=$(go test -run '^$' -bench '^BenchmarkEgress$' -benchtime 5x -count 1 ./sandbox)
 metric() { grep -oE "[0-9.]+ $1([[:space:]]|$)" <<<"$out" | awk '{print $1}'; }
 echo "| launcher (\`sh -c true\`, median of $rounds interleaved rounds) | ms |"
 echo "|---|---|"
@@ -39,5 +40,9 @@ done
 echo
 echo "denied syscall round trip through the supervisor (3 runs of 10000 calls):"
 grep -oE "[0-9.]+ µs/denied-call" <<<"$dn" | sed 's/^/- /'
+echo
+em() { grep -oE "[0-9.]+ $1([[:space:]]|$)" <<<"$eg" | awk '{print $1}'; }
+echo "egress (5 interleaved rounds, medians): connect + 1-byte echo $(em us-connect/relay) us through the relay vs $(em us-connect/direct) us direct ($(em ratio/connect)x);"
+echo "1 GiB one way $(em MBps/relay) MB/s through the relay vs $(em MBps/direct) MB/s direct ($(em ratio/throughput)x)"
 echo
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"
