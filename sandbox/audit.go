@@ -43,7 +43,8 @@ type Record struct {
 	DenialsDropped int64  `json:"denials_dropped"`
 	Network        []Conn `json:"network"`
 	// NetworkDropped counts network attempts not itemised in Network
-	// because it already held its maximum of entries (512).
+	// because it held its maximum: 512 distinct DNS answers and refusals,
+	// and separately 4096 allowed connections and API calls.
 	NetworkDropped int    `json:"network_dropped"`
 	Error          string `json:"error,omitempty"`
 }

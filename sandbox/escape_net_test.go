@@ -277,7 +277,7 @@ s = socket.create_connection(("sink.example.com", 9000), timeout=10)
 sent = 0
 try:
     while sent < 64 << 20:
-        sent += s.send(b"x" * 65536)
+        sent += s.send(b"\0" * 65536)
     escaped("sent %d bytes" % sent)
 except OSError as e:
     print("cut after", sent, e)

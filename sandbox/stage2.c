@@ -120,7 +120,10 @@ static void put_str(struct buf *b, const char *s)
  * it returns whether the message went out. */
 static int send_fds(struct buf *b, const int *fds, int nfds)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * TC_MAX_SOCKETS)];
+	union {
+		struct cmsghdr align;
+		char b[CMSG_SPACE(sizeof(int) * TC_MAX_SOCKETS)];
+	} cbuf;
 	struct iovec iov = {b->p, b->n};
 	struct msghdr mh = {0};
 	ssize_t r;
@@ -129,7 +132,7 @@ static int send_fds(struct buf *b, const int *fds, int nfds)
 	mh.msg_iovlen = 1;
 	if (nfds > 0 && nfds <= TC_MAX_SOCKETS) {
 		struct cmsghdr *c;
-		mh.msg_control = cbuf;
+		mh.msg_control = cbuf.b;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
 		c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
@@ -664,9 +667,12 @@ static void route_local(int family)
 		struct rtmsg r;
 		char attrs[16];
 	} req;
-	char ack[256];
+	union {
+		struct nlmsghdr h;
+		char b[256];
+	} ack;
 	struct rtattr *a;
-	struct nlmsghdr *h = (struct nlmsghdr *)ack;
+	struct nlmsghdr *h = &ack.h;
 	const char *what = family == AF_INET ? "0.0.0.0/0" : "::/0";
 	int s, oif = (int)if_nametoindex("lo");
 	ssize_t n;
@@ -695,7 +701,7 @@ static void route_local(int family)
 	if (send(s, &req, req.n.nlmsg_len, 0) != (ssize_t)req.n.nlmsg_len)
 		fail("route_send", what);
 	do
-		n = recv(s, ack, sizeof ack, 0);
+		n = recv(s, ack.b, sizeof ack.b, 0);
 	while (n < 0 && errno == EINTR);
 	if (n < (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) || h->nlmsg_type != NLMSG_ERROR) {
 		errno = EBADMSG;
@@ -740,7 +746,9 @@ static void make_sockets(struct plan *pl)
 		fds[i] = socket(v6 ? AF_INET6 : AF_INET, (tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
 		if (fds[i] < 0)
 			fail("socket", NULL);
-		if (setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+		/* Not on UDP: there SO_REUSEADDR would let the tool bind the
+		 * same port and take datagrams meant for the supervisor. */
+		if (tcp && setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
 			fail("socket", "SO_REUSEADDR");
 		/* TCP over IPv6 takes IPv4 too; UDP answers from the address
 		 * asked, so each family has its own socket and PKTINFO. */

@@ -16,6 +16,7 @@ var blocked = []struct {
 	{netip.MustParsePrefix("169.254.0.0/16"), "link-local address (cloud metadata lives here)"},
 	{netip.MustParsePrefix("172.16.0.0/12"), "private address"},
 	{netip.MustParsePrefix("192.0.0.0/24"), "IETF protocol address"},
+	{netip.MustParsePrefix("168.63.129.16/32"), "cloud platform address (Azure WireServer)"},
 	{netip.MustParsePrefix("192.168.0.0/16"), "private address"},
 	{netip.MustParsePrefix("198.18.0.0/15"), "benchmarking address"},
 	{netip.MustParsePrefix("224.0.0.0/4"), "multicast address"},
@@ -24,6 +25,10 @@ var blocked = []struct {
 	{netip.MustParsePrefix("::1/128"), "loopback address"},
 	{netip.MustParsePrefix("100::/64"), "discard address"},
 	{netip.MustParsePrefix("fc00::/7"), "unique local address (cloud metadata lives here)"},
+	{netip.MustParsePrefix("fec0::/10"), "site-local address"},
+	{netip.MustParsePrefix("64:ff9b:1::/48"), "local-use NAT64 address"},
+	{netip.MustParsePrefix("2002::/16"), "6to4 address"},
+	{netip.MustParsePrefix("2001::/32"), "Teredo address"},
 	{netip.MustParsePrefix("fe80::/10"), "link-local address"},
 	{netip.MustParsePrefix("ff00::/8"), "multicast address"},
 }
@@ -31,9 +36,10 @@ var blocked = []struct {
 // translated IPv6 ranges carry an IPv4 address in their low 32 bits: they
 // are judged by that address.
 var translated = []netip.Prefix{
-	netip.MustParsePrefix("::ffff:0:0/96"), // IPv4-mapped
-	netip.MustParsePrefix("64:ff9b::/96"),  // NAT64
-	netip.MustParsePrefix("::/96"),         // IPv4-compatible (deprecated)
+	netip.MustParsePrefix("::ffff:0:0/96"),   // IPv4-mapped
+	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64
+	netip.MustParsePrefix("::/96"),           // IPv4-compatible (deprecated)
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated (SIIT)
 }
 
 // Blocked reports why a may not be dialed, or "" if it may. A range in

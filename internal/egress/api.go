@@ -6,9 +6,12 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -22,6 +25,15 @@ type API struct {
 	Header string
 	Value  string
 	Secret string // the reference, for the record
+
+	port uint16 // the port inside the sandbox: 80 (tests use others)
+}
+
+func (a *API) servedOn() uint16 {
+	if a.port != 0 {
+		return a.port
+	}
+	return 80
 }
 
 func (p *Proxy) api(name string) *API {
@@ -71,21 +83,62 @@ func (c *countingReader) Read(b []byte) (int, error) {
 
 var errBytes = fmt.Errorf("cap reached: bytes")
 
+// idleConn refreshes the idle deadline before every read and write, so a
+// tool that stops reading or writing halfway is cut after IdleTimeout.
+type idleConn struct {
+	net.Conn
+	idle time.Duration
+}
+
+func (c idleConn) Read(b []byte) (int, error) {
+	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idle))
+	return c.Conn.Read(b)
+}
+
+func (c idleConn) Write(b []byte) (int, error) {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.idle))
+	return c.Conn.Write(b)
+}
+
+// trackedBody is a request body handed to the transport: it says whether
+// the transport read it to the end and when it let go of it (the
+// transport may read and close it after RoundTrip returned).
+type trackedBody struct {
+	countingReader
+	eof    bool
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.countingReader.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *trackedBody) Close() error {
+	b.once.Do(func() { close(b.closed) })
+	return nil
+}
+
 // serveAPI serves the tool's HTTP/1 requests on c, one at a time, each
-// forwarded over TLS with the API's header, and records each as an "http"
-// event.
+// forwarded over TLS to the API with its header, and records each as an
+// "http" event. Only origin-form requests (GET /path) for the API's own
+// Host are forwarded, to a URL built from the API's name and the path.
 func (p *Proxy) serveAPI(c net.Conn, api *API, dst string) {
 	tlsCfg := &tls.Config{}
 	if p.cfg.TLS != nil {
 		tlsCfg = p.cfg.TLS.Clone()
 	}
 	tlsCfg.ServerName = api.Name
-	var dialed string
+	var dialed atomic.Value
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			ev := Event{}
 			conn, err := p.dial(api.Name, 443, &ev)
-			dialed = ev.Addr
+			dialed.Store(ev.Addr)
 			if err != nil {
 				return nil, &refusal{ev.Addr, err}
 			}
@@ -99,33 +152,35 @@ func (p *Proxy) serveAPI(c net.Conn, api *API, dst string) {
 		TLSHandshakeTimeout:   p.lim.DialTimeout,
 	}
 	defer tr.CloseIdleConnections()
-	br := bufio.NewReader(c)
+	ic := idleConn{c, p.lim.IdleTimeout}
+	lr := &io.LimitedReader{R: ic}
+	br := bufio.NewReader(lr)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(p.lim.IdleTimeout))
+		// The request head is bounded; its body is charged as it goes.
+		lr.N = maxHead
 		req, err := http.ReadRequest(br)
+		head := maxHead - lr.N
+		lr.N = math.MaxInt64
 		if err != nil {
 			return
 		}
-		_ = c.SetReadDeadline(time.Time{})
 		ev := Event{Kind: "http", Name: api.Name, Port: 80, Dst: dst, Protocol: "http", Method: req.Method,
-			Path: req.URL.Path, Secret: api.Secret, At: time.Now()}
-		host := req.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
+			Path: req.URL.Path, Secret: api.Secret, At: time.Now(), BytesOut: head}
+		if !p.charge(head) {
+			ev.Reason = errBytes.Error()
 		}
-		switch {
-		case canonicalName(host) != api.Name:
-			ev.Reason = "host mismatch: " + host
-		case req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "":
-			ev.Reason = "tunnels and protocol upgrades are not relayed"
+		if ev.Reason == "" {
+			ev.Reason = apiRequestProblem(req, api.Name)
 		}
 		if ev.Reason != "" {
 			p.log.add(ev, true)
-			writeStatus(c, http.StatusForbidden, "toolcell: "+ev.Reason)
+			writeStatus(ic, http.StatusForbidden, "toolcell: "+ev.Reason)
 			return
 		}
-		keep := p.forward(c, req, api, tr, &ev)
-		ev.Addr = dialed
+		keep := p.forward(ic, req, api, tr, &ev)
+		if a, ok := dialed.Load().(string); ok {
+			ev.Addr = a
+		}
 		ev.Duration = time.Since(ev.At)
 		p.log.add(ev, false)
 		if !keep {
@@ -134,22 +189,47 @@ func (p *Proxy) serveAPI(c net.Conn, api *API, dst string) {
 	}
 }
 
+// apiRequestProblem says why a request to an API is not forwarded, or "".
+func apiRequestProblem(req *http.Request, name string) string {
+	host := req.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	switch {
+	case req.URL.Opaque != "" || req.URL.Scheme != "" || req.URL.Host != "" || req.URL.User != nil ||
+		!strings.HasPrefix(req.RequestURI, "/"):
+		return "only origin-form requests (GET /path) are forwarded"
+	case canonicalName(host) != name:
+		return "host mismatch: " + host
+	case req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "":
+		return "tunnels and protocol upgrades are not relayed"
+	case req.Method == http.MethodTrace || strings.EqualFold(req.Method, "TRACK"):
+		return "TRACE would echo the secret back"
+	}
+	return ""
+}
+
 // forward sends one request upstream and its response back; it reports
 // whether the connection can take another request.
 func (p *Proxy) forward(c net.Conn, req *http.Request, api *API, tr *http.Transport, ev *Event) bool {
-	body := &countingReader{r: req.Body, n: &ev.BytesOut, p: p}
-	out, err := http.NewRequestWithContext(p.ctx, req.Method, "https://"+api.Name+req.URL.RequestURI(), body)
+	body := &trackedBody{countingReader: countingReader{r: req.Body, n: &ev.BytesOut, p: p}, closed: make(chan struct{})}
+	u := &url.URL{Scheme: "https", Host: api.Name, Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
+	out, err := http.NewRequestWithContext(p.ctx, req.Method, u.String(), body)
 	if err != nil {
 		ev.Reason = "bad request: " + err.Error()
 		writeStatus(c, http.StatusBadRequest, "toolcell: bad request")
 		return false
 	}
+	out.Host = api.Name
 	out.Header = req.Header.Clone()
 	dropHop(out.Header)
+	out.Header.Del("Host")
 	out.Header.Set(api.Header, api.Value)
 	out.ContentLength = req.ContentLength
 	if req.ContentLength == 0 {
 		out.Body = http.NoBody
+		body.eof = true
+		body.Close()
 	}
 	resp, err := tr.RoundTrip(out)
 	if err != nil {
@@ -174,14 +254,23 @@ func (p *Proxy) forward(c net.Conn, req *http.Request, api *API, tr *http.Transp
 	if resp.ContentLength < 0 {
 		resp.TransferEncoding = []string{"chunked"}
 	}
-	resp.Close = req.Close
+	upstreamClose := resp.Close
+	resp.Close = resp.Close || req.Close
 	if err := resp.Write(c); err != nil {
 		if respBody.over.Load() {
 			ev.Reason = errBytes.Error()
 		}
 		return false
 	}
-	return !req.Close && !resp.Close
+	// The next request is read from the same buffer the transport may
+	// still be reading this body from: go on only once the transport let
+	// go of a body it read to the end.
+	select {
+	case <-body.closed:
+	case <-time.After(p.lim.IdleTimeout):
+		return false
+	}
+	return body.eof && !req.Close && !upstreamClose
 }
 
 func writeStatus(c net.Conn, code int, msg string) {

@@ -80,6 +80,11 @@ func (p *Proxy) resolveQuestion(r *dns.Msg, q dns.Question, ev *Event) {
 		ev.Reason = "not granted"
 		return
 	}
+	if !hostName(ev.Name) {
+		r.Rcode = dns.RcodeNameError
+		ev.Reason = "not a host name"
+		return
+	}
 	addr, reason := p.addrFor(ev.Name)
 	if reason != "" {
 		r.Rcode = dns.RcodeNameError
@@ -92,6 +97,21 @@ func (p *Proxy) resolveQuestion(r *dns.Msg, q dns.Question, ev *Event) {
 	}
 	// Any other type of a granted name: no data (NOERROR, empty answer),
 	// so clients fall back to the A record.
+}
+
+// hostName reports whether name is made of letter-digit-hyphen labels: a
+// name with escaped bytes (miekg/dns shows a dot inside a label as "\.")
+// could mean something else to the host's resolver than to the grant.
+func hostName(name string) bool {
+	if name == "" || len(name) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(name, ".") {
+		if l == "" || len(l) > 63 || strings.Trim(l, "abcdefghijklmnopqrstuvwxyz0123456789-") != "" {
+			return false
+		}
+	}
+	return true
 }
 
 func rrHeader(q dns.Question, t uint16) dns.RR_Header {
@@ -121,8 +141,10 @@ func (p *Proxy) serveDNSConn(c net.Conn, dst string) {
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
 			return
 		}
-		q := make([]byte, binary.BigEndian.Uint16(hdr[:]))
-		if _, err := io.ReadFull(c, q); err != nil {
+		// Allocated as the bytes come, not from the length alone.
+		n := int64(binary.BigEndian.Uint16(hdr[:]))
+		q, err := io.ReadAll(io.LimitReader(c, n))
+		if err != nil || int64(len(q)) != n {
 			return
 		}
 		if !p.dnsToken() {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -29,7 +30,9 @@ func TestBlocked(t *testing.T) {
 		{"240.0.0.1", true}, {"::1", true}, {"::", true}, {"fe80::1", true}, {"fd00:ec2::254", true},
 		{"ff02::1", true}, {"::ffff:127.0.0.1", true}, {"::ffff:169.254.169.254", true},
 		{"64:ff9b::a9fe:a9fe", true}, {"::ffff:93.184.215.14", false}, {"64:ff9b::5db8:d70e", false},
-		{"198.18.0.1", true}, {"192.0.0.8", true},
+		{"198.18.0.1", true}, {"192.0.0.8", true}, {"168.63.129.16", true}, {"fec0::1", true},
+		{"64:ff9b:1::1", true}, {"2002:7f00:1::1", true}, {"2001:0:4136:e378::1", true},
+		{"::ffff:0:7f00:1", true}, {"2001:db8::1", false}, {"2a00:1450:4001::1", false},
 	} {
 		got := Blocked(netip.MustParseAddr(c.addr), nil)
 		if (got != "") != c.blocked {
@@ -134,6 +137,12 @@ func TestDNS(t *testing.T) {
 	}
 	if r := query(t, srv, "api.example.com", dns.TypeANY); r.Rcode != dns.RcodeRefused {
 		t.Errorf("ANY: %v", r)
+	}
+	// A label with an escaped dot is not a host name.
+	m := new(dns.Msg)
+	m.SetQuestion("evil\\.api.cdn.example.org.", dns.TypeA)
+	if r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(m, srv); err != nil || r.Rcode != dns.RcodeNameError {
+		t.Errorf("escaped label: %v %v", r, err)
 	}
 	// The third name is the cap.
 	query(t, srv, "a.cdn.example.org", dns.TypeA)
@@ -311,6 +320,11 @@ func TestRelayHostMismatch(t *testing.T) {
 	defer up.Close()
 	for _, req := range []string{
 		"GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
+		"get / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
+		"PROPFIND / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
+		"\r\nGET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
+		"GET http://api.example.com/ HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: api.example.com\r\nHost: internal.example.net\r\n\r\n",
 		"GET http://internal.example.net/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
 		"CONNECT internal.example.net:443 HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
 		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
@@ -378,6 +392,21 @@ func TestRelayRebinding(t *testing.T) {
 			t.Errorf("%v: dialed %s", addrs, a)
 		default:
 		}
+	}
+}
+
+// The host's own interface addresses are refused like loopback.
+func TestRelayHostAddress(t *testing.T) {
+	p, port, d := newFixture(t, "127.0.0.1:1", public, Limits{})
+	p.hostAddrs[public[0]] = true
+	rawRequest(t, port, "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+	if e := lastEvent(t, p); e.Allowed || e.Reason != "an address of this host 203.0.113.7" {
+		t.Fatalf("event %+v", e)
+	}
+	select {
+	case a := <-d.dialed:
+		t.Fatalf("dialed %s", a)
+	default:
 	}
 }
 
@@ -557,5 +586,181 @@ func TestRelayLateClientChecked(t *testing.T) {
 	}
 	if e := lastEvent(t, p); e.Allowed || e.Reason != "sni mismatch: evil.example.net" {
 		t.Fatalf("event %+v", e)
+	}
+}
+
+// Made-up names fill the folded quota; an allowed connection after them is
+// still itemised.
+func TestEventQuotas(t *testing.T) {
+	var l eventLog
+	for i := 0; i < maxFolded+100; i++ {
+		l.add(Event{Kind: "dns", Name: fmt.Sprintf("n%d.attacker.test", i), Reason: "not granted"}, true)
+	}
+	l.add(Event{Kind: "connect", Name: "api.example.com", Allowed: true}, false)
+	ev, dropped := l.result()
+	if dropped != 100 || len(ev) != maxFolded+1 || !ev[len(ev)-1].Allowed {
+		t.Fatalf("%d events, %d dropped, last %+v", len(ev), dropped, ev[len(ev)-1])
+	}
+}
+
+// apiFixture serves an API grant for api.example.com on 127.77.0.2:port
+// (the tool's side) in front of a TLS upstream that records what it got.
+func apiFixture(t *testing.T, h http.HandlerFunc) (*Proxy, int, chan string) {
+	t.Helper()
+	seen := make(chan string, 16)
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Method + " " + r.Host + " " + r.RequestURI + " key=" + r.Header.Get("X-Key")
+		h(w, r)
+	}))
+	t.Cleanup(up.Close)
+	pool := x509.NewCertPool()
+	pool.AddCert(up.Certificate())
+	l, port := listenFirst(t)
+	d := fakeDialer{routes: map[string]string{"203.0.113.7:443": up.Listener.Addr().String()}, dialed: make(chan string, 16)}
+	p := New(Config{Grants: grants(t, fmt.Sprintf("api.example.com:%d", port)), Resolver: fakeResolver{"api.example.com": public},
+		Dialer: d, TLS: &tls.Config{RootCAs: pool},
+		APIs: []API{{Name: "api.example.com", Header: "X-Key", Value: "k-secret", Secret: "env:K"}}})
+	// The API is served on the name's port 80 inside a sandbox; here the
+	// listener's port stands in for it.
+	p.cfg.APIs[0].port = uint16(port)
+	go p.Serve(l)
+	t.Cleanup(func() { l.Close(); p.Close() })
+	return p, port, seen
+}
+
+func apiCall(t *testing.T, port int, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, req)
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func TestAPI(t *testing.T) {
+	t.Run("forwarded", func(t *testing.T) {
+		p, port, seen := apiFixture(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+		out := apiCall(t, port, "GET /v1/x?q=1 HTTP/1.1\r\nHost: api.example.com\r\nX-Key: forged\r\nConnection: close\r\n\r\n")
+		if !strings.HasSuffix(out, "ok") {
+			t.Fatalf("response %q", out)
+		}
+		if s := <-seen; s != "GET api.example.com /v1/x?q=1 key=k-secret" {
+			t.Fatalf("upstream saw %q", s)
+		}
+		if e := lastEvent(t, p); !e.Allowed || e.Kind != "http" || e.Status != 200 || e.Path != "/v1/x" || e.Secret != "env:K" {
+			t.Fatalf("event %+v", e)
+		}
+	})
+	for name, req := range map[string]string{
+		"userinfo target":  "GET x:@evil.example/steal HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"absolute target":  "GET https://evil.example/steal HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"asterisk target":  "OPTIONS * HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"other host":       "GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+		"trace":            "TRACE / HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"upgrade":          "GET / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+		"header too large": "GET / HTTP/1.1\r\nHost: api.example.com\r\nX-Big: " + strings.Repeat("a", 80<<10) + "\r\n\r\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			p, port, seen := apiFixture(t, func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+			if out := apiCall(t, port, req); strings.HasSuffix(out, "ok") {
+				t.Fatalf("forwarded: %q", out)
+			}
+			select {
+			case s := <-seen:
+				t.Fatalf("upstream saw %q", s)
+			default:
+			}
+			p.Close()
+			if ev, _ := p.Events(); len(ev) > 0 && ev[len(ev)-1].Allowed {
+				t.Fatalf("events %+v", ev)
+			}
+		})
+	}
+	t.Run("early answer", func(t *testing.T) {
+		// The upstream answers before reading the body: the connection
+		// ends instead of reading the next request from under the
+		// transport.
+		p, port, seen := apiFixture(t, func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+		})
+		c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "POST /up HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 1000000\r\n\r\n")
+		go func() {
+			c.Write(make([]byte, 100000))
+		}()
+		b, _ := bufio.NewReader(c).ReadString('\n')
+		if !strings.Contains(b, "413") {
+			t.Fatalf("status line %q", b)
+		}
+		<-seen
+		p.Close()
+	})
+}
+
+// A tool that stops reading while the upstream still sends is cut after
+// the idle time, half-closed or not.
+func TestRelayStalledReader(t *testing.T) {
+	src, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	go func() {
+		for {
+			c, err := src.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.Read(make([]byte, 1))
+				c.Write(make([]byte, 64<<20))
+			}()
+		}
+	}()
+	p, port, _ := newFixture(t, src.Addr().String(), public, Limits{IdleTimeout: 300 * time.Millisecond})
+	c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte{'x'})
+	c.(*net.TCPConn).CloseWrite()
+	start := time.Now()
+	var e Event
+	for time.Since(start) < 10*time.Second {
+		if ev, _ := p.Events(); len(ev) > 0 {
+			e = ev[0]
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.HasPrefix(e.Reason, "idle for") {
+		t.Fatalf("after %v: event %+v", time.Since(start), e)
+	}
+}
+
+func TestRequestLineShape(t *testing.T) {
+	for line, want := range map[string]bool{
+		"GET / HTTP/1.1": true, "get /x HTTP/1.0": true, "PROPFIND /d http/1.1": true,
+		"SSH-2.0-OpenSSH_9.2": false, "EHLO tool": false, "GET /": false, "SET k v": false,
+	} {
+		if got := httpRequestLine([]byte(line)); got != want {
+			t.Errorf("httpRequestLine(%q) = %v", line, got)
+		}
+	}
+	for line, want := range map[string]bool{"GET": true, "GET /x": true, "ab/cd": false, "{\"a\"": false, "x=1": false} {
+		if got := methodSoFar([]byte(line)); got != want {
+			t.Errorf("methodSoFar(%q) = %v", line, got)
+		}
 	}
 }

@@ -28,16 +28,22 @@ type Event struct {
 	At       time.Time
 }
 
-// maxEvents bounds the itemised events of one run; identical refusals and
-// answers are folded into one event with a count, and what no longer fits
-// is only counted (Dropped).
-const maxEvents = 512
+// maxFolded bounds the distinct DNS answers and refusals of one run
+// (identical ones are one event with a count); maxItemised bounds the
+// allowed connections and API calls, which have a quota of their own so
+// that a flood of made-up names cannot push them out of the record. What
+// no longer fits is only counted (dropped).
+const (
+	maxFolded   = 512
+	maxItemised = 4096
+)
 
 type eventLog struct {
-	mu      sync.Mutex
-	events  []Event
-	index   map[foldKey]int
-	dropped int
+	mu               sync.Mutex
+	events           []Event
+	index            map[foldKey]int
+	folded, itemised int
+	dropped          int
 }
 
 type foldKey struct {
@@ -62,7 +68,7 @@ func (l *eventLog) add(e Event, fold bool) {
 			return
 		}
 	}
-	if len(l.events) >= maxEvents {
+	if fold && l.folded >= maxFolded || !fold && l.itemised >= maxItemised {
 		l.dropped += e.Count
 		return
 	}
@@ -71,6 +77,9 @@ func (l *eventLog) add(e Event, fold bool) {
 			l.index = map[foldKey]int{}
 		}
 		l.index[k] = len(l.events)
+		l.folded++
+	} else {
+		l.itemised++
 	}
 	l.events = append(l.events, e)
 }

@@ -86,16 +86,18 @@ type Proxy struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex
-	byName map[string]netip.Addr
-	byAddr map[netip.Addr]string
-	next   netip.Addr
-	conns  map[io.Closer]struct{}
-	closed bool
-	active int
-	total  int
+	mu       sync.Mutex
+	byName   map[string]netip.Addr
+	byAddr   map[netip.Addr]string
+	next     netip.Addr
+	conns    map[io.Closer]struct{}
+	closed   bool
+	active   int
+	total    int
+	dnsConns int
 
-	bytes atomic.Int64 // budget left
+	bytes     atomic.Int64 // budget left
+	hostAddrs map[netip.Addr]bool
 
 	dnsMu     sync.Mutex
 	dnsTokens float64
@@ -115,6 +117,16 @@ func New(cfg Config) *Proxy {
 	p := &Proxy{cfg: cfg, lim: cfg.Limits.withDefaults(), byName: map[string]netip.Addr{},
 		byAddr: map[netip.Addr]string{}, next: FirstName, conns: map[io.Closer]struct{}{}}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
+	// Services listening on all of the host's addresses are the host's:
+	// its interface addresses are refused like loopback.
+	p.hostAddrs = map[netip.Addr]bool{}
+	if as, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range as {
+			if pfx, err := netip.ParsePrefix(a.String()); err == nil {
+				p.hostAddrs[pfx.Addr().Unmap().WithZone("")] = true
+			}
+		}
+	}
 	p.bytes.Store(p.lim.MaxBytes)
 	p.dnsTokens = 1000
 	for _, g := range cfg.Grants {
@@ -267,6 +279,11 @@ func (p *Proxy) handle(c net.Conn) {
 	if port == 53 && !(ok && p.grantedPort(name, 53)) {
 		// DNS over TCP, to toolcell's address or any other: every
 		// address is local inside the sandbox.
+		if !p.admitDNS() {
+			p.log.add(Event{Kind: "dns", Dst: at, Reason: fmt.Sprintf("cap reached: %d DNS connections", maxDNSConns), At: time.Now()}, true)
+			return
+		}
+		defer p.releaseDNS()
 		p.serveDNSConn(c, at)
 		return
 	}
@@ -288,13 +305,32 @@ func (p *Proxy) handle(c net.Conn) {
 		return
 	}
 	defer p.release()
-	if api := p.api(name); api != nil && port == 80 {
+	if api := p.api(name); api != nil && port == api.servedOn() {
 		p.serveAPI(c, api, at)
 		return
 	}
 	p.relay(c, &ev)
 	ev.Duration = time.Since(ev.At)
 	p.log.add(ev, !ev.Allowed)
+}
+
+// maxDNSConns bounds concurrent DNS-over-TCP connections.
+const maxDNSConns = 16
+
+func (p *Proxy) admitDNS() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.dnsConns >= maxDNSConns {
+		return false
+	}
+	p.dnsConns++
+	return true
+}
+
+func (p *Proxy) releaseDNS() {
+	p.mu.Lock()
+	p.dnsConns--
+	p.mu.Unlock()
 }
 
 // admit takes a connection slot, or says which cap is reached.
@@ -331,7 +367,11 @@ func (p *Proxy) dial(name string, port uint16, ev *Event) (net.Conn, error) {
 	}
 	var why string
 	for _, a := range addrs {
-		if reason := Blocked(a, p.cfg.Allow); reason != "" {
+		reason := Blocked(a, p.cfg.Allow)
+		if reason == "" && p.hostAddrs[a.Unmap().WithZone("")] && !allowed(a, p.cfg.Allow) {
+			reason = "an address of this host"
+		}
+		if reason != "" {
 			if why == "" {
 				why, ev.Addr = reason+" "+a.String(), a.String()
 			}
@@ -376,3 +416,12 @@ func (p *Proxy) Close() {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+func allowed(a netip.Addr, allow []netip.Prefix) bool {
+	for _, p := range allow {
+		if p.Contains(a.Unmap()) || p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"os"
 	"strings"
 	"sync"
@@ -77,7 +78,13 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 		s = <-first
 		ev.Protocol, ev.SNI = s.protocol, s.sni
 		if s.err != nil {
-			ev.Reason = s.err.Error()
+			// A refusal of the tool's bytes, or the end of a connection
+			// the other direction closed (its reason wins).
+			if r, ok := reason.Load().(string); ok && !s.refused {
+				ev.Reason = r
+			} else {
+				ev.Reason = s.err.Error()
+			}
 			ev.Allowed = !s.refused // refused: the tool's bytes never left
 			stop("")
 			finish()
@@ -131,6 +138,7 @@ func (p *Proxy) pipe(dst, src net.Conn, last *atomic.Int64, stop func(string)) i
 			return total
 		}
 		_ = src.SetReadDeadline(time.Now().Add(p.lim.IdleTimeout))
+		_ = dst.SetWriteDeadline(time.Now().Add(p.lim.IdleTimeout))
 		got, err := io.Copy(dst, &io.LimitedReader{R: src, N: n})
 		p.bytes.Add(n - got) // refund what was not used
 		total += got
@@ -229,25 +237,19 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool) sniffed {
 		r.err, r.refused = errors.New(why), true
 		return r
 	}
-	method := ""
-	for method == "" && seen.Len() < 8 && methodPrefix(seen.Bytes()) {
-		if m, ok := methodOf(seen.Bytes()); ok {
-			method = m
-			break
-		}
+	// Leading empty lines are skipped by HTTP servers: skip them too.
+	for len(bytes.TrimLeft(seen.Bytes(), "\r\n")) == 0 {
 		if err := more(); err != nil {
 			return refuse("closed or stalled inside the first bytes")
 		}
-	}
-	if method == "" {
-		method, _ = methodOf(seen.Bytes())
 	}
 	rest := func() io.Reader {
 		head := append([]byte(nil), seen.Bytes()...)
 		return io.MultiReader(bytes.NewReader(head), io.TeeReader(io.LimitReader(c, maxHead), &seen))
 	}
+	first := bytes.TrimLeft(seen.Bytes(), "\r\n")[0]
 	switch {
-	case seen.Bytes()[0] == 0x16: // TLS handshake record
+	case first == 0x16: // TLS handshake record
 		r.protocol = "tls"
 		sni, err := clientHelloSNI(rest())
 		if err != nil {
@@ -257,51 +259,127 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool) sniffed {
 		if sni != "" && canonicalName(sni) != name {
 			return refuse("sni mismatch: " + sni)
 		}
-	case method == "PRI":
-		r.protocol = "http"
-		return refuse("HTTP/2 without TLS is not relayed (its :authority cannot be checked)")
-	case method != "":
-		r.protocol = "http"
-		req, err := http.ReadRequest(bufio.NewReader(rest()))
-		if err != nil {
-			return refuse("malformed HTTP request head")
-		}
-		host := req.Host
-		if h, _, err := net.SplitHostPort(host); err == nil {
-			host = h
-		}
-		if canonicalName(host) != name {
-			return refuse("host mismatch: " + host)
-		}
-		if req.Method == http.MethodConnect {
-			return refuse("HTTP CONNECT tunnelling is not relayed")
+	case isTchar(first):
+		// Text that starts like a request line: read the whole line. If
+		// it is one ("METHOD target HTTP/x.y", any method, any case), the
+		// request must name the granted host; other text protocols (SSH,
+		// SMTP, Redis) go through as they are.
+		for {
+			line, complete, binary := firstLine(seen.Bytes())
+			if binary || (complete && !httpRequestLine(line)) || !methodSoFar(line) {
+				break
+			}
+			if complete {
+				r.protocol = "http"
+				if why := checkHTTP(rest(), seen.Bytes, name); why != "" {
+					return refuse(why)
+				}
+				break
+			}
+			if seen.Len() >= maxHead {
+				return refuse("first line longer than 64 KiB")
+			}
+			if err := more(); errors.Is(err, io.EOF) {
+				r.eof = true // an unfinished line is no request: pass it on
+				break
+			} else if err != nil {
+				return refuse("closed or stalled inside the first line")
+			}
 		}
 	}
 	r.head = seen.Bytes()
 	return r
 }
 
-var methods = []string{"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "PRI"}
-
-// methodPrefix reports whether b could still become "METHOD ".
-func methodPrefix(b []byte) bool {
-	for _, m := range methods {
-		w := m + " "
-		if len(b) <= len(w) && w[:len(b)] == string(b) {
-			return true
-		}
-	}
-	return false
+// isTchar reports whether b may be in an HTTP token (a method).
+func isTchar(b byte) bool {
+	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
 }
 
-// methodOf returns the HTTP method b starts with ("GET "), if any.
-func methodOf(b []byte) (string, bool) {
-	for _, m := range methods {
-		if bytes.HasPrefix(b, []byte(m+" ")) {
-			return m, true
+// firstLine returns the first non-empty line of b, whether it is complete
+// (a line feed was seen), and whether b holds a byte no text line has.
+func firstLine(b []byte) (line []byte, complete, binary bool) {
+	b = bytes.TrimLeft(b, "\r\n")
+	i := bytes.IndexByte(b, '\n')
+	if i >= 0 {
+		b, complete = b[:i], true
+	}
+	for _, c := range b {
+		if (c < 0x20 && c != '\r' && c != '\t') || c == 0x7f {
+			return nil, false, true
 		}
 	}
-	return "", false
+	return bytes.TrimSuffix(b, []byte("\r")), complete, false
+}
+
+// methodSoFar reports whether line can still begin with a method: only
+// token characters up to the first space (a line that breaks this is no
+// request line, whatever follows).
+func methodSoFar(line []byte) bool {
+	for _, c := range line {
+		if c == ' ' {
+			return true
+		}
+		if !isTchar(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// httpRequestLine reports whether line has the shape of an HTTP/1 request
+// line: token, space, target, space, HTTP/ and a version.
+func httpRequestLine(line []byte) bool {
+	f := bytes.Fields(line)
+	if len(f) != 3 || len(f[0]) == 0 {
+		return false
+	}
+	for _, c := range f[0] {
+		if !isTchar(c) {
+			return false
+		}
+	}
+	return len(f[2]) > 5 && strings.EqualFold(string(f[2][:5]), "HTTP/")
+}
+
+// checkHTTP parses the request head from r (head returns the bytes read
+// so far) and says why it may not go to name, or "".
+func checkHTTP(r io.Reader, head func() []byte, name string) string {
+	req, err := http.ReadRequest(bufio.NewReader(r))
+	if err != nil {
+		return "malformed HTTP request head"
+	}
+	// net/http folds the Host header into req.Host (the target's host
+	// wins for an absolute target): read the header lines again for it.
+	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(bytes.TrimLeft(head(), "\r\n"))))
+	if _, err := tp.ReadLine(); err != nil {
+		return "malformed HTTP request head"
+	}
+	hdr, err := tp.ReadMIMEHeader()
+	if err != nil {
+		return "malformed HTTP request head"
+	}
+	hosts := append([]string{req.Host}, hdr.Values("Host")...)
+	switch {
+	case req.Method == "PRI":
+		return "HTTP/2 without TLS is not relayed (its :authority cannot be checked)"
+	case req.Method == http.MethodConnect:
+		return "HTTP CONNECT tunnelling is not relayed"
+	}
+	// The target's host (absolute form) and the Host header must both
+	// name the granted host: servers route by either.
+	for _, h := range hosts {
+		if h == "" {
+			continue
+		}
+		if hh, _, err := net.SplitHostPort(h); err == nil {
+			h = hh
+		}
+		if canonicalName(h) != name {
+			return "host mismatch: " + h
+		}
+	}
+	return ""
 }
 
 // maxHead bounds a ClientHello or request head.
