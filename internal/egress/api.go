@@ -64,7 +64,7 @@ func dropHop(h http.Header) {
 // run's byte budget.
 type countingReader struct {
 	r    io.Reader
-	n    *int64
+	n    atomic.Int64 // the transport may still read after forward returned
 	p    *Proxy
 	over atomic.Bool
 }
@@ -76,7 +76,7 @@ func (c *countingReader) Read(b []byte) (int, error) {
 			c.over.Store(true)
 			return 0, errBytes
 		}
-		*c.n += int64(n)
+		c.n.Add(int64(n))
 	}
 	return n, err
 }
@@ -212,7 +212,14 @@ func apiRequestProblem(req *http.Request, name string) string {
 // forward sends one request upstream and its response back; it reports
 // whether the connection can take another request.
 func (p *Proxy) forward(c net.Conn, req *http.Request, api *API, tr *http.Transport, ev *Event) bool {
-	body := &trackedBody{countingReader: countingReader{r: req.Body, n: &ev.BytesOut, p: p}, closed: make(chan struct{})}
+	body := &trackedBody{countingReader: countingReader{r: req.Body, p: p}, closed: make(chan struct{})}
+	var respBody *countingReader
+	defer func() {
+		ev.BytesOut += body.n.Load()
+		if respBody != nil {
+			ev.BytesIn = respBody.n.Load()
+		}
+	}()
 	u := &url.URL{Scheme: "https", Host: api.Name, Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
 	out, err := http.NewRequestWithContext(p.ctx, req.Method, u.String(), body)
 	if err != nil {
@@ -249,7 +256,7 @@ func (p *Proxy) forward(c net.Conn, req *http.Request, api *API, tr *http.Transp
 	ev.Allowed = true
 	ev.Status = resp.StatusCode
 	dropHop(resp.Header)
-	respBody := &countingReader{r: resp.Body, n: &ev.BytesIn, p: p}
+	respBody = &countingReader{r: resp.Body, p: p}
 	resp.Body = io.NopCloser(respBody)
 	if resp.ContentLength < 0 {
 		resp.TransferEncoding = []string{"chunked"}

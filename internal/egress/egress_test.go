@@ -764,3 +764,31 @@ func TestRequestLineShape(t *testing.T) {
 		}
 	}
 }
+
+// A request line held back unfinished is refused, not passed on: the rest
+// (a Host naming another server) would follow unchecked.
+func TestRelayStalledRequestLine(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "reached") }))
+	defer up.Close()
+	p, port, d := newFixture(t, up.Listener.Addr().String(), public, Limits{SniffWait: 100 * time.Millisecond})
+	c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET / HTTP/1.1")
+	time.Sleep(300 * time.Millisecond)
+	io.WriteString(c, "\r\nHost: internal.example.net\r\n\r\n")
+	if b, _ := io.ReadAll(c); strings.Contains(string(b), "reached") {
+		t.Fatal("reached the upstream")
+	}
+	if e := lastEvent(t, p); e.Allowed || !strings.Contains(e.Reason, "stalled") {
+		t.Fatalf("event %+v", e)
+	}
+	select {
+	case a := <-d.dialed:
+		t.Fatalf("dialed %s", a)
+	default:
+	}
+}

@@ -27,18 +27,26 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 	last.Store(time.Now().UnixNano())
 	busy := func() bool { return time.Since(time.Unix(0, last.Load())) < p.lim.IdleTimeout }
 	first := make(chan sniffed, 1)
-	go func() { first <- p.sniff(c, ev.Name, busy) }()
+	spoke := make(chan struct{}) // closed when the tool's first byte came
+	go func() { first <- p.sniff(c, ev.Name, busy, spoke) }()
 	var s sniffed
 	early := false
 	select {
 	case s = <-first:
+	case <-time.After(p.lim.SniffWait):
+		select {
+		case <-spoke: // the tool is talking: wait for the verdict
+			s = <-first
+		default:
+			early = true
+		}
+	}
+	if !early {
 		ev.Protocol, ev.SNI = s.protocol, s.sni
 		if s.err != nil {
 			ev.Reason = s.err.Error()
 			return
 		}
-	case <-time.After(p.lim.SniffWait):
-		early = true
 	}
 	up, err := p.dial(ev.Name, uint16(ev.Port), ev)
 	if err != nil {
@@ -197,7 +205,7 @@ type sniffed struct {
 // protocol) is relayed as plain TCP: the name and port were granted. A tool
 // cannot skip the check by waiting: nothing it sends goes upstream before
 // sniff returned.
-func (p *Proxy) sniff(c net.Conn, name string, busy func() bool) sniffed {
+func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan struct{}) sniffed {
 	r := sniffed{protocol: "tcp"}
 	var seen bytes.Buffer
 	buf := make([]byte, 512)
@@ -216,6 +224,7 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool) sniffed {
 		_ = c.SetReadDeadline(time.Now().Add(p.lim.IdleTimeout))
 		err := more()
 		if err == nil {
+			close(spoke)
 			break
 		}
 		switch {
@@ -263,7 +272,11 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool) sniffed {
 		// Text that starts like a request line: read the whole line. If
 		// it is one ("METHOD target HTTP/x.y", any method, any case), the
 		// request must name the granted host; other text protocols (SSH,
-		// SMTP, Redis) go through as they are.
+		// SMTP, Redis) go through as they are. A line that could still
+		// become a request line and stalls for SniffWait is refused: no
+		// HTTP client waits in the middle of one, and passing it on would
+		// let the rest through unchecked.
+		_ = c.SetReadDeadline(time.Now().Add(p.lim.SniffWait))
 		for {
 			line, complete, binary := firstLine(seen.Bytes())
 			if binary || (complete && !httpRequestLine(line)) || !methodSoFar(line) {
