@@ -43,8 +43,8 @@ type Record struct {
 	DenialsDropped int64  `json:"denials_dropped"`
 	Network        []Conn `json:"network"`
 	// NetworkDropped counts network attempts not itemised in Network
-	// because it held its maximum: 512 distinct DNS answers and refusals,
-	// and separately 4096 allowed connections and API calls.
+	// because its quota was full: 512 distinct DNS answers and refusals,
+	// 512 distinct refused connections and API calls, 4096 allowed ones.
 	NetworkDropped int    `json:"network_dropped"`
 	Error          string `json:"error,omitempty"`
 }

@@ -105,7 +105,7 @@ func (c idleConn) Write(b []byte) (int, error) {
 // transport may read and close it after RoundTrip returned).
 type trackedBody struct {
 	countingReader
-	eof    bool
+	eof    atomic.Bool
 	once   sync.Once
 	closed chan struct{}
 }
@@ -113,7 +113,7 @@ type trackedBody struct {
 func (b *trackedBody) Read(p []byte) (int, error) {
 	n, err := b.countingReader.Read(p)
 	if err == io.EOF {
-		b.eof = true
+		b.eof.Store(true)
 	}
 	return n, err
 }
@@ -142,7 +142,9 @@ func (p *Proxy) serveAPI(c net.Conn, api *API, dst string) {
 			if err != nil {
 				return nil, &refusal{ev.Addr, err}
 			}
-			return conn, nil
+			// An upstream that stalls mid-response or stops reading the
+			// body is cut after the idle time, like the tool.
+			return idleConn{conn, p.lim.IdleTimeout}, nil
 		},
 		TLSClientConfig:       tlsCfg,
 		ForceAttemptHTTP2:     false,
@@ -158,10 +160,17 @@ func (p *Proxy) serveAPI(c net.Conn, api *API, dst string) {
 	for {
 		// The request head is bounded; its body is charged as it goes.
 		lr.N = maxHead
+		buffered := br.Buffered()
 		req, err := http.ReadRequest(br)
-		head := maxHead - lr.N
+		pulled := maxHead - lr.N
+		head := pulled + int64(buffered-br.Buffered()) // the head's bytes, not the body read ahead
 		lr.N = math.MaxInt64
 		if err != nil {
+			if pulled >= maxHead {
+				p.log.add(Event{Kind: "http", Name: api.Name, Port: 80, Dst: dst, Protocol: "http", Secret: api.Secret,
+					At: time.Now(), Reason: "request head larger than 64 KiB"}, true)
+				writeStatus(ic, http.StatusRequestHeaderFieldsTooLarge, "toolcell: request head larger than 64 KiB")
+			}
 			return
 		}
 		ev := Event{Kind: "http", Name: api.Name, Port: 80, Dst: dst, Protocol: "http", Method: req.Method,
@@ -191,19 +200,15 @@ func (p *Proxy) serveAPI(c net.Conn, api *API, dst string) {
 
 // apiRequestProblem says why a request to an API is not forwarded, or "".
 func apiRequestProblem(req *http.Request, name string) string {
-	host := req.Host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
 	switch {
 	case req.URL.Opaque != "" || req.URL.Scheme != "" || req.URL.Host != "" || req.URL.User != nil ||
 		!strings.HasPrefix(req.RequestURI, "/"):
 		return "only origin-form requests (GET /path) are forwarded"
-	case canonicalName(host) != name:
-		return "host mismatch: " + host
-	case req.Method == http.MethodConnect || req.Header.Get("Upgrade") != "":
+	case !hostIs(req.Host, name):
+		return "host mismatch: " + req.Host
+	case strings.EqualFold(req.Method, http.MethodConnect) || req.Header.Get("Upgrade") != "":
 		return "tunnels and protocol upgrades are not relayed"
-	case req.Method == http.MethodTrace || strings.EqualFold(req.Method, "TRACK"):
+	case strings.EqualFold(req.Method, http.MethodTrace) || strings.EqualFold(req.Method, "TRACK"):
 		return "TRACE would echo the secret back"
 	}
 	return ""
@@ -235,7 +240,7 @@ func (p *Proxy) forward(c net.Conn, req *http.Request, api *API, tr *http.Transp
 	out.ContentLength = req.ContentLength
 	if req.ContentLength == 0 {
 		out.Body = http.NoBody
-		body.eof = true
+		body.eof.Store(true)
 		body.Close()
 	}
 	resp, err := tr.RoundTrip(out)
@@ -277,7 +282,7 @@ func (p *Proxy) forward(c net.Conn, req *http.Request, api *API, tr *http.Transp
 	case <-time.After(p.lim.IdleTimeout):
 		return false
 	}
-	return body.eof && !req.Close && !upstreamClose
+	return body.eof.Load() && !req.Close && !upstreamClose
 }
 
 func writeStatus(c net.Conn, code int, msg string) {

@@ -328,6 +328,14 @@ func TestRelayHostMismatch(t *testing.T) {
 		"GET http://internal.example.net/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
 		"CONNECT internal.example.net:443 HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
 		"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+		"GET\t/\tHTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
+		" GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
+		"GET /a b HTTP/1.1\r\nHost: internal.example.net\r\n\r\n",
+		"GET / HTTP/1.1 x\r\nHost: internal.example.net\r\n\r\n",
+		"GET /\r\nHost: internal.example.net\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: api.example.com:80@internal.example.net\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost : internal.example.net\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: api.example.com\r\nX: a\r\n Host: internal.example.net\r\n\r\n",
 	} {
 		p, port, _ := newFixture(t, up.Listener.Addr().String(), public, Limits{})
 		if got := rawRequest(t, port, req); strings.Contains(got, "reached") {
@@ -596,9 +604,10 @@ func TestEventQuotas(t *testing.T) {
 	for i := 0; i < maxFolded+100; i++ {
 		l.add(Event{Kind: "dns", Name: fmt.Sprintf("n%d.attacker.test", i), Reason: "not granted"}, true)
 	}
+	l.add(Event{Kind: "connect", Name: "api.example.com", Reason: "sni mismatch: evil"}, true)
 	l.add(Event{Kind: "connect", Name: "api.example.com", Allowed: true}, false)
 	ev, dropped := l.result()
-	if dropped != 100 || len(ev) != maxFolded+1 || !ev[len(ev)-1].Allowed {
+	if dropped != 100 || len(ev) != maxFolded+2 || ev[len(ev)-2].Reason != "sni mismatch: evil" || !ev[len(ev)-1].Allowed {
 		t.Fatalf("%d events, %d dropped, last %+v", len(ev), dropped, ev[len(ev)-1])
 	}
 }
@@ -661,6 +670,8 @@ func TestAPI(t *testing.T) {
 		"asterisk target":  "OPTIONS * HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
 		"other host":       "GET / HTTP/1.1\r\nHost: evil.example\r\n\r\n",
 		"trace":            "TRACE / HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"lowercase trace":  "trace / HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"host with port":   "GET / HTTP/1.1\r\nHost: api.example.com:80@evil.example\r\n\r\n",
 		"upgrade":          "GET / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
 		"header too large": "GET / HTTP/1.1\r\nHost: api.example.com\r\nX-Big: " + strings.Repeat("a", 80<<10) + "\r\n\r\n",
 	} {
@@ -675,7 +686,8 @@ func TestAPI(t *testing.T) {
 			default:
 			}
 			p.Close()
-			if ev, _ := p.Events(); len(ev) > 0 && ev[len(ev)-1].Allowed {
+			ev, _ := p.Events()
+			if len(ev) == 0 || ev[len(ev)-1].Allowed || ev[len(ev)-1].Reason == "" {
 				t.Fatalf("events %+v", ev)
 			}
 		})
@@ -750,17 +762,26 @@ func TestRelayStalledReader(t *testing.T) {
 }
 
 func TestRequestLineShape(t *testing.T) {
-	for line, want := range map[string]bool{
-		"GET / HTTP/1.1": true, "get /x HTTP/1.0": true, "PROPFIND /d http/1.1": true,
-		"SSH-2.0-OpenSSH_9.2": false, "EHLO tool": false, "GET /": false, "SET k v": false,
+	for line, want := range map[string]int{
+		"GET / HTTP/1.1\r\n": lineHTTP, "get /x HTTP/1.0\n": lineHTTP, "PROPFIND /d http/1.1\n": lineHTTP,
+		"GET\t/\tHTTP/1.1\n": lineHTTP, "GET /a b HTTP/1.1\n": lineHTTP, "GET / HTTP/1.1 x\n": lineHTTP,
+		"GET /\n": lineHTTP, "FOO /x\n": lineHTTP, "FOO http://evil/\n": lineHTTP, "GET\x0b/\x0bHTTP/1.1\n": lineHTTP,
+		"GET\xa0/\xa0HTTP/1.1\n": lineHTTP, "OPTIONS * HTTP/1.1\n": lineHTTP, "GET x\n": lineHTTP,
+		"SSH-2.0-OpenSSH_9.2 Debian\r\n": lineText, "EHLO tool\r\n": lineText, "SET k v\r\n": lineText,
+		"*3\r\n": lineText, "\x00\x01": lineText, "ab/cd": lineText, "3\x01\x00\x00": lineText,
+		"GET": lineUndecided, "GET / HTTP/1.1": lineUndecided, "EHLO": lineUndecided,
 	} {
-		if got := httpRequestLine([]byte(line)); got != want {
-			t.Errorf("httpRequestLine(%q) = %v", line, got)
+		if got := classifyLine([]byte(line)); got != want {
+			t.Errorf("classifyLine(%q) = %d, want %d", line, got, want)
 		}
 	}
-	for line, want := range map[string]bool{"GET": true, "GET /x": true, "ab/cd": false, "{\"a\"": false, "x=1": false} {
-		if got := methodSoFar([]byte(line)); got != want {
-			t.Errorf("methodSoFar(%q) = %v", line, got)
+	for h, want := range map[string]bool{
+		"api.example.com": true, "API.example.com.": true, "api.example.com:80": true,
+		"api.example.com:80@evil.example": false, "api.example.com:evil.example": false,
+		"api.example.com:80/evil": false, "api.example.com:": false, "evil.example": false,
+	} {
+		if got := hostIs(h, "api.example.com"); got != want {
+			t.Errorf("hostIs(%q) = %v", h, got)
 		}
 	}
 }

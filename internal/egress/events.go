@@ -28,22 +28,22 @@ type Event struct {
 	At       time.Time
 }
 
-// maxFolded bounds the distinct DNS answers and refusals of one run
-// (identical ones are one event with a count); maxItemised bounds the
-// allowed connections and API calls, which have a quota of their own so
-// that a flood of made-up names cannot push them out of the record. What
-// no longer fits is only counted (dropped).
+// Quotas of the record, each of its own so that a flood of one kind
+// cannot push another out: distinct DNS answers and refusals (identical
+// ones are one event with a count), distinct refused connections and API
+// calls (likewise), and allowed connections and API calls, one event each.
+// What no longer fits is only counted (dropped).
 const (
 	maxFolded   = 512
 	maxItemised = 4096
 )
 
 type eventLog struct {
-	mu               sync.Mutex
-	events           []Event
-	index            map[foldKey]int
-	folded, itemised int
-	dropped          int
+	mu                    sync.Mutex
+	events                []Event
+	index                 map[foldKey]int
+	dns, refused, allowed int
+	dropped               int
 }
 
 type foldKey struct {
@@ -68,18 +68,23 @@ func (l *eventLog) add(e Event, fold bool) {
 			return
 		}
 	}
-	if fold && l.folded >= maxFolded || !fold && l.itemised >= maxItemised {
+	n, max := &l.allowed, maxItemised
+	switch {
+	case fold && e.Kind == "dns":
+		n, max = &l.dns, maxFolded
+	case fold:
+		n, max = &l.refused, maxFolded
+	}
+	if *n >= max {
 		l.dropped += e.Count
 		return
 	}
+	*n++
 	if fold {
 		if l.index == nil {
 			l.index = map[foldKey]int{}
 		}
 		l.index[k] = len(l.events)
-		l.folded++
-	} else {
-		l.itemised++
 	}
 	l.events = append(l.events, e)
 }

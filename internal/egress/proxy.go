@@ -368,7 +368,7 @@ func (p *Proxy) dial(name string, port uint16, ev *Event) (net.Conn, error) {
 	var why string
 	for _, a := range addrs {
 		reason := Blocked(a, p.cfg.Allow)
-		if reason == "" && p.hostAddrs[a.Unmap().WithZone("")] && !allowed(a, p.cfg.Allow) {
+		if reason == "" && p.isHostAddr(a) && !allowed(a, p.cfg.Allow) {
 			reason = "an address of this host"
 		}
 		if reason != "" {
@@ -416,6 +416,24 @@ func (p *Proxy) Close() {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// isHostAddr reports whether a is one of the host's interface addresses
+// (as read when the proxy was made), also inside an IPv6 translation range.
+func (p *Proxy) isHostAddr(a netip.Addr) bool {
+	a = a.Unmap().WithZone("")
+	if p.hostAddrs[a] {
+		return true
+	}
+	if a.Is6() {
+		for _, t := range translated {
+			if t.Contains(a) {
+				b := a.As16()
+				return p.hostAddrs[netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})]
+			}
+		}
+	}
+	return false
+}
 
 func allowed(a netip.Addr, allow []netip.Prefix) bool {
 	for _, p := range allow {

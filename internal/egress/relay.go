@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/textproto"
 	"os"
 	"strings"
 	"sync"
@@ -106,6 +105,7 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 			finish()
 			return
 		}
+		_ = up.SetWriteDeadline(time.Now().Add(p.lim.IdleTimeout))
 		if _, err := up.Write(s.head); err != nil {
 			ev.Reason = "upstream write: " + err.Error()
 			stop("")
@@ -246,8 +246,11 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan stru
 		r.err, r.refused = errors.New(why), true
 		return r
 	}
-	// Leading empty lines are skipped by HTTP servers: skip them too.
-	for len(bytes.TrimLeft(seen.Bytes(), "\r\n")) == 0 {
+	// Skip what a lenient HTTP server skips before a request line.
+	for leadingSpace(seen.Bytes()) == seen.Len() {
+		if seen.Len() > maxLead {
+			return refuse("more than 1 KiB of blank space before anything")
+		}
 		if err := more(); err != nil {
 			return refuse("closed or stalled inside the first bytes")
 		}
@@ -256,9 +259,9 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan stru
 		head := append([]byte(nil), seen.Bytes()...)
 		return io.MultiReader(bytes.NewReader(head), io.TeeReader(io.LimitReader(c, maxHead), &seen))
 	}
-	first := bytes.TrimLeft(seen.Bytes(), "\r\n")[0]
-	switch {
-	case first == 0x16: // TLS handshake record
+	lead := leadingSpace(seen.Bytes())
+	switch first := seen.Bytes()[lead]; {
+	case first == 0x16 && lead == 0: // TLS handshake record
 		r.protocol = "tls"
 		sni, err := clientHelloSNI(rest())
 		if err != nil {
@@ -269,25 +272,28 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan stru
 			return refuse("sni mismatch: " + sni)
 		}
 	case isTchar(first):
-		// Text that starts like a request line: read the whole line. If
-		// it is one ("METHOD target HTTP/x.y", any method, any case), the
-		// request must name the granted host; other text protocols (SSH,
-		// SMTP, Redis) go through as they are. A line that could still
-		// become a request line and stalls for SniffWait is refused: no
-		// HTTP client waits in the middle of one, and passing it on would
-		// let the rest through unchecked.
+		// A word of token characters followed by whitespace may be a
+		// request line as some server reads it (tabs, bare CR, several
+		// spaces, HTTP/0.9): read the whole line. If anything in it
+		// points to HTTP, the request must pass Go's strict parser and
+		// name the granted host; other text (SSH, SMTP, Redis) goes
+		// through as it is. A line that is still undecided after
+		// SniffWait is refused: no HTTP client stops inside its request
+		// line, and passing a prefix on would let the rest through
+		// unchecked.
 		_ = c.SetReadDeadline(time.Now().Add(p.lim.SniffWait))
+	line:
 		for {
-			line, complete, binary := firstLine(seen.Bytes())
-			if binary || (complete && !httpRequestLine(line)) || !methodSoFar(line) {
-				break
-			}
-			if complete {
+			switch classifyLine(seen.Bytes()[lead:]) {
+			case lineText:
+				break line
+			case lineHTTP:
 				r.protocol = "http"
+				_ = c.SetReadDeadline(time.Now().Add(p.lim.DialTimeout))
 				if why := checkHTTP(rest(), seen.Bytes, name); why != "" {
 					return refuse(why)
 				}
-				break
+				break line
 			}
 			if seen.Len() >= maxHead {
 				return refuse("first line longer than 64 KiB")
@@ -304,95 +310,149 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan stru
 	return r
 }
 
+// maxLead bounds the blank space accepted before the first line.
+const maxLead = 1 << 10
+
 // isTchar reports whether b may be in an HTTP token (a method).
 func isTchar(b byte) bool {
 	return b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z' || b >= '0' && b <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0
 }
 
-// firstLine returns the first non-empty line of b, whether it is complete
-// (a line feed was seen), and whether b holds a byte no text line has.
-func firstLine(b []byte) (line []byte, complete, binary bool) {
-	b = bytes.TrimLeft(b, "\r\n")
-	i := bytes.IndexByte(b, '\n')
-	if i >= 0 {
-		b, complete = b[:i], true
+// isLenientSpace reports whether some HTTP server may take b for the
+// space between the words of a request line (RFC 9112 lets servers accept
+// HTAB, VT, FF and bare CR; Python splits Latin-1 text on 0x1c-0x1f, 0x85
+// and 0xa0 as well).
+func isLenientSpace(b byte) bool {
+	switch {
+	case b == ' ', b == '\t', b == '\v', b == '\f', b == '\r', b >= 0x1c && b <= 0x1f, b == 0x85, b == 0xa0:
+		return true
 	}
-	for _, c := range b {
-		if (c < 0x20 && c != '\r' && c != '\t') || c == 0x7f {
-			return nil, false, true
-		}
-	}
-	return bytes.TrimSuffix(b, []byte("\r")), complete, false
+	return false
 }
 
-// methodSoFar reports whether line can still begin with a method: only
-// token characters up to the first space (a line that breaks this is no
-// request line, whatever follows).
-func methodSoFar(line []byte) bool {
-	for _, c := range line {
-		if c == ' ' {
-			return true
-		}
-		if !isTchar(c) {
-			return false
-		}
+// leadingSpace counts the bytes before the first word (line breaks and
+// lenient spaces).
+func leadingSpace(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == '\n' || isLenientSpace(b[i])) {
+		i++
 	}
-	return true
+	return i
 }
 
-// httpRequestLine reports whether line has the shape of an HTTP/1 request
-// line: token, space, target, space, HTTP/ and a version.
-func httpRequestLine(line []byte) bool {
-	f := bytes.Fields(line)
-	if len(f) != 3 || len(f[0]) == 0 {
-		return false
+const (
+	lineUndecided = iota
+	lineText
+	lineHTTP
+)
+
+// classifyLine decides from the start of a connection (blank space
+// skipped) whether it could be an HTTP request: a first word of token
+// characters followed by a space, on a line that has "HTTP/" in it, a
+// target that looks like one, or a known method as its first word.
+func classifyLine(b []byte) int {
+	i := 0
+	for i < len(b) && isTchar(b[i]) {
+		i++
 	}
-	for _, c := range f[0] {
-		if !isTchar(c) {
-			return false
+	switch {
+	case i == len(b):
+		return lineUndecided
+	case !isLenientSpace(b[i]):
+		return lineText // "SSH-2.0-...", "*3", binary: no method then space
+	}
+	end := bytes.IndexByte(b, '\n')
+	if end < 0 {
+		return lineUndecided
+	}
+	line := b[:end]
+	var words [][]byte
+	for w := 0; w < len(line); {
+		for w < len(line) && isLenientSpace(line[w]) {
+			w++
 		}
+		e := w
+		for e < len(line) && !isLenientSpace(line[e]) {
+			e++
+		}
+		if e > w {
+			words = append(words, line[w:e])
+		}
+		w = e
 	}
-	return len(f[2]) > 5 && strings.EqualFold(string(f[2][:5]), "HTTP/")
+	if bytes.Contains(bytes.ToLower(line), []byte("http/")) || knownMethods[strings.ToUpper(string(words[0]))] {
+		return lineHTTP
+	}
+	if len(words) > 1 && (bytes.HasPrefix(words[1], []byte("/")) || bytes.Contains(words[1], []byte("://")) || string(words[1]) == "*") {
+		return lineHTTP
+	}
+	return lineText
+}
+
+// knownMethods are HTTP and WebDAV methods: a first word among them makes
+// the line HTTP whatever follows.
+var knownMethods = map[string]bool{
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "DELETE": true, "CONNECT": true, "OPTIONS": true,
+	"TRACE": true, "TRACK": true, "PATCH": true, "PRI": true, "PROPFIND": true, "PROPPATCH": true, "MKCOL": true,
+	"COPY": true, "MOVE": true, "LOCK": true, "UNLOCK": true, "SEARCH": true, "REPORT": true, "PURGE": true,
+	"MKCALENDAR": true, "ACL": true, "BIND": true, "LINK": true, "UNLINK": true, "QUERY": true,
 }
 
 // checkHTTP parses the request head from r (head returns the bytes read
-// so far) and says why it may not go to name, or "".
+// so far) and says why it may not go to name, or "". Go's parser is
+// strict about the request line; the header lines are checked here for
+// what lenient servers would read differently: folded lines and names
+// that are not tokens.
 func checkHTTP(r io.Reader, head func() []byte, name string) string {
 	req, err := http.ReadRequest(bufio.NewReader(r))
 	if err != nil {
 		return "malformed HTTP request head"
 	}
-	// net/http folds the Host header into req.Host (the target's host
-	// wins for an absolute target): read the header lines again for it.
-	tp := textproto.NewReader(bufio.NewReader(bytes.NewReader(bytes.TrimLeft(head(), "\r\n"))))
-	if _, err := tp.ReadLine(); err != nil {
-		return "malformed HTTP request head"
-	}
-	hdr, err := tp.ReadMIMEHeader()
-	if err != nil {
-		return "malformed HTTP request head"
-	}
-	hosts := append([]string{req.Host}, hdr.Values("Host")...)
 	switch {
 	case req.Method == "PRI":
 		return "HTTP/2 without TLS is not relayed (its :authority cannot be checked)"
-	case req.Method == http.MethodConnect:
+	case strings.EqualFold(req.Method, http.MethodConnect):
 		return "HTTP CONNECT tunnelling is not relayed"
 	}
-	// The target's host (absolute form) and the Host header must both
-	// name the granted host: servers route by either.
+	lines := strings.Split(strings.TrimLeft(string(head()), "\r\n"), "\n")
+	hosts := []string{req.Host}
+	for _, l := range lines[1:] {
+		l = strings.TrimSuffix(l, "\r")
+		if l == "" {
+			break
+		}
+		if l[0] == ' ' || l[0] == '\t' {
+			return "folded header line"
+		}
+		k, v, ok := strings.Cut(l, ":")
+		if !ok || k == "" || strings.IndexFunc(k, func(r rune) bool { return r > 0x7f || !isTchar(byte(r)) }) >= 0 {
+			return "malformed header line"
+		}
+		if strings.EqualFold(k, "Host") {
+			hosts = append(hosts, strings.Trim(v, " \t"))
+		}
+	}
+	// The target's host (absolute form) and every Host header must name
+	// the granted host: servers route by either.
 	for _, h := range hosts {
-		if h == "" {
-			continue
-		}
-		if hh, _, err := net.SplitHostPort(h); err == nil {
-			h = hh
-		}
-		if canonicalName(h) != name {
+		if h != "" && !hostIs(h, name) {
 			return "host mismatch: " + h
 		}
 	}
 	return ""
+}
+
+// hostIs reports whether a Host value names name: the name (any case,
+// one trailing dot) and at most a numeric port.
+func hostIs(h, name string) bool {
+	if i := strings.LastIndexByte(h, ':'); i >= 0 {
+		port := h[i+1:]
+		if port == "" || strings.Trim(port, "0123456789") != "" {
+			return false
+		}
+		h = h[:i]
+	}
+	return canonicalName(h) == name
 }
 
 // maxHead bounds a ClientHello or request head.
