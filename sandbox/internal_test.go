@@ -226,12 +226,34 @@ func TestSelfTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 14 {
-		t.Fatalf("%d protections checked, want 14", len(ps))
+	if len(ps) != 15 {
+		t.Fatalf("%d protections checked, want 15", len(ps))
 	}
 	for _, p := range ps {
 		if p.Skipped {
 			t.Errorf("%s skipped: %s", p.Name, p.Detail)
+		}
+	}
+}
+
+func TestSelfTestJudgeEgress(t *testing.T) {
+	rec := &Record{Enforce: Enforcement{Egress: &EgressInfo{}},
+		Network: []Conn{{Kind: "dns", Name: "leak." + selfTestName, Reason: "not granted"}}}
+	good := "127.77.0.2      " + selfTestName + "\n"
+	if p := judgeEgress(good, rec); !p.OK {
+		t.Fatalf("good run judged broken: %+v", p)
+	}
+	for what, c := range map[string]struct {
+		out string
+		rec *Record
+	}{
+		"leak resolved":    {good + "203.0.113.1 leak." + selfTestName + "\nleak-resolved\n", rec},
+		"granted missing":  {"", rec},
+		"refusal missing":  {good, &Record{Enforce: rec.Enforce}},
+		"no egress record": {good, &Record{Network: rec.Network}},
+	} {
+		if p := judgeEgress(c.out, c.rec); p.OK {
+			t.Errorf("%s: judged OK: %+v", what, p)
 		}
 	}
 }

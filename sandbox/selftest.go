@@ -31,10 +31,11 @@ type Protection struct {
 func SelfTest(ctx context.Context) ([]Protection, error) { return DefaultRunner.SelfTest(ctx) }
 
 // SelfTest tries, on this host and with this Runner's configuration, a fast
-// subset of the escape suite: four short sandboxes under Base that look for
+// subset of the escape suite: five short sandboxes under Base that look for
 // privileges, host files, host processes, the network and host environment
-// from inside, make a denied syscall (chroot(8) from coreutils), and run
-// into the pids, memory and time limits. Each protection is judged from what
+// from inside, make a denied syscall (sync(1) from coreutils), resolve a
+// granted and a made-up name through the egress DNS, and run into the
+// pids, memory and time limits. Each protection is judged from what
 // the tool saw and from the audit record. It takes a few hundred
 // milliseconds. Every protection checked is returned; the error matches
 // ErrSelfTest and names those that do not hold. A sandbox that cannot be set
@@ -84,6 +85,18 @@ done`, canary)
 		return nil, err
 	}
 	out = append(out, judgeMemory(res.Audit, uint64(32*capability.MiB)))
+
+	// Egress: a granted name resolves to its synthetic address; any other
+	// name is refused by toolcell's DNS and shows in the record.
+	res, err = r.Run(ctx, capability.New().WithBase().Connect(selfTestName+":9"), Command("/bin/sh", "-c",
+		`command -v getent >/dev/null || { echo no-getent; exit 0; }
+getent hosts `+selfTestName+`
+getent hosts leak.`+selfTestName+` && echo leak-resolved
+exit 0`))
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, judgeEgress(string(res.Stdout), res.Audit))
 
 	// A sleeper in a session of its own must die with the sandbox; its
 	// odd duration marks it in the host's process list.
@@ -181,6 +194,27 @@ func judgeInside(out string, rec *Record) []Protection {
 	}
 	ps = append(ps, p("host environment withheld", envOK && lines["env"] != "", "names: "+lines["env"]))
 	return ps
+}
+
+// selfTestName is the name the egress self-test grants (.invalid never
+// resolves anywhere; nothing connects to it).
+const selfTestName = "granted.toolcell-selftest.invalid"
+
+// judgeEgress: the granted name got the first synthetic address, the other
+// name got nothing, and the record shows the refused query.
+func judgeEgress(out string, rec *Record) Protection {
+	name := "egress only to granted names"
+	if strings.Contains(out, "no-getent") {
+		return Protection{Name: name, Skipped: true, Detail: "no getent(1) on this host to resolve names"}
+	}
+	granted := strings.HasPrefix(out, "127.77.0.2 ")
+	leaked := strings.Contains(out, "leak-resolved")
+	recorded := false
+	for _, c := range rec.Network {
+		recorded = recorded || (c.Kind == "dns" && c.Name == "leak."+selfTestName && !c.Allowed && c.Reason == "not granted")
+	}
+	return Protection{Name: name, OK: granted && !leaked && recorded && rec.Enforce.Egress != nil,
+		Detail: fmt.Sprintf("granted name resolved to 127.77.0.2: %v; other name resolved: %v; refusal recorded: %v", granted, leaked, recorded)}
 }
 
 func judgePids(rec *Record, limit uint64) Protection {
