@@ -336,6 +336,11 @@ func TestRelayHostMismatch(t *testing.T) {
 		"GET / HTTP/1.1\r\nHost: api.example.com:80@internal.example.net\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost : internal.example.net\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: api.example.com\r\nX: a\r\n Host: internal.example.net\r\n\r\n",
+		"GET http:///internal.example.net/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"GET //internal.example.net/x HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"GET http:/internal.example.net/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"GET x:@internal.example.net/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n",
 	} {
 		p, port, _ := newFixture(t, up.Listener.Addr().String(), public, Limits{})
 		if got := rawRequest(t, port, req); strings.Contains(got, "reached") {
@@ -415,6 +420,37 @@ func TestRelayHostAddress(t *testing.T) {
 	case a := <-d.dialed:
 		t.Fatalf("dialed %s", a)
 	default:
+	}
+}
+
+// A request line ended by a half-close instead of a line feed is read as
+// ended (Python's http.server serves it).
+func TestRelayRequestLineAtEOF(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "reached") }))
+	defer up.Close()
+	for _, line := range []string{"GET http://internal.example.net/ HTTP/1.0", "GET http://internal.example.net/"} {
+		p, port, d := newFixture(t, up.Listener.Addr().String(), public, Limits{})
+		c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, line)
+		c.(*net.TCPConn).CloseWrite()
+		io.ReadAll(c)
+		c.Close()
+		if e := lastEvent(t, p); e.Allowed || !strings.Contains(e.Reason, "closing its side") {
+			t.Errorf("%q: event %+v", line, e)
+		}
+		select {
+		case a := <-d.dialed:
+			t.Errorf("%q: dialed %s", line, a)
+		default:
+		}
+	}
+	// A text line cut by EOF still passes.
+	if classifyLine([]byte("x\n")) != lineText || classifyLine([]byte(" \n")) != lineText {
+		t.Error("text lines at EOF")
 	}
 }
 

@@ -299,7 +299,13 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan stru
 				return refuse("first line longer than 64 KiB")
 			}
 			if err := more(); errors.Is(err, io.EOF) {
-				r.eof = true // an unfinished line is no request: pass it on
+				// The tool half-closed inside its first line: read as a
+				// finished line (some servers take EOF as its end), it
+				// must be no request line to pass.
+				if classifyLine(append(append([]byte(nil), seen.Bytes()[lead:]...), '\n')) != lineText {
+					return refuse("request line ended by the tool closing its side")
+				}
+				r.eof = true
 				break
 			} else if err != nil {
 				return refuse("closed or stalled inside the first line")
@@ -380,6 +386,9 @@ func classifyLine(b []byte) int {
 		}
 		w = e
 	}
+	if len(words) == 0 {
+		return lineText
+	}
 	if bytes.Contains(bytes.ToLower(line), []byte("http/")) || knownMethods[strings.ToUpper(string(words[0]))] {
 		return lineHTTP
 	}
@@ -413,6 +422,18 @@ func checkHTTP(r io.Reader, head func() []byte, name string) string {
 		return "HTTP/2 without TLS is not relayed (its :authority cannot be checked)"
 	case strings.EqualFold(req.Method, http.MethodConnect):
 		return "HTTP CONNECT tunnelling is not relayed"
+	case strings.EqualFold(req.Header.Get("Upgrade"), "h2c") || strings.Contains(strings.ToLower(req.Header.Get("Upgrade")), "h2c"):
+		return "HTTP/2 upgrade without TLS is not relayed (its :authority cannot be checked)"
+	}
+	// Targets: "*", a path (one leading slash), or an absolute URL with a
+	// host; anything else ("//evil/", "http:///evil/", "x:@evil") some
+	// application would resolve against another host.
+	switch t := req.RequestURI; {
+	case t == "*":
+	case strings.HasPrefix(t, "/") && !strings.HasPrefix(t, "//"):
+	case req.URL.Scheme != "" && req.URL.Host != "" && req.URL.Opaque == "":
+	default:
+		return "request target is not a path or an absolute URL with a host: " + t
 	}
 	lines := strings.Split(strings.TrimLeft(string(head()), "\r\n"), "\n")
 	hosts := []string{req.Host}
