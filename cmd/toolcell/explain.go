@@ -72,7 +72,10 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		for _, ep := range set.Egress {
 			row("connect "+ep, "toolcell's DNS gives the name a loopback address in the sandbox's empty network namespace; a listener there is served by the supervisor, which checks SNI/Host, resolves on the host, refuses private/loopback/metadata addresses and relays", "network[] (dns, connect: ip, sni, bytes, reason); enforcement.egress")
 		}
-		row("(other names, IPs)", "DNS answers NXDOMAIN; nothing else is routed; seccomp allows only AF_INET/AF_INET6 stream+dgram sockets", "network[] (refused dns queries, direct connects to listened ports)")
+		for _, r := range set.EgressAllow {
+			row("allowed range "+r, "the relay dials a granted name resolving into this range (refused by default)", "network[] ip; enforcement.egress.allow")
+		}
+		row("(other names, IPs)", "DNS answers NXDOMAIN; every other address reaches only the relay's listeners (refused) or nothing (connection refused); seccomp allows only AF_INET/AF_INET6 stream+dgram sockets", "network[] (refused dns queries, direct connects to granted ports, UDP datagrams)")
 	} else {
 		row("(no network)", "empty network namespace, loopback only; AF_INET/AF_INET6 sockets denied by seccomp", "enforcement.namespaces (net); denials[] (socket)")
 	}

@@ -126,6 +126,19 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 	size("max-output", "bytes captured per output stream", func(n capability.Size) { o.set.MaxOutput = n })
 	size("max-file-size", "largest file the tool may write (RLIMIT_FSIZE)", func(n capability.Size) { o.set.MaxFileSize = n })
 	list("connect", "grant egress to name:port or *.domain:port (DNS and relay by toolcell; see README)", func(v string) { o.set.Egress = append(o.set.Egress, v) })
+	list("allow-range", "CIDR range a granted name may resolve into although private/loopback/link-local (connect_allow_ranges)", func(v string) { o.set.EgressAllow = append(o.set.EgressAllow, v) })
+	fs.Func("http-api", "HOST,HEADER,SECRET[,PREFIX]: the tool calls http://HOST/, the supervisor adds HEADER: PREFIX+secret and forwards to https://HOST/ (SECRET: env:NAME or file:/path; the value never enters the sandbox)", func(v string) error {
+		f := strings.SplitN(v, ",", 4)
+		if len(f) < 3 {
+			return fmt.Errorf("http-api %q: want HOST,HEADER,SECRET[,PREFIX]", v)
+		}
+		a := capability.HTTPAPI{Host: f[0], Header: f[1], Secret: f[2]}
+		if len(f) == 4 {
+			a.Prefix = f[3]
+		}
+		o.set.APIs = append(o.set.APIs, a)
+		return nil
+	})
 	fs.Func("allow-syscalls", "comma-separated syscall kinds the tool may use besides the base set and exec ("+strings.Join(capability.AllSyscalls(), ",")+"; default all)", func(v string) error {
 		for _, k := range strings.Split(v, ",") {
 			o.set.Syscalls = append(o.set.Syscalls, strings.TrimSpace(k))

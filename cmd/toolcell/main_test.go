@@ -99,6 +99,31 @@ func TestExplainAndCheck(t *testing.T) {
 	}
 }
 
+// Egress flags: grants, ranges and HTTP APIs reach the policy, and bad
+// ones are named.
+func TestEgressFlags(t *testing.T) {
+	code, out, errs := cli(t, "", "explain", "--connect", "pypi.org:443", "--allow-range", "10.20.0.0/16",
+		"--http-api", "api.example.com,Authorization,env:API_KEY,Bearer ")
+	if code != 0 {
+		t.Fatalf("explain: %d %s", code, errs)
+	}
+	for _, want := range []string{"connect pypi.org:443", "allowed range 10.20.0.0/16", "http api api.example.com", "adds Authorization from secret env:API_KEY", "network[]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, c := range [][]string{
+		{"--http-api", "api.example.com,Authorization"},
+		{"--http-api", "*.example.com,Authorization,env:K"},
+		{"--allow-range", "10.0.0.1/8"},
+	} {
+		code, _, errs := cli(t, "", append([]string{"explain"}, c...)...)
+		if code == 0 || errs == "" {
+			t.Errorf("%v accepted", c)
+		}
+	}
+}
+
 // explain --diff lists what a policy change widens; --allow-syscalls
 // narrows the groups and bad kinds are named.
 func TestExplainDiff(t *testing.T) {
