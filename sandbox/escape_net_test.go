@@ -266,7 +266,7 @@ if s.recv(100): escaped("fronted")
 socks = []
 for i in range(40):
     s = socket.create_connection(("sink.example.com", 9000), timeout=10)
-    s.sendall(b"x")
+    s.sendall(b"\0") # binary: held open by the relay, not judged as text
     socks.append(s)
 time.sleep(0.5)
 print(len(socks), "opened")

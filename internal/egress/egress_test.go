@@ -835,7 +835,7 @@ func TestRelayStalledRequestLine(t *testing.T) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(c, "GET / HTTP/1.1")
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(time.Second) // ten sniff windows: the rest cannot arrive with the prefix
 	io.WriteString(c, "\r\nHost: internal.example.net\r\n\r\n")
 	if b, _ := io.ReadAll(c); strings.Contains(string(b), "reached") {
 		t.Fatal("reached the upstream")
