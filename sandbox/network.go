@@ -9,21 +9,20 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/toolcell/toolcell/internal/egress"
 )
 
-// Resolver looks granted names up on the host for the egress relay;
-// *net.Resolver is one. Tests inject their own to reach local servers.
-type Resolver interface {
-	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
-}
+// Resolver looks granted names up on the host for the egress relay
+// (LookupNetIP(ctx, network, host) ([]netip.Addr, error)); *net.Resolver
+// is one. Tests inject their own to reach local servers.
+type Resolver = egress.Resolver
 
-// Dialer connects the egress relay to the upstream; *net.Dialer is one.
-type Dialer interface {
-	DialContext(ctx context.Context, network, address string) (net.Conn, error)
-}
+// Dialer connects the egress relay to the upstream (DialContext(ctx,
+// network, address) (net.Conn, error)); *net.Dialer is one.
+type Dialer = egress.Dialer
 
 // SecretSource resolves the secret references of HTTP API grants
 // (capability.HTTPAPI.Secret) on the host. The value goes into one request
@@ -94,11 +93,11 @@ func (s planSock) String() string {
 func (s planSock) udp() bool { return s.kind == sockUDP || s.kind == sockUDP6 }
 
 // hostHasIPv6 reports whether the kernel has IPv6 (the sandbox's network
-// namespace then gets it too).
-func hostHasIPv6() bool {
+// namespace then gets it too); looked up once per process.
+var hostHasIPv6 = sync.OnceValue(func() bool {
 	_, err := os.Stat("/proc/sys/net/ipv6")
 	return err == nil
-}
+})
 
 // planEgress sets up the relay for a set with egress grants: the proxy, the
 // sockets pid 1 will make, and the record's description of both.

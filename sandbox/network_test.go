@@ -111,23 +111,7 @@ func testCA(t *testing.T, dir string, names ...string) *tls.Config {
 
 func runWith(t *testing.T, r *sandbox.Runner, set *capability.Set, script string) *sandbox.Result {
 	t.Helper()
-	testenv.RequireUserNS(t)
-	res, err := r.Run(context.Background(), set, sandbox.Command("/bin/sh", "-c", script))
-	if err != nil {
-		var re *sandbox.RunError
-		if errors.As(err, &re) {
-			b, _ := json.MarshalIndent(re.Record, "", "  ")
-			t.Logf("record: %s", b)
-		}
-		t.Fatalf("setup: %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := json.MarshalIndent(res.Audit, "", "  ")
-			t.Logf("stdout: %q\nstderr: %q\nrecord: %s", res.Stdout, res.Stderr, b)
-		}
-	})
-	return res
+	return runCmdWith(t, r, set, sandbox.Command("/bin/sh", "-c", script))
 }
 
 // conns returns the record's network entries of kind with name.

@@ -28,8 +28,15 @@ func run(t *testing.T, set *capability.Set, script string) *sandbox.Result {
 
 func runCmd(t *testing.T, set *capability.Set, cmd *sandbox.Cmd) *sandbox.Result {
 	t.Helper()
+	return runCmdWith(t, sandbox.DefaultRunner, set, cmd)
+}
+
+// runCmdWith runs cmd under set with r, failing the test on a setup error
+// and logging the record when the test fails.
+func runCmdWith(t *testing.T, r *sandbox.Runner, set *capability.Set, cmd *sandbox.Cmd) *sandbox.Result {
+	t.Helper()
 	testenv.RequireUserNS(t)
-	res, err := sandbox.Run(context.Background(), set, cmd)
+	res, err := r.Run(context.Background(), set, cmd)
 	if err != nil {
 		var re *sandbox.RunError
 		if errors.As(err, &re) {
