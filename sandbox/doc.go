@@ -73,8 +73,8 @@
 // as close-on-exec descriptors it loses at exec. The supervisor answers
 // DNS for granted names only (synthetic 127.77.x.y addresses, also in the
 // view's /etc/hosts; resolv.conf names 127.77.0.1) and relays each
-// connection after checking the name and port, the TLS SNI or HTTP Host,
-// and the address the host resolves the name to (Runner.Resolver; loopback,
+// connection after checking the name and port, the TLS SNI or the HTTP
+// Host of every request on it, and the address the host resolves the name to (Runner.Resolver; loopback,
 // private, link-local, CGNAT, multicast and reserved ranges refused unless
 // Set.EgressAllow lists them), then dials it (Runner.Dialer) and copies
 // both ways under Runner.Egress caps. HTTP API grants are served by the

@@ -261,6 +261,28 @@ s = socket.create_connection(("api.example.com", 80), timeout=10)
 s.sendall(b"GET /admin HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")
 if s.recv(100): escaped("fronted")
 `, notDialed), check: refusedNet("connect", "api.example.com", "", "host mismatch: internal.example.net")},
+		{attack: "net_http_second_request", run: netAttack(api, nil, `
+s = socket.create_connection(("api.example.com", 80), timeout=10)
+s.sendall(b"GET /ok HTTP/1.1\r\nHost: api.example.com\r\n\r\nGET /admin HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")
+got = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    got += b
+if got.count(b"upstream reached") > 1: escaped("answers: %r" % got)
+print(got.count(b"upstream reached"), "answer")
+`, func(t *testing.T, e *netEnv, res *sandbox.Result) {
+			for {
+				select {
+				case r := <-e.reached:
+					if r != "api.example.com/ok" {
+						t.Errorf("the upstream was asked for %s", r)
+					}
+				default:
+					return
+				}
+			}
+		}), check: refusedNet("connect", "api.example.com", "", "request 2 refused: host mismatch: internal.example.net")},
 		{attack: "net_conn_flood", run: netAttack([]string{"sink.example.com:9000"},
 			func(r *sandbox.Runner) { r.Egress.MaxConns = 8 }, `
 socks = []

@@ -15,7 +15,9 @@
 // When the tool connects to a synthetic address, the relay knows the name
 // from the address, checks that name:port is granted, looks at the first
 // bytes (a TLS ClientHello must name the same host in its SNI; a plain HTTP
-// request must carry the same Host), resolves the name on the host, refuses
+// request must carry the same Host, and so must every later request on the
+// connection, with bodies framed strictly so that none hides in another),
+// resolves the name on the host, refuses
 // loopback, private, link-local, CGNAT, multicast, reserved and cloud
 // metadata addresses unless a range was explicitly allowed, dials the
 // checked address (never resolving twice: a rebinding answer cannot slip

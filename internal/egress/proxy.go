@@ -311,7 +311,9 @@ func (p *Proxy) handle(c net.Conn) {
 	}
 	p.relay(c, &ev)
 	ev.Duration = time.Since(ev.At)
-	p.log.add(ev, !ev.Allowed)
+	// Refusals are folded, unless bytes moved first (a later request
+	// refused): those keep their own entry with the counts.
+	p.log.add(ev, !ev.Allowed && ev.BytesOut == 0 && ev.BytesIn == 0)
 }
 
 // maxDNSConns bounds concurrent DNS-over-TCP connections.

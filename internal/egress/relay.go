@@ -71,8 +71,14 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 	}
 	var wg sync.WaitGroup
 	var out, in int64
+	var status chan string // an HTTP upstream's first line, for upgrades
 	wg.Add(1)
-	go func() { defer wg.Done(); in = p.pipe(c, up, &last, stop) }()
+	if !early && s.protocol == "http" {
+		status = make(chan string, 1)
+		go func() { defer wg.Done(); in = p.pipeStatus(c, up, status, &last, stop) }()
+	} else {
+		go func() { defer wg.Done(); in = p.pipe(c, up, &last, stop) }()
+	}
 	finish := func() {
 		wg.Wait()
 		ev.BytesOut += out
@@ -97,6 +103,20 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 			finish()
 			return
 		}
+	}
+	if s.protocol == "http" {
+		// Every request is checked, not only the first.
+		var refusal string
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, refusal = p.forwardHTTP(up, c, s.head, ev.Name, status, &last, stop)
+		}()
+		finish()
+		if refusal != "" {
+			ev.Allowed, ev.Reason = false, refusal
+		}
+		return
 	}
 	if len(s.head) > 0 {
 		if !p.charge(int64(len(s.head))) {
@@ -290,7 +310,11 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan stru
 			case lineHTTP:
 				r.protocol = "http"
 				_ = c.SetReadDeadline(time.Now().Add(p.lim.DialTimeout))
-				if why := checkHTTP(rest(), seen.Bytes, name); why != "" {
+				h, why := checkHTTP(rest(), seen.Bytes, name)
+				if why == "" {
+					_, _, why = bodyFraming(h)
+				}
+				if why != "" {
 					return refuse(why)
 				}
 				break line
@@ -407,23 +431,38 @@ var knownMethods = map[string]bool{
 	"MKCALENDAR": true, "ACL": true, "BIND": true, "LINK": true, "UNLINK": true, "QUERY": true,
 }
 
+// requestHead is what checkHTTP read from a request head: the header
+// lines that frame its body or change the protocol, verbatim (Go's parser
+// folds Content-Length and Transfer-Encoding away).
+type requestHead struct {
+	req      *http.Request
+	te, cl   []string // Transfer-Encoding and Content-Length values
+	upgrade  bool     // an Upgrade header
+	expect   bool     // an Expect header
+	consumed int      // bytes of the head Go's parser read
+}
+
 // checkHTTP parses the request head from r (head returns the bytes read
 // so far) and says why it may not go to name, or "". Go's parser is
 // strict about the request line; the header lines are checked here for
 // what lenient servers would read differently: folded lines and names
 // that are not tokens.
-func checkHTTP(r io.Reader, head func() []byte, name string) string {
-	req, err := http.ReadRequest(bufio.NewReader(r))
+func checkHTTP(r io.Reader, head func() []byte, name string) (requestHead, string) {
+	var h requestHead
+	cr := &readCount{r: r}
+	br := bufio.NewReader(cr)
+	req, err := http.ReadRequest(br)
 	if err != nil {
-		return "malformed HTTP request head"
+		return h, "malformed HTTP request head"
 	}
+	h.req, h.consumed = req, cr.n-br.Buffered()
 	switch {
 	case req.Method == "PRI":
-		return "HTTP/2 without TLS is not relayed (its :authority cannot be checked)"
+		return h, "HTTP/2 without TLS is not relayed (its :authority cannot be checked)"
 	case strings.EqualFold(req.Method, http.MethodConnect):
-		return "HTTP CONNECT tunnelling is not relayed"
+		return h, "HTTP CONNECT tunnelling is not relayed"
 	case strings.EqualFold(req.Header.Get("Upgrade"), "h2c") || strings.Contains(strings.ToLower(req.Header.Get("Upgrade")), "h2c"):
-		return "HTTP/2 upgrade without TLS is not relayed (its :authority cannot be checked)"
+		return h, "HTTP/2 upgrade without TLS is not relayed (its :authority cannot be checked)"
 	}
 	// Targets: "*", a path (one leading slash), or an absolute URL with a
 	// host; anything else ("//evil/", "http:///evil/", "x:@evil") some
@@ -433,7 +472,7 @@ func checkHTTP(r io.Reader, head func() []byte, name string) string {
 	case strings.HasPrefix(t, "/") && !strings.HasPrefix(t, "//"):
 	case req.URL.Scheme != "" && req.URL.Host != "" && req.URL.Opaque == "":
 	default:
-		return "request target is not a path or an absolute URL with a host: " + t
+		return h, "request target is not a path or an absolute URL with a host: " + t
 	}
 	lines := strings.Split(strings.TrimLeft(string(head()), "\r\n"), "\n")
 	hosts := []string{req.Host}
@@ -443,24 +482,53 @@ func checkHTTP(r io.Reader, head func() []byte, name string) string {
 			break
 		}
 		if l[0] == ' ' || l[0] == '\t' {
-			return "folded header line"
+			return h, "folded header line"
 		}
 		k, v, ok := strings.Cut(l, ":")
 		if !ok || k == "" || strings.IndexFunc(k, func(r rune) bool { return r > 0x7f || !isTchar(byte(r)) }) >= 0 {
-			return "malformed header line"
+			return h, "malformed header line"
 		}
-		if strings.EqualFold(k, "Host") {
-			hosts = append(hosts, strings.Trim(v, " \t"))
+		v = strings.Trim(v, " \t")
+		switch lk := strings.ToLower(k); lk {
+		case "host":
+			hosts = append(hosts, v)
+		case "transfer-encoding":
+			h.te = append(h.te, v)
+		case "content-length":
+			h.cl = append(h.cl, v)
+		case "upgrade":
+			h.upgrade = true
+		case "expect":
+			h.expect = true
+		default:
+			// CGI and some frameworks read "_" as "-": no second
+			// spelling of a header that routes or frames a request.
+			switch strings.ReplaceAll(lk, "_", "-") {
+			case "host", "transfer-encoding", "content-length", "upgrade":
+				return h, "header name " + k + " reads as another on some servers"
+			}
 		}
 	}
 	// The target's host (absolute form) and every Host header must name
 	// the granted host: servers route by either.
-	for _, h := range hosts {
-		if h != "" && !hostIs(h, name) {
-			return "host mismatch: " + h
+	for _, hv := range hosts {
+		if hv != "" && !hostIs(hv, name) {
+			return h, "host mismatch: " + hv
 		}
 	}
-	return ""
+	return h, ""
+}
+
+// readCount counts the bytes read through it.
+type readCount struct {
+	r io.Reader
+	n int
+}
+
+func (c *readCount) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += n
+	return n, err
 }
 
 // hostIs reports whether a Host value names name: the name (any case,

@@ -1,0 +1,284 @@
+package egress
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// hostLog is an upstream that answers every request with its Host and
+// body, and remembers what it served.
+type hostLog struct {
+	mu   sync.Mutex
+	seen []string // "METHOD host body"
+	srv  *httptest.Server
+}
+
+func newHostLog(t *testing.T) *hostLog {
+	t.Helper()
+	h := &hostLog{}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		h.mu.Lock()
+		h.seen = append(h.seen, r.Method+" "+r.Host+" "+string(body))
+		h.mu.Unlock()
+		fmt.Fprintf(w, "served %s %s|", r.Host, body)
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+func (h *hostLog) served() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.seen...)
+}
+
+// Every request of a plain HTTP connection is checked, not only the
+// first: a second request naming another host, pipelined, sent after the
+// first answer, or hidden in a body that some server frames differently,
+// never reaches the upstream, and the record shows the refusal with the
+// bytes that went before.
+func TestRelayEveryRequestChecked(t *testing.T) {
+	const ok = "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n"
+	const evil = "GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n"
+	for name, c := range map[string]struct{ req, why string }{
+		"pipelined":              {ok + evil, "request 2 refused: host mismatch: internal.example.net"},
+		"absolute target":        {ok + "GET http://internal.example.net/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "request 2 refused: host mismatch"},
+		"third":                  {ok + ok + evil, "request 3 refused: host mismatch"},
+		"after a body":           {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 2\r\n\r\nhi" + evil, "request 2 refused: host mismatch"},
+		"after a chunked body":   {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n" + evil, "request 2 refused: host mismatch"},
+		"te and cl":              {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + evil, "both Transfer-Encoding and Content-Length"},
+		"te list":                {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n" + evil, "malformed HTTP request head"},
+		"two te":                 {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + evil, "malformed HTTP request head"},
+		"te in 1.0":              {"POST / HTTP/1.0\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + evil, "Transfer-Encoding in an HTTP/1.0 request"},
+		"two cl":                 {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 0\r\nContent-Length: 0\r\n\r\n" + evil, "more than one Content-Length"},
+		"cl list":                {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 0, 40\r\n\r\n" + evil, "malformed HTTP request head"},
+		"underscore te":          {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer_Encoding: chunked\r\n\r\n0\r\n\r\n" + evil, "header name Transfer_Encoding"},
+		"underscore cl":          {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent_Length: 40\r\n\r\n" + evil, "header name Content_Length"},
+		"chunk extension":        {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n2;x=\"\r\n" + evil + "\"\r\nhi\r\n0\r\n\r\n", "malformed chunk size line"},
+		"chunk bare lf":          {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n2\nhi\r\n0\r\n\r\n" + evil, "malformed chunk size line"},
+		"chunk data overrun":     {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhiX\r\n0\r\n\r\n" + evil, "chunk data not ended by CRLF"},
+		"chunk size too long":    {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000002\r\nhi\r\n0\r\n\r\n" + evil, "malformed chunk size line"},
+		"trailer":                {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nHost: internal.example.net\r\n\r\n" + evil, "trailer fields"},
+		"later upgrade":          {ok + "GET / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" + evil, "request 2 refused: protocol upgrade"},
+		"upgrade with a body":    {"POST / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nhi" + evil, "protocol upgrade"},
+		"empty lines":            {ok + "\r\n\r\n\r\n" + evil, "request 2 refused: more than two empty lines"},
+		"malformed second":       {ok + "GET / HTTP/1.1\r\nHost: api.example.com\r\nHost : internal.example.net\r\n\r\n", "request 2 refused: malformed header line"},
+		"text after a request":   {ok + "SSH-2.0-x\r\n" + evil, "request 2 refused: malformed HTTP request head"},
+		"lone cr before request": {ok + "\r" + evil, "request 2 refused: malformed HTTP request head"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			up := newHostLog(t)
+			p, port, _ := newFixture(t, up.srv.Listener.Addr().String(), public, Limits{})
+			got := rawRequest(t, port, c.req)
+			for _, s := range up.served() {
+				if strings.Contains(s, "internal") {
+					t.Errorf("upstream served %q", s)
+				}
+			}
+			if strings.Contains(got, "internal") {
+				t.Errorf("answer %q", got)
+			}
+			// The requests before the refused one are answered.
+			var n int
+			if _, err := fmt.Sscanf(c.why, "request %d refused", &n); err == nil && strings.Count(got, "served api.example.com") != n-1 {
+				t.Errorf("%d answers before request %d was refused: %q", strings.Count(got, "served"), n, got)
+			}
+			e := lastEvent(t, p)
+			// A later request's refusal carries the bytes before it.
+			if e.Allowed || e.Protocol != "http" || !strings.Contains(e.Reason, c.why) || strings.HasPrefix(c.why, "request") && e.BytesOut == 0 {
+				t.Errorf("event %+v, want reason %q", e, c.why)
+			}
+		})
+	}
+}
+
+// The refusal of a later request is its own record entry, with the bytes
+// that went before it.
+func TestRelayLaterRefusalRecorded(t *testing.T) {
+	up := newHostLog(t)
+	p, port, _ := newFixture(t, up.srv.Listener.Addr().String(), public, Limits{})
+	c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	// One request, its answer, then (on the same connection) another host.
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "served api.example.com |" {
+		t.Fatalf("first answer %q", body)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Errorf("second request answered: %q", rest)
+	}
+	e := lastEvent(t, p)
+	if e.Allowed || e.Reason != "request 2 refused: host mismatch: internal.example.net" || e.BytesOut == 0 || e.BytesIn == 0 || e.Count != 1 {
+		t.Errorf("event %+v", e)
+	}
+	if s := up.served(); len(s) != 1 {
+		t.Errorf("upstream served %q", s)
+	}
+}
+
+// What real clients send goes through unchanged: keep-alive requests with
+// bodies of both framings, pipelined requests, an empty line between two.
+func TestRelayKeepAlive(t *testing.T) {
+	up := newHostLog(t)
+	p, port, _ := newFixture(t, up.srv.Listener.Addr().String(), public, Limits{})
+	dials := 0
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1, DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		dials++
+		return (&net.Dialer{}).DialContext(ctx, "tcp", fmt.Sprintf("127.77.0.2:%d", port))
+	}}}
+	url := fmt.Sprintf("http://api.example.com:%d/x", port)
+	for i := 0; i < 3; i++ {
+		var body io.Reader = strings.NewReader(fmt.Sprint("cl", i))
+		if i == 1 {
+			body = io.MultiReader(strings.NewReader("chunked"), strings.NewReader(fmt.Sprint(i))) // unknown length: chunked
+		}
+		resp, err := client.Post(url, "text/plain", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := fmt.Sprintf("served api.example.com:%d cl%d|", port, i)
+		if i == 1 {
+			want = fmt.Sprintf("served api.example.com:%d chunked1|", port)
+		}
+		if string(b) != want {
+			t.Fatalf("request %d: %q, want %q", i, b, want)
+		}
+	}
+	if dials != 1 {
+		t.Errorf("%d connections for three requests, want one (keep-alive)", dials)
+	}
+	client.CloseIdleConnections()
+	e := lastEvent(t, p)
+	if !e.Allowed || e.Reason != "" || e.Protocol != "http" {
+		t.Errorf("event %+v", e)
+	}
+
+	ok := "GET /a HTTP/1.1\r\nHost: api.example.com\r\n\r\n"
+	post := "POST /b HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n"
+	up2 := newHostLog(t)
+	p2, port2, _ := newFixture(t, up2.srv.Listener.Addr().String(), public, Limits{})
+	got := rawRequest(t, port2, ok+post+"\r\n"+"GET /c HTTP/1.1\r\nHost: API.example.com.:80\r\nConnection: close\r\n\r\n")
+	if strings.Count(got, "served") != 3 || !strings.Contains(got, "served api.example.com abc0123456789|") {
+		t.Errorf("pipelined answers %q", got)
+	}
+	if e := lastEvent(t, p2); !e.Allowed || e.Reason != "" {
+		t.Errorf("event %+v", e)
+	}
+}
+
+// A WebSocket-style upgrade goes through unparsed once the upstream
+// answered 101; answered otherwise, the connection's next bytes are
+// checked as requests again.
+func TestRelayUpgrade(t *testing.T) {
+	const upgrade = "GET /ws HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+	const after = "GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n" // frames that look like a request
+	for _, switchTo := range []bool{true, false} {
+		got := make(chan string, 1)
+		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !switchTo {
+				io.WriteString(w, "no upgrade here")
+				return
+			}
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+			b := make([]byte, len(after))
+			if _, err := io.ReadFull(brw, b); err != nil {
+				t.Error(err)
+			}
+			got <- string(b)
+			conn.Write(b) // echo
+		}))
+		defer up.Close()
+		p, port, _ := newFixture(t, up.Listener.Addr().String(), public, Limits{})
+		c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		io.WriteString(c, upgrade)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if switchTo != (resp.StatusCode == 101) {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if !switchTo {
+			io.ReadAll(resp.Body)
+		}
+		io.WriteString(c, after)
+		rest, _ := io.ReadAll(br)
+		c.Close()
+		e := lastEvent(t, p)
+		if switchTo {
+			if string(rest) != after || <-got != after || !e.Allowed || e.Reason != "" {
+				t.Errorf("upgraded: echo %q, event %+v", rest, e)
+			}
+			continue
+		}
+		if len(rest) != 0 || e.Allowed || e.Reason != "request 2 refused: host mismatch: internal.example.net" {
+			t.Errorf("not upgraded: answer %q, event %+v", rest, e)
+		}
+	}
+}
+
+// bodyFraming refuses every framing two servers could read differently,
+// also those Go's parser already turns away.
+func TestBodyFraming(t *testing.T) {
+	h11 := &http.Request{ProtoMajor: 1, ProtoMinor: 1}
+	h10 := &http.Request{ProtoMajor: 1, ProtoMinor: 0}
+	for _, c := range []struct {
+		h       requestHead
+		size    int64
+		chunked bool
+		bad     bool
+	}{
+		{h: requestHead{req: h11}},
+		{h: requestHead{req: h11, cl: []string{"12"}}, size: 12},
+		{h: requestHead{req: h11, te: []string{"Chunked"}}, chunked: true},
+		{h: requestHead{req: h11, te: []string{"identity"}}, bad: true},
+		{h: requestHead{req: h11, te: []string{"chunked"}, cl: []string{"3"}}, bad: true},
+		{h: requestHead{req: h11, te: []string{"chunked", "chunked"}}, bad: true},
+		{h: requestHead{req: h10, te: []string{"chunked"}}, bad: true},
+		{h: requestHead{req: h11, cl: []string{"1", "1"}}, bad: true},
+		{h: requestHead{req: h11, cl: []string{"+1"}}, bad: true},
+		{h: requestHead{req: h11, cl: []string{"-1"}}, bad: true},
+		{h: requestHead{req: h11, cl: []string{""}}, bad: true},
+		{h: requestHead{req: h11, cl: []string{"0x10"}}, bad: true},
+		{h: requestHead{req: h11, cl: []string{"9999999999999999999"}}, bad: true},
+	} {
+		size, chunked, why := bodyFraming(c.h)
+		if (why != "") != c.bad || !c.bad && (size != c.size || chunked != c.chunked) {
+			t.Errorf("%+v: size %d chunked %v why %q", c.h, size, chunked, why)
+		}
+	}
+}
