@@ -47,9 +47,18 @@ func (g Grant) matches(name string) bool {
 	return name == g.Domain
 }
 
-// canonicalName lower-cases a DNS or SNI name and drops one trailing dot.
+// canonicalName lower-cases the ASCII letters of a DNS, SNI or Host name
+// and drops one trailing dot. Other bytes stay as they are (Unicode case
+// folding would take the Kelvin sign for a "k"), so they never match a
+// grant, whose names are ASCII.
 func canonicalName(s string) string {
-	return strings.TrimSuffix(strings.ToLower(s), ".")
+	b := []byte(strings.TrimSuffix(s, "."))
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // The synthetic addresses: DNSAddr serves DNS; names get FirstName and up,

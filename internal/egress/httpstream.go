@@ -3,10 +3,13 @@ package egress
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -34,7 +37,8 @@ import (
 // It returns the bytes sent upstream and, when it refused a request, why.
 func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status <-chan string, last *atomic.Int64, stop func(string)) (int64, string) {
 	tr := &idleReader{c: src, p: p, last: last}
-	in := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(head), tr), 32<<10)
+	hr := bytes.NewReader(head)
+	in := bufio.NewReaderSize(io.MultiReader(hr, tr), max(maxHead+4096, len(head)))
 	out := &budgetWriter{c: dst, p: p, last: last}
 	// end stops the connection after a read or write error.
 	end := func() {
@@ -60,7 +64,7 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status 
 	for i := 1; ; i++ {
 		// A server may skip empty lines before a request line.
 		var lead []byte
-		for {
+		for empty := 0; ; empty++ {
 			b, err := in.Peek(2)
 			if len(b) == 0 && errors.Is(err, io.EOF) {
 				closeWrite(dst, stop) // the tool is done: pass the half-close on
@@ -80,7 +84,7 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status 
 			if k == 0 {
 				break
 			}
-			if len(lead)+k > 4 {
+			if empty == 2 {
 				return refuse(i, "more than two empty lines before a request line")
 			}
 			lead = append(lead, b[:k]...)
@@ -107,7 +111,11 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status 
 		if why != "" {
 			return refuse(i, why)
 		}
-		if rh.upgrade && (i != 1 || status == nil || chunked || size != 0 || rh.expect) {
+		upgrade := len(rh.upgrade) > 0
+		if upgrade && (len(rh.upgrade) != 1 || !strings.EqualFold(rh.upgrade[0], "websocket") || len(rh.wsKey) != 1) {
+			return refuse(i, "protocol upgrade other than WebSocket (one Upgrade: websocket, one Sec-WebSocket-Key)")
+		}
+		if upgrade && (i != 1 || status == nil || chunked || size != 0 || rh.expect) {
 			return refuse(i, "protocol upgrade is relayed only as a connection's first request, without a body, to a server that did not speak first")
 		}
 		if _, err := out.Write(append(lead, h...)); err != nil {
@@ -117,7 +125,9 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status 
 		if chunked {
 			why, err = copyChunked(out, in)
 		} else if size > 0 {
-			_, err = io.CopyN(out, in, size)
+			if why, err = bodyStart(in, size); why == "" && err == nil {
+				_, err = io.CopyN(out, in, size)
+			}
 		}
 		switch {
 		case why != "":
@@ -129,28 +139,67 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status 
 			end()
 			return out.n, ""
 		}
-		if !rh.upgrade {
+		if !upgrade {
 			continue
 		}
-		if !switched(<-status) {
+		if !switched(<-status, rh.wsKey[0]) {
 			continue // not upgraded: the next bytes are requests again
 		}
-		// Upgraded: what the tool sent after the head, then the rest as it comes.
-		if k := in.Buffered(); k > 0 {
-			b, _ := in.Peek(k)
-			if _, err := out.Write(b); err != nil {
-				end()
-				return out.n, ""
-			}
+		// Upgraded: what the tool sent after the head (read ahead, then
+		// still in the sniffed bytes), then the rest as it comes.
+		b, _ := in.Peek(in.Buffered())
+		if _, err := out.Write(append(append([]byte(nil), b...), head[len(head)-hr.Len():]...)); err != nil {
+			end()
+			return out.n, ""
 		}
 		return out.n + p.pipe(dst, src, last, stop), ""
 	}
 }
 
-// switched reports whether an HTTP status line is 101 Switching Protocols.
-func switched(line string) bool {
-	f := strings.Fields(line)
-	return len(f) >= 2 && (f[0] == "HTTP/1.1" || f[0] == "HTTP/1.0") && f[1] == "101"
+// switched reports whether the upstream's first response head completes
+// the WebSocket handshake the tool started with key: 101, Upgrade:
+// websocket and the Sec-WebSocket-Accept only a server that read the key
+// computes (RFC 6455). A bare 101, which an application can be made to
+// send without switching, is not enough.
+func switched(head, key string) bool {
+	resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols || !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	sum := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return resp.Header.Get("Sec-WebSocket-Accept") == base64.StdEncoding.EncodeToString(sum[:])
+}
+
+// bodyStart refuses a Content-Length body that begins like a request line:
+// a server that answers without reading a body reads the next request
+// from it, which the relay would never have checked. The first line is
+// judged as sniff judges a connection's (after blank space; a body that
+// ends inside it is judged as if the line ended there).
+func bodyStart(in *bufio.Reader, size int64) (string, error) {
+	n := int64(maxHead)
+	if size < n {
+		n = size
+	}
+	for {
+		b, _ := in.Peek(in.Buffered())
+		if int64(len(b)) > n {
+			b = b[:n]
+		}
+		rest := b[leadingSpace(b):]
+		verdict := classifyLine(rest)
+		if verdict == lineUndecided && int64(len(b)) == size {
+			verdict = classifyLine(append(append([]byte(nil), rest...), '\n'))
+		}
+		switch {
+		case verdict == lineHTTP:
+			return "request body begins like a request line", nil
+		case verdict == lineText || int64(len(b)) == n:
+			return "", nil
+		}
+		if _, err := in.Peek(len(b) + 1); err != nil && in.Buffered() <= len(b) {
+			return "", err
+		}
+	}
 }
 
 var errHeadSize = errors.New("request head too large")
@@ -200,10 +249,12 @@ func bodyFraming(h requestHead) (size int64, chunked bool, why string) {
 	case len(h.cl) > 1:
 		return 0, false, "more than one Content-Length"
 	case len(h.cl) == 1:
+		// Plain digits, no leading zero (strtol would read octal), under
+		// 2 GiB (a 32-bit parser would wrap).
 		v := h.cl[0]
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || v == "" || len(v) > 18 || strings.Trim(v, "0123456789") != "" {
-			return 0, false, "malformed Content-Length: " + v
+		if err != nil || v == "" || len(v) > 10 || strings.Trim(v, "0123456789") != "" || len(v) > 1 && v[0] == '0' || n >= 1<<31 {
+			return 0, false, "Content-Length not plain digits under 2 GiB: " + v
 		}
 		return n, false, ""
 	}
@@ -234,14 +285,15 @@ func copyChunked(out io.Writer, in *bufio.Reader) (why string, err error) {
 			return "chunk size line over 64 bytes", nil
 		case err != nil:
 			return "", err
-		case !bytes.HasSuffix(l, []byte("\r\n")) || len(l) == 2 || len(l) > 2+15:
+		case !bytes.HasSuffix(l, []byte("\r\n")) || len(l) == 2 || len(l) > 2+8:
 			return "malformed chunk size line", nil
 		}
+		// Hex digits only (no extensions), no leading zero, under 2 GiB.
 		hex := string(l[:len(l)-2])
-		if strings.Trim(hex, "0123456789abcdefABCDEF") != "" {
-			return "malformed chunk size line (extensions are not relayed)", nil
+		size, perr := strconv.ParseInt(hex, 16, 64)
+		if strings.Trim(hex, "0123456789abcdefABCDEF") != "" || perr != nil || len(hex) > 1 && hex[0] == '0' || size >= 1<<31 {
+			return "malformed chunk size line (hex digits only, no extensions, under 2 GiB)", nil
 		}
-		size, _ := strconv.ParseInt(hex, 16, 64)
 		if _, err := out.Write(l); err != nil {
 			return "", err
 		}
@@ -273,14 +325,15 @@ func copyChunked(out io.Writer, in *bufio.Reader) (why string, err error) {
 }
 
 // pipeStatus is the upstream-to-tool direction of an HTTP connection: it
-// passes the upstream's first line on (status gets it, "" if there was
-// none), then copies the rest like pipe.
+// passes the upstream's first response head on (status gets it, as far as
+// it came within 64 KiB; "" if nothing came), then copies the rest like
+// pipe.
 func (p *Proxy) pipeStatus(dst, src net.Conn, status chan<- string, last *atomic.Int64, stop func(string)) int64 {
 	r := &idleReader{c: src, p: p, last: last}
 	w := &budgetWriter{c: dst, p: p, last: last}
 	var line []byte
 	buf := make([]byte, 4096)
-	for !bytes.Contains(line, []byte("\n")) && len(line) < 4096 {
+	for headEnd(line) < 0 && len(line) < maxHead {
 		k, err := r.Read(buf)
 		if k > 0 {
 			line = append(line, buf[:k]...)
@@ -303,9 +356,28 @@ func (p *Proxy) pipeStatus(dst, src net.Conn, status chan<- string, last *atomic
 			return w.n
 		}
 	}
-	first, _, _ := bytes.Cut(line, []byte("\n"))
-	status <- string(first)
+	if e := headEnd(line); e >= 0 {
+		line = line[:e]
+	}
+	status <- string(line)
 	return w.n + p.pipe(dst, src, last, stop)
+}
+
+// headEnd returns where a message head ending in an empty line (CRLF or
+// LF) ends in b, or -1.
+func headEnd(b []byte) int {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\n' {
+			continue
+		}
+		switch {
+		case i+1 < len(b) && b[i+1] == '\n':
+			return i + 2
+		case i+2 < len(b) && b[i+1] == '\r' && b[i+2] == '\n':
+			return i + 3
+		}
+	}
+	return -1
 }
 
 // closeWrite passes a half-close on (or ends the connection when dst

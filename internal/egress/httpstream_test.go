@@ -71,10 +71,27 @@ func TestRelayEveryRequestChecked(t *testing.T) {
 		"trailer":                {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nHost: internal.example.net\r\n\r\n" + evil, "trailer fields"},
 		"later upgrade":          {ok + "GET / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" + evil, "request 2 refused: protocol upgrade"},
 		"upgrade with a body":    {"POST / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nContent-Length: 2\r\n\r\nhi" + evil, "protocol upgrade"},
-		"empty lines":            {ok + "\r\n\r\n\r\n" + evil, "request 2 refused: more than two empty lines"},
+		"empty lines":            {ok + "\r\n\n\r\n" + evil, "request 2 refused: more than two empty lines"},
+		"bare lf lines":          {ok + "\n\n\n\n" + evil, "request 2 refused: more than two empty lines"},
 		"malformed second":       {ok + "GET / HTTP/1.1\r\nHost: api.example.com\r\nHost : internal.example.net\r\n\r\n", "request 2 refused: malformed header line"},
 		"text after a request":   {ok + "SSH-2.0-x\r\n" + evil, "request 2 refused: malformed HTTP request head"},
 		"lone cr before request": {ok + "\r" + evil, "request 2 refused: malformed HTTP request head"},
+		"body like a request":    {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 46\r\n\r\n" + evil, "request 1 refused: request body begins like a request line"},
+		"get with such a body":   {"GET / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 48\r\n\r\n\r\n" + evil, "request 1 refused: request body begins like a request line"},
+		"body ending in a line":  {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 31\r\n\r\nGET http://internal.example.net/\nHost: api.example.com\r\n\r\n", "request 1 refused: request body begins like a request line"},
+		"later body":             {ok + "POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 46\r\n\r\n" + evil, "request 2 refused: request body begins like a request line"},
+		"bare upgrade":           {"GET / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n" + evil, "request 1 refused: protocol upgrade other than WebSocket"},
+		"other upgrade":          {"GET / HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: foo\r\nSec-WebSocket-Key: x\r\n\r\n" + evil, "request 1 refused: protocol upgrade other than WebSocket"},
+		"http/1.9":               {"GET / HTTP/1.9\r\nHost: api.example.com\r\n\r\n", "HTTP version HTTP/1.9 is not relayed"},
+		"later http/0.9":         {ok + "GET / HTTP/0.9\r\nHost: api.example.com\r\n\r\n", "request 2 refused: HTTP version HTTP/0.9"},
+		"no host":                {"GET / HTTP/1.0\r\n\r\n", "request without Host"},
+		"later no host":          {ok + "GET / HTTP/1.0\r\nX: y\r\n\r\n", "request 2 refused: request without Host"},
+		"empty host":             {ok + "GET http://api.example.com/ HTTP/1.1\r\nHost:\r\n\r\n", "request 2 refused: empty Host"},
+		"kelvin sign":            {ok + "GET / HTTP/1.1\r\nHost: api.example.\u212aom\r\n\r\n", "request 2 refused: host mismatch"},
+		"cl leading zero":        {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 010\r\n\r\n" + evil, "Content-Length not plain digits under 2 GiB: 010"},
+		"cl 4 GiB":               {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 4294967298\r\n\r\nhi" + evil, "Content-Length not plain digits under 2 GiB: 4294967298"},
+		"chunk leading zero":     {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n02\r\nhi\r\n0\r\n\r\n" + evil, "request 1 refused: malformed chunk size line"},
+		"chunk over 2 GiB":       {"POST / HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n100000002\r\nhi\r\n0\r\n\r\n" + evil, "request 1 refused: malformed chunk size line"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			up := newHostLog(t)
@@ -88,14 +105,19 @@ func TestRelayEveryRequestChecked(t *testing.T) {
 			if strings.Contains(got, "internal") {
 				t.Errorf("answer %q", got)
 			}
-			// The requests before the refused one are answered.
+			// The requests before the refused one are answered (and the
+			// refused one too when its head, checked, went before its
+			// body was refused: the upstream sees the body cut).
 			var n int
-			if _, err := fmt.Sscanf(c.why, "request %d refused", &n); err == nil && strings.Count(got, "served api.example.com") != n-1 {
-				t.Errorf("%d answers before request %d was refused: %q", strings.Count(got, "served"), n, got)
+			fmt.Sscanf(c.why, "request %d refused", &n)
+			answers := strings.Count(got, "served api.example.com")
+			bodyRefused := strings.Contains(c.why, "body") || strings.Contains(c.why, "chunk") || strings.Contains(c.why, "trailer")
+			if n > 0 && answers != n-1 && !(bodyRefused && answers == n) {
+				t.Errorf("%d answers before request %d was refused: %q", answers, n, got)
 			}
 			e := lastEvent(t, p)
 			// A later request's refusal carries the bytes before it.
-			if e.Allowed || e.Protocol != "http" || !strings.Contains(e.Reason, c.why) || strings.HasPrefix(c.why, "request") && e.BytesOut == 0 {
+			if e.Allowed || e.Protocol != "http" || !strings.Contains(e.Reason, c.why) || n > 1 && e.BytesOut == 0 {
 				t.Errorf("event %+v, want reason %q", e, c.why)
 			}
 		})
@@ -189,16 +211,21 @@ func TestRelayKeepAlive(t *testing.T) {
 	}
 }
 
-// A WebSocket-style upgrade goes through unparsed once the upstream
-// answered 101; answered otherwise, the connection's next bytes are
-// checked as requests again.
+// A WebSocket upgrade goes through unparsed once the upstream completed
+// the handshake; answered otherwise (also with a bare 101 that does not
+// prove the server read the key), the connection's next bytes are checked
+// as requests again.
 func TestRelayUpgrade(t *testing.T) {
-	const upgrade = "GET /ws HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+	const key = "dGhlIHNhbXBsZSBub25jZQ=="
+	const accept = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" // RFC 6455's example
+	big := strings.Repeat("a", 30000)
+	upgrade := "GET /ws HTTP/1.1\r\nHost: api.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + key + "\r\nX-Big: " + big + "\r\n\r\n"
 	const after = "GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n" // frames that look like a request
-	for _, switchTo := range []bool{true, false} {
+	frames := after + strings.Repeat("\x82\x7e\x00\x10frame-data-xxxxx", 500)
+	for _, answer := range []string{"switch", "bare 101", "200"} {
 		got := make(chan string, 1)
 		up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !switchTo {
+			if answer == "200" {
 				io.WriteString(w, "no upgrade here")
 				return
 			}
@@ -208,8 +235,18 @@ func TestRelayUpgrade(t *testing.T) {
 				return
 			}
 			defer conn.Close()
-			io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-			b := make([]byte, len(after))
+			if answer == "bare 101" {
+				io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\n\r\n")
+				// and then go on reading requests, as an application
+				// that only set the status would
+				if req, err := http.ReadRequest(brw.Reader); err == nil {
+					got <- req.Host
+					io.WriteString(conn, "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nfronted")
+				}
+				return
+			}
+			io.WriteString(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "+accept+"\r\n\r\n")
+			b := make([]byte, len(frames))
 			if _, err := io.ReadFull(brw, b); err != nil {
 				t.Error(err)
 			}
@@ -224,29 +261,41 @@ func TestRelayUpgrade(t *testing.T) {
 		}
 		c.SetDeadline(time.Now().Add(5 * time.Second))
 		br := bufio.NewReader(c)
-		io.WriteString(c, upgrade)
+		if answer == "switch" {
+			// The frames follow the request head at once (read ahead with it).
+			io.WriteString(c, upgrade+frames)
+		} else {
+			io.WriteString(c, upgrade)
+		}
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if switchTo != (resp.StatusCode == 101) {
-			t.Fatalf("status %d", resp.StatusCode)
+		if (answer != "200") != (resp.StatusCode == 101) {
+			t.Fatalf("%s: status %d", answer, resp.StatusCode)
 		}
-		if !switchTo {
+		if answer == "200" {
 			io.ReadAll(resp.Body)
 		}
-		io.WriteString(c, after)
+		if answer != "switch" {
+			io.WriteString(c, after)
+		}
 		rest, _ := io.ReadAll(br)
 		c.Close()
 		e := lastEvent(t, p)
-		if switchTo {
-			if string(rest) != after || <-got != after || !e.Allowed || e.Reason != "" {
-				t.Errorf("upgraded: echo %q, event %+v", rest, e)
+		if answer == "switch" {
+			if string(rest) != frames || <-got != frames || !e.Allowed || e.Reason != "" {
+				t.Errorf("upgraded: echo of %d bytes (want %d), event %+v", len(rest), len(frames), e)
 			}
 			continue
 		}
+		select {
+		case h := <-got:
+			t.Errorf("%s: the upstream read a request for %s", answer, h)
+		default:
+		}
 		if len(rest) != 0 || e.Allowed || e.Reason != "request 2 refused: host mismatch: internal.example.net" {
-			t.Errorf("not upgraded: answer %q, event %+v", rest, e)
+			t.Errorf("%s: answer %q, event %+v", answer, rest, e)
 		}
 	}
 }
@@ -275,6 +324,10 @@ func TestBodyFraming(t *testing.T) {
 		{h: requestHead{req: h11, cl: []string{""}}, bad: true},
 		{h: requestHead{req: h11, cl: []string{"0x10"}}, bad: true},
 		{h: requestHead{req: h11, cl: []string{"9999999999999999999"}}, bad: true},
+		{h: requestHead{req: h11, cl: []string{"2147483647"}}, size: 1<<31 - 1},
+		{h: requestHead{req: h11, cl: []string{"2147483648"}}, bad: true},
+		{h: requestHead{req: h11, cl: []string{"0"}}},
+		{h: requestHead{req: h11, cl: []string{"00"}}, bad: true},
 	} {
 		size, chunked, why := bodyFraming(c.h)
 		if (why != "") != c.bad || !c.bad && (size != c.size || chunked != c.chunked) {

@@ -437,7 +437,8 @@ var knownMethods = map[string]bool{
 type requestHead struct {
 	req      *http.Request
 	te, cl   []string // Transfer-Encoding and Content-Length values
-	upgrade  bool     // an Upgrade header
+	upgrade  []string // Upgrade values
+	wsKey    []string // Sec-WebSocket-Key values
 	expect   bool     // an Expect header
 	consumed int      // bytes of the head Go's parser read
 }
@@ -457,6 +458,8 @@ func checkHTTP(r io.Reader, head func() []byte, name string) (requestHead, strin
 	}
 	h.req, h.consumed = req, cr.n-br.Buffered()
 	switch {
+	case req.ProtoMajor != 1 || req.ProtoMinor > 1:
+		return h, "HTTP version " + req.Proto + " is not relayed (1.0 and 1.1 are)"
 	case req.Method == "PRI":
 		return h, "HTTP/2 without TLS is not relayed (its :authority cannot be checked)"
 	case strings.EqualFold(req.Method, http.MethodConnect):
@@ -497,7 +500,9 @@ func checkHTTP(r io.Reader, head func() []byte, name string) (requestHead, strin
 		case "content-length":
 			h.cl = append(h.cl, v)
 		case "upgrade":
-			h.upgrade = true
+			h.upgrade = append(h.upgrade, v)
+		case "sec-websocket-key":
+			h.wsKey = append(h.wsKey, v)
 		case "expect":
 			h.expect = true
 		default:
@@ -510,9 +515,16 @@ func checkHTTP(r io.Reader, head func() []byte, name string) (requestHead, strin
 		}
 	}
 	// The target's host (absolute form) and every Host header must name
-	// the granted host: servers route by either.
+	// the granted host: servers route by either. Without one of them a
+	// server picks its default host, which may be anyone's.
+	if len(hosts) == 1 && req.Host == "" {
+		return h, "request without Host"
+	}
 	for _, hv := range hosts {
-		if hv != "" && !hostIs(hv, name) {
+		if !hostIs(hv, name) {
+			if hv == "" {
+				return h, "empty Host"
+			}
 			return h, "host mismatch: " + hv
 		}
 	}
