@@ -204,7 +204,7 @@ func apiRequestProblem(req *http.Request, name string) string {
 	case req.URL.Opaque != "" || req.URL.Scheme != "" || req.URL.Host != "" || req.URL.User != nil ||
 		!strings.HasPrefix(req.RequestURI, "/"):
 		return "only origin-form requests (GET /path) are forwarded"
-	case !hostIs(req.Host, name):
+	case !hostIs(req.Host, name, 0): // the API's Host is replaced
 		return "host mismatch: " + req.Host
 	case strings.EqualFold(req.Method, http.MethodConnect) || req.Header.Get("Upgrade") != "":
 		return "tunnels and protocol upgrades are not relayed"

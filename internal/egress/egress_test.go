@@ -815,8 +815,10 @@ func TestRequestLineShape(t *testing.T) {
 		"api.example.com": true, "API.example.com.": true, "api.example.com:80": true,
 		"api.example.com:80@evil.example": false, "api.example.com:evil.example": false,
 		"api.example.com:80/evil": false, "api.example.com:": false, "evil.example": false,
+		"api.example.com:22": false, "api.example.com:080": true, "api.example.\u212aom": false,
+		"api.example.com:99999999999999999999": false,
 	} {
-		if got := hostIs(h, "api.example.com"); got != want {
+		if got := hostIs(h, "api.example.com", 80); got != want {
 			t.Errorf("hostIs(%q) = %v", h, got)
 		}
 	}

@@ -35,7 +35,7 @@ import (
 // checked.
 //
 // It returns the bytes sent upstream and, when it refused a request, why.
-func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status <-chan string, last *atomic.Int64, stop func(string)) (int64, string) {
+func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port int, status <-chan string, last *atomic.Int64, stop func(string)) (int64, string) {
 	tr := &idleReader{c: src, p: p, last: last}
 	hr := bytes.NewReader(head)
 	in := bufio.NewReaderSize(io.MultiReader(hr, tr), max(maxHead+4096, len(head)))
@@ -100,7 +100,7 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status 
 			end()
 			return out.n, ""
 		}
-		rh, why := checkHTTP(bytes.NewReader(h), func() []byte { return h }, name)
+		rh, why := checkHTTP(bytes.NewReader(h), func() []byte { return h }, name, port)
 		if why != "" {
 			return refuse(i, why)
 		}
@@ -156,6 +156,31 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, status 
 	}
 }
 
+// firstWord is b up to the first lenient space or line end.
+func firstWord(b []byte) []byte {
+	for i, c := range b {
+		if c == '\n' || isLenientSpace(c) {
+			return b[:i]
+		}
+	}
+	return b
+}
+
+// upperWord reports whether b has an upper-case letter and no lower-case
+// one, as every method has.
+func upperWord(b []byte) bool {
+	upper := false
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z':
+			return false
+		case 'A' <= c && c <= 'Z':
+			upper = true
+		}
+	}
+	return upper
+}
+
 // switched reports whether the upstream's first response head completes
 // the WebSocket handshake the tool started with key: 101, Upgrade:
 // websocket and the Sec-WebSocket-Accept only a server that read the key
@@ -191,8 +216,12 @@ func bodyStart(in *bufio.Reader, size int64) (string, error) {
 			verdict = classifyLine(append(append([]byte(nil), rest...), '\n'))
 		}
 		switch {
-		case verdict == lineHTTP:
+		case verdict == lineHTTP && upperWord(firstWord(rest)):
+			// Servers that skip reading a body take methods in their
+			// exact (upper) case: "Get milk" or "- item" is text to them.
 			return "request body begins like a request line", nil
+		case verdict == lineHTTP:
+			return "", nil
 		case verdict == lineText || int64(len(b)) == n:
 			return "", nil
 		}

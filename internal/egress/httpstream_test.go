@@ -87,6 +87,11 @@ func TestRelayEveryRequestChecked(t *testing.T) {
 		"no host":                {"GET / HTTP/1.0\r\n\r\n", "request without Host"},
 		"later no host":          {ok + "GET / HTTP/1.0\r\nX: y\r\n\r\n", "request 2 refused: request without Host"},
 		"empty host":             {ok + "GET http://api.example.com/ HTTP/1.1\r\nHost:\r\n\r\n", "request 2 refused: empty Host"},
+		"backslash target":       {ok + "GET /\\internal.example.net/admin HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "request 2 refused: backslash in the request target"},
+		"first backslash":        {"GET /\\internal.example.net/admin HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "backslash in the request target"},
+		"userinfo target":        {ok + "GET http://internal.example.net:80@api.example.com/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "request 2 refused: request target is not a path or an absolute URL"},
+		"other port":             {ok + "GET / HTTP/1.1\r\nHost: api.example.com:22\r\n\r\n", "request 2 refused: host mismatch: api.example.com:22"},
+		"other port in target":   {ok + "GET http://api.example.com:9999/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "request 2 refused: host mismatch: api.example.com:9999"},
 		"kelvin sign":            {ok + "GET / HTTP/1.1\r\nHost: api.example.\u212aom\r\n\r\n", "request 2 refused: host mismatch"},
 		"cl leading zero":        {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 010\r\n\r\n" + evil, "Content-Length not plain digits under 2 GiB: 010"},
 		"cl 4 GiB":               {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 4294967298\r\n\r\nhi" + evil, "Content-Length not plain digits under 2 GiB: 4294967298"},
@@ -202,7 +207,7 @@ func TestRelayKeepAlive(t *testing.T) {
 	post := "POST /b HTTP/1.1\r\nHost: api.example.com\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nA\r\n0123456789\r\n0\r\n\r\n"
 	up2 := newHostLog(t)
 	p2, port2, _ := newFixture(t, up2.srv.Listener.Addr().String(), public, Limits{})
-	got := rawRequest(t, port2, ok+post+"\r\n"+"GET /c HTTP/1.1\r\nHost: API.example.com.:80\r\nConnection: close\r\n\r\n")
+	got := rawRequest(t, port2, ok+post+"\r\n"+fmt.Sprintf("GET /c HTTP/1.1\r\nHost: API.example.com.:%d\r\nConnection: close\r\n\r\n", port2))
 	if strings.Count(got, "served") != 3 || !strings.Contains(got, "served api.example.com abc0123456789|") {
 		t.Errorf("pipelined answers %q", got)
 	}
@@ -332,6 +337,64 @@ func TestBodyFraming(t *testing.T) {
 		size, chunked, why := bodyFraming(c.h)
 		if (why != "") != c.bad || !c.bad && (size != c.size || chunked != c.chunked) {
 			t.Errorf("%+v: size %d chunked %v why %q", c.h, size, chunked, why)
+		}
+	}
+}
+
+// Bodies that only look a little like a request line pass: text whose
+// first word is not an upper-case method, JSON, forms, git pkt-lines; and
+// so do empty lines before a connection's first request.
+func TestRelayBodiesPass(t *testing.T) {
+	for _, body := range []string{
+		"Get milk and eggs", "Report ready\n", "Visit https://example.com for details",
+		"- https://example.com/a\n- b\n", `{"q": "GET / HTTP/1.1"}`, "a=1&b=GET+%2F", "0032want 7fd1a60b01f91b314f59955a4e4d4e80d8edf11d\n",
+		"0014command=ls-refs\n", "get / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n", "\x00\x01GET",
+	} {
+		up := newHostLog(t)
+		p, port, _ := newFixture(t, up.srv.Listener.Addr().String(), public, Limits{})
+		got := rawRequest(t, port, fmt.Sprintf("POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(body), body))
+		if !strings.Contains(got, "served api.example.com "+body+"|") {
+			t.Errorf("%q: answer %q", body, got)
+		}
+		if e := lastEvent(t, p); !e.Allowed || e.Reason != "" {
+			t.Errorf("%q: event %+v", body, e)
+		}
+	}
+	up := newHostLog(t)
+	p, port, _ := newFixture(t, up.srv.Listener.Addr().String(), public, Limits{})
+	rawRequest(t, port, "\r\n\nGET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+	if e := lastEvent(t, p); !e.Allowed || e.Reason != "" || e.BytesOut == 0 {
+		t.Errorf("empty lines first: event %+v", e)
+	}
+}
+
+// Connections held open idle keep little of the run's byte budget: with
+// 1 MiB, a dozen idle keep-alive connections leave room for more.
+func TestRelayIdleKeepsBudget(t *testing.T) {
+	up := newHostLog(t)
+	p, port, _ := newFixture(t, up.srv.Listener.Addr().String(), public, Limits{MaxBytes: 1 << 20})
+	for i := 0; i < 13; i++ {
+		c, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("connection %d: status %d", i, resp.StatusCode)
+		}
+	}
+	p.Close()
+	evs, _ := p.Events()
+	for _, e := range evs {
+		if strings.Contains(e.Reason, "cap") {
+			t.Errorf("event %+v", e)
 		}
 	}
 }

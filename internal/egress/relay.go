@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,7 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 	busy := func() bool { return time.Since(time.Unix(0, last.Load())) < p.lim.IdleTimeout }
 	first := make(chan sniffed, 1)
 	spoke := make(chan struct{}) // closed when the tool's first byte came
-	go func() { first <- p.sniff(c, ev.Name, busy, spoke) }()
+	go func() { first <- p.sniff(c, ev.Name, ev.Port, busy, spoke) }()
 	var s sniffed
 	early := false
 	select {
@@ -110,7 +111,7 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, refusal = p.forwardHTTP(up, c, s.head, ev.Name, status, &last, stop)
+			out, refusal = p.forwardHTTP(up, c, s.head, ev.Name, ev.Port, status, &last, stop)
 		}()
 		finish()
 		if refusal != "" {
@@ -148,16 +149,22 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 }
 
 // chunk is how much one copy step may move before the byte budget and the
-// idle clock are checked again.
-const chunk = 256 << 10
+// idle clock are checked again. A step takes its bytes from the budget
+// before it waits for them, so steps start at firstStep and double while
+// data flows: a connection held open idle keeps little of the budget.
+const (
+	chunk     = 256 << 10
+	firstStep = 16 << 10
+)
 
 // pipe copies src to dst (splice(2) when both are TCP sockets) in chunks
 // charged against the run's byte budget, and returns the bytes moved.
 // The connection ends when no byte moved either way for IdleTimeout.
 func (p *Proxy) pipe(dst, src net.Conn, last *atomic.Int64, stop func(string)) int64 {
 	var total int64
+	step := int64(firstStep)
 	for {
-		n := int64(chunk)
+		n := step
 		if left := p.bytes.Load(); left < n {
 			n = left
 		}
@@ -175,6 +182,7 @@ func (p *Proxy) pipe(dst, src net.Conn, last *atomic.Int64, stop func(string)) i
 		}
 		switch {
 		case err == nil && got == n:
+			step = min(2*step, chunk)
 			continue
 		case err == nil: // EOF: half-close, the other way may go on
 			if cw, ok := dst.(interface{ CloseWrite() error }); ok {
@@ -185,6 +193,7 @@ func (p *Proxy) pipe(dst, src net.Conn, last *atomic.Int64, stop func(string)) i
 			return total
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if time.Since(time.Unix(0, last.Load())) < p.lim.IdleTimeout {
+				step = firstStep
 				continue // the other direction is busy
 			}
 			stop("idle for " + p.lim.IdleTimeout.String())
@@ -225,7 +234,7 @@ type sniffed struct {
 // protocol) is relayed as plain TCP: the name and port were granted. A tool
 // cannot skip the check by waiting: nothing it sends goes upstream before
 // sniff returned.
-func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan struct{}) sniffed {
+func (p *Proxy) sniff(c net.Conn, name string, port int, busy func() bool, spoke chan struct{}) sniffed {
 	r := sniffed{protocol: "tcp"}
 	var seen bytes.Buffer
 	buf := make([]byte, 512)
@@ -310,7 +319,10 @@ func (p *Proxy) sniff(c net.Conn, name string, busy func() bool, spoke chan stru
 			case lineHTTP:
 				r.protocol = "http"
 				_ = c.SetReadDeadline(time.Now().Add(p.lim.DialTimeout))
-				h, why := checkHTTP(rest(), seen.Bytes, name)
+				// Empty lines before the request line are skipped as
+				// for the connection's later requests (at most two).
+				skip := emptyLead(seen.Bytes())
+				h, why := checkHTTP(skipN(rest(), skip), seen.Bytes, name, port)
 				if why == "" {
 					_, _, why = bodyFraming(h)
 				}
@@ -448,7 +460,7 @@ type requestHead struct {
 // strict about the request line; the header lines are checked here for
 // what lenient servers would read differently: folded lines and names
 // that are not tokens.
-func checkHTTP(r io.Reader, head func() []byte, name string) (requestHead, string) {
+func checkHTTP(r io.Reader, head func() []byte, name string, port int) (requestHead, string) {
 	var h requestHead
 	cr := &readCount{r: r}
 	br := bufio.NewReader(cr)
@@ -468,12 +480,18 @@ func checkHTTP(r io.Reader, head func() []byte, name string) (requestHead, strin
 		return h, "HTTP/2 upgrade without TLS is not relayed (its :authority cannot be checked)"
 	}
 	// Targets: "*", a path (one leading slash), or an absolute URL with a
-	// host; anything else ("//evil/", "http:///evil/", "x:@evil") some
-	// application would resolve against another host.
-	switch t := req.RequestURI; {
+	// host and no user part; anything else ("//evil/", "http:///evil/",
+	// "x:@evil", "http://evil:80@host/") some application would resolve
+	// against another host, and so would a backslash before the query
+	// ("/\\evil/": URL parsers that follow WHATWG read it as a slash).
+	t := req.RequestURI
+	if path, _, _ := strings.Cut(t, "?"); strings.ContainsRune(path, '\\') {
+		return h, "backslash in the request target: " + t
+	}
+	switch {
 	case t == "*":
 	case strings.HasPrefix(t, "/") && !strings.HasPrefix(t, "//"):
-	case req.URL.Scheme != "" && req.URL.Host != "" && req.URL.Opaque == "":
+	case req.URL.Scheme != "" && req.URL.Host != "" && req.URL.Opaque == "" && req.URL.User == nil:
 	default:
 		return h, "request target is not a path or an absolute URL with a host: " + t
 	}
@@ -521,7 +539,7 @@ func checkHTTP(r io.Reader, head func() []byte, name string) (requestHead, strin
 		return h, "request without Host"
 	}
 	for _, hv := range hosts {
-		if !hostIs(hv, name) {
+		if !hostIs(hv, name, port) {
 			if hv == "" {
 				return h, "empty Host"
 			}
@@ -543,17 +561,42 @@ func (c *readCount) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// hostIs reports whether a Host value names name: the name (any case,
-// one trailing dot) and at most a numeric port.
-func hostIs(h, name string) bool {
+// hostIs reports whether a Host value names name: the name (ASCII case
+// ignored, one trailing dot) and no port or port (any numeric port when
+// port is 0). A forward proxy would connect to a port named there.
+func hostIs(h, name string, port int) bool {
 	if i := strings.LastIndexByte(h, ':'); i >= 0 {
-		port := h[i+1:]
-		if port == "" || strings.Trim(port, "0123456789") != "" {
+		ps := h[i+1:]
+		n, err := strconv.Atoi(ps)
+		if ps == "" || strings.Trim(ps, "0123456789") != "" || err != nil || port != 0 && n != port {
 			return false
 		}
 		h = h[:i]
 	}
 	return canonicalName(h) == name
+}
+
+// emptyLead counts the bytes of at most two empty lines (CRLF or LF) at
+// the start of b.
+func emptyLead(b []byte) int {
+	n := 0
+	for lines := 0; lines < 2; lines++ {
+		switch {
+		case bytes.HasPrefix(b[n:], []byte("\n")):
+			n++
+		case bytes.HasPrefix(b[n:], []byte("\r\n")):
+			n += 2
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+// skipN drops the first n bytes of r.
+func skipN(r io.Reader, n int) io.Reader {
+	_, _ = io.CopyN(io.Discard, r, int64(n))
+	return r
 }
 
 // maxHead bounds a ClientHello or request head.
