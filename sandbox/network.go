@@ -60,7 +60,7 @@ func (HostSecrets) Secret(_ context.Context, ref string) ([]byte, error) {
 type EgressLimits struct {
 	MaxConns    int           // concurrent connections (64)
 	MaxTotal    int           // connections over the run (4096)
-	MaxBytes    int64         // bytes both ways over the run (4 GiB)
+	MaxBytes    int64         // bytes both ways over the run (4 GiB); reserved per copy step, see egress.Limits
 	MaxNames    int           // distinct names given an address (256)
 	IdleTimeout time.Duration // a connection with no byte either way (60s)
 	DialTimeout time.Duration // resolving and connecting upstream (10s)

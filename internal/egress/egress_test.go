@@ -815,7 +815,7 @@ func TestRequestLineShape(t *testing.T) {
 		"api.example.com": true, "API.example.com.": true, "api.example.com:80": true,
 		"api.example.com:80@evil.example": false, "api.example.com:evil.example": false,
 		"api.example.com:80/evil": false, "api.example.com:": false, "evil.example": false,
-		"api.example.com:22": false, "api.example.com:080": true, "api.example.\u212aom": false,
+		"api.example.com:22": false, "api.example.com:080": false, "api.example.\u212aom": false,
 		"api.example.com:99999999999999999999": false,
 	} {
 		if got := hostIs(h, "api.example.com", 80); got != want {

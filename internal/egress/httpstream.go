@@ -28,11 +28,11 @@ import (
 // be asked for another name on a granted connection. The bytes go upstream
 // as the tool sent them.
 //
-// A protocol upgrade (WebSocket) is relayed only as the connection's first
-// request, without a body, and only when the upstream speaks after the tool
-// (status carries the first line of its answer): once it answered 101 the
-// rest goes through unparsed; any other answer and requests go on being
-// checked.
+// A protocol upgrade is relayed only for WebSocket, as the connection's
+// first request, without a body, and only when the upstream speaks after
+// the tool (status carries the head of its first answer): once that
+// answer completed the handshake (switched) the rest goes through
+// unparsed; after any other answer requests go on being checked.
 //
 // It returns the bytes sent upstream and, when it refused a request, why.
 func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port int, status <-chan string, last *atomic.Int64, stop func(string)) (int64, string) {
@@ -166,6 +166,21 @@ func firstWord(b []byte) []byte {
 	return b
 }
 
+// endsInVersion reports whether the first line of b ends in an HTTP
+// version ("HTTP/1.1", any case).
+func endsInVersion(b []byte) bool {
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	end := len(line)
+	for end > 0 && isLenientSpace(line[end-1]) {
+		end--
+	}
+	start := end
+	for start > 0 && !isLenientSpace(line[start-1]) {
+		start--
+	}
+	return bytes.HasPrefix(bytes.ToLower(line[start:end]), []byte("http/"))
+}
+
 // upperWord reports whether b has an upper-case letter and no lower-case
 // one, as every method has.
 func upperWord(b []byte) bool {
@@ -216,9 +231,10 @@ func bodyStart(in *bufio.Reader, size int64) (string, error) {
 			verdict = classifyLine(append(append([]byte(nil), rest...), '\n'))
 		}
 		switch {
-		case verdict == lineHTTP && upperWord(firstWord(rest)):
-			// Servers that skip reading a body take methods in their
-			// exact (upper) case: "Get milk" or "- item" is text to them.
+		case verdict == lineHTTP && (upperWord(firstWord(rest)) || endsInVersion(rest)):
+			// Servers that skip reading a body take methods in upper
+			// case or upper-case them (Werkzeug, Django) only on a line
+			// with a version: "Get milk" or "- item" is text to them.
 			return "request body begins like a request line", nil
 		case verdict == lineHTTP:
 			return "", nil

@@ -76,6 +76,9 @@ func TestRelayEveryRequestChecked(t *testing.T) {
 		"malformed second":       {ok + "GET / HTTP/1.1\r\nHost: api.example.com\r\nHost : internal.example.net\r\n\r\n", "request 2 refused: malformed header line"},
 		"text after a request":   {ok + "SSH-2.0-x\r\n" + evil, "request 2 refused: malformed HTTP request head"},
 		"lone cr before request": {ok + "\r" + evil, "request 2 refused: malformed HTTP request head"},
+		"lower-case body line":   {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 46\r\n\r\nget / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n", "request 1 refused: request body begins like a request line"},
+		"query after authority":  {ok + "GET http://api.example.com?@internal.example.net/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "request 2 refused: request target is not a path or an absolute URL"},
+		"port with zeros":        {ok + "GET / HTTP/1.1\r\nHost: api.example.com:0080\r\n\r\n", "request 2 refused: host mismatch"},
 		"body like a request":    {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 46\r\n\r\n" + evil, "request 1 refused: request body begins like a request line"},
 		"get with such a body":   {"GET / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 48\r\n\r\n\r\n" + evil, "request 1 refused: request body begins like a request line"},
 		"body ending in a line":  {"POST / HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: 31\r\n\r\nGET http://internal.example.net/\nHost: api.example.com\r\n\r\n", "request 1 refused: request body begins like a request line"},
@@ -348,7 +351,7 @@ func TestRelayBodiesPass(t *testing.T) {
 	for _, body := range []string{
 		"Get milk and eggs", "Report ready\n", "Visit https://example.com for details",
 		"- https://example.com/a\n- b\n", `{"q": "GET / HTTP/1.1"}`, "a=1&b=GET+%2F", "0032want 7fd1a60b01f91b314f59955a4e4d4e80d8edf11d\n",
-		"0014command=ls-refs\n", "get / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n", "\x00\x01GET",
+		"0014command=ls-refs\n", "get the HTTP/1.1 spec first", "\x00\x01GET",
 	} {
 		up := newHostLog(t)
 		p, port, _ := newFixture(t, up.srv.Listener.Addr().String(), public, Limits{})

@@ -24,7 +24,11 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, address string) (net.Conn, error)
 }
 
-// Limits are the per-run caps. Zero fields take the defaults.
+// Limits are the per-run caps. Zero fields take the defaults. MaxBytes
+// is charged before bytes move: a spliced direction waiting for data
+// holds up to 256 KiB of it (16 KiB on a fresh or idle connection) and
+// gives back what did not come, so a budget of a few hundred KiB can be
+// reached before that many bytes moved.
 type Limits struct {
 	MaxConns    int           // concurrent connections (default 64)
 	MaxTotal    int           // connections over the run (default 4096)

@@ -164,11 +164,8 @@ func (p *Proxy) pipe(dst, src net.Conn, last *atomic.Int64, stop func(string)) i
 	var total int64
 	step := int64(firstStep)
 	for {
-		n := step
-		if left := p.bytes.Load(); left < n {
-			n = left
-		}
-		if n <= 0 || !p.charge(n) {
+		n := p.take(step)
+		if n == 0 {
 			stop("cap reached: bytes")
 			return total
 		}
@@ -201,6 +198,21 @@ func (p *Proxy) pipe(dst, src net.Conn, last *atomic.Int64, stop func(string)) i
 		default:
 			stop("")
 			return total
+		}
+	}
+}
+
+// take takes up to n bytes from the run's budget and returns how many (0
+// when none is left).
+func (p *Proxy) take(n int64) int64 {
+	for {
+		left := p.bytes.Load()
+		if left <= 0 {
+			return 0
+		}
+		k := min(n, left)
+		if p.bytes.CompareAndSwap(left, left-k) {
+			return k
 		}
 	}
 }
@@ -491,7 +503,7 @@ func checkHTTP(r io.Reader, head func() []byte, name string, port int) (requestH
 	switch {
 	case t == "*":
 	case strings.HasPrefix(t, "/") && !strings.HasPrefix(t, "//"):
-	case req.URL.Scheme != "" && req.URL.Host != "" && req.URL.Opaque == "" && req.URL.User == nil:
+	case req.URL.Scheme != "" && req.URL.Host != "" && req.URL.Opaque == "" && req.URL.User == nil && pathAfterAuthority(t):
 	default:
 		return h, "request target is not a path or an absolute URL with a host: " + t
 	}
@@ -561,6 +573,18 @@ func (c *readCount) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// pathAfterAuthority reports whether an absolute target's authority ends
+// with a "/" or the target's end (not "?" or "#": a naive parser reading
+// up to the first "/" would take "host?@evil/" for evil).
+func pathAfterAuthority(t string) bool {
+	_, rest, ok := strings.Cut(t, "://")
+	if !ok {
+		return false
+	}
+	i := strings.IndexAny(rest, "/?#")
+	return i < 0 || rest[i] == '/'
+}
+
 // hostIs reports whether a Host value names name: the name (ASCII case
 // ignored, one trailing dot) and no port or port (any numeric port when
 // port is 0). A forward proxy would connect to a port named there.
@@ -568,7 +592,7 @@ func hostIs(h, name string, port int) bool {
 	if i := strings.LastIndexByte(h, ':'); i >= 0 {
 		ps := h[i+1:]
 		n, err := strconv.Atoi(ps)
-		if ps == "" || strings.Trim(ps, "0123456789") != "" || err != nil || port != 0 && n != port {
+		if ps == "" || strings.Trim(ps, "0123456789") != "" || err != nil || len(ps) > 1 && ps[0] == '0' || port != 0 && n != port {
 			return false
 		}
 		h = h[:i]
