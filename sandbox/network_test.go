@@ -149,6 +149,10 @@ func TestEgressRealClients(t *testing.T) {
 		{"curl_http", `curl -sS http://api.example.com/a`, "hello api.example.com /a"},
 		{"curl_https", `curl -sS --cacert ca.pem https://api.example.com/b`, "hello api.example.com /b"},
 		{"curl_wildcard", `curl -sS --cacert ca.pem https://files.cdn.example.org/c`, "hello files.cdn.example.org /c"},
+		// One kept-alive connection for two requests (each checked), and
+		// an upload of unknown length (chunked).
+		{"curl_keepalive", `curl -sS http://api.example.com/g http://api.example.com/h`, "hello api.example.com /ghello api.example.com /h"},
+		{"curl_chunked", `printf abc | curl -sS -T - http://api.example.com/i`, "hello api.example.com /i"},
 		{"python_http", `python3 -c 'import urllib.request as u; print(u.urlopen("http://api.example.com/d").read().decode(), end="")'`, "hello api.example.com /d"},
 		{"python_https", `python3 -c 'import urllib.request as u; print(u.urlopen("https://api.example.com/e").read().decode(), end="")'`, "hello api.example.com /e"},
 		// No proxy variables anywhere: the program resolves and connects
@@ -179,6 +183,9 @@ print(s.makefile("rb").read().split(b"\r\n\r\n", 1)[1].decode(), end="")'`, "hel
 			}
 			if !ok {
 				t.Fatalf("no allowed connection with traffic in network[]: %+v", res.Audit.Network)
+			}
+			if n := len(conns(res.Audit, "connect", "api.example.com")); c.name == "curl_keepalive" && n != 1 {
+				t.Fatalf("%d connections for two requests, want one kept alive: %+v", n, res.Audit.Network)
 			}
 			if e := res.Audit.Enforce.Egress; e == nil || e.DNS != "127.77.0.1:53" || e.Hosts["api.example.com"] == "" {
 				t.Fatalf("enforcement.egress: %+v", e)
