@@ -168,10 +168,13 @@ type Conn struct {
 	Reason string `json:"reason,omitempty"`
 	// Method, Path and Status describe an HTTP API call (kind "http");
 	// Secret is the reference of the secret the supervisor added.
-	Method     string    `json:"method,omitempty"`
-	Path       string    `json:"path,omitempty"`
-	Status     int       `json:"status,omitempty"`
-	Secret     string    `json:"secret,omitempty"`
+	Method string `json:"method,omitempty"`
+	Path   string `json:"path,omitempty"`
+	Status int    `json:"status,omitempty"`
+	Secret string `json:"secret,omitempty"`
+	// Requests counts the request heads relayed on a plain HTTP
+	// connection, each checked before it went (kind "connect").
+	Requests   int       `json:"requests,omitempty"`
 	BytesOut   int64     `json:"bytes_out"` // tool -> upstream
 	BytesIn    int64     `json:"bytes_in"`  // upstream -> tool
 	DurationMS float64   `json:"duration_ms,omitempty"`

@@ -280,7 +280,7 @@ func (p *Process) endEgress() {
 	for _, e := range ev {
 		c := Conn{Kind: e.Kind, Name: e.Name, Type: e.Type, Port: e.Port, Dst: e.Dst, IP: e.Addr,
 			Protocol: e.Protocol, SNI: e.SNI, Allowed: e.Allowed, Reason: e.Reason, BytesOut: e.BytesOut,
-			BytesIn: e.BytesIn, Method: e.Method, Path: e.Path, Status: e.Status, Secret: e.Secret,
+			BytesIn: e.BytesIn, Method: e.Method, Path: e.Path, Status: e.Status, Secret: e.Secret, Requests: e.Requests,
 			Count: e.Count, At: e.At.UTC()}
 		if e.Duration > 0 {
 			c.DurationMS = ms(e.Duration)

@@ -184,8 +184,8 @@ print(s.makefile("rb").read().split(b"\r\n\r\n", 1)[1].decode(), end="")'`, "hel
 			if !ok {
 				t.Fatalf("no allowed connection with traffic in network[]: %+v", res.Audit.Network)
 			}
-			if n := len(conns(res.Audit, "connect", "api.example.com")); c.name == "curl_keepalive" && n != 1 {
-				t.Fatalf("%d connections for two requests, want one kept alive: %+v", n, res.Audit.Network)
+			if cs := conns(res.Audit, "connect", "api.example.com"); c.name == "curl_keepalive" && (len(cs) != 1 || cs[0].Requests != 2) {
+				t.Fatalf("want one kept-alive connection with two requests: %+v", res.Audit.Network)
 			}
 			if e := res.Audit.Enforce.Egress; e == nil || e.DNS != "127.77.0.1:53" || e.Hosts["api.example.com"] == "" {
 				t.Fatalf("enforcement.egress: %+v", e)

@@ -24,6 +24,7 @@ type Event struct {
 	Path     string // the response status, and the secret's reference
 	Status   int
 	Secret   string
+	Requests int // plain HTTP connections: request heads relayed (each checked)
 	Count    int // identical refusals and DNS answers are counted, not repeated
 	At       time.Time
 }

@@ -34,12 +34,14 @@ import (
 // answer completed the handshake (switched) the rest goes through
 // unparsed; after any other answer requests go on being checked.
 //
-// It returns the bytes sent upstream and, when it refused a request, why.
-func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port int, status <-chan string, last *atomic.Int64, stop func(string)) (int64, string) {
+// It returns the bytes sent upstream, how many request heads went, and,
+// when it refused a request, why.
+func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port int, status <-chan string, last *atomic.Int64, stop func(string)) (int64, int, string) {
 	tr := &idleReader{c: src, p: p, last: last}
 	hr := bytes.NewReader(head)
 	in := bufio.NewReaderSize(io.MultiReader(hr, tr), max(maxHead+4096, len(head)))
 	out := &budgetWriter{c: dst, p: p, last: last}
+	sent := 0 // request heads that went upstream
 	// end stops the connection after a read or write error.
 	end := func() {
 		switch {
@@ -54,12 +56,12 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port in
 	// A refused request never goes upstream; answers to the requests
 	// before it still come back (the upstream sees the connection end
 	// after them).
-	refuse := func(i int, why string) (int64, string) {
+	refuse := func(i int, why string) (int64, int, string) {
 		if tc, ok := src.(interface{ CloseRead() error }); ok {
 			_ = tc.CloseRead()
 		}
 		closeWrite(dst, stop)
-		return out.n, fmt.Sprintf("request %d refused: %s", i, why)
+		return out.n, sent, fmt.Sprintf("request %d refused: %s", i, why)
 	}
 	for i := 1; ; i++ {
 		// A server may skip empty lines before a request line.
@@ -68,11 +70,11 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port in
 			b, err := in.Peek(2)
 			if len(b) == 0 && errors.Is(err, io.EOF) {
 				closeWrite(dst, stop) // the tool is done: pass the half-close on
-				return out.n, ""
+				return out.n, sent, ""
 			}
 			if len(b) == 0 {
 				end()
-				return out.n, ""
+				return out.n, sent, ""
 			}
 			var k int
 			switch {
@@ -98,7 +100,7 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port in
 			return refuse(i, "request head ended by the tool closing its side")
 		case err != nil:
 			end()
-			return out.n, ""
+			return out.n, sent, ""
 		}
 		rh, why := checkHTTP(bytes.NewReader(h), func() []byte { return h }, name, port)
 		if why != "" {
@@ -120,8 +122,9 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port in
 		}
 		if _, err := out.Write(append(lead, h...)); err != nil {
 			end()
-			return out.n, ""
+			return out.n, sent, ""
 		}
+		sent++
 		if chunked {
 			why, err = copyChunked(out, in)
 		} else if size > 0 {
@@ -134,10 +137,10 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port in
 			return refuse(i, why)
 		case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
 			closeWrite(dst, stop) // the tool closed inside a body: the upstream sees it cut
-			return out.n, ""
+			return out.n, sent, ""
 		case err != nil:
 			end()
-			return out.n, ""
+			return out.n, sent, ""
 		}
 		if !upgrade {
 			continue
@@ -150,9 +153,9 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port in
 		b, _ := in.Peek(in.Buffered())
 		if _, err := out.Write(append(append([]byte(nil), b...), head[len(head)-hr.Len():]...)); err != nil {
 			end()
-			return out.n, ""
+			return out.n, sent, ""
 		}
-		return out.n + p.pipe(dst, src, last, stop), ""
+		return out.n + p.pipe(dst, src, last, stop), sent, ""
 	}
 }
 

@@ -159,7 +159,7 @@ func TestRelayLaterRefusalRecorded(t *testing.T) {
 		t.Errorf("second request answered: %q", rest)
 	}
 	e := lastEvent(t, p)
-	if e.Allowed || e.Reason != "request 2 refused: host mismatch: internal.example.net" || e.BytesOut == 0 || e.BytesIn == 0 || e.Count != 1 {
+	if e.Allowed || e.Reason != "request 2 refused: host mismatch: internal.example.net" || e.BytesOut == 0 || e.BytesIn == 0 || e.Count != 1 || e.Requests != 1 {
 		t.Errorf("event %+v", e)
 	}
 	if s := up.served(); len(s) != 1 {
@@ -202,7 +202,7 @@ func TestRelayKeepAlive(t *testing.T) {
 	}
 	client.CloseIdleConnections()
 	e := lastEvent(t, p)
-	if !e.Allowed || e.Reason != "" || e.Protocol != "http" {
+	if !e.Allowed || e.Reason != "" || e.Protocol != "http" || e.Requests != 3 {
 		t.Errorf("event %+v", e)
 	}
 
@@ -214,7 +214,7 @@ func TestRelayKeepAlive(t *testing.T) {
 	if strings.Count(got, "served") != 3 || !strings.Contains(got, "served api.example.com abc0123456789|") {
 		t.Errorf("pipelined answers %q", got)
 	}
-	if e := lastEvent(t, p2); !e.Allowed || e.Reason != "" {
+	if e := lastEvent(t, p2); !e.Allowed || e.Reason != "" || e.Requests != 3 {
 		t.Errorf("event %+v", e)
 	}
 }

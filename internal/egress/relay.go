@@ -111,7 +111,7 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, refusal = p.forwardHTTP(up, c, s.head, ev.Name, ev.Port, status, &last, stop)
+			out, ev.Requests, refusal = p.forwardHTTP(up, c, s.head, ev.Name, ev.Port, status, &last, stop)
 		}()
 		finish()
 		if refusal != "" {
