@@ -283,6 +283,28 @@ print(got.count(b"upstream reached"), "answer")
 				}
 			}
 		}), check: refusedNet("connect", "api.example.com", "", "request 2 refused: host mismatch: internal.example.net")},
+		{attack: "net_http_smuggle_body", run: netAttack(api, nil, `
+s = socket.create_connection(("api.example.com", 80), timeout=10)
+hidden = b"GET /admin HTTP/1.1\r\nHost: internal.example.net\r\n\r\n"
+s.sendall(b"POST /ok HTTP/1.1\r\nHost: api.example.com\r\nContent-Length: %d\r\n\r\n" % len(hidden) + hidden)
+got = b""
+while True:
+    b = s.recv(4096)
+    if not b: break
+    got += b
+print(got.count(b"upstream reached"), "answer")
+`, func(t *testing.T, e *netEnv, res *sandbox.Result) {
+			for {
+				select {
+				case r := <-e.reached:
+					if strings.Contains(r, "internal") || strings.Contains(r, "admin") {
+						t.Errorf("the upstream was asked for %s", r)
+					}
+				default:
+					return
+				}
+			}
+		}), check: refusedNet("connect", "api.example.com", "", "request 1 refused: request body begins like a request line")},
 		{attack: "net_conn_flood", run: netAttack([]string{"sink.example.com:9000"},
 			func(r *sandbox.Runner) { r.Egress.MaxConns = 8 }, `
 socks = []
