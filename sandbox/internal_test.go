@@ -334,8 +334,12 @@ func TestSelfTestJudges(t *testing.T) {
 // RESOLVE_NO_SYMLINKS open refuses it). Nothing is mounted either way.
 func TestGrantSwapRefused(t *testing.T) {
 	testenv.RequireUserNS(t)
-	for _, swap := range []string{"directory", "symlink"} {
-		t.Run(swap, func(t *testing.T) {
+	for _, c := range []struct {
+		swap string
+		late bool
+	}{{"directory", false}, {"symlink", false}, {"symlink", true}} {
+		swap, late := c.swap, c.late
+		t.Run(fmt.Sprintf("%s/exec-after-exit=%v", swap, late), func(t *testing.T) {
 			root := testenv.Tempdir(t)
 			secret := filepath.Join(root, "secret")
 			data := filepath.Join(root, "data")
@@ -360,6 +364,22 @@ func TestGrantSwapRefused(t *testing.T) {
 				}
 			}
 			t.Cleanup(func() { testHookBeforeStage2 = nil })
+			if late {
+				// The stage-2 fails and exits before the EXEC message
+				// is sent: its own report must still be the error.
+				testHookAfterPlan = func(p *Process) {
+					for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+						p.ctlMu.Lock()
+						closed := p.ctlClosed
+						p.ctlMu.Unlock()
+						if closed {
+							return
+						}
+					}
+					t.Error("the stage-2 did not end after the swapped grant")
+				}
+				t.Cleanup(func() { testHookAfterPlan = nil })
+			}
 			res, err := Run(context.Background(), capability.New().WithBase().ReadDir(data), Command("/bin/cat", data+"/key"))
 			if err == nil {
 				t.Fatalf("swapped grant ran: stdout %q", res.Stdout)

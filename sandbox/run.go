@@ -385,7 +385,10 @@ func (p *Process) setup() error {
 		f.Close()
 	}
 	if err != nil {
-		return err
+		return p.sendErr(err)
+	}
+	if testHookAfterPlan != nil {
+		testHookAfterPlan(p)
 	}
 	// The EXEC message is queued at once: pid 1 reads it once the view is
 	// built, and the supervisor does not sit between the two.
@@ -415,7 +418,7 @@ func (p *Process) setup() error {
 		f.Close()
 	}
 	if err != nil {
-		return err
+		return p.sendErr(err)
 	}
 	if len(p.socks) > 0 {
 		m, err := p.expect(msgSockets)
@@ -492,6 +495,10 @@ func groupNames(gs []seccomp.Group) []string {
 // testHookEvidence, when set (tests only), runs before the evidence of a
 // started sandbox is read: the tool already runs.
 var testHookEvidence func()
+
+// testHookAfterPlan, when set (tests only), runs after the plan was sent
+// and before the EXEC message is.
+var testHookAfterPlan func(*Process)
 
 // testHookBeforeStage2, when set (tests only), runs after the grants were
 // resolved and opened in Go and before the stage-2 opens them again: the
@@ -1203,6 +1210,28 @@ func (p *Process) expect(typ uint32) (ctlMsg, error) {
 		return ctlMsg{}, p.ctx.Err()
 	case <-time.After(30 * time.Second):
 		return ctlMsg{}, fmt.Errorf("%w: stage-2 did not answer within 30s (waiting for message %d)", ErrSetup, typ)
+	}
+}
+
+// sendErr is the error of a setup whose message could not be sent: the
+// stage-2's own report of the step that failed when it sent one (a step
+// that fails early, a swapped grant say, ends the stage-2 before the
+// supervisor queued its next message), else err.
+func (p *Process) sendErr(err error) error {
+	timeout := time.After(time.Second)
+	for {
+		select {
+		case m, ok := <-p.msgs:
+			if !ok {
+				return err
+			}
+			closeFDs(m.fds)
+			if m.err != nil {
+				return m.err
+			}
+		case <-timeout:
+			return err
+		}
 	}
 }
 
