@@ -43,16 +43,7 @@ func (p *Proxy) forwardHTTP(dst, src net.Conn, head []byte, name string, port in
 	out := &budgetWriter{c: dst, p: p, last: last}
 	sent := 0 // request heads that went upstream
 	// end stops the connection after a read or write error.
-	end := func() {
-		switch {
-		case out.over:
-			stop(errBytes.Error())
-		case tr.idle || out.idle:
-			stop("idle for " + p.lim.IdleTimeout.String())
-		default:
-			stop("")
-		}
-	}
+	end := func() { stop(p.endReason(tr, out)) }
 	// A refused request never goes upstream; answers to the requests
 	// before it still come back (the upstream sees the connection end
 	// after them).
@@ -391,15 +382,10 @@ func (p *Proxy) pipeStatus(dst, src net.Conn, status chan<- string, last *atomic
 		}
 		if err != nil {
 			status <- ""
-			switch {
-			case errors.Is(err, io.EOF):
+			if errors.Is(err, io.EOF) {
 				closeWrite(dst, stop)
-			case w.over:
-				stop(errBytes.Error())
-			case r.idle || w.idle:
-				stop("idle for " + p.lim.IdleTimeout.String())
-			default:
-				stop("")
+			} else {
+				stop(p.endReason(r, w))
 			}
 			return w.n
 		}
@@ -426,6 +412,18 @@ func headEnd(b []byte) int {
 		}
 	}
 	return -1
+}
+
+// endReason says why a connection ends after a read from r or a write to
+// w failed: the byte cap, idleness, or "" (closed, reset).
+func (p *Proxy) endReason(r *idleReader, w *budgetWriter) string {
+	switch {
+	case w.over:
+		return errBytes.Error()
+	case r.idle || w.idle:
+		return "idle for " + p.lim.IdleTimeout.String()
+	}
+	return ""
 }
 
 // closeWrite passes a half-close on (or ends the connection when dst
