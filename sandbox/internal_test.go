@@ -36,7 +36,7 @@ func init() {
 		Pid1   int      `json:"pid1"`
 		Stage2 int      `json:"stage2"`
 		Dirs   []string `json:"dirs"`
-	}{Pid1: p.pid1, Stage2: p.stage2.Process.Pid}
+	}{Pid1: p.pid1, Stage2: p.stage2.pid}
 	if p.cg != nil {
 		for _, d := range p.cg.Dirs() {
 			out.Dirs = append(out.Dirs, d)

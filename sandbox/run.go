@@ -11,9 +11,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -141,7 +141,7 @@ type Process struct {
 	rec    *Record
 	start  time.Time
 	cg     *cgroup.Cgroup
-	stage2 *exec.Cmd
+	stage2 *stage2Proc
 	ctl    int
 	msgs   chan ctlMsg
 
@@ -289,11 +289,6 @@ func (p *Process) setup() error {
 	}
 	p.rec.Command.Path, p.rec.Command.Cwd = path, cwd
 
-	exe, err := sealedSelf()
-	if err != nil {
-		return err
-	}
-
 	// On v1 the stage-2 joins the cgroup by pid once it is running, so the
 	// cgroup is made while it starts; on v2 it must exist first (the
 	// stage-2 is born in it: CLONE_INTO_CGROUP).
@@ -321,29 +316,30 @@ func (p *Process) setup() error {
 		return fmt.Errorf("%w: control socket: SO_PASSCRED: %w", ErrSetup, err)
 	}
 
-	c := &exec.Cmd{
-		Path:        fmt.Sprintf("/proc/self/fd/%d", exe.Fd()),
-		Args:        []string{"toolcell-stage2"},
-		Env:         []string{stage2Env + "=3"},
-		ExtraFiles:  append([]*os.File{child}, plan.files...),
-		SysProcAttr: &syscall.SysProcAttr{},
+	give := make([]int, 0, 1+len(plan.files))
+	give = append(give, int(child.Fd()))
+	for _, f := range plan.files {
+		give = append(give, int(f.Fd()))
 	}
+	cgDir := -1
 	if p.cgDone == nil && p.cg != nil && p.cg.Version() == cgroup.V2 {
 		fd, err := p.cg.OpenFD()
 		if err != nil {
 			return fmt.Errorf("%w: cgroup fd: %w", ErrSetup, err)
 		}
 		defer fd.Close()
-		c.SysProcAttr.UseCgroupFD = true
-		c.SysProcAttr.CgroupFD = int(fd.Fd())
+		cgDir = int(fd.Fd())
 	}
 	if testHookBeforeStage2 != nil {
 		testHookBeforeStage2()
 	}
-	if err := c.Start(); err != nil {
-		return fmt.Errorf("%w: start stage-2: %w", ErrSetup, err)
+	s2, err := theForkServer.fork(give, cgDir)
+	runtime.KeepAlive(child)
+	runtime.KeepAlive(plan)
+	if err != nil {
+		return fmt.Errorf("start stage-2: %w", err)
 	}
-	p.stage2 = c
+	p.stage2 = s2
 	child.Close()
 	plan.close()
 	p.msgs = make(chan ctlMsg, 8)
@@ -692,7 +688,7 @@ func (p *Process) readEvidence(nsFDs []int) {
 		return
 	}
 	defer unix.Close(pidfd)
-	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.Process.Pid) {
+	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.pid) {
 		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone or not the stage-2's child")
 		return
 	}
@@ -913,12 +909,12 @@ func (p *Process) killAll() {
 			p.log("cgroup kill", "err", err)
 		}
 	}
-	// The stage-2 is our child, so its pid cannot be recycled before we
-	// wait for it; pid 1 dies with it (PDEATHSIG) and takes the pid
+	// The stage-2 is signalled through its pidfd, which cannot name a
+	// recycled pid; pid 1 dies with it (PDEATHSIG) and takes the pid
 	// namespace along. pid 1's own number is never signalled: once reaped it
 	// may name an unrelated process.
-	if p.stage2 != nil && p.stage2.Process != nil {
-		p.stage2.Process.Kill()
+	if p.stage2 != nil {
+		p.stage2.kill()
 	}
 }
 
@@ -926,7 +922,7 @@ func (p *Process) supervise() {
 	// Reaping starts now, so that the end of the sandbox is noticed as
 	// soon as it happens.
 	exited := make(chan struct{})
-	go func() { p.stage2.Wait(); close(exited) }()
+	go func() { p.stage2.wait(); close(exited) }()
 	timeout := p.set.TimeoutLimit()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -1060,9 +1056,11 @@ func (p *Process) teardown() {
 	for _, c := range p.closers {
 		c.Close()
 	}
-	if p.stage2 != nil && p.stage2.ProcessState == nil {
-		p.killAll()
-		p.stage2.Wait()
+	if p.stage2 != nil {
+		if !p.stage2.exited() {
+			p.killAll()
+		}
+		p.stage2.release()
 	}
 	p.ctlMu.Lock()
 	if p.ctl >= 0 && !p.ctlClosed {
@@ -1236,8 +1234,8 @@ func (p *Process) sendErr(err error) error {
 }
 
 func (p *Process) stage2Died() error {
-	err := p.stage2.Wait()
-	return fmt.Errorf("%w: stage-2 exited during setup: %v", ErrSetup, err)
+	p.stage2.wait()
+	return fmt.Errorf("%w: stage-2 exited during setup", ErrSetup)
 }
 
 func decodeError(b []byte) error {

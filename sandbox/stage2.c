@@ -86,7 +86,7 @@ struct plan {
 };
 
 static int ctl = -1;
-static pid_t parent0;   /* the supervisor, as the outer stage-2 saw it */
+static pid_t parent0;   /* the outer stage-2's parent: the fork server */
 static int life = -1;   /* pid 1: read end of a pipe only the outer holds open */
 
 /* ---- messages ---- */
@@ -1033,18 +1033,16 @@ static void write_file(const char *path, const char *s)
 	close(fd);
 }
 
-static void __attribute__((noreturn)) stage2(const char *fdstr)
+/* stage2 runs one sandbox over the control socket at fd 3; parent0 is the
+ * fork server, set before the fork. */
+static void __attribute__((noreturn)) stage2(void)
 {
 	struct plan pl;
-	char *end, path[64];
-	long fd = strtol(fdstr, &end, 10);
+	char path[64];
 	pid_t child;
 	int st, lifepipe[2], maps[2];
 
-	if (*fdstr == '\0' || *end != '\0' || fd < 3 || fd > 1024)
-		_exit(TC_EXIT_SETUP);
-	ctl = (int)fd;
-	parent0 = getppid();
+	ctl = 3;
 	arm_pdeath();
 	read_plan(&pl);
 
@@ -1101,10 +1099,181 @@ static void __attribute__((noreturn)) stage2(const char *fdstr)
 	_exit(WEXITSTATUS(st));
 }
 
+/* ---- the fork server ---- */
+
+/* The supervisor execs the sealed binary once per host process as the fork
+ * server (TC_ENV names its socket) and asks it for each run's stage-2: a
+ * request carries the run's descriptors, the reply the new stage-2's pid and
+ * a pidfd. Forking this small process, which never started Go, costs a
+ * fraction of an exec of the whole binary. The server is the stage-2's
+ * parent (the stage-2 dies with it: PDEATHSIG) and reaps it; the supervisor
+ * watches and kills it through the pidfd. The server exits when the
+ * supervisor's end of the socket closes. */
+
+/* clone_args as the kernel reads it (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
+struct clone3_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+	    set_tid_size, cgroup;
+};
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x1000
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+static void on_sigchld(int sig) { (void)sig; }
+
+/* fork_recv reads one request packet of at most 3 words, with up to max
+ * descriptors appended to fds at *nfds. */
+static size_t fork_recv(uint32_t *w, int *fds, int *nfds, int max)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * TC_FORK_CHUNK)];
+	struct iovec iov = {w, 3 * sizeof *w};
+	struct msghdr mh = {0};
+	ssize_t n;
+
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = sizeof cbuf;
+	for (;;) {
+		n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
+		if (n >= 0 || errno != EINTR)
+			break;
+		while (waitpid(-1, NULL, WNOHANG) > 0) /* SIGCHLD: reap */
+			;
+	}
+	if (n == 0)
+		_exit(0); /* the supervisor is gone */
+	if (n < 0)
+		fail("fork_server", "recv");
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+		errno = EMSGSIZE;
+		fail("fork_server", "request truncated");
+	}
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			if (*nfds + k > max) {
+				errno = EBADMSG;
+				fail("fork_server", "too many file descriptors");
+			}
+			memcpy(fds + *nfds, CMSG_DATA(c), sizeof(int) * (size_t)k);
+			*nfds += k;
+		}
+	}
+	return (size_t)n;
+}
+
+/* place puts fds[0..n) at 3..3+n (inheritable, as exec would have them)
+ * and closes every other descriptor above 2. */
+static void place(const int *fds, int n)
+{
+	int tmp[TC_MAX_FORK_FDS];
+	for (int i = 0; i < n; i++)
+		if ((tmp[i] = fcntl(fds[i], F_DUPFD, 3 + n)) < 0)
+			_exit(TC_EXIT_SETUP);
+	for (int i = 0; i < n; i++)
+		if (dup2(tmp[i], 3 + i) < 0)
+			_exit(TC_EXIT_SETUP);
+	if (syscall(SYS_close_range, 3 + n, ~0U, 0) < 0)
+		_exit(TC_EXIT_SETUP);
+}
+
+static void __attribute__((noreturn)) fork_server(const char *fdstr)
+{
+	static int fds[TC_MAX_FORK_FDS + 1];
+	struct sigaction sa = {0};
+	char *end;
+	long fd = strtol(fdstr, &end, 10);
+
+	if (*fdstr == '\0' || *end != '\0' || fd < 3 || fd > 1024)
+		_exit(TC_EXIT_SETUP);
+	ctl = (int)fd;
+	sa.sa_handler = on_sigchld; /* no SA_RESTART: recvmsg returns to reap */
+	if (sigaction(SIGCHLD, &sa, NULL) < 0)
+		fail("fork_server", "sigaction");
+	for (;;) {
+		struct clone3_args a = {0};
+		uint32_t w[3], total, flags;
+		int n = 0, pidfd = -1, cg, sent;
+		pid_t self = getpid(), pid;
+
+		if (fork_recv(w, fds, &n, TC_MAX_FORK_FDS) != sizeof w || w[0] != TC_MSG_FORK) {
+			errno = EBADMSG;
+			fail("fork_server", "bad request");
+		}
+		total = w[1];
+		flags = w[2];
+		cg = (flags & TC_FORK_CGROUP) ? 1 : 0;
+		if (total < 1u + (uint32_t)cg || total > TC_MAX_FORK_FDS || (flags & ~TC_FORK_CGROUP)) {
+			errno = EBADMSG;
+			fail("fork_server", "bad request");
+		}
+		while ((uint32_t)n < total) {
+			int before = n;
+			if (fork_recv(w, fds, &n, (int)total) != sizeof w[0] || w[0] != TC_MSG_FORK_FDS || n == before) {
+				errno = EBADMSG;
+				fail("fork_server", "bad request");
+			}
+		}
+		if ((uint32_t)n != total) {
+			errno = EBADMSG;
+			fail("fork_server", "wrong number of file descriptors");
+		}
+		a.flags = CLONE_PIDFD | (cg ? CLONE_INTO_CGROUP : 0);
+		a.pidfd = (uint64_t)(uintptr_t)&pidfd;
+		a.exit_signal = SIGCHLD;
+		a.cgroup = cg ? (uint64_t)fds[1] : 0;
+		pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
+		if (pid == 0) {
+			/* The stage-2: the control socket at 3, the view's sources
+			 * from 4 on; the cgroup descriptor and this socket closed. */
+			sa.sa_handler = SIG_DFL;
+			sigaction(SIGCHLD, &sa, NULL);
+			if (cg)
+				fds[1] = fds[0];
+			place(fds + cg, n - cg);
+			parent0 = self;
+			stage2();
+		}
+		for (int i = 0; i < n; i++)
+			close(fds[i]);
+		if (pid < 0) {
+			/* Reported, not fatal: the next run may fit (EAGAIN,
+			 * ENOMEM, a cgroup that went away). */
+			int e = errno;
+			char s[128];
+			struct buf b = {s, 0, sizeof s};
+			put_u32(&b, TC_MSG_ERROR);
+			put_str(&b, "fork_stage2");
+			put_u32(&b, (uint32_t)e);
+			put_str(&b, cg ? "clone3 into the run's cgroup" : "clone3");
+			send_msg(&b);
+			continue;
+		}
+		{
+			char s[8];
+			struct buf b = {s, 0, sizeof s};
+			put_u32(&b, TC_MSG_FORKED);
+			put_u32(&b, (uint32_t)pid);
+			sent = send_fds(&b, &pidfd, 1);
+		}
+		close(pidfd);
+		if (!sent) {
+			/* Nobody holds the pidfd: end that stage-2 now. */
+			kill(pid, SIGKILL);
+			_exit(TC_EXIT_SETUP);
+		}
+	}
+}
+
 /* Runs when the binary is loaded, before the Go runtime. */
 __attribute__((constructor)) static void toolcell_stage2_init(void)
 {
 	const char *fd = getenv(TC_ENV);
 	if (fd)
-		stage2(fd);
+		fork_server(fd);
 }

@@ -6,8 +6,8 @@
 #ifndef TOOLCELL_STAGE2_H
 #define TOOLCELL_STAGE2_H
 
-/* Environment variable that turns a process into the stage-2; its value is
- * the control socket's file descriptor number. */
+/* Environment variable that turns a process into the fork server; its value
+ * is the number of the server's socket (SOCK_SEQPACKET) descriptor. */
 #define TC_ENV "_TOOLCELL_STAGE2"
 
 /* Messages on the control socket (SOCK_SEQPACKET: one message per packet).
@@ -25,7 +25,20 @@ enum {
 	TC_MSG_DONE = 10,   /* Go -> C: evidence read, pid 1 may exit              */
 	TC_MSG_SOCKETS = 11, /* C -> Go: the plan's sockets, in plan order, made  */
 	                     /* inside the sandbox's network namespace            */
+
+	/* On the fork server's socket: */
+	TC_MSG_FORK = 12,     /* Go -> C: uint32 descriptor count, uint32 flags;  */
+	                      /* the control socket, the cgroup directory         */
+	                      /* (TC_FORK_CGROUP), then the view's sources, at    */
+	                      /* most TC_FORK_CHUNK per packet                    */
+	TC_MSG_FORK_FDS = 13, /* Go -> C: the next TC_FORK_CHUNK descriptors      */
+	TC_MSG_FORKED = 14,   /* C -> Go: uint32 stage-2 pid + its pidfd; or     */
+	                      /* TC_MSG_ERROR                                     */
 };
+
+#define TC_FORK_CGROUP 1 /* clone into the cgroup directory passed second  */
+#define TC_FORK_CHUNK 200
+#define TC_MAX_FORK_FDS 512
 
 /* Sockets pid 1 makes for the egress relay (plan order): kind, IPv4
  * address (host byte order; the IPv6 kinds bind ::), port. */

@@ -18,6 +18,13 @@ const (
 	msgError   = C.TC_MSG_ERROR
 	msgDone    = C.TC_MSG_DONE
 	msgSockets = C.TC_MSG_SOCKETS
+	msgFork    = C.TC_MSG_FORK
+	msgForkFDs = C.TC_MSG_FORK_FDS
+	msgForked  = C.TC_MSG_FORKED
+
+	forkCgroup = C.TC_FORK_CGROUP
+	forkChunk  = C.TC_FORK_CHUNK
+	maxForkFDs = C.TC_MAX_FORK_FDS
 
 	sockTCP    = C.TC_SOCK_TCP
 	sockUDP    = C.TC_SOCK_UDP

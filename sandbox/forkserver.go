@@ -1,0 +1,238 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The fork server is the sealed binary exec'd once per host process; it
+// forks every run's stage-2 (stage2.c). An exec of the whole binary costs
+// about 2.5 ms per run on a small VM (exec.Cmd.Start, the loader, libc); a
+// fork of a process that never started Go costs a fraction of that, and the
+// host's heap no longer matters to a run at all. The server is started on
+// first use, restarted when it died or when the host process's effective
+// ids changed (it runs with the ids it was started with), and exits when
+// the host process goes away (its socket closes).
+//
+// The server is the stage-2's parent and reaps it; the supervisor holds a
+// pidfd, which cannot name another process, to watch and kill it.
+
+// forkServerTimeout bounds one request: a server that does not answer
+// (stopped, say) is replaced, and the run fails naming it.
+const forkServerTimeout = 10 * time.Second
+
+type forkServer struct {
+	mu       sync.Mutex
+	sock     int           // our end of the server's socket; -1: none
+	proc     *os.Process   // the server
+	gone     chan struct{} // closed once the server was reaped
+	uid, gid int           // the effective ids it was started with
+}
+
+var theForkServer = forkServer{sock: -1}
+
+// start execs the server; f.mu is held.
+func (f *forkServer) start() error {
+	exe, err := sealedSelf()
+	if err != nil {
+		return err
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("%w: fork server: socketpair: %w", ErrSetup, err)
+	}
+	tv := unix.NsecToTimeval(forkServerTimeout.Nanoseconds())
+	if err := unix.SetsockoptTimeval(fds[0], unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(fds[0])
+		unix.Close(fds[1])
+		return fmt.Errorf("%w: fork server: SO_RCVTIMEO: %w", ErrSetup, err)
+	}
+	theirs := os.NewFile(uintptr(fds[1]), "toolcell-fork-server")
+	defer theirs.Close()
+	null, err := os.Open(os.DevNull)
+	if err != nil {
+		unix.Close(fds[0])
+		return fmt.Errorf("%w: fork server: %w", ErrSetup, err)
+	}
+	defer null.Close()
+	// The server's directory is / so that it keeps no host directory busy.
+	proc, err := os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), []string{"toolcell-stage2"},
+		&os.ProcAttr{Dir: "/", Env: []string{stage2Env + "=3"}, Files: []*os.File{null, null, null, theirs}})
+	if err != nil {
+		unix.Close(fds[0])
+		return fmt.Errorf("%w: start fork server: %w", ErrSetup, err)
+	}
+	gone := make(chan struct{})
+	go func() {
+		proc.Wait()
+		close(gone)
+	}()
+	f.sock, f.proc, f.gone = fds[0], proc, gone
+	f.uid, f.gid = os.Geteuid(), os.Getegid()
+	return nil
+}
+
+// stop ends the server (closing its socket ends it; the kill covers a
+// stopped one); f.mu is held.
+func (f *forkServer) stop() {
+	if f.sock < 0 {
+		return
+	}
+	unix.Close(f.sock)
+	f.proc.Kill()
+	f.sock, f.proc = -1, nil
+}
+
+func (f *forkServer) usable() bool {
+	if f.sock < 0 || f.uid != os.Geteuid() || f.gid != os.Getegid() {
+		return false
+	}
+	select {
+	case <-f.gone:
+		return false
+	default:
+		return true
+	}
+}
+
+// fork asks the server for a stage-2 holding fds at 3, 4, ... (the control
+// socket first), born in the cgroup directory cgDir when that is >= 0.
+func (f *forkServer) fork(fds []int, cgDir int) (*stage2Proc, error) {
+	n := len(fds)
+	flags := uint32(0)
+	all := fds
+	if cgDir >= 0 {
+		flags |= forkCgroup
+		all = append([]int{fds[0], cgDir}, fds[1:]...)
+		n++
+	}
+	if n > maxForkFDs {
+		return nil, fmt.Errorf("%w: the view needs %d host descriptors, at most %d are supported", ErrPolicy, n, maxForkFDs)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.usable() {
+		f.stop()
+		if err := f.start(); err != nil {
+			return nil, err
+		}
+	}
+	s, err := f.request(all, flags)
+	var se *SetupError
+	if err != nil && !(errors.As(err, &se) && se.Step == "fork_stage2") {
+		// The server is in an unknown state: the next run gets a new one.
+		f.stop()
+	}
+	return s, err
+}
+
+// request sends one FORK request and reads the answer; f.mu is held.
+func (f *forkServer) request(fds []int, flags uint32) (*stage2Proc, error) {
+	m := u32msg(msgFork)
+	m = putU32(m, uint32(len(fds)))
+	m = putU32(m, flags)
+	for i := 0; i < len(fds); i += forkChunk {
+		j := min(i+forkChunk, len(fds))
+		if i > 0 {
+			m = u32msg(msgForkFDs)
+		}
+		if err := unix.Sendmsg(f.sock, m, unix.UnixRights(fds[i:j]...), nil, 0); err != nil {
+			return nil, fmt.Errorf("%w: fork server: send: %w", ErrSetup, err)
+		}
+	}
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(4))
+	for {
+		n, oobn, fl, _, err := unix.Recvmsg(f.sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: fork server: no answer: %w", ErrSetup, err)
+		}
+		got, _ := parseControl(oob[:oobn])
+		if n == 0 {
+			return nil, fmt.Errorf("%w: fork server exited", ErrSetup)
+		}
+		if n < 4 || fl&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+			closeFDs(got)
+			return nil, fmt.Errorf("%w: fork server: malformed answer", ErrSetup)
+		}
+		switch typ := binary.NativeEndian.Uint32(buf); {
+		case typ == msgForked && n >= 8 && len(got) == 1:
+			return newStage2Proc(int(binary.NativeEndian.Uint32(buf[4:])), got[0]), nil
+		case typ == msgError && len(got) == 0:
+			// A SetupError: fork_stage2 when the server could not fork
+			// (it goes on serving), fork_server when it gave up.
+			return nil, decodeError(buf[4:n])
+		default:
+			closeFDs(got)
+			return nil, fmt.Errorf("%w: fork server: unexpected answer %d", ErrSetup, typ)
+		}
+	}
+}
+
+// stage2Proc is one run's stage-2, watched through its pidfd.
+type stage2Proc struct {
+	pid   int
+	mu    sync.Mutex
+	pidfd int // -1 once released
+	once  sync.Once
+	done  chan struct{}
+}
+
+func newStage2Proc(pid, pidfd int) *stage2Proc {
+	return &stage2Proc{pid: pid, pidfd: pidfd, done: make(chan struct{})}
+}
+
+// wait returns once the stage-2 has exited.
+func (s *stage2Proc) wait() {
+	s.once.Do(func() {
+		go func() {
+			// A pidfd polls readable once its process has exited.
+			pfd := []unix.PollFd{{Fd: int32(s.pidfd), Events: unix.POLLIN}}
+			for {
+				if _, err := unix.Poll(pfd, -1); err != unix.EINTR {
+					break
+				}
+			}
+			close(s.done)
+		}()
+	})
+	<-s.done
+}
+
+func (s *stage2Proc) exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// kill sends SIGKILL; through the pidfd it cannot reach a recycled pid.
+func (s *stage2Proc) kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pidfd >= 0 {
+		unix.PidfdSendSignal(s.pidfd, unix.SIGKILL, nil, 0)
+	}
+}
+
+// release waits for the stage-2 and closes the pidfd.
+func (s *stage2Proc) release() {
+	s.wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pidfd >= 0 {
+		unix.Close(s.pidfd)
+		s.pidfd = -1
+	}
+}
