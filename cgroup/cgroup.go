@@ -200,15 +200,13 @@ func (c *Cgroup) AddProc(pid int) error {
 	return nil
 }
 
-// OpenProcs opens cgroup.procs for writing in every hierarchy of a v1
-// cgroup, so that a process given the files can join by writing "0" (the
-// writer itself). The kernel checks the permission of the opener, so a
-// helper that could not open the files can still use them. The caller
-// closes the files.
+// OpenProcs opens cgroup.procs for writing in every hierarchy of the
+// cgroup (one file on v2), so that a process given the files can join by
+// writing "0" (the writer itself). On v1 the kernel checks the permission of
+// the opener, so a helper that could not open the files can still use them;
+// on v2 the writer must also be allowed to move itself (the delegation
+// rules of cgroup-v2.rst). The caller closes the files.
 func (c *Cgroup) OpenProcs() ([]*os.File, error) {
-	if c.version != V1 {
-		return nil, fmt.Errorf("cgroup: OpenProcs: for v1 hierarchies; this cgroup is %s (use OpenFD)", c.version)
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.deleted {

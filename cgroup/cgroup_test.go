@@ -311,17 +311,11 @@ func TestProbe(t *testing.T) {
 }
 
 // A process joins through a cgroup.procs file it did not open (the
-// stage-2's way on v1): writing "0" moves the writer.
+// stage-2's way): writing "0" moves the writer.
 func TestOpenProcsJoin(t *testing.T) {
-	v := requireCgroups(t)
+	requireCgroups(t)
 	cg := newTestCgroup(t, Limits{MemoryBytes: 64 << 20, Pids: 16, CPU: 1})
 	files, err := cg.OpenProcs()
-	if v == V2 {
-		if err == nil {
-			t.Fatal("OpenProcs succeeded on v2")
-		}
-		return
-	}
 	if err != nil {
 		t.Fatal(err)
 	}

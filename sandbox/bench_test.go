@@ -19,6 +19,9 @@ import (
 	"github.com/toolcell/toolcell/sandbox"
 )
 
+// settle is the pause between two timed launches.
+const settle = 5 * time.Millisecond
+
 // heap is kept alive during the heap variant to give the host process a
 // big heap, as agent frameworks have.
 var heap [][]byte
@@ -86,6 +89,10 @@ func BenchmarkLaunch(b *testing.B) {
 				heap = nil
 				runtime.GC()
 			}
+			// Work a launcher leaves behind (the kernel tearing down its
+			// namespaces, toolcell's fork server forking its next
+			// stage-2) ends before the next launcher is timed.
+			time.Sleep(settle)
 		}
 	}
 	b.StopTimer()

@@ -12,13 +12,17 @@ import (
 )
 
 // The fork server is the sealed binary exec'd once per host process; it
-// forks every run's stage-2 (stage2.c). An exec of the whole binary costs
-// about 2.5 ms per run on a small VM (exec.Cmd.Start, the loader, libc); a
-// fork of a process that never started Go costs a fraction of that, and the
-// host's heap no longer matters to a run at all. The server is started on
-// first use, restarted when it died or when the host process's effective
-// ids changed (it runs with the ids it was started with), and exits when
-// the host process goes away (its socket closes).
+// forks every run's stage-2 (stage2.c), one ahead: a spare stage-2 waits on
+// its control socket until a run takes it, and the server forks the next.
+// An exec of the whole binary costs about 2.5 ms per run on a small VM
+// (exec.Cmd.Start, the loader, libc) and a fork of it from the host's Go
+// process grows with the host's heap; a fork of a process that never started
+// Go costs a fraction of that, and forking ahead takes even that off the
+// run. A spare holds nothing of any run: its plan, the view's sources and
+// the cgroup files to join come on its control socket. The server is started
+// on first use, restarted when it died or when the host process's effective
+// ids changed (it runs with the ids it was started with), and exits when the
+// host process goes away (its socket closes).
 //
 // The server is the stage-2's parent and reaps it; the supervisor holds a
 // pidfd, which cannot name another process, to watch and kill it.
@@ -101,79 +105,59 @@ func (f *forkServer) usable() bool {
 	}
 }
 
-// fork asks the server for a stage-2 holding fds at 3, 4, ... (the control
-// socket first), born in the cgroup directory cgDir when that is >= 0.
-func (f *forkServer) fork(fds []int, cgDir int) (*stage2Proc, error) {
-	n := len(fds)
-	flags := uint32(0)
-	all := fds
-	if cgDir >= 0 {
-		flags |= forkCgroup
-		all = append([]int{fds[0], cgDir}, fds[1:]...)
-		n++
-	}
-	if n > maxForkFDs {
-		return nil, fmt.Errorf("%w: the view needs %d host descriptors, at most %d are supported", ErrPolicy, n, maxForkFDs)
-	}
+// take gets a stage-2 from the server: the process and our end of its
+// control socket.
+func (f *forkServer) take() (*stage2Proc, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.usable() {
 		f.stop()
 		if err := f.start(); err != nil {
-			return nil, err
+			return nil, -1, err
 		}
 	}
-	s, err := f.request(all, flags)
+	s, ctl, err := f.request()
 	var se *SetupError
 	if err != nil && !(errors.As(err, &se) && se.Step == "fork_stage2") {
 		// The server is in an unknown state: the next run gets a new one.
 		f.stop()
 	}
-	return s, err
+	return s, ctl, err
 }
 
 // request sends one FORK request and reads the answer; f.mu is held.
-func (f *forkServer) request(fds []int, flags uint32) (*stage2Proc, error) {
-	m := u32msg(msgFork)
-	m = putU32(m, uint32(len(fds)))
-	m = putU32(m, flags)
-	for i := 0; i < len(fds); i += forkChunk {
-		j := min(i+forkChunk, len(fds))
-		if i > 0 {
-			m = u32msg(msgForkFDs)
-		}
-		if err := unix.Sendmsg(f.sock, m, unix.UnixRights(fds[i:j]...), nil, 0); err != nil {
-			return nil, fmt.Errorf("%w: fork server: send: %w", ErrSetup, err)
-		}
+func (f *forkServer) request() (*stage2Proc, int, error) {
+	if err := unix.Sendmsg(f.sock, u32msg(msgFork), nil, nil, 0); err != nil {
+		return nil, -1, fmt.Errorf("%w: fork server: send: %w", ErrSetup, err)
 	}
 	buf := make([]byte, 4096)
-	oob := make([]byte, unix.CmsgSpace(4))
+	oob := make([]byte, unix.CmsgSpace(2*4))
 	for {
 		n, oobn, fl, _, err := unix.Recvmsg(f.sock, buf, oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("%w: fork server: no answer: %w", ErrSetup, err)
+			return nil, -1, fmt.Errorf("%w: fork server: no answer: %w", ErrSetup, err)
 		}
 		got, _ := parseControl(oob[:oobn])
 		if n == 0 {
-			return nil, fmt.Errorf("%w: fork server exited", ErrSetup)
+			return nil, -1, fmt.Errorf("%w: fork server exited", ErrSetup)
 		}
 		if n < 4 || fl&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
 			closeFDs(got)
-			return nil, fmt.Errorf("%w: fork server: malformed answer", ErrSetup)
+			return nil, -1, fmt.Errorf("%w: fork server: malformed answer", ErrSetup)
 		}
 		switch typ := binary.NativeEndian.Uint32(buf); {
-		case typ == msgForked && n >= 8 && len(got) == 1:
-			return newStage2Proc(int(binary.NativeEndian.Uint32(buf[4:])), got[0]), nil
+		case typ == msgForked && n >= 8 && len(got) == 2:
+			return newStage2Proc(int(binary.NativeEndian.Uint32(buf[4:])), got[0]), got[1], nil
 		case typ == msgError && len(got) == 0:
 			// A SetupError: fork_stage2 when the server could not fork
 			// (it goes on serving), fork_server when it gave up.
-			return nil, decodeError(buf[4:n])
+			return nil, -1, decodeError(buf[4:n])
 		default:
 			closeFDs(got)
-			return nil, fmt.Errorf("%w: fork server: unexpected answer %d", ErrSetup, typ)
+			return nil, -1, fmt.Errorf("%w: fork server: unexpected answer %d", ErrSetup, typ)
 		}
 	}
 }

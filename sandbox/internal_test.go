@@ -28,6 +28,10 @@ func init() {
 		return
 	}
 	p, err := Start(context.Background(), capability.New().WithBase(), Command("/bin/sleep", "60"))
+	if err == nil {
+		// A second run's end makes the fork server fork a spare.
+		_, err = Run(context.Background(), capability.New().WithBase(), Command("/bin/true"))
+	}
 	if err != nil {
 		fmt.Println(`{"error":` + strconv.Quote(err.Error()) + `}`)
 		os.Exit(2)
@@ -35,8 +39,9 @@ func init() {
 	out := struct {
 		Pid1   int      `json:"pid1"`
 		Stage2 int      `json:"stage2"`
+		Server int      `json:"server"`
 		Dirs   []string `json:"dirs"`
-	}{Pid1: p.pid1, Stage2: p.stage2.pid}
+	}{Pid1: p.pid1, Stage2: p.stage2.pid, Server: theForkServer.proc.Pid}
 	if p.cg != nil {
 		for _, d := range p.cg.Dirs() {
 			out.Dirs = append(out.Dirs, d)
@@ -49,7 +54,8 @@ func init() {
 
 // If the supervisor dies (it crashed, or was killed), pid 1 must die too and
 // take the sandbox with it, even though pid 1 changed its credentials (which
-// clears the parent-death signal unless it is re-armed).
+// clears the parent-death signal unless it is re-armed); so must the fork
+// server and the spare stage-2 it holds.
 func TestSandboxDiesWithItsSupervisor(t *testing.T) {
 	testenv.RequireUserNS(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -66,6 +72,7 @@ func TestSandboxDiesWithItsSupervisor(t *testing.T) {
 	var got struct {
 		Pid1   int      `json:"pid1"`
 		Stage2 int      `json:"stage2"`
+		Server int      `json:"server"`
 		Dirs   []string `json:"dirs"`
 		Error  string   `json:"error"`
 	}
@@ -94,8 +101,44 @@ func TestSandboxDiesWithItsSupervisor(t *testing.T) {
 	if !parentIs(mustRead(t, got.Pid1), got.Stage2) {
 		t.Fatal("pid 1 is not the stage-2's child")
 	}
+	if !parentIs(mustRead(t, got.Stage2), got.Server) {
+		t.Fatal("the stage-2 is not the fork server's child")
+	}
+	// The server's children: the running stage-2 and, once the server has
+	// forked it, the spare.
+	var others []int
+	for i := 0; i < 100; i++ {
+		others = others[:0]
+		for _, k := range childrenOf(t, got.Server) {
+			if n, _ := strconv.Atoi(strings.Split(k, ":")[0]); n != got.Stage2 {
+				others = append(others, n)
+			}
+		}
+		if len(others) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(others) != 1 {
+		t.Fatalf("fork server %d holds spares %v, want one", got.Server, others)
+	}
+	var watch []int
+	for _, pid := range []int{got.Server, others[0]} {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unix.Close(fd)
+		watch = append(watch, fd)
+	}
 	cmd.Process.Kill()
 	cmd.Wait()
+	for i, fd := range watch {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 10000); err != nil || n != 1 {
+			t.Fatalf("%s survived its supervisor for 10s (poll %d, %v)", []string{"the fork server", "the spare stage-2"}[i], n, err)
+		}
+	}
 	// The pidfd becomes readable when pid 1 exits.
 	deadline := time.Now().Add(10 * time.Second)
 	for {

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,7 +146,8 @@ type Process struct {
 
 	ctlMu     sync.Mutex
 	ctlClosed bool
-	cgDone    chan error // non-nil while the cgroup is made concurrently
+	cgDone    chan cgResult    // non-nil while the cgroup is made concurrently
+	spare     chan spareResult // non-nil while the stage-2 is taken concurrently
 	pid1      int
 
 	proxy      *egress.Proxy
@@ -239,6 +239,16 @@ func (p *Process) setup() error {
 		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	p.rec.Policy.Hash = hash
+	// The cgroup is made while the rest of the plan is computed; the
+	// stage-2 joins it before it clones pid 1.
+	p.cgDone = make(chan cgResult, 1)
+	go func() { p.cgDone <- p.makeCgroup() }()
+	// So is the stage-2 taken from the fork server.
+	p.spare = make(chan spareResult, 1)
+	go func() {
+		s, ctl, err := theForkServer.take()
+		p.spare <- spareResult{s, ctl, err}
+	}()
 	if err := p.planEgress(); err != nil {
 		return err
 	}
@@ -289,86 +299,53 @@ func (p *Process) setup() error {
 	}
 	p.rec.Command.Path, p.rec.Command.Cwd = path, cwd
 
-	// On v1 the stage-2 joins the cgroup by pid once it is running, so the
-	// cgroup is made while it starts; on v2 it must exist first (the
-	// stage-2 is born in it: CLONE_INTO_CGROUP).
-	if ver, err := detectCgroup(); err == nil && ver == cgroup.V1 {
-		p.cgDone = make(chan error, 1)
-		go func() { p.cgDone <- p.makeCgroup() }()
-	} else if err := p.makeCgroup(); err != nil {
-		return err
-	}
-
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("%w: socketpair: %w", ErrSetup, err)
-	}
-	p.ctl = fds[0]
-	child := os.NewFile(uintptr(fds[1]), "toolcell-ctl")
-	defer child.Close()
-	_ = unix.SetsockoptInt(p.ctl, unix.SOL_SOCKET, unix.SO_SNDBUF, maxMsg)
-	// With SO_PASSCRED the kernel stamps every message with its sender's
-	// pid, translated into our pid namespace: that is how pid 1's host pid
-	// is known, without pid 1 (which cannot see it) or a message saying so.
-	if err := unix.SetsockoptInt(p.ctl, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
-		unix.Close(fds[0])
-		unix.Close(fds[1])
-		return fmt.Errorf("%w: control socket: SO_PASSCRED: %w", ErrSetup, err)
-	}
-
-	give := make([]int, 0, 1+len(plan.files))
-	give = append(give, int(child.Fd()))
-	for _, f := range plan.files {
-		give = append(give, int(f.Fd()))
-	}
-	cgDir := -1
-	if p.cgDone == nil && p.cg != nil && p.cg.Version() == cgroup.V2 {
-		fd, err := p.cg.OpenFD()
-		if err != nil {
-			return fmt.Errorf("%w: cgroup fd: %w", ErrSetup, err)
-		}
-		defer fd.Close()
-		cgDir = int(fd.Fd())
+	if n := len(plan.files); n > maxPlanFDs-maxCgroupFDs {
+		return fmt.Errorf("%w: the view binds %d host paths, at most %d are supported", ErrPolicy, n, maxPlanFDs-maxCgroupFDs)
 	}
 	if testHookBeforeStage2 != nil {
 		testHookBeforeStage2()
 	}
-	s2, err := theForkServer.fork(give, cgDir)
-	runtime.KeepAlive(child)
-	runtime.KeepAlive(plan)
-	if err != nil {
-		return fmt.Errorf("start stage-2: %w", err)
+	if err := p.takeStage2(); err != nil {
+		return err
 	}
-	p.stage2 = s2
-	child.Close()
-	plan.close()
+	_ = unix.SetsockoptInt(p.ctl, unix.SOL_SOCKET, unix.SO_SNDBUF, maxMsg)
+	// With SO_PASSCRED the kernel stamps every message with its sender's
+	// pid, translated into our pid namespace: that is how pid 1's host pid
+	// is known, without pid 1 (which cannot see it) or a message saying so.
+	// The stage-2 sends nothing before it has its plan.
+	if err := unix.SetsockoptInt(p.ctl, unix.SOL_SOCKET, unix.SO_PASSCRED, 1); err != nil {
+		return fmt.Errorf("%w: control socket: SO_PASSCRED: %w", ErrSetup, err)
+	}
 	p.msgs = make(chan ctlMsg, 8)
 	go p.readCtl()
 
-	// On v1 the stage-2 joins the cgroup itself, through cgroup.procs files
-	// opened here, before it clones pid 1.
+	// The stage-2 joins the cgroup itself, through cgroup.procs files
+	// opened here, before it clones pid 1: pid 1 is born in it.
 	if err := p.joinCgroupSetup(); err != nil {
 		return err
 	}
 	var procs []*os.File
-	if p.cg != nil && p.cg.Version() == cgroup.V1 {
+	if p.cg != nil {
 		if procs, err = p.cg.OpenProcs(); err != nil {
 			return fmt.Errorf("%w: join cgroup: %w", ErrSetup, err)
 		}
 	}
-	var oob []byte
-	if len(procs) > maxCgroupFDs {
+	defer func() {
 		for _, f := range procs {
 			f.Close()
 		}
+	}()
+	if len(procs) > maxCgroupFDs {
 		return fmt.Errorf("%w: %d cgroup hierarchies, at most %d supported", ErrSetup, len(procs), maxCgroupFDs)
 	}
-	if len(procs) > 0 {
-		fds := make([]int, len(procs))
-		for i, f := range procs {
-			fds[i] = int(f.Fd())
-		}
-		oob = unix.UnixRights(fds...)
+	// The PLAN carries the cgroup.procs files, then the view's sources (a
+	// bind names its source by index), fdChunk per packet.
+	give := make([]int, 0, len(procs)+len(plan.files))
+	for _, f := range procs {
+		give = append(give, int(f.Fd()))
+	}
+	for _, f := range plan.files {
+		give = append(give, int(f.Fd()))
 	}
 	uidMap, gidMap := p.idMaps()
 	flags := p.planFlags()
@@ -376,13 +353,20 @@ func (p *Process) setup() error {
 		flags |= planNotify
 	}
 	flags |= p.netFlags
-	err = p.sendFDs(encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs), p.socks), oob)
-	for _, f := range procs {
-		f.Close()
+	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs), p.socks)
+	for i := 0; i == 0 || i < len(give); i += fdChunk {
+		var oob []byte
+		if j := min(i+fdChunk, len(give)); j > i {
+			oob = unix.UnixRights(give[i:j]...)
+		}
+		if i > 0 {
+			m = u32msg(msgPlanFDs)
+		}
+		if err := p.sendFDs(m, oob); err != nil {
+			return p.sendErr(err)
+		}
 	}
-	if err != nil {
-		return p.sendErr(err)
-	}
+	plan.close()
 	if testHookAfterPlan != nil {
 		testHookAfterPlan(p)
 	}
@@ -404,7 +388,7 @@ func (p *Process) setup() error {
 	if len(args) == 0 {
 		args = []string{p.cmd.Path}
 	}
-	m := u32msg(msgExec)
+	m = u32msg(msgExec)
 	m = putStr(m, path)
 	m = putStr(m, cwd)
 	m = putList(m, args)
@@ -558,45 +542,68 @@ func (p *Process) planFlags() uint32 {
 }
 
 // joinCgroupSetup waits for a cgroup made concurrently (v1).
+// spareResult is a stage-2 taken from the fork server concurrently with the
+// rest of the setup.
+type spareResult struct {
+	s   *stage2Proc
+	ctl int
+	err error
+}
+
+// takeStage2 waits for the stage-2 asked for at the start of the setup.
+func (p *Process) takeStage2() error {
+	if p.spare == nil {
+		return nil
+	}
+	r := <-p.spare
+	p.spare = nil
+	if r.err != nil {
+		return fmt.Errorf("start stage-2: %w", r.err)
+	}
+	p.stage2, p.ctl = r.s, r.ctl
+	return nil
+}
+
 func (p *Process) joinCgroupSetup() error {
 	if p.cgDone == nil {
 		return nil
 	}
-	err := <-p.cgDone
+	r := <-p.cgDone
 	p.cgDone = nil
-	return err
+	if r.cg != nil {
+		p.cg = r.cg
+		p.rec.Enforce.Cgroup = r.info
+	}
+	if r.degraded != "" {
+		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, r.degraded)
+	}
+	return r.err
 }
 
-var cgroupVersion struct {
-	once sync.Once
-	v    cgroup.Version
-	err  error
+// cgResult is a cgroup made concurrently with the rest of the setup; it
+// reaches the record in joinCgroupSetup.
+type cgResult struct {
+	cg       *cgroup.Cgroup
+	info     CgroupInfo
+	degraded string
+	err      error
 }
 
-// detectCgroup detects the host's cgroup version once per process.
-func detectCgroup() (cgroup.Version, error) {
-	cgroupVersion.once.Do(func() { cgroupVersion.v, cgroupVersion.err = cgroup.Detect() })
-	return cgroupVersion.v, cgroupVersion.err
-}
-
-func (p *Process) makeCgroup() error {
+func (p *Process) makeCgroup() cgResult {
 	lim := cgroup.Limits{MemoryBytes: int64(p.set.MemoryLimit()), Pids: p.set.PidsLimit(), CPU: p.set.CPULimit()}
 	cg, err := cgroup.New(p.r.Cgroup, "toolcell-"+p.rec.ID, lim)
 	if err != nil {
 		if p.r.AllowNoCgroup {
-			p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "cgroup: no limits on memory, pids, cpu ("+err.Error()+")")
-			return nil
+			return cgResult{degraded: "cgroup: no limits on memory, pids, cpu (" + err.Error() + ")"}
 		}
-		return fmt.Errorf("%w: cgroup: %w", ErrUnsupported, err)
+		return cgResult{err: fmt.Errorf("%w: cgroup: %w", ErrUnsupported, err)}
 	}
-	p.cg = cg
-	p.rec.Enforce.Cgroup = CgroupInfo{Version: cg.Version().String(), Path: cg.Path(), Limits: map[string]string{
+	return cgResult{cg: cg, info: CgroupInfo{Version: cg.Version().String(), Path: cg.Path(), Limits: map[string]string{
 		"memory_bytes": strconv.FormatInt(lim.MemoryBytes, 10),
 		"swap_bytes":   "0",
 		"pids":         strconv.FormatInt(lim.Pids, 10),
 		"cpu":          strconv.FormatFloat(lim.CPU, 'f', -1, 64),
-	}}
-	return nil
+	}}}
 }
 
 // idMaps maps the sandbox user to an unprivileged host id: 65534 (or the
@@ -1051,6 +1058,7 @@ func (p *Process) Kill() { p.kill(ReasonCanceled) }
 
 func (p *Process) teardown() {
 	p.joinCgroupSetup() // a cgroup still being made is removed below
+	p.takeStage2()      // a stage-2 still being taken is ended below
 	defer p.endDenialWatch()
 	defer p.endEgress()
 	for _, c := range p.closers {
@@ -1302,16 +1310,13 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 	m = putStr(m, uidMap)
 	m = putStr(m, gidMap)
 	m = putU32(m, uint32(ncg))
+	m = putU32(m, uint32(len(c.files)))
 	m = putU32(m, uint32(len(c.ops)))
 	for _, o := range c.ops {
-		fd := int32(-1)
-		if o.fd >= 0 {
-			fd = int32(4 + o.fd) // ExtraFiles: 3 is the control socket
-		}
 		m = putU32(m, o.kind)
 		m = putU32(m, o.attr)
 		m = putU32(m, o.mode)
-		m = putU32(m, uint32(fd))
+		m = putU32(m, uint32(int32(o.fd))) // an index into c.files, or -1
 		m = putStr(m, o.a)
 		m = putStr(m, o.b)
 	}

@@ -76,8 +76,8 @@ struct sock {
 struct plan {
 	uint32_t flags, uid, gid, last_cap;
 	const char *staging, *hostname, *rootopts, *uid_map, *gid_map;
-	int cgfds[TC_MAX_CGROUP_FDS];
-	int ncgfds;
+	int fds[TC_MAX_PLAN_FDS]; /* cgroup.procs files, then the view's sources */
+	int ncgfds, nfds;
 	uint32_t nops, nrlim, nfilter, nsock;
 	struct sock socks[TC_MAX_SOCKETS];
 	struct op *ops;
@@ -178,7 +178,7 @@ static void __attribute__((noreturn)) fail(const char *step, const char *detail)
 static size_t recv_msg(char **out, int *fds, int nfds, int *got)
 {
 	char *p = malloc(TC_MAX_MSG);
-	char cbuf[CMSG_SPACE(sizeof(int) * TC_MAX_CGROUP_FDS)];
+	char cbuf[CMSG_SPACE(sizeof(int) * TC_FD_CHUNK)];
 	int max = nfds < 0 ? -nfds : nfds, n_fds = 0;
 	struct iovec iov = {p, TC_MAX_MSG};
 	struct msghdr mh = {0};
@@ -300,7 +300,8 @@ static void read_plan(struct plan *pl)
 {
 	char *m;
 	struct rd r;
-	r.n = recv_msg(&m, pl->cgfds, -TC_MAX_CGROUP_FDS, &pl->ncgfds);
+	uint32_t nfiles;
+	r.n = recv_msg(&m, pl->fds, -TC_FD_CHUNK, &pl->nfds);
 	r.p = m;
 	if (get_u32(&r) != TC_MSG_PLAN) {
 		errno = EBADMSG;
@@ -315,9 +316,29 @@ static void read_plan(struct plan *pl)
 	pl->rootopts = get_str(&r);
 	pl->uid_map = get_str(&r);
 	pl->gid_map = get_str(&r);
-	if (get_u32(&r) != (uint32_t)pl->ncgfds) {
+	pl->ncgfds = (int)get_u32(&r);
+	nfiles = get_u32(&r);
+	if (pl->ncgfds > TC_MAX_CGROUP_FDS || nfiles > TC_MAX_PLAN_FDS - TC_MAX_CGROUP_FDS) {
+		errno = E2BIG;
+		fail("plan", "too many file descriptors");
+	}
+	/* Descriptors beyond the first packet's follow in PLAN_FDS packets. */
+	while (pl->nfds < pl->ncgfds + (int)nfiles) {
+		char *more;
+		int got, left = pl->ncgfds + (int)nfiles - pl->nfds;
+		struct rd r2;
+		r2.n = recv_msg(&more, pl->fds + pl->nfds, -(left < TC_FD_CHUNK ? left : TC_FD_CHUNK), &got);
+		r2.p = more;
+		if (get_u32(&r2) != TC_MSG_PLAN_FDS || got == 0) {
+			errno = EBADMSG;
+			fail("plan", "expected PLAN_FDS");
+		}
+		pl->nfds += got;
+		free(more);
+	}
+	if (pl->nfds != pl->ncgfds + (int)nfiles) {
 		errno = EBADMSG;
-		fail("plan", "cgroup file descriptors missing");
+		fail("plan", "wrong number of file descriptors");
 	}
 	pl->nops = get_u32(&r);
 	if (pl->nops > 4096) {
@@ -334,6 +355,16 @@ static void read_plan(struct plan *pl)
 		o->a = get_str(&r);
 		o->b = get_str(&r);
 		o->tree = -1;
+		/* fd indexes the view's sources; only a bind has one. */
+		if (o->kind == TC_OP_BIND) {
+			if (o->fd < 0 || (uint32_t)o->fd >= nfiles) {
+				errno = EBADMSG;
+				fail("plan", "bind source index");
+			}
+			o->fd = pl->fds[pl->ncgfds + o->fd];
+		} else {
+			o->fd = -1;
+		}
 	}
 	pl->nrlim = get_u32(&r);
 	if (pl->nrlim > 64) {
@@ -1049,9 +1080,9 @@ static void __attribute__((noreturn)) stage2(void)
 	/* v1: join the run's cgroup in every hierarchy before the clone, so
 	 * that pid 1 is born in it and its cgroup namespace is rooted there. */
 	for (int i = 0; i < pl.ncgfds; i++) {
-		if (write(pl.cgfds[i], "0", 1) != 1)
+		if (write(pl.fds[i], "0", 1) != 1)
 			fail("join_cgroup", "cgroup.procs");
-		close(pl.cgfds[i]);
+		close(pl.fds[i]);
 	}
 	if ((pl.flags & TC_PLAN_DROP_GROUPS) && setgroups(0, NULL) < 0)
 		fail("setgroups", NULL);
@@ -1102,171 +1133,153 @@ static void __attribute__((noreturn)) stage2(void)
 /* ---- the fork server ---- */
 
 /* The supervisor execs the sealed binary once per host process as the fork
- * server (TC_ENV names its socket) and asks it for each run's stage-2: a
- * request carries the run's descriptors, the reply the new stage-2's pid and
- * a pidfd. Forking this small process, which never started Go, costs a
- * fraction of an exec of the whole binary. The server is the stage-2's
- * parent (the stage-2 dies with it: PDEATHSIG) and reaps it; the supervisor
- * watches and kills it through the pidfd. The server exits when the
- * supervisor's end of the socket closes. */
+ * server (TC_ENV names its socket). The server keeps one stage-2 forked
+ * ahead, blocked on its control socket, and hands it out on request (the
+ * supervisor's end of that socket and a pidfd); it forks the next once a
+ * stage-2 it handed out has ended (or on the next request). A fork
+ * of this small process, which never started Go, costs a fraction of an exec
+ * of the whole binary, and forking ahead takes it off a run's critical path.
+ * A spare stage-2 holds nothing of any run: the plan, the view's sources and
+ * the cgroup to join all arrive on its control socket once it was handed
+ * out. The server is the stage-2's parent (the stage-2 dies with it:
+ * PDEATHSIG) and reaps it; the supervisor watches and kills it through the
+ * pidfd. The server exits when the supervisor's end of its socket closes. */
 
-/* clone_args as the kernel reads it (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
+/* clone_args as the kernel reads it (CLONE_ARGS_SIZE_VER0, Linux 5.3). */
 struct clone3_args {
-	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-	    set_tid_size, cgroup;
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
 };
 
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x1000
 #endif
-#ifndef CLONE_INTO_CGROUP
-#define CLONE_INTO_CGROUP 0x200000000ULL
-#endif
+
+struct spare {
+	pid_t pid;
+	int pidfd, sock; /* sock: the supervisor's end of its control socket */
+	int err;         /* errno of a failed fork, 0 if none */
+};
 
 static void on_sigchld(int sig) { (void)sig; }
 
-/* fork_recv reads one request packet of at most 3 words, with up to max
- * descriptors appended to fds at *nfds. */
-static size_t fork_recv(uint32_t *w, int *fds, int *nfds, int max)
+/* fork_spare forks a stage-2 that waits for its plan on a new control
+ * socket; the server keeps the other end for the supervisor. */
+static struct spare fork_spare(void)
 {
-	char cbuf[CMSG_SPACE(sizeof(int) * TC_FORK_CHUNK)];
-	struct iovec iov = {w, 3 * sizeof *w};
-	struct msghdr mh = {0};
-	ssize_t n;
+	struct spare sp = {-1, -1, -1, 0};
+	struct clone3_args a = {0};
+	pid_t self = getpid();
+	int pair[2];
 
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	mh.msg_control = cbuf;
-	mh.msg_controllen = sizeof cbuf;
-	for (;;) {
-		n = recvmsg(ctl, &mh, MSG_CMSG_CLOEXEC);
-		if (n >= 0 || errno != EINTR)
-			break;
-		while (waitpid(-1, NULL, WNOHANG) > 0) /* SIGCHLD: reap */
-			;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0) {
+		sp.err = errno;
+		return sp;
 	}
-	if (n == 0)
-		_exit(0); /* the supervisor is gone */
-	if (n < 0)
-		fail("fork_server", "recv");
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
-		errno = EMSGSIZE;
-		fail("fork_server", "request truncated");
-	}
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-			int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-			if (*nfds + k > max) {
-				errno = EBADMSG;
-				fail("fork_server", "too many file descriptors");
-			}
-			memcpy(fds + *nfds, CMSG_DATA(c), sizeof(int) * (size_t)k);
-			*nfds += k;
-		}
-	}
-	return (size_t)n;
-}
-
-/* place puts fds[0..n) at 3..3+n (inheritable, as exec would have them)
- * and closes every other descriptor above 2. */
-static void place(const int *fds, int n)
-{
-	int tmp[TC_MAX_FORK_FDS];
-	for (int i = 0; i < n; i++)
-		if ((tmp[i] = fcntl(fds[i], F_DUPFD, 3 + n)) < 0)
+	a.flags = CLONE_PIDFD;
+	a.pidfd = (uint64_t)(uintptr_t)&sp.pidfd;
+	a.exit_signal = SIGCHLD;
+	sp.pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
+	if (sp.pid == 0) {
+		struct sigaction dfl = {0};
+		sigset_t none;
+		dfl.sa_handler = SIG_DFL;
+		sigemptyset(&none);
+		/* The server's SIGCHLD handling is not the stage-2's (nor the
+		 * tool's: a signal mask survives execve). */
+		if (sigaction(SIGCHLD, &dfl, NULL) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0 ||
+		    dup2(pair[1], 3) < 0 || syscall(SYS_close_range, 4, ~0U, 0) < 0)
 			_exit(TC_EXIT_SETUP);
-	for (int i = 0; i < n; i++)
-		if (dup2(tmp[i], 3 + i) < 0)
-			_exit(TC_EXIT_SETUP);
-	if (syscall(SYS_close_range, 3 + n, ~0U, 0) < 0)
-		_exit(TC_EXIT_SETUP);
+		/* Only stdin, stdout, stderr (/dev/null) and the control
+		 * socket at 3 are left; the server's socket is closed. */
+		parent0 = self;
+		stage2();
+	}
+	sp.err = sp.pid < 0 ? errno : 0;
+	close(pair[1]);
+	if (sp.pid < 0) {
+		close(pair[0]);
+		return sp;
+	}
+	sp.sock = pair[0];
+	return sp;
 }
 
 static void __attribute__((noreturn)) fork_server(const char *fdstr)
 {
-	static int fds[TC_MAX_FORK_FDS + 1];
 	struct sigaction sa = {0};
-	char *end;
-	long fd = strtol(fdstr, &end, 10);
+	struct spare sp;
+	sigset_t chld, waiting;
 
-	if (*fdstr == '\0' || *end != '\0' || fd < 3 || fd > 1024)
+	/* The supervisor passes the socket at 3. */
+	if (strcmp(fdstr, "3") != 0)
 		_exit(TC_EXIT_SETUP);
-	ctl = (int)fd;
-	sa.sa_handler = on_sigchld; /* no SA_RESTART: recvmsg returns to reap */
-	if (sigaction(SIGCHLD, &sa, NULL) < 0)
+	ctl = 3;
+	/* Keep only stdio and the socket: whatever else the host process left
+	 * inheritable would otherwise live as long as the server. */
+	if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+		fail("fork_server", "close_range");
+	/* SIGCHLD is blocked except inside ppoll, which unblocks it
+	 * atomically: a child that ended at any time wakes the wait. */
+	sa.sa_handler = on_sigchld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	if (sigaction(SIGCHLD, &sa, NULL) < 0 || sigprocmask(SIG_BLOCK, &chld, &waiting) < 0)
 		fail("fork_server", "sigaction");
+	sigdelset(&waiting, SIGCHLD);
+	sp = fork_spare();
 	for (;;) {
-		struct clone3_args a = {0};
-		uint32_t w[3], total, flags;
-		int n = 0, pidfd = -1, cg, sent;
-		pid_t self = getpid(), pid;
+		uint32_t req[2];
+		ssize_t n;
 
-		if (fork_recv(w, fds, &n, TC_MAX_FORK_FDS) != sizeof w || w[0] != TC_MSG_FORK) {
-			errno = EBADMSG;
-			fail("fork_server", "bad request");
-		}
-		total = w[1];
-		flags = w[2];
-		cg = (flags & TC_FORK_CGROUP) ? 1 : 0;
-		if (total < 1u + (uint32_t)cg || total > TC_MAX_FORK_FDS || (flags & ~TC_FORK_CGROUP)) {
-			errno = EBADMSG;
-			fail("fork_server", "bad request");
-		}
-		while ((uint32_t)n < total) {
-			int before = n;
-			if (fork_recv(w, fds, &n, (int)total) != sizeof w[0] || w[0] != TC_MSG_FORK_FDS || n == before) {
-				errno = EBADMSG;
-				fail("fork_server", "bad request");
+		for (;;) {
+			struct pollfd p = {ctl, POLLIN, 0};
+			if (ppoll(&p, 1, NULL, &waiting) > 0) {
+				n = recv(ctl, req, sizeof req, 0);
+				if (n >= 0 || errno != EINTR)
+					break;
+			} else if (errno != EINTR) {
+				fail("fork_server", "ppoll");
 			}
+			/* SIGCHLD: reap, and fork the next spare once a stage-2
+			 * handed out has ended, so that the fork does not compete
+			 * with a running setup. */
+			while (waitpid(-1, NULL, WNOHANG) > 0)
+				;
+			if (sp.pid < 0)
+				sp = fork_spare();
 		}
-		if ((uint32_t)n != total) {
+		if (n == 0)
+			_exit(0); /* the supervisor is gone; the spare dies with us */
+		if (n != sizeof req[0] || req[0] != TC_MSG_FORK) {
 			errno = EBADMSG;
-			fail("fork_server", "wrong number of file descriptors");
+			fail("fork_server", "bad request");
 		}
-		a.flags = CLONE_PIDFD | (cg ? CLONE_INTO_CGROUP : 0);
-		a.pidfd = (uint64_t)(uintptr_t)&pidfd;
-		a.exit_signal = SIGCHLD;
-		a.cgroup = cg ? (uint64_t)fds[1] : 0;
-		pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
-		if (pid == 0) {
-			/* The stage-2: the control socket at 3, the view's sources
-			 * from 4 on; the cgroup descriptor and this socket closed. */
-			sa.sa_handler = SIG_DFL;
-			sigaction(SIGCHLD, &sa, NULL);
-			if (cg)
-				fds[1] = fds[0];
-			place(fds + cg, n - cg);
-			parent0 = self;
-			stage2();
-		}
-		for (int i = 0; i < n; i++)
-			close(fds[i]);
-		if (pid < 0) {
+		if (sp.pid < 0)
+			sp = fork_spare();
+		if (sp.pid < 0) {
 			/* Reported, not fatal: the next run may fit (EAGAIN,
-			 * ENOMEM, a cgroup that went away). */
-			int e = errno;
+			 * ENOMEM). */
 			char s[128];
 			struct buf b = {s, 0, sizeof s};
 			put_u32(&b, TC_MSG_ERROR);
 			put_str(&b, "fork_stage2");
-			put_u32(&b, (uint32_t)e);
-			put_str(&b, cg ? "clone3 into the run's cgroup" : "clone3");
+			put_u32(&b, (uint32_t)sp.err);
+			put_str(&b, "clone3");
 			send_msg(&b);
 			continue;
 		}
 		{
 			char s[8];
+			int fds[2] = {sp.pidfd, sp.sock};
 			struct buf b = {s, 0, sizeof s};
 			put_u32(&b, TC_MSG_FORKED);
-			put_u32(&b, (uint32_t)pid);
-			sent = send_fds(&b, &pidfd, 1);
+			put_u32(&b, (uint32_t)sp.pid);
+			if (!send_fds(&b, fds, 2))
+				_exit(TC_EXIT_SETUP); /* the spare dies with us */
 		}
-		close(pidfd);
-		if (!sent) {
-			/* Nobody holds the pidfd: end that stage-2 now. */
-			kill(pid, SIGKILL);
-			_exit(TC_EXIT_SETUP);
-		}
+		close(sp.pidfd);
+		close(sp.sock);
+		sp.pid = -1;
 	}
 }
 

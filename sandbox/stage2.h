@@ -13,9 +13,9 @@
 /* Messages on the control socket (SOCK_SEQPACKET: one message per packet).
  * Each starts with a uint32 type. */
 enum {
-	TC_MSG_PLAN = 1,    /* Go -> C: the setup plan + the cgroup.procs fds to  */
-	                    /* join (v1; none on v2, where the stage-2 is born in */
-	                    /* its cgroup)                                        */
+	TC_MSG_PLAN = 1,    /* Go -> C: the setup plan + the cgroup.procs files   */
+	                    /* to join, then the view's sources (O_PATH; a bind's */
+	                    /* fd indexes these), TC_FD_CHUNK per packet          */
 	TC_MSG_EXEC = 6,    /* Go -> C: path, cwd, argv, envp + 3 stdio fds        */
 	TC_MSG_STARTED = 7, /* C -> Go: int32 tool pid (inside the pid namespace) */
 	                    /* + pid 1's namespace fds, in TC_NS_NAMES order,     */
@@ -26,19 +26,18 @@ enum {
 	TC_MSG_SOCKETS = 11, /* C -> Go: the plan's sockets, in plan order, made  */
 	                     /* inside the sandbox's network namespace            */
 
+	TC_MSG_PLAN_FDS = 12, /* Go -> C: more of the PLAN's descriptors           */
+
 	/* On the fork server's socket: */
-	TC_MSG_FORK = 12,     /* Go -> C: uint32 descriptor count, uint32 flags;  */
-	                      /* the control socket, the cgroup directory         */
-	                      /* (TC_FORK_CGROUP), then the view's sources, at    */
-	                      /* most TC_FORK_CHUNK per packet                    */
-	TC_MSG_FORK_FDS = 13, /* Go -> C: the next TC_FORK_CHUNK descriptors      */
-	TC_MSG_FORKED = 14,   /* C -> Go: uint32 stage-2 pid + its pidfd; or     */
-	                      /* TC_MSG_ERROR                                     */
+	TC_MSG_FORK = 13,   /* Go -> C: hand out a stage-2                        */
+	TC_MSG_FORKED = 14, /* C -> Go: uint32 stage-2 pid + its pidfd and the    */
+	                    /* supervisor's end of its control socket; or         */
+	                    /* TC_MSG_ERROR                                       */
 };
 
-#define TC_FORK_CGROUP 1 /* clone into the cgroup directory passed second  */
-#define TC_FORK_CHUNK 200
-#define TC_MAX_FORK_FDS 512
+/* Descriptors per packet (SCM_RIGHTS takes at most 253), and per plan. */
+#define TC_FD_CHUNK 200
+#define TC_MAX_PLAN_FDS 1024
 
 /* Sockets pid 1 makes for the egress relay (plan order): kind, IPv4
  * address (host byte order; the IPv6 kinds bind ::), port. */

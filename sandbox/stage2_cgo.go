@@ -18,13 +18,12 @@ const (
 	msgError   = C.TC_MSG_ERROR
 	msgDone    = C.TC_MSG_DONE
 	msgSockets = C.TC_MSG_SOCKETS
+	msgPlanFDs = C.TC_MSG_PLAN_FDS
 	msgFork    = C.TC_MSG_FORK
-	msgForkFDs = C.TC_MSG_FORK_FDS
 	msgForked  = C.TC_MSG_FORKED
 
-	forkCgroup = C.TC_FORK_CGROUP
-	forkChunk  = C.TC_FORK_CHUNK
-	maxForkFDs = C.TC_MAX_FORK_FDS
+	fdChunk    = C.TC_FD_CHUNK
+	maxPlanFDs = C.TC_MAX_PLAN_FDS
 
 	sockTCP    = C.TC_SOCK_TCP
 	sockUDP    = C.TC_SOCK_UDP

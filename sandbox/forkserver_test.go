@@ -1,0 +1,245 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/internal/testenv"
+)
+
+// serverPid returns the running fork server's pid, starting one if needed.
+func serverPid(t *testing.T) int {
+	t.Helper()
+	res, err := Run(context.Background(), capability.New().WithBase(), Command("/bin/true"))
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("run: %v %+v", err, res)
+	}
+	theForkServer.mu.Lock()
+	defer theForkServer.mu.Unlock()
+	if theForkServer.proc == nil {
+		t.Fatal("no fork server after a run")
+	}
+	return theForkServer.proc.Pid
+}
+
+// procStatus returns the fields of /proc/<pid>/status.
+func procStatus(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m
+}
+
+// waitGone waits until pid no longer exists (not even as a zombie).
+func waitGone(t *testing.T, pid int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		if errors.Is(err, os.ErrNotExist) {
+			return
+		}
+		if time.Now().After(deadline) {
+			st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+			t.Fatalf("%s (pid %d) still exists after 10s: %s", what, pid, st)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A stage-2 handed out by the fork server holds nothing but /dev/null on
+// 0-2 and its control socket on 3, runs with no blocked, ignored or caught
+// signal, is the server's child, and is reaped by the server once it ends.
+func TestForkServerSpareHoldsNothing(t *testing.T) {
+	testenv.RequireUserNS(t)
+	server := serverPid(t)
+	s, ctl, err := theForkServer.take()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(ctl)
+	// Look once it waits for its plan, its first read of the control
+	// socket (it may still be closing what the fork gave it before).
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", s.pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(b)); len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_RECVMSG) && f[1] == "0x3" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stage-2 not waiting for its plan after 10s: %s", b)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", s.pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		dst, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", s.pid, e.Name()))
+		got = append(got, e.Name()+"->"+dst)
+	}
+	if len(got) != 4 || got[0] != "0->/dev/null" || got[1] != "1->/dev/null" || got[2] != "2->/dev/null" ||
+		!strings.HasPrefix(got[3], "3->socket:") {
+		t.Errorf("stage-2 descriptors: %v, want /dev/null on 0-2 and the control socket on 3", got)
+	}
+	st := procStatus(t, s.pid)
+	for _, k := range []string{"SigBlk", "SigIgn", "SigCgt"} {
+		if v, err := strconv.ParseUint(st[k], 16, 64); err != nil || v != 0 {
+			t.Errorf("stage-2 %s = %q, want none", k, st[k])
+		}
+	}
+	if st["PPid"] != strconv.Itoa(server) {
+		t.Errorf("stage-2 parent %s, want the fork server %d", st["PPid"], server)
+	}
+	s.kill()
+	s.release()
+	waitGone(t, s.pid, "a killed stage-2")
+}
+
+// The server keeps no more than the one spare: every stage-2 it handed out
+// is reaped, and it leaves no zombie behind.
+func TestForkServerReapsEverything(t *testing.T) {
+	testenv.RequireUserNS(t)
+	server := serverPid(t)
+	for i := 0; i < 10; i++ {
+		serverPid(t)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kids := childrenOf(t, server)
+		if len(kids) <= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fork server %d has %d children after 10 runs: %v", server, len(kids), kids)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// childrenOf lists the pids and states of pid's children.
+func childrenOf(t *testing.T, pid int) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []string
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			kids = append(kids, e.Name()+":"+f[0])
+		}
+	}
+	return kids
+}
+
+// A fork server that died between runs is replaced; one that dies during a
+// run ends that run (its stage-2 dies with it, and the sandbox with the
+// stage-2), and the next run gets a new server.
+func TestForkServerRestarts(t *testing.T) {
+	testenv.RequireUserNS(t)
+	old := serverPid(t)
+	unix.Kill(old, unix.SIGKILL)
+	waitGone(t, old, "the killed fork server")
+	if now := serverPid(t); now == old {
+		t.Fatalf("fork server %d still in use after it was killed", now)
+	}
+
+	p, err := Start(context.Background(), capability.New().WithBase(), Command("/bin/sleep", "60"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	theForkServer.mu.Lock()
+	server := theForkServer.proc.Pid
+	theForkServer.mu.Unlock()
+	start := time.Now()
+	unix.Kill(server, unix.SIGKILL)
+	res, _ := p.Wait()
+	if res == nil || res.Reason == ReasonExited || time.Since(start) > 10*time.Second {
+		t.Fatalf("a run outlived its fork server: %+v after %v", res, time.Since(start))
+	}
+	if now := serverPid(t); now == server {
+		t.Fatalf("fork server %d still in use after it was killed", now)
+	}
+}
+
+// The server runs with the effective ids it was started with: when those
+// of the host process differ, the next run starts a new one.
+func TestForkServerFollowsCredentials(t *testing.T) {
+	testenv.RequireUserNS(t)
+	old := serverPid(t)
+	theForkServer.mu.Lock()
+	theForkServer.uid = -1 // as if the host process's euid had changed
+	theForkServer.mu.Unlock()
+	if now := serverPid(t); now == old {
+		t.Fatal("fork server kept after the host's effective uid changed")
+	}
+	waitGone(t, old, "the replaced fork server")
+}
+
+// The view's sources travel in the PLAN message, TC_FD_CHUNK descriptors
+// per packet: a view with more sources than one packet takes still works,
+// and one with more than the stage-2 accepts is a policy error naming the
+// count, before anything started.
+func TestManyBindSources(t *testing.T) {
+	testenv.RequireUserNS(t)
+	dir := t.TempDir()
+	set := capability.New().WithBase()
+	n := fdChunk + 50
+	for i := 0; i < n; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("f%03d", i))
+		if err := os.WriteFile(p, []byte(strconv.Itoa(i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		set = set.ReadFile(p)
+	}
+	res, err := Run(context.Background(), set, Command("/bin/sh", "-c", "cat "+filepath.Join(dir, "f000")+" "+filepath.Join(dir, fmt.Sprintf("f%03d", n-1))))
+	if err != nil || res.ExitCode != 0 || string(res.Stdout) != "0"+strconv.Itoa(n-1) {
+		t.Fatalf("%d bind sources: %v %q %q", n, err, res.Stdout, res.Stderr)
+	}
+
+	for i := n; i < maxPlanFDs; i++ {
+		p := filepath.Join(dir, fmt.Sprintf("f%04d", i))
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		set = set.ReadFile(p)
+	}
+	_, err = Run(context.Background(), set, Command("/bin/true"))
+	if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "binds") {
+		t.Fatalf("a view of %d sources: %v, want a policy error naming the count", maxPlanFDs, err)
+	}
+}
