@@ -37,6 +37,9 @@
 // OpenFD returns an O_PATH directory descriptor suitable for
 // syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}, so the child is born
 // inside the cgroup (clone3 CLONE_INTO_CGROUP) and never runs unconfined.
+// OpenProcs (v1 and v2) opens the cgroup.procs files instead, for a process
+// that joins by writing "0" before it starts anything to confine (the
+// sandbox's stage-2 does so before it clones the sandbox's pid 1).
 //
 // The no-internal-process rule: a non-root v2 cgroup may only hand the
 // memory, pids and cpu controllers to its children (cgroup.subtree_control)
@@ -89,8 +92,8 @@
 //   - CPU time is cpuacct.usage_user / cpuacct.usage_sys (nanoseconds),
 //     falling back to the tick counts of cpuacct.stat.
 //   - There is no CLONE_INTO_CGROUP, so OpenFD fails; the caller must start
-//     the child stopped (or in a helper) and call AddProc before it runs the
-//     tool.
+//     the child stopped (or in a helper) and call AddProc, or let it join
+//     through OpenProcs, before it runs the tool.
 //
 // The kernel interfaces used here are described in
 // Documentation/admin-guide/cgroup-v2.rst and

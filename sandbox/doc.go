@@ -10,17 +10,21 @@
 // kernel's: namespaces, mounts, cgroups, seccomp, and dropped privileges. The
 // tool's cooperation is never assumed.
 //
-// A run has three processes besides the host's:
+// A run has three processes besides the host's, and a fork server serves
+// all the runs of a host process:
 //
 //	host process (Go)        computes the plan: the filesystem view (paths resolved,
 //	                         O_PATH descriptors opened), the seccomp program, limits;
 //	                         creates the cgroup; supervises; writes the record.
-//	stage-2 (C, pre-Go)      started from a sealed copy of the host binary with no
-//	                         clone flags (so os/exec keeps its vfork fast path);
-//	                         joins the run's cgroup (v1; on v2 it is born in it),
-//	                         clones pid 1 into new user, mount, net, pid, ipc, uts
-//	                         and cgroup namespaces, writes pid 1's id maps, and
-//	                         waits for it.
+//	fork server (C, pre-Go)  a sealed copy of the host binary, exec'd once per host
+//	                         process; keeps one stage-2 forked ahead and hands it
+//	                         out (pid, pidfd, the supervisor's end of its control
+//	                         socket); reaps the stage-2s; exits with the host process.
+//	stage-2 (C, pre-Go)      waits for its plan, which brings the view's source
+//	                         descriptors and the cgroup.procs files; joins the run's
+//	                         cgroup, clones pid 1 into new user, mount, net, pid,
+//	                         ipc, uts and cgroup namespaces, writes pid 1's id maps,
+//	                         and waits for it.
 //	pid 1 of the sandbox     builds the view, pivots into it, drops every privilege,
 //	                         then on the EXEC message (queued long before) forks the
 //	                         tool, reports STARTED with descriptors of its
@@ -35,6 +39,11 @@
 // like runc's nsenter: a multithreaded Go process cannot unshare a user
 // namespace, and a Go stage-2 costs milliseconds of runtime start per run. It
 // makes no decision: every path, flag and byte it uses arrives in the plan.
+// The fork server exists for speed: an exec of the binary per run costs
+// about 2.5 ms (start, loader, libc) where a fork of a process that never
+// started Go costs a fraction of that, done ahead of the run; the host's
+// heap no longer matters to a run either. The server is started on first
+// use and replaced when it died or the host's effective ids changed.
 //
 // # What the tool gets
 //
@@ -56,7 +65,8 @@
 //   - Descriptors: only stdin, stdout and stderr; every other descriptor is
 //     closed at execve whatever its close-on-exec flag.
 //   - Environment: PATH plus what Set.Env names. The host environment never
-//     reaches the tool, nor pid 1 (whose environment is the stage-2 marker).
+//     reaches the tool, nor pid 1 (whose environment is the fork server's
+//     marker).
 //   - Network: an empty network namespace with loopback up; with egress
 //     grants, the relay below.
 //   - Syscalls: the seccomp allowlist compiled by package seccomp
@@ -158,9 +168,11 @@
 //   - As root, the stage-2 resolves grant paths with the host process's
 //     uid but no capability in the host's user namespace: a grant below a
 //     directory another user keeps at 0700 fails (step "bind_open").
-//   - The parent-death signal follows the OS thread that started the
-//     stage-2: a goroutine that exits while locked to its thread
-//     (runtime.LockOSThread) takes the runs it started with it.
+//   - The fork server keeps what the host process had when it started it:
+//     credentials are compared before every run (effective ids, groups,
+//     capabilities, no_new_privs; a change starts a new server), but
+//     namespaces, rlimits, the host's own seccomp filter, LSM label and
+//     cgroup are those of that moment.
 //   - A standard input that is an *os.File is passed through only when it is
 //     a regular file (reopened read-only) or a pipe; a terminal or socket is
 //     copied through a pipe, so the tool never holds the caller's terminal.

@@ -21,8 +21,8 @@ import (
 // run. A spare holds nothing of any run: its plan, the view's sources and
 // the cgroup files to join come on its control socket. The server is started
 // on first use, restarted when it died or when the host process's effective
-// ids changed (it runs with the ids it was started with), and exits when the
-// host process goes away (its socket closes).
+// credentials changed (it runs with those it was started with, hostCreds),
+// and exits when the host process goes away.
 //
 // The server is the stage-2's parent and reaps it; the supervisor holds a
 // pidfd, which cannot name another process, to watch and kill it.
@@ -32,11 +32,11 @@ import (
 const forkServerTimeout = 10 * time.Second
 
 type forkServer struct {
-	mu       sync.Mutex
-	sock     int           // our end of the server's socket; -1: none
-	proc     *os.Process   // the server
-	gone     chan struct{} // closed once the server was reaped
-	uid, gid int           // the effective ids it was started with
+	mu    sync.Mutex
+	sock  int           // our end of the server's socket; -1: none
+	proc  *os.Process   // the server
+	gone  chan struct{} // closed once the server was reaped
+	creds string        // hostCreds when it was started
 }
 
 var theForkServer = forkServer{sock: -1}
@@ -65,9 +65,18 @@ func (f *forkServer) start() error {
 		return fmt.Errorf("%w: fork server: %w", ErrSetup, err)
 	}
 	defer null.Close()
+	// The server exits at once when this process is gone (its pidfd
+	// polls readable), and the sandboxes with it.
+	pidfd, err := unix.PidfdOpen(os.Getpid(), 0)
+	if err != nil {
+		unix.Close(fds[0])
+		return fmt.Errorf("%w: fork server: pidfd_open: %w", ErrSetup, err)
+	}
+	self := os.NewFile(uintptr(pidfd), "toolcell-host-pidfd")
+	defer self.Close()
 	// The server's directory is / so that it keeps no host directory busy.
 	proc, err := os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), []string{"toolcell-stage2"},
-		&os.ProcAttr{Dir: "/", Env: []string{stage2Env + "=3"}, Files: []*os.File{null, null, null, theirs}})
+		&os.ProcAttr{Dir: "/", Env: []string{stage2Env + "=3"}, Files: []*os.File{null, null, null, theirs, self}})
 	if err != nil {
 		unix.Close(fds[0])
 		return fmt.Errorf("%w: start fork server: %w", ErrSetup, err)
@@ -78,23 +87,36 @@ func (f *forkServer) start() error {
 		close(gone)
 	}()
 	f.sock, f.proc, f.gone = fds[0], proc, gone
-	f.uid, f.gid = os.Geteuid(), os.Getegid()
+	f.creds = hostCreds()
 	return nil
 }
 
-// stop ends the server (closing its socket ends it; the kill covers a
-// stopped one); f.mu is held.
+// stop lets the server go: once its socket is closed it ends its spare and
+// exits when the stage-2s it handed out have ended, so that the runs in
+// flight go on. f.mu is held.
 func (f *forkServer) stop() {
 	if f.sock < 0 {
 		return
 	}
 	unix.Close(f.sock)
-	f.proc.Kill()
 	f.sock, f.proc = -1, nil
 }
 
+// hostCreds is what the server's stage-2s inherit from the host process
+// and a run depends on: effective ids, supplementary groups, capability
+// sets, no_new_privs. The server keeps what the host had when it started;
+// when any of it changed, the next run gets a new server.
+func hostCreds() string {
+	groups, _ := unix.Getgroups()
+	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var caps [2]unix.CapUserData
+	_ = unix.Capget(&hdr, &caps[0])
+	nnp, _ := unix.PrctlRetInt(unix.PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0)
+	return fmt.Sprint(os.Geteuid(), os.Getegid(), groups, caps, nnp)
+}
+
 func (f *forkServer) usable() bool {
-	if f.sock < 0 || f.uid != os.Geteuid() || f.gid != os.Getegid() {
+	if f.sock < 0 || f.creds != hostCreds() {
 		return false
 	}
 	select {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -79,16 +80,9 @@ func TestForkServerSpareHoldsNothing(t *testing.T) {
 	// Look once it waits for its plan, its first read of the control
 	// socket (it may still be closing what the fork gave it before).
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", s.pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if f := strings.Fields(string(b)); len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_RECVMSG) && f[1] == "0x3" {
-			break
-		}
+	for !waitingForPlan(s.pid) {
 		if time.Now().After(deadline) {
-			t.Fatalf("stage-2 not waiting for its plan after 10s: %s", b)
+			t.Fatalf("stage-2 %d not waiting for its plan after 10s", s.pid)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -137,6 +131,31 @@ func TestForkServerReapsEverything(t *testing.T) {
 			t.Fatalf("fork server %d has %d children after 10 runs: %v", server, len(kids), kids)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitingForPlan reports whether pid is blocked reading fd 3, as a spare
+// stage-2 waiting for its plan is.
+func waitingForPlan(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/syscall", pid))
+	f := strings.Fields(string(b))
+	return err == nil && len(f) > 1 && f[0] == strconv.Itoa(unix.SYS_RECVMSG) && f[1] == "0x3"
+}
+
+// spareOf returns the spare stage-2 the server holds.
+func spareOf(t *testing.T, server int) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		for _, k := range childrenOf(t, server) {
+			if pid, _ := strconv.Atoi(strings.Split(k, ":")[0]); waitingForPlan(pid) {
+				return pid
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fork server %d holds no spare after 10s: %v", server, childrenOf(t, server))
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -202,12 +221,72 @@ func TestForkServerFollowsCredentials(t *testing.T) {
 	testenv.RequireUserNS(t)
 	old := serverPid(t)
 	theForkServer.mu.Lock()
-	theForkServer.uid = -1 // as if the host process's euid had changed
+	theForkServer.creds = "" // as if the host process's credentials had changed
 	theForkServer.mu.Unlock()
 	if now := serverPid(t); now == old {
 		t.Fatal("fork server kept after the host's effective uid changed")
 	}
 	waitGone(t, old, "the replaced fork server")
+}
+
+// Replacing the server (here: the host's credentials changed) leaves the
+// runs in flight alone: the old server ends its spare, stays until its
+// stage-2s have ended, then exits.
+func TestForkServerReplacedRunsGoOn(t *testing.T) {
+	testenv.RequireUserNS(t)
+	old := serverPid(t)
+	p, err := Start(context.Background(), capability.New().WithBase(), Command("/bin/sh", "-c", "sleep 1; echo done"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	theForkServer.mu.Lock()
+	theForkServer.creds = ""
+	theForkServer.mu.Unlock()
+	if now := serverPid(t); now == old {
+		t.Fatal("fork server not replaced")
+	}
+	res, err := p.Wait()
+	if err != nil || res.Reason != ReasonExited || res.ExitCode != 0 || string(res.Stdout) != "done\n" {
+		t.Fatalf("a run in flight did not survive its fork server's replacement: %v %+v %q", err, res, res.Stdout)
+	}
+	waitGone(t, old, "the replaced fork server")
+}
+
+// A spare that died before it was handed out is not handed out.
+func TestForkServerDeadSpare(t *testing.T) {
+	testenv.RequireUserNS(t)
+	server := serverPid(t)
+	spare := spareOf(t, server)
+	unix.Kill(spare, unix.SIGKILL)
+	waitGone(t, spare, "the killed spare")
+	if now := serverPid(t); now != server {
+		t.Fatalf("fork server replaced (%d -> %d) instead of forking a new spare", server, now)
+	}
+}
+
+// Signals the host process ignores (SIGPIPE here; nohup does SIGHUP) are
+// ignored in its children across execve: not in the sandbox.
+func TestHostIgnoredSignalsNotInherited(t *testing.T) {
+	testenv.RequireUserNS(t)
+	signal.Ignore(unix.SIGPIPE, unix.SIGHUP)
+	t.Cleanup(func() { signal.Reset(unix.SIGPIPE, unix.SIGHUP) })
+	theForkServer.mu.Lock()
+	theForkServer.creds = "" // a server started now inherits the ignored signals
+	theForkServer.mu.Unlock()
+	// cat installs no handler of its own.
+	res, err := Run(context.Background(), capability.New().WithBase(), Command("/usr/bin/cat", "/proc/self/status"))
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("%v %+v", err, res)
+	}
+	var got []string
+	for _, l := range strings.Split(string(res.Stdout), "\n") {
+		if strings.HasPrefix(l, "Sig") && !strings.HasPrefix(l, "SigQ") {
+			got = append(got, l)
+		}
+	}
+	if want := []string{"SigPnd:\t0000000000000000", "SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000", "SigCgt:\t0000000000000000"}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("the tool's signals: %q, want none pending, blocked, ignored or caught", got)
+	}
 }
 
 // The view's sources travel in the PLAN message, TC_FD_CHUNK descriptors

@@ -300,7 +300,7 @@ static void read_plan(struct plan *pl)
 {
 	char *m;
 	struct rd r;
-	uint32_t nfiles;
+	uint32_t ncg, nfiles;
 	r.n = recv_msg(&m, pl->fds, -TC_FD_CHUNK, &pl->nfds);
 	r.p = m;
 	if (get_u32(&r) != TC_MSG_PLAN) {
@@ -316,12 +316,13 @@ static void read_plan(struct plan *pl)
 	pl->rootopts = get_str(&r);
 	pl->uid_map = get_str(&r);
 	pl->gid_map = get_str(&r);
-	pl->ncgfds = (int)get_u32(&r);
+	ncg = get_u32(&r);
 	nfiles = get_u32(&r);
-	if (pl->ncgfds > TC_MAX_CGROUP_FDS || nfiles > TC_MAX_PLAN_FDS - TC_MAX_CGROUP_FDS) {
+	if (ncg > TC_MAX_CGROUP_FDS || nfiles > TC_MAX_PLAN_FDS - TC_MAX_CGROUP_FDS) {
 		errno = E2BIG;
 		fail("plan", "too many file descriptors");
 	}
+	pl->ncgfds = (int)ncg;
 	/* Descriptors beyond the first packet's follow in PLAN_FDS packets. */
 	while (pl->nfds < pl->ncgfds + (int)nfiles) {
 		char *more;
@@ -1068,6 +1069,7 @@ static void write_file(const char *path, const char *s)
  * fork server, set before the fork. */
 static void __attribute__((noreturn)) stage2(void)
 {
+	struct rlimit nofile;
 	struct plan pl;
 	char path[64];
 	pid_t child;
@@ -1075,6 +1077,12 @@ static void __attribute__((noreturn)) stage2(void)
 
 	ctl = 3;
 	arm_pdeath();
+	/* The plan may bring up to TC_MAX_PLAN_FDS descriptors: the soft limit
+	 * the host process gave its children (often 1024) may be too low. */
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+	}
 	read_plan(&pl);
 
 	/* v1: join the run's cgroup in every hierarchy before the clone, so
@@ -1133,17 +1141,22 @@ static void __attribute__((noreturn)) stage2(void)
 /* ---- the fork server ---- */
 
 /* The supervisor execs the sealed binary once per host process as the fork
- * server (TC_ENV names its socket). The server keeps one stage-2 forked
- * ahead, blocked on its control socket, and hands it out on request (the
- * supervisor's end of that socket and a pidfd); it forks the next once a
- * stage-2 it handed out has ended (or on the next request). A fork
- * of this small process, which never started Go, costs a fraction of an exec
- * of the whole binary, and forking ahead takes it off a run's critical path.
- * A spare stage-2 holds nothing of any run: the plan, the view's sources and
- * the cgroup to join all arrive on its control socket once it was handed
- * out. The server is the stage-2's parent (the stage-2 dies with it:
- * PDEATHSIG) and reaps it; the supervisor watches and kills it through the
- * pidfd. The server exits when the supervisor's end of its socket closes. */
+ * server (TC_ENV names its socket, at 3; a pidfd of the host process is at
+ * 4). The server keeps one stage-2 forked ahead, blocked on its control
+ * socket, and hands it out on request (the supervisor's end of that socket
+ * and a pidfd); it forks the next once a stage-2 it handed out has ended
+ * (or on the next request). A fork of this small process, which never
+ * started Go, costs a fraction of an exec of the whole binary, and forking
+ * ahead takes it off a run's critical path. A spare stage-2 holds nothing of
+ * any run: the plan, the view's sources and the cgroup to join all arrive on
+ * its control socket once it was handed out. The server is the stage-2's
+ * parent (the stage-2 dies with it: PDEATHSIG) and reaps it; the supervisor
+ * watches and kills it through the pidfd.
+ *
+ * When the host process is gone the server exits at once, and the sandboxes
+ * with it. When only its socket closed (the supervisor replaced it), it ends
+ * its spare and stays until the stage-2s it handed out have ended, so that
+ * the runs in flight go on. */
 
 /* clone_args as the kernel reads it (CLONE_ARGS_SIZE_VER0, Linux 5.3). */
 struct clone3_args {
@@ -1182,15 +1195,20 @@ static struct spare fork_spare(void)
 	if (sp.pid == 0) {
 		struct sigaction dfl = {0};
 		sigset_t none;
+		/* No signal disposition or mask of the server's, nor one the
+		 * host process ignored, reaches the stage-2 or the tool (both
+		 * survive execve). 32 and 33 are libc's own and refused. */
 		dfl.sa_handler = SIG_DFL;
+		for (int sig = 1; sig < NSIG; sig++)
+			if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, &dfl, NULL) < 0 && errno != EINVAL)
+				_exit(TC_EXIT_SETUP);
 		sigemptyset(&none);
-		/* The server's SIGCHLD handling is not the stage-2's (nor the
-		 * tool's: a signal mask survives execve). */
-		if (sigaction(SIGCHLD, &dfl, NULL) < 0 || sigprocmask(SIG_SETMASK, &none, NULL) < 0 ||
-		    dup2(pair[1], 3) < 0 || syscall(SYS_close_range, 4, ~0U, 0) < 0)
+		if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || dup2(pair[1], 3) < 0 ||
+		    syscall(SYS_close_range, 4, ~0U, 0) < 0)
 			_exit(TC_EXIT_SETUP);
 		/* Only stdin, stdout, stderr (/dev/null) and the control
-		 * socket at 3 are left; the server's socket is closed. */
+		 * socket at 3 are left: the server's socket and its pidfd of
+		 * the host are closed. */
 		parent0 = self;
 		stage2();
 	}
@@ -1204,19 +1222,55 @@ static struct spare fork_spare(void)
 	return sp;
 }
 
+static void drop_spare(struct spare *sp)
+{
+	if (sp->pid < 0)
+		return;
+	close(sp->pidfd);
+	close(sp->sock); /* the spare reads EOF and exits */
+	sp->pid = -1;
+}
+
+/* reap reaps every ended child and forgets the spare if it was one. */
+static void reap(struct spare *sp)
+{
+	pid_t w;
+	while ((w = waitpid(-1, NULL, WNOHANG)) > 0)
+		if (w == sp->pid)
+			drop_spare(sp);
+}
+
+/* drain ends the spare and waits for the stage-2s handed out, or for the
+ * host process to go (then they die with the server). */
+static void __attribute__((noreturn)) drain(struct spare *sp, int host, const sigset_t *waiting)
+{
+	drop_spare(sp);
+	for (;;) {
+		struct pollfd p = {host, POLLIN, 0};
+		pid_t w = waitpid(-1, NULL, WNOHANG);
+		if (w < 0 && errno == ECHILD)
+			_exit(0);
+		if (w > 0)
+			continue;
+		if (ppoll(&p, 1, NULL, waiting) > 0)
+			_exit(0);
+	}
+}
+
 static void __attribute__((noreturn)) fork_server(const char *fdstr)
 {
 	struct sigaction sa = {0};
 	struct spare sp;
 	sigset_t chld, waiting;
+	const int host = 4;
 
-	/* The supervisor passes the socket at 3. */
+	/* The supervisor passes the socket at 3, its own pidfd at 4. */
 	if (strcmp(fdstr, "3") != 0)
 		_exit(TC_EXIT_SETUP);
 	ctl = 3;
-	/* Keep only stdio and the socket: whatever else the host process left
-	 * inheritable would otherwise live as long as the server. */
-	if (syscall(SYS_close_range, 4, ~0U, 0) < 0)
+	/* Keep only stdio, the socket and the pidfd: whatever else the host
+	 * process left inheritable would otherwise live as long as the server. */
+	if (syscall(SYS_close_range, 5, ~0U, 0) < 0)
 		fail("fork_server", "close_range");
 	/* SIGCHLD is blocked except inside ppoll, which unblocks it
 	 * atomically: a child that ended at any time wakes the wait. */
@@ -1229,13 +1283,15 @@ static void __attribute__((noreturn)) fork_server(const char *fdstr)
 	sp = fork_spare();
 	for (;;) {
 		uint32_t req[2];
-		ssize_t n;
+		ssize_t n = -1;
 
 		for (;;) {
-			struct pollfd p = {ctl, POLLIN, 0};
-			if (ppoll(&p, 1, NULL, &waiting) > 0) {
-				n = recv(ctl, req, sizeof req, 0);
-				if (n >= 0 || errno != EINTR)
+			struct pollfd p[2] = {{ctl, POLLIN, 0}, {host, POLLIN, 0}};
+			if (ppoll(p, 2, NULL, &waiting) > 0) {
+				if (p[1].revents)
+					_exit(0); /* the host is gone: so are its runs */
+				n = recv(ctl, req, sizeof req, MSG_DONTWAIT);
+				if (n >= 0 || (errno != EINTR && errno != EAGAIN))
 					break;
 			} else if (errno != EINTR) {
 				fail("fork_server", "ppoll");
@@ -1243,17 +1299,17 @@ static void __attribute__((noreturn)) fork_server(const char *fdstr)
 			/* SIGCHLD: reap, and fork the next spare once a stage-2
 			 * handed out has ended, so that the fork does not compete
 			 * with a running setup. */
-			while (waitpid(-1, NULL, WNOHANG) > 0)
-				;
+			reap(&sp);
 			if (sp.pid < 0)
 				sp = fork_spare();
 		}
-		if (n == 0)
-			_exit(0); /* the supervisor is gone; the spare dies with us */
+		if (n <= 0)
+			drain(&sp, host, &waiting); /* replaced, or a socket error */
 		if (n != sizeof req[0] || req[0] != TC_MSG_FORK) {
 			errno = EBADMSG;
 			fail("fork_server", "bad request");
 		}
+		reap(&sp); /* a spare that died is not handed out */
 		if (sp.pid < 0)
 			sp = fork_spare();
 		if (sp.pid < 0) {
@@ -1275,7 +1331,7 @@ static void __attribute__((noreturn)) fork_server(const char *fdstr)
 			put_u32(&b, TC_MSG_FORKED);
 			put_u32(&b, (uint32_t)sp.pid);
 			if (!send_fds(&b, fds, 2))
-				_exit(TC_EXIT_SETUP); /* the spare dies with us */
+				drain(&sp, host, &waiting);
 		}
 		close(sp.pidfd);
 		close(sp.sock);

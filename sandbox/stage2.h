@@ -7,7 +7,8 @@
 #define TOOLCELL_STAGE2_H
 
 /* Environment variable that turns a process into the fork server; its value
- * is the number of the server's socket (SOCK_SEQPACKET) descriptor. */
+ * is the number of the server's socket (SOCK_SEQPACKET) descriptor, 3; a
+ * pidfd of the host process is at 4. */
 #define TC_ENV "_TOOLCELL_STAGE2"
 
 /* Messages on the control socket (SOCK_SEQPACKET: one message per packet).
@@ -37,7 +38,7 @@ enum {
 
 /* Descriptors per packet (SCM_RIGHTS takes at most 253), and per plan. */
 #define TC_FD_CHUNK 200
-#define TC_MAX_PLAN_FDS 1024
+#define TC_MAX_PLAN_FDS 1000
 
 /* Sockets pid 1 makes for the egress relay (plan order): kind, IPv4
  * address (host byte order; the IPv6 kinds bind ::), port. */
