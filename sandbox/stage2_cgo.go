@@ -2,6 +2,7 @@ package sandbox
 
 /*
 #cgo CFLAGS: -Wall -Wextra -O2
+#cgo LDFLAGS: -Wl,-z,now
 #include "stage2.h"
 */
 import "C"
