@@ -43,7 +43,7 @@
 // about 2.5 ms (start, loader, libc) where a fork of a process that never
 // started Go costs a fraction of that, done ahead of the run; the host's
 // heap no longer matters to a run either. The server is started on first
-// use and replaced when it died or the host's effective ids changed.
+// use and replaced when it died or the host's credentials changed.
 //
 // # What the tool gets
 //
@@ -170,9 +170,12 @@
 //     directory another user keeps at 0700 fails (step "bind_open").
 //   - The fork server keeps what the host process had when it started it:
 //     credentials are compared before every run (effective ids, groups,
-//     capabilities, no_new_privs; a change starts a new server), but
-//     namespaces, rlimits, the host's own seccomp filter, LSM label and
-//     cgroup are those of that moment.
+//     capabilities, no_new_privs, as the calling thread has them; a change
+//     starts a new server), but namespaces, rlimits, umask, CPU affinity,
+//     nice value, oom_score_adj, personality, the host's own seccomp
+//     filter, LSM label and cgroup are those of that moment (with
+//     Runner.AllowNoCgroup and no cgroup, the sandbox stays in that
+//     cgroup).
 //   - A standard input that is an *os.File is passed through only when it is
 //     a regular file (reopened read-only) or a pipe; a terminal or socket is
 //     copied through a pipe, so the tool never holds the caller's terminal.

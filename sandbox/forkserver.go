@@ -74,8 +74,17 @@ func (f *forkServer) start() error {
 	}
 	self := os.NewFile(uintptr(pidfd), "toolcell-host-pidfd")
 	defer self.Close()
+	// The child resolves the path after it placed Files at 0-4: the
+	// sealed binary is exec'd through a descriptor number above those.
+	bin, err := unix.FcntlInt(exe.Fd(), unix.F_DUPFD_CLOEXEC, 16)
+	if err != nil {
+		unix.Close(fds[0])
+		return fmt.Errorf("%w: fork server: dup sealed binary: %w", ErrSetup, err)
+	}
+	defer unix.Close(bin)
+	creds := hostCreds() // before the start: a change meanwhile replaces it
 	// The server's directory is / so that it keeps no host directory busy.
-	proc, err := os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), []string{"toolcell-stage2"},
+	proc, err := os.StartProcess(fmt.Sprintf("/proc/self/fd/%d", bin), []string{"toolcell-stage2"},
 		&os.ProcAttr{Dir: "/", Env: []string{stage2Env + "=3"}, Files: []*os.File{null, null, null, theirs, self}})
 	if err != nil {
 		unix.Close(fds[0])
@@ -87,7 +96,7 @@ func (f *forkServer) start() error {
 		close(gone)
 	}()
 	f.sock, f.proc, f.gone = fds[0], proc, gone
-	f.creds = hostCreds()
+	f.creds = creds
 	return nil
 }
 
@@ -105,7 +114,9 @@ func (f *forkServer) stop() {
 // hostCreds is what the server's stage-2s inherit from the host process
 // and a run depends on: effective ids, supplementary groups, capability
 // sets, no_new_privs. The server keeps what the host had when it started;
-// when any of it changed, the next run gets a new server.
+// when any of it changed, the next run gets a new server. They are read on
+// the calling thread: a change made to one thread only (a raw setuid or
+// capset) is not followed.
 func hostCreds() string {
 	groups, _ := unix.Getgroups()
 	var hdr = unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}

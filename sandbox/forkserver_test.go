@@ -1,16 +1,19 @@
 package sandbox
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -270,6 +273,13 @@ func TestHostIgnoredSignalsNotInherited(t *testing.T) {
 	testenv.RequireUserNS(t)
 	signal.Ignore(unix.SIGPIPE, unix.SIGHUP)
 	t.Cleanup(func() { signal.Reset(unix.SIGPIPE, unix.SIGHUP) })
+	// 33 is libc's own (SIGSETXID), which libc's sigaction refuses to
+	// touch: ignored here with the raw call, restored after.
+	ignored, old := kernelSigaction{handler: 1 /* SIG_IGN */}, kernelSigaction{}
+	if _, _, e := unix.RawSyscall6(unix.SYS_RT_SIGACTION, 33, uintptr(unsafe.Pointer(&ignored)), uintptr(unsafe.Pointer(&old)), 8, 0, 0); e != 0 {
+		t.Fatal(e)
+	}
+	t.Cleanup(func() { unix.RawSyscall6(unix.SYS_RT_SIGACTION, 33, uintptr(unsafe.Pointer(&old)), 0, 8, 0, 0) })
 	theForkServer.mu.Lock()
 	theForkServer.creds = "" // a server started now inherits the ignored signals
 	theForkServer.mu.Unlock()
@@ -289,6 +299,80 @@ func TestHostIgnoredSignalsNotInherited(t *testing.T) {
 	}
 }
 
+// helperDyingSpares is the test binary run as a host whose own seccomp
+// filter refuses PR_SET_PDEATHSIG, which every stage-2 needs: each spare
+// dies before it is handed out. It prints the fork server's pid after one
+// run and waits.
+func init() {
+	if os.Getenv("TOOLCELL_TEST_DYING_SPARES") != "1" {
+		return
+	}
+	// nr == prctl && arg0 == PR_SET_PDEATHSIG -> EPERM, else allow.
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 3, K: unix.SYS_PRCTL},
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 16},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.PR_SET_PDEATHSIG},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fmt.Println("no_new_privs:", err)
+		os.Exit(2)
+	}
+	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&fprog))); e != 0 {
+		fmt.Println("seccomp:", e)
+		os.Exit(2)
+	}
+	_, err := Run(context.Background(), capability.New().WithBase(), Command("/bin/true"))
+	if err == nil {
+		fmt.Println("a run succeeded without PR_SET_PDEATHSIG")
+		os.Exit(2)
+	}
+	fmt.Println(theForkServer.proc.Pid)
+	select {}
+}
+
+// A spare that keeps dying (here: the host's own seccomp filter refuses
+// what every stage-2 does first) does not keep the fork server forking: it
+// is replaced on the next request only.
+func TestForkServerDyingSparesNoStorm(t *testing.T) {
+	testenv.RequireUserNS(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "TOOLCELL_TEST_DYING_SPARES=1")
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	server, _ := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || server <= 0 {
+		t.Fatalf("helper said %q (%v)", line, err)
+	}
+	switches := func() int {
+		n, _ := strconv.Atoi(procStatus(t, server)["voluntary_ctxt_switches"])
+		return n
+	}
+	time.Sleep(200 * time.Millisecond)
+	before := switches()
+	time.Sleep(time.Second)
+	if d := switches() - before; d > 5 {
+		t.Fatalf("idle fork server woke %d times in 1s: forking spares that die", d)
+	}
+}
+
+// kernelSigaction is the kernel's struct sigaction on amd64 and arm64.
+type kernelSigaction struct {
+	handler, flags, restorer uintptr
+	mask                     uint64
+}
+
 // The view's sources travel in the PLAN message, TC_FD_CHUNK descriptors
 // per packet: a view with more sources than one packet takes still works,
 // and one with more than the stage-2 accepts is a policy error naming the
@@ -306,8 +390,11 @@ func TestManyBindSources(t *testing.T) {
 		set = set.ReadFile(p)
 	}
 	res, err := Run(context.Background(), set, Command("/bin/sh", "-c", "cat "+filepath.Join(dir, "f000")+" "+filepath.Join(dir, fmt.Sprintf("f%03d", n-1))))
-	if err != nil || res.ExitCode != 0 || string(res.Stdout) != "0"+strconv.Itoa(n-1) {
-		t.Fatalf("%d bind sources: %v %q %q", n, err, res.Stdout, res.Stderr)
+	if err != nil {
+		t.Fatalf("%d bind sources: %v", n, err)
+	}
+	if res.ExitCode != 0 || string(res.Stdout) != "0"+strconv.Itoa(n-1) {
+		t.Fatalf("%d bind sources: exit %d, %q %q", n, res.ExitCode, res.Stdout, res.Stderr)
 	}
 
 	for i := n; i < maxPlanFDs; i++ {

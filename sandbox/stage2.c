@@ -1175,6 +1175,25 @@ struct spare {
 
 static void on_sigchld(int sig) { (void)sig; }
 
+/* The kernel's struct sigaction (rt_sigaction(2)) where its layout is
+ * handler, flags, restorer, mask. */
+#if !defined(__x86_64__) && !defined(__aarch64__)
+#error "check struct kernel_sigaction's layout on this architecture"
+#endif
+struct kernel_sigaction {
+	void (*handler)(int);
+	unsigned long flags;
+	void (*restorer)(void);
+	uint64_t mask;
+};
+
+/* reset_signal sets sig's disposition to SIG_DFL. */
+static int reset_signal(int sig)
+{
+	struct kernel_sigaction ka = {SIG_DFL, 0, NULL, 0};
+	return (int)syscall(SYS_rt_sigaction, sig, &ka, NULL, sizeof ka.mask);
+}
+
 /* fork_spare forks a stage-2 that waits for its plan on a new control
  * socket; the server keeps the other end for the supervisor. */
 static struct spare fork_spare(void)
@@ -1193,14 +1212,13 @@ static struct spare fork_spare(void)
 	a.exit_signal = SIGCHLD;
 	sp.pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
 	if (sp.pid == 0) {
-		struct sigaction dfl = {0};
 		sigset_t none;
 		/* No signal disposition or mask of the server's, nor one the
 		 * host process ignored, reaches the stage-2 or the tool (both
-		 * survive execve). 32 and 33 are libc's own and refused. */
-		dfl.sa_handler = SIG_DFL;
+		 * survive execve). The raw call: libc's sigaction refuses its
+		 * own signals (32, 33), which a host may still have ignored. */
 		for (int sig = 1; sig < NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP && sigaction(sig, &dfl, NULL) < 0 && errno != EINVAL)
+			if (sig != SIGKILL && sig != SIGSTOP && reset_signal(sig) < 0)
 				_exit(TC_EXIT_SETUP);
 		sigemptyset(&none);
 		if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || dup2(pair[1], 3) < 0 ||
@@ -1231,19 +1249,26 @@ static void drop_spare(struct spare *sp)
 	sp->pid = -1;
 }
 
-/* reap reaps every ended child and forgets the spare if it was one. */
-static void reap(struct spare *sp)
+/* reap reaps every ended child and forgets the spare if it was one; it
+ * reports whether a stage-2 that was handed out ended. */
+static int reap(struct spare *sp)
 {
+	int handed = 0;
 	pid_t w;
-	while ((w = waitpid(-1, NULL, WNOHANG)) > 0)
+	while ((w = waitpid(-1, NULL, WNOHANG)) > 0) {
 		if (w == sp->pid)
 			drop_spare(sp);
+		else
+			handed = 1;
+	}
+	return handed;
 }
 
 /* drain ends the spare and waits for the stage-2s handed out, or for the
  * host process to go (then they die with the server). */
 static void __attribute__((noreturn)) drain(struct spare *sp, int host, const sigset_t *waiting)
 {
+	close(ctl); /* a supervisor still waiting for an answer gets EOF */
 	drop_spare(sp);
 	for (;;) {
 		struct pollfd p = {host, POLLIN, 0};
@@ -1294,21 +1319,20 @@ static void __attribute__((noreturn)) fork_server(const char *fdstr)
 				if (n >= 0 || (errno != EINTR && errno != EAGAIN))
 					break;
 			} else if (errno != EINTR) {
-				fail("fork_server", "ppoll");
+				break;
 			}
 			/* SIGCHLD: reap, and fork the next spare once a stage-2
 			 * handed out has ended, so that the fork does not compete
-			 * with a running setup. */
-			reap(&sp);
-			if (sp.pid < 0)
+			 * with a running setup. A spare that died itself is
+			 * replaced on the next request only: one that keeps dying
+			 * must not keep the server forking. */
+			if (reap(&sp) && sp.pid < 0)
 				sp = fork_spare();
 		}
-		if (n <= 0)
-			drain(&sp, host, &waiting); /* replaced, or a socket error */
-		if (n != sizeof req[0] || req[0] != TC_MSG_FORK) {
-			errno = EBADMSG;
-			fail("fork_server", "bad request");
-		}
+		/* Replaced (EOF), a socket or ppoll error, or a request this
+		 * server does not know: stop serving, let the runs finish. */
+		if (n != sizeof req[0] || req[0] != TC_MSG_FORK)
+			drain(&sp, host, &waiting);
 		reap(&sp); /* a spare that died is not handed out */
 		if (sp.pid < 0)
 			sp = fork_spare();
