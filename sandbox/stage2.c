@@ -1293,6 +1293,9 @@ static void __attribute__((noreturn)) fork_server(const char *fdstr)
 	if (strcmp(fdstr, "3") != 0)
 		_exit(TC_EXIT_SETUP);
 	ctl = 3;
+	/* Named in ps and top like its argv (exec'd as /proc/self/fd/N, its
+	 * name would be N); the stage-2s inherit the name. */
+	prctl(PR_SET_NAME, "toolcell-stage2", 0, 0, 0);
 	/* Keep only stdio, the socket and the pidfd: whatever else the host
 	 * process left inheritable would otherwise live as long as the server. */
 	if (syscall(SYS_close_range, 5, ~0U, 0) < 0)
