@@ -1085,7 +1085,7 @@ static void __attribute__((noreturn)) stage2(void)
 	}
 	read_plan(&pl);
 
-	/* v1: join the run's cgroup in every hierarchy before the clone, so
+	/* Join the run's cgroup (each v1 hierarchy, or v2) before the clone, so
 	 * that pid 1 is born in it and its cgroup namespace is rooted there. */
 	for (int i = 0; i < pl.ncgfds; i++) {
 		if (write(pl.fds[i], "0", 1) != 1)
