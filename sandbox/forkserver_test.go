@@ -1,12 +1,10 @@
 package sandbox
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -339,18 +337,7 @@ func init() {
 // is replaced on the next request only.
 func TestForkServerDyingSparesNoStorm(t *testing.T) {
 	testenv.RequireUserNS(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "TOOLCELL_TEST_DYING_SPARES=1")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
+	_, line, err := startHelper(t, "TOOLCELL_TEST_DYING_SPARES")
 	server, _ := strconv.Atoi(strings.TrimSpace(line))
 	if err != nil || server <= 0 {
 		t.Fatalf("helper said %q (%v)", line, err)

@@ -58,17 +58,7 @@ func init() {
 // server and the spare stage-2 it holds.
 func TestSandboxDiesWithItsSupervisor(t *testing.T) {
 	testenv.RequireUserNS(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "TOOLCELL_TEST_SUPERVISOR=1")
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	cmd, line, err := startHelper(t, "TOOLCELL_TEST_SUPERVISOR")
 	var got struct {
 		Pid1   int      `json:"pid1"`
 		Stage2 int      `json:"stage2"`
@@ -76,7 +66,6 @@ func TestSandboxDiesWithItsSupervisor(t *testing.T) {
 		Dirs   []string `json:"dirs"`
 		Error  string   `json:"error"`
 	}
-	line, err := bufio.NewReader(stdout).ReadString('\n')
 	if err != nil || json.Unmarshal([]byte(line), &got) != nil || got.Pid1 <= 0 {
 		t.Fatalf("helper said %q (%v)", line, err)
 	}
@@ -137,6 +126,26 @@ func TestSandboxDiesWithItsSupervisor(t *testing.T) {
 		}
 		break
 	}
+}
+
+// startHelper runs the test binary as a helper process (the init function
+// that env selects) and returns it with the first line it printed; the
+// helper is killed when the test ends.
+func startHelper(t *testing.T, env string) (*exec.Cmd, string, error) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env+"=1")
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	return cmd, line, err
 }
 
 func mustRead(t *testing.T, pid int) []byte {
