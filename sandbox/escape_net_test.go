@@ -8,6 +8,7 @@ package sandbox_test
 // anything reaches it.
 
 import (
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -34,6 +35,30 @@ def dnsq(name, qtype=1, server=("127.77.0.1", 53)):
     return r[3] & 15, struct.unpack(">H", r[6:8])[0], frm[0]
 def escaped(what):
     print("ESCAPED", what)
+def hello(name):
+    # the ClientHello OpenSSL sends first for name, as bytes
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+    try:
+        ctx.wrap_bio(i, o, server_hostname=name).do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return o.read()
+def with_ext(rec, typ, data):
+    # rec (one record, one ClientHello) with one more extension
+    b = bytearray(rec)
+    i = 5 + 4 + 2 + 32
+    i += 1 + b[i]
+    i += 2 + int.from_bytes(b[i:i+2], "big")
+    i += 1 + b[i]
+    ext = typ.to_bytes(2, "big") + len(data).to_bytes(2, "big") + data
+    b[i:i+2] = (int.from_bytes(b[i:i+2], "big") + len(ext)).to_bytes(2, "big")
+    b += ext
+    b[6:9] = (len(b) - 9).to_bytes(3, "big")
+    b[3:5] = (len(b) - 5).to_bytes(2, "big")
+    return bytes(b)
 `
 
 // netEnv is what the network cases run against.
@@ -72,6 +97,16 @@ func newNetEnv(t *testing.T, c *canaries) *netEnv {
 	canary := net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port))
 	e.u.add("api.example.com", "203.0.113.10", 80, web.Listener.Addr().String())
 	e.u.add("api.example.com", "203.0.113.10", 443, tlsWeb.Listener.Addr().String())
+	// A TLS 1.3 server that takes only P-256: a client that shares an
+	// X25519 key first gets a HelloRetryRequest.
+	retry := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.reached <- "tls " + r.Host + r.URL.Path
+		io.WriteString(w, "upstream reached")
+	}))
+	retry.TLS = &tls.Config{CurvePreferences: []tls.CurveID{tls.CurveP256}, MinVersion: tls.VersionTLS13}
+	retry.StartTLS()
+	t.Cleanup(retry.Close)
+	e.u.add("api.example.com", "203.0.113.10", 8443, retry.Listener.Addr().String())
 	e.u.add("sink.example.com", "203.0.113.12", 9000, sink.Addr().String())
 	e.u.add("rebind.example.com", "127.0.0.1", 80, canary)
 	e.u.add("meta.example.com", "169.254.169.254", 80, canary)
@@ -109,6 +144,18 @@ func refusedNet(kind, name, dst, reason string) func(*testing.T, *canaries, *san
 			}
 		}
 		t.Errorf("no refused %s entry with name~%q dst~%q reason~%q in %+v", kind, name, dst, reason, res.Audit.Network)
+	}
+}
+
+// outputHas: the tool printed each of words.
+func outputHas(words ...string) func(*testing.T, *canaries, *sandbox.Result, string) {
+	return func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+		t.Helper()
+		for _, w := range words {
+			if !strings.Contains(out, w) {
+				t.Errorf("output lacks %q: %s", w, out)
+			}
+		}
 	}
 }
 
@@ -256,6 +303,52 @@ except (ssl.SSLError, OSError) as e:
 			default:
 			}
 		}), check: refusedNet("connect", "api.example.com", "", "sni mismatch: internal.example.net")},
+		// After a HelloRetryRequest the server takes its name from the
+		// second ClientHello: that one is checked too. A legitimate
+		// retry (Python's own handshake) still goes through.
+		{attack: "net_sni_retry", run: netAttack([]string{"api.example.com:8443"}, nil, `
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(socket.create_connection(("api.example.com", 8443), timeout=10), server_hostname="api.example.com")
+t.sendall(b"GET /ok HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+if b"upstream reached" in t.recv(4096): print("RETRY-OK")
+s = socket.create_connection(("api.example.com", 8443), timeout=10)
+s.sendall(hello("api.example.com"))
+got = b""
+while len(got) < 43:
+    b = s.recv(43 - len(got))
+    if not b: break
+    got += b
+if got[11:43] == bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"): print("GOT-RETRY")
+try:
+    s.sendall(hello("internal.example.net"))
+    if s.recv(100): print("answered")
+except OSError as e:
+    print("refused:", e)
+`, func(t *testing.T, e *netEnv, res *sandbox.Result) {
+			for {
+				select {
+				case r := <-e.reached:
+					if r != "tls api.example.com/ok" {
+						t.Errorf("the upstream got a request: %s", r)
+					}
+				default:
+					return
+				}
+			}
+		}), check: allOf(outputHas("RETRY-OK", "GOT-RETRY"),
+			refusedNet("connect", "api.example.com", "", "sni mismatch: internal.example.net (ClientHello 2"))},
+		// Encrypted Client Hello hides the name the server routes by.
+		{attack: "net_ech", run: netAttack(api, nil, `
+for typ in (0xfe0d, 0xffce):
+    s = socket.create_connection(("api.example.com", 443), timeout=10)
+    try:
+        s.sendall(with_ext(hello("api.example.com"), typ, bytes(16)))
+        if s.recv(100): escaped("hello with extension %x answered" % typ)
+    except OSError as e:
+        print("refused:", e)
+`, notDialed), check: refusedNet("connect", "api.example.com", "", "ech refused")},
 		{attack: "net_host_mismatch", run: netAttack(api, nil, `
 s = socket.create_connection(("api.example.com", 80), timeout=10)
 s.sendall(b"GET /admin HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")

@@ -14,7 +14,10 @@
 //
 // When the tool connects to a synthetic address, the relay knows the name
 // from the address, checks that name:port is granted, looks at the first
-// bytes (a TLS ClientHello must name the same host in its SNI; a plain HTTP
+// bytes (a TLS ClientHello must name the same host in its SNI, and so must
+// every later ClientHello until the server's real ServerHello: a second one
+// after a HelloRetryRequest is what the server serves; Encrypted Client
+// Hello is refused; a plain HTTP
 // request must carry the same Host, and so must every later request on the
 // connection, with bodies framed strictly so that none hides in another),
 // resolves the name on the host, refuses

@@ -3,7 +3,6 @@ package egress
 import (
 	"bufio"
 	"bytes"
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -73,11 +72,17 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 	var wg sync.WaitGroup
 	var out, in int64
 	var status chan string // an HTTP upstream's first line, for upgrades
+	var phase *tlsPhase    // a TLS handshake's progress, seen from the server's side
 	wg.Add(1)
-	if !early && s.protocol == "http" {
+	switch {
+	case !early && s.protocol == "http":
 		status = make(chan string, 1)
 		go func() { defer wg.Done(); in = p.pipeStatus(c, up, status, &last, stop) }()
-	} else {
+	case early || s.protocol == "tls":
+		// Early, the tool may still turn out to speak TLS.
+		phase = newTLSPhase()
+		go func() { defer wg.Done(); in = p.pipeTLSServer(c, up, phase, &last, stop) }()
+	default:
 		go func() { defer wg.Done(); in = p.pipe(c, up, &last, stop) }()
 	}
 	finish := func() {
@@ -136,16 +141,25 @@ func (p *Proxy) relay(c net.Conn, ev *Event) {
 		ev.BytesOut = int64(len(s.head))
 		last.Store(time.Now().UnixNano())
 	}
+	var refusal string
 	if s.eof {
 		// The tool half-closed without a byte: pass that on.
 		if cw, ok := up.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
+	} else if s.protocol == "tls" {
+		// Every ClientHello is checked, not only the first (the head
+		// ends with the first).
+		wg.Add(1)
+		go func() { defer wg.Done(); out, refusal = p.forwardTLS(up, c, s.hello, phase, &last, stop) }()
 	} else {
 		wg.Add(1)
 		go func() { defer wg.Done(); out = p.pipe(up, c, &last, stop) }()
 	}
 	finish()
+	if refusal != "" {
+		ev.Allowed, ev.Reason = false, refusal
+	}
 }
 
 // chunk is how much one copy step may move before the byte budget and the
@@ -234,9 +248,10 @@ func (p *Proxy) charge(n int64) bool {
 type sniffed struct {
 	head          []byte // to be sent upstream first
 	protocol, sni string
-	eof           bool  // the tool half-closed before sending anything
-	err           error // why the connection ends here
-	refused       bool  // err is a refusal of what the tool sent
+	hello         *helloFollower // TLS: where checking the tool's records goes on
+	eof           bool           // the tool half-closed before sending anything
+	err           error          // why the connection ends here
+	refused       bool           // err is a refusal of what the tool sent
 }
 
 // sniff waits for the tool's first bytes (as long as the connection is
@@ -302,16 +317,28 @@ func (p *Proxy) sniff(c net.Conn, name string, port int, busy func() bool, spoke
 	}
 	lead := leadingSpace(seen.Bytes())
 	switch first := seen.Bytes()[lead]; {
-	case first == 0x16 && lead == 0: // TLS handshake record
+	case first >= recordChangeCipherSpec && first <= recordHeartbeat && lead == 0:
+		// A TLS record of any type: a server may skip or choke on what
+		// comes before a ClientHello, so it is read as TLS too.
+		// Records up to the end of the first ClientHello, checked; the
+		// relay goes on checking the later ones (forwardTLS).
 		r.protocol = "tls"
-		sni, err := clientHelloSNI(rest())
-		if err != nil {
-			return refuse("malformed TLS ClientHello")
+		f := &helloFollower{seen: bytes.NewReader(append([]byte(nil), seen.Bytes()...)), name: name}
+		f.r = io.MultiReader(f.seen, io.LimitReader(c, 5*maxHead))
+		var head []byte
+		for f.hellos == 0 || f.holding() {
+			rel, why, err := f.next()
+			r.sni = f.sni
+			switch {
+			case why != "":
+				return refuse(why)
+			case err != nil:
+				return refuse("malformed TLS ClientHello (cut short)")
+			}
+			head = append(head, rel...)
 		}
-		r.sni = sni
-		if sni != "" && canonicalName(sni) != name {
-			return refuse("sni mismatch: " + sni)
-		}
+		r.hello, r.head = f, head
+		return r
 	case isTchar(first):
 		// A word of token characters followed by whitespace may be a
 		// request line as some server reads it (tabs, bare CR, several
@@ -625,27 +652,6 @@ func skipN(r io.Reader, n int) io.Reader {
 
 // maxHead bounds a ClientHello or request head.
 const maxHead = 64 << 10
-
-var errHelloRead = errors.New("client hello read")
-
-// clientHelloSNI lets crypto/tls parse a ClientHello from r and returns
-// its server name; nothing is ever written back.
-func clientHelloSNI(r io.Reader) (string, error) {
-	var sni string
-	var got bool
-	cfg := &tls.Config{GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
-		sni, got = h.ServerName, true
-		return nil, errHelloRead
-	}}
-	err := tls.Server(readOnly{r}, cfg).Handshake()
-	if !got {
-		if err == nil {
-			err = errors.New("no ClientHello")
-		}
-		return "", err
-	}
-	return strings.TrimSuffix(sni, "."), nil
-}
 
 // readOnly is a net.Conn that only reads from r.
 type readOnly struct{ r io.Reader }
