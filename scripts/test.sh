@@ -231,7 +231,10 @@ stage_vm() {
   elif [ ! -r "${TOOLCELL_VM_DIR:-/var/cache/toolcell-vm}/current.env" ]; then
     cannot "vm stage: no cached VM assets and not root to build them (run scripts/vm/build.sh as root)"; return
   fi
-  [ -w /dev/kvm ] && echo "vm: using KVM" || echo "vm: no /dev/kvm, using TCG (slow but fine)"
+  case $("$root/scripts/vm/vmexec" --which-accel) in
+    kvm) echo "vm: using KVM (a probe guest booted with it)" ;;
+    *) echo "vm: using TCG (no working KVM: slow but fine)" ;;
+  esac
   local sc=$work/vm-selfcheck.txt rc
   say "vm: proving that a failing test in the VM fails go test (TOOLCELL_VMTEST_SELFCHECK=fail)"
   set +e
