@@ -243,6 +243,31 @@ func TestSymlinkedGrantAppearsAtSamePath(t *testing.T) {
 	}
 }
 
+// The root's merged-/usr links need no follow_symlinks: /bin/true is
+// granted as written (where /bin is a link into /usr, the view mounts the
+// resolved path), and a link after /bin is still refused.
+func TestMergedUsrLinkGrant(t *testing.T) {
+	res := runCmd(t, base().ExecFile("/bin/true").ReadFile("/bin/cat"), sandbox.Command("/bin/true"))
+	want := "/bin/true"
+	if text, err := os.Readlink("/bin"); err == nil && capability.IsMergedUsrLink("/bin", text) {
+		want = filepath.Join("/", text, "true")
+	}
+	found := false
+	for _, m := range res.Audit.Enforce.Mounts {
+		found = found || (m.Src == want && m.Dst == want)
+	}
+	if !found {
+		t.Fatalf("no mount of %s in %+v", want, res.Audit.Enforce.Mounts)
+	}
+	if text, err := os.Readlink("/bin/sh"); err == nil {
+		_, err := sandbox.Run(context.Background(), base().ExecFile("/bin/sh"), sandbox.Command("/bin/true"))
+		var fe *capability.FieldError
+		if !errors.As(err, &fe) || fe.Field != "exec[0]" || !strings.Contains(fe.Reason, " -> "+text) {
+			t.Fatalf("exec /bin/sh (a link to %s): err %v, want exec[0] refused naming the link", text, err)
+		}
+	}
+}
+
 // Issue 13: a tool with a writable W plants links there; a later run
 // granted a path through them (W itself not granted) is refused, naming
 // the grant, the link and its target, and never sees the canary. Only

@@ -203,7 +203,8 @@ func (e *entry) describe() string {
 // every symlink: a link swapped in after this check fails the open.
 func (v *view) grant(field, p string, acc access, wantDir, follow bool) error {
 	real, links, err := resolve(p, follow)
-	if le, ok := err.(*linkError); ok {
+	var le *linkError
+	if errors.As(err, &le) {
 		return fmt.Errorf("%w: %w", ErrPolicy, &capability.FieldError{Field: field, Value: p, Reason: capability.SymlinkReason(p, le.link, le.text)})
 	}
 	if err != nil {
