@@ -12,8 +12,10 @@ import (
 // document, so a change of schema changes every hash.
 const Schema = "toolcell.policy/v1"
 
-// canonicalSet is the canonical document. Every field is always present:
-// nothing is omitted, so an absent field and a default one cannot differ.
+// canonicalSet is the canonical document. Every field of the first schema
+// is always present, so an absent field and a default one cannot differ;
+// fields added later are omitted when empty, which is their default, so
+// the hashes of policies that do not use them stay the same.
 type canonicalSet struct {
 	Schema     string            `json:"schema"`
 	Name       string            `json:"name"`
@@ -24,6 +26,7 @@ type canonicalSet struct {
 	WriteDirs  []string          `json:"write_dirs"`
 	Exec       []string          `json:"exec"`
 	Workdir    string            `json:"workdir"`
+	Follow     []string          `json:"follow_symlinks,omitempty"` // omitted when empty: older hashes stay valid
 	Tmp        Size              `json:"tmp"`
 	Env        map[string]string `json:"env"`
 	Memory     Size              `json:"memory"`
@@ -91,6 +94,7 @@ func (s *Set) Canonical() ([]byte, error) {
 		WriteDirs:  sorted(s.WriteDirs),
 		Exec:       sorted(s.Exec),
 		Workdir:    s.Workdir,
+		Follow:     sortedUnique(s.FollowSymlinks),
 		Tmp:        s.TmpLimit(),
 		Env:        env,
 		Memory:     s.MemoryLimit(),

@@ -94,6 +94,7 @@ func TestHashChangesWithEveryField(t *testing.T) {
 		"max_file_size":   func(s *Set) { s.MaxFileSize = 3 * MiB },
 		"syscalls":        func(s *Set) { s.Syscalls = []string{SyscallsFileRead} },
 		"connect":         func(s *Set) { s.Egress = []string{"api.example.com:443"} },
+		"follow_symlinks": func(s *Set) { s.FollowSymlinks = []string{"/work"} },
 	}
 	seen := map[string]string{mustHash(t, base()): "original"}
 	for name, m := range mutations {
@@ -145,5 +146,40 @@ func TestSyscallKindsCanonical(t *testing.T) {
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Field != "syscalls[1]" || fe.Value != "network" {
 		t.Fatalf("unknown syscall kind: %v", err)
+	}
+}
+
+// follow_symlinks is in the canonical form only when set, so the hashes of
+// policies written before it existed do not change; when set, its order
+// does not matter.
+func TestCanonicalFollowSymlinks(t *testing.T) {
+	plain := New().ReadDir("/a", "/b")
+	c, err := plain.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(c), "follow_symlinks") {
+		t.Errorf("canonical form of a policy without follow_symlinks mentions it: %s", c)
+	}
+	if h := mustHash(t, plain.Clone().FollowSymlinksFor()); h != mustHash(t, plain) {
+		t.Error("an empty follow_symlinks changes the hash")
+	}
+	a := plain.Clone().FollowSymlinksFor("/b", "/a")
+	b := plain.Clone().FollowSymlinksFor("/a", "/b")
+	ca, err := a.Canonical()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ca), `"workdir":"","follow_symlinks":["/a","/b"],"tmp"`) {
+		t.Errorf("canonical form: %s", ca)
+	}
+	if mustHash(t, a) != mustHash(t, b) {
+		t.Error("the order of follow_symlinks changes the hash")
+	}
+	if mustHash(t, a) == mustHash(t, plain.Clone().FollowSymlinksFor("/a")) {
+		t.Error("a path more in follow_symlinks keeps the hash")
+	}
+	if _, err := New().ReadDir("/a").FollowSymlinksFor("/b").Hash(); !errors.Is(err, ErrInvalid) {
+		t.Errorf("follow_symlinks naming no grant: Hash() error %v, want ErrInvalid", err)
 	}
 }

@@ -44,8 +44,9 @@
 // # Validation fails closed
 //
 // Validate accepts a policy only when it can confirm every part of it:
-// paths must be absolute, clean, exist with the expected type and stay out
-// of /, /proc, /sys and /dev, also after resolving symbolic links; limits
+// paths must be absolute, clean, exist with the expected type, pass no
+// symbolic link unless FollowSymlinks lists them, and stay out of /,
+// /proc, /sys and /dev, also after resolving symbolic links; limits
 // must lie within the Min*/Max* bounds; env names must be valid. Anything
 // else is an error, and all problems are reported together, each as a
 // *FieldError naming the field and the value, and all matching ErrInvalid.

@@ -95,6 +95,39 @@ func TestManifestRoundTrip(t *testing.T) {
 	}
 }
 
+// follow_symlinks reads the same in JSON, YAML and the builder.
+func TestManifestFollowSymlinks(t *testing.T) {
+	want := New().ReadDir("/data/lib").InWorkdir("/work").FollowSymlinksFor("/data/lib")
+	for name, text := range map[string]string{
+		"json": `{"read_dirs": ["/data/lib"], "workdir": "/work", "follow_symlinks": ["/data/lib"]}`,
+		"yaml": "read_dirs: [/data/lib]\nworkdir: /work\nfollow_symlinks:\n  - /data/lib\n",
+	} {
+		got, err := ParseManifest([]byte(text))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: got %+v\nwant %+v", name, got, want)
+		}
+	}
+	for name, c := range map[string]struct{ text, want string }{
+		"bool":       {"read_dirs: [/a]\nfollow_symlinks: true\n", "follow_symlinks"},
+		"misspelled": {"read_dirs: [/a]\nfollow_symlink: [/a]\n", `unknown field "follow_symlink"`},
+	} {
+		if _, err := ParseManifest([]byte(c.text)); err == nil || !strings.Contains(err.Error(), c.want) || !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: error %v, want one containing %q", name, err, c.want)
+		}
+	}
+	s, err := ParseManifest([]byte("read_dirs: [/a]\nfollow_symlinks: [/b]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fe *FieldError
+	if err := s.Validate(); !errors.As(err, &fe) || fe.Field != "follow_symlinks[0]" || fe.Value != "/b" {
+		t.Errorf("follow_symlinks naming no grant: %v", err)
+	}
+}
+
 func TestManifestTabIndentedJSON(t *testing.T) {
 	s, err := ParseManifest([]byte("{\n\t\"read_files\": [\n\t\t\"/a\"\n\t],\n\t\"pids\": 3\n}\n"))
 	if err != nil {

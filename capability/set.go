@@ -32,6 +32,21 @@ type Set struct {
 	// Workdir is a directory mounted read-write (noexec) that becomes the
 	// tool's working directory.
 	Workdir string `json:"workdir,omitempty"`
+	// FollowSymlinks lists granted paths, each exactly as one of the
+	// grants above spells it, that may resolve through symbolic links.
+	// Any other grant that meets a link on its way (in any component, the
+	// last included) is refused: whoever may write the link's directory,
+	// such as a tool in an earlier run with that directory writable,
+	// decides where the grant lands. The host root's merged-/usr links
+	// (MergedUsrLinks) are the exception: only root can change them.
+	//
+	// It names paths rather than being one switch so that trusting the
+	// links of one grant (a dataset directory that is a link) does not
+	// trust them for the workdir as well; a listed path that no grant
+	// names is an error. A link inside a writable grant of the same set
+	// is refused even for a listed path. The view recreates the links
+	// and mounts the target at its resolved path.
+	FollowSymlinks []string `json:"follow_symlinks,omitempty"`
 	// Tmp is the size cap of the tmpfs at /tmp; 0 means DefaultTmp.
 	Tmp Size `json:"tmp,omitempty"`
 
@@ -207,6 +222,13 @@ func (s *Set) ExecFile(paths ...string) *Set { s.Exec = append(s.Exec, paths...)
 // InWorkdir grants dir read-write and makes it the working directory.
 func (s *Set) InWorkdir(dir string) *Set { s.Workdir = dir; return s }
 
+// FollowSymlinksFor lets the grants of these paths resolve through
+// symbolic links; see Set.FollowSymlinks.
+func (s *Set) FollowSymlinksFor(paths ...string) *Set {
+	s.FollowSymlinks = append(s.FollowSymlinks, paths...)
+	return s
+}
+
 // TmpSize sets the size cap of /tmp.
 func (s *Set) TmpSize(n Size) *Set { s.Tmp = n; return s }
 
@@ -242,6 +264,7 @@ func (s *Set) Clone() *Set {
 	c.WriteFiles = append([]string(nil), s.WriteFiles...)
 	c.WriteDirs = append([]string(nil), s.WriteDirs...)
 	c.Exec = append([]string(nil), s.Exec...)
+	c.FollowSymlinks = append([]string(nil), s.FollowSymlinks...)
 	c.Syscalls = append([]string(nil), s.Syscalls...)
 	c.Egress = append([]string(nil), s.Egress...)
 	c.APIs = append([]HTTPAPI(nil), s.APIs...)

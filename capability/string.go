@@ -40,6 +40,9 @@ func (s *Set) String() string {
 	if s.Workdir != "" {
 		line("workdir %s", showPath(s.Workdir))
 	}
+	for _, p := range sortedUnique(s.FollowSymlinks) {
+		line("symlinks followed for %s", showPath(p))
+	}
 	if len(s.ReadFiles)+len(s.ReadDirs)+len(s.WriteFiles)+len(s.WriteDirs)+len(s.Exec) == 0 && s.Workdir == "" && !s.Base {
 		line("no file access")
 	}

@@ -39,6 +39,9 @@ func TestStringEmptyAndQuoting(t *testing.T) {
 			t.Errorf("String() does not contain %q:\n%s", want, got)
 		}
 	}
+	if got := New().ReadDir("/data").FollowSymlinksFor("/data").String(); !strings.Contains(got, "symlinks followed for /data\n") {
+		t.Errorf("String() does not show follow_symlinks:\n%s", got)
+	}
 	got = New().ReadFile("/a\nwrite /etc").String()
 	if strings.Contains(got, "\nwrite /etc") {
 		t.Errorf("a path forged a line:\n%s", got)

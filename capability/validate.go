@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,14 +51,20 @@ type grant struct {
 	path  string
 	class grantClass
 	dir   bool // the path must be a directory (else a regular file)
+	// follow: listed in follow_symlinks, so it may resolve through links.
+	follow bool
 }
 
 // grants lists every path grant of s in manifest order.
 func (s *Set) grants() []grant {
 	var gs []grant
+	follow := map[string]bool{}
+	for _, p := range s.FollowSymlinks {
+		follow[p] = true
+	}
 	add := func(list string, paths []string, class grantClass, dir bool) {
 		for i, p := range paths {
-			gs = append(gs, grant{field: fmt.Sprintf("%s[%d]", list, i), list: list, path: p, class: class, dir: dir})
+			gs = append(gs, grant{field: fmt.Sprintf("%s[%d]", list, i), list: list, path: p, class: class, dir: dir, follow: follow[p]})
 		}
 	}
 	add("read_files", s.ReadFiles, classRead, false)
@@ -66,7 +73,7 @@ func (s *Set) grants() []grant {
 	add("write_dirs", s.WriteDirs, classWrite, true)
 	add("exec", s.Exec, classExec, false)
 	if s.Workdir != "" {
-		gs = append(gs, grant{field: "workdir", list: "workdir", path: s.Workdir, class: classWrite, dir: true})
+		gs = append(gs, grant{field: "workdir", list: "workdir", path: s.Workdir, class: classWrite, dir: true, follow: follow[s.Workdir]})
 	}
 	return gs
 }
@@ -79,8 +86,10 @@ func (s *Set) grants() []grant {
 // Validate checks the policy's syntax and limits (the checks Canonical also
 // makes) and then the host: every granted path must exist, with the right
 // type (regular files for read_files, write_files and exec; directories for
-// read_dirs, write_dirs and workdir), and must not reach the root or
-// /proc, /sys or /dev through a symbolic link. The host checks describe the
+// read_dirs, write_dirs and workdir), must not meet a symbolic link on its
+// way unless follow_symlinks lists it (the merged-/usr links of the root
+// excepted, see MergedUsrLinks), and must not reach the root or /proc,
+// /sys or /dev through one. The host checks describe the
 // file system at the moment of the call; the sandbox checks again when it
 // mounts.
 func (s *Set) Validate() error {
@@ -104,6 +113,7 @@ func (s *Set) checkStatic() (errs []error, ok []grant) {
 		ok = append(ok, g)
 	}
 	errs = append(errs, conflicts(ok, nil)...)
+	errs = append(errs, checkFollow(s.FollowSymlinks, s.grants())...)
 	errs = append(errs, s.checkLimits()...)
 	errs = append(errs, checkEnv(s.Env)...)
 	errs = append(errs, checkSyscalls(s.Syscalls)...)
@@ -207,6 +217,12 @@ func (s *Set) checkHost(gs []grant) []error {
 	resolved := map[string]string{}
 	var found []grant
 	for _, g := range gs {
+		if !g.follow {
+			if link, text := linkOnPath(g.path); link != "" {
+				errs = append(errs, &FieldError{Field: g.field, Value: g.path, Reason: SymlinkReason(g.path, link, text)})
+				continue
+			}
+		}
 		fi, err := os.Stat(g.path)
 		if err != nil {
 			reason := "does not exist on the host"
@@ -239,6 +255,93 @@ func (s *Set) checkHost(gs []grant) []error {
 		found = append(found, g)
 	}
 	return append(errs, conflicts(found, resolved)...)
+}
+
+// checkFollow checks the follow_symlinks list: well-formed paths, each
+// naming a grant of gs, none twice.
+func checkFollow(paths []string, gs []grant) []error {
+	granted := map[string]bool{}
+	for _, g := range gs {
+		granted[g.path] = true
+	}
+	var errs []error
+	seen := map[string]int{}
+	for i, p := range paths {
+		field := fmt.Sprintf("follow_symlinks[%d]", i)
+		reason := checkPath(p)
+		if j, dup := seen[p]; dup && reason == "" {
+			reason = fmt.Sprintf("duplicate of follow_symlinks[%d]", j)
+		} else if reason == "" && !granted[p] {
+			reason = "names no grant: list a path exactly as read_files, read_dirs, write_files, write_dirs, exec or workdir spell it"
+		}
+		if _, dup := seen[p]; !dup {
+			seen[p] = i
+		}
+		if reason != "" {
+			errs = append(errs, &FieldError{Field: field, Value: shorten(p), Reason: reason})
+		}
+	}
+	return errs
+}
+
+// MergedUsrLinks returns the links a merged-/usr system has in the root in
+// place of directories (/bin -> usr/bin, ...). The Base view recreates
+// them, and grants may resolve through them without FollowSymlinks (a
+// grant of /bin/true, say): they lie in / itself, which only root can
+// write and no grant can name, so no tool can plant or change them.
+func MergedUsrLinks() []string {
+	return []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}
+}
+
+// IsMergedUsrLink reports whether a symbolic link at path whose text is
+// target is one of MergedUsrLinks pointing into /usr.
+func IsMergedUsrLink(path, target string) bool {
+	if !slices.Contains(MergedUsrLinks(), path) {
+		return false
+	}
+	return strings.HasPrefix(filepath.Join("/", target), "/usr/")
+}
+
+// SymlinkReason says why the grant of path may not resolve through the
+// symbolic link at link (whose text is target), and what to grant instead.
+func SymlinkReason(path, link, target string) string {
+	why := fmt.Sprintf("passes through the symbolic link %s -> %s, which whoever may write its directory can aim anywhere", link, target)
+	r, err := filepath.EvalSymlinks(path)
+	switch {
+	case err != nil:
+		return why + " (it does not resolve: " + err.Error() + ")"
+	case checkPath(r) != "":
+		return fmt.Sprintf("%s (it resolves to %q: %s)", why, r, checkPath(r))
+	}
+	return fmt.Sprintf("%s; grant the resolved path %q, or list %q in follow_symlinks", why, r, path)
+}
+
+// linkOnPath returns the first symbolic link met when resolving p (any
+// component, the last included), other than a merged-/usr link of the
+// root, and its text; "" when there is none. A missing component ends the
+// walk: the existence check names it.
+func linkOnPath(p string) (link, text string) {
+	for i := 1; i <= len(p); i++ {
+		if i < len(p) && p[i] != '/' {
+			continue
+		}
+		prefix := p[:i]
+		fi, err := os.Lstat(prefix)
+		if err != nil {
+			return "", ""
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			continue
+		}
+		t, err := os.Readlink(prefix)
+		if err != nil {
+			return prefix, "(unreadable: " + err.Error() + ")"
+		}
+		if !IsMergedUsrLink(prefix, t) {
+			return prefix, t
+		}
+	}
+	return "", ""
 }
 
 func checkType(g grant, fi fs.FileInfo) string {

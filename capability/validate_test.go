@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,9 +95,31 @@ func TestValidate(t *testing.T) {
 		{"exec fifo", func(s *Set) { s.Exec = []string{f.fifo} }, "exec[0]", "named pipe"},
 		{"read fifo", func(s *Set) { s.ReadFiles = []string{f.fifo} }, "read_files[0]", "named pipe"},
 		{"workdir is file", func(s *Set) { s.Workdir = f.file }, "workdir", "not a directory"},
-		{"symlink to file ok", func(s *Set) { s.ReadFiles = []string{f.fileLink} }, "", ""},
-		{"symlink to proc", func(s *Set) { s.ReadDirs = []string{f.procLink} }, "read_dirs[0]", `resolves to`},
-		{"symlink to root", func(s *Set) { s.ReadDirs = []string{f.rootLink} }, "read_dirs[0]", "whole root"},
+		// A link on a grant's way is refused unless follow_symlinks lists
+		// the grant; the cases that test what happens after resolving
+		// list it (the checks on the resolved path hold either way).
+		{"symlink to file ok", func(s *Set) { s.ReadFiles = []string{f.fileLink}; s.FollowSymlinks = []string{f.fileLink} }, "", ""},
+		{"symlink to proc", func(s *Set) { s.ReadDirs = []string{f.procLink}; s.FollowSymlinks = []string{f.procLink} }, "read_dirs[0]", `resolves to`},
+		{"symlink to root", func(s *Set) { s.ReadDirs = []string{f.rootLink}; s.FollowSymlinks = []string{f.rootLink} }, "read_dirs[0]", "whole root"},
+		{"symlink to proc unlisted", func(s *Set) { s.ReadDirs = []string{f.procLink} }, "read_dirs[0]", `symbolic link ` + f.procLink + ` -> /proc/self, which whoever may write its directory can aim anywhere (it resolves to "/proc/`},
+		{"symlink to file unlisted", func(s *Set) { s.ReadFiles = []string{f.fileLink} }, "read_files[0]",
+			"passes through the symbolic link " + f.fileLink + " -> " + f.file + ", which whoever may write its directory can aim anywhere; grant the resolved path " + strconv.Quote(f.file) + ", or list " + strconv.Quote(f.fileLink) + " in follow_symlinks"},
+		{"symlink dir unlisted", func(s *Set) { s.ReadDirs = []string{f.dirLink} }, "read_dirs[0]", "symbolic link " + f.dirLink + " -> " + f.dir},
+		{"symlink component", func(s *Set) { s.ReadDirs = []string{filepath.Join(f.dirLink, "out")} }, "read_dirs[0]", "symbolic link " + f.dirLink + " -> " + f.dir},
+		{"symlink component of file", func(s *Set) { s.Exec = []string{filepath.Join(f.dirLink, "prog")} }, "exec[0]", "symbolic link " + f.dirLink + " -> " + f.dir},
+		{"symlink write file", func(s *Set) { s.WriteFiles = []string{filepath.Join(f.dirLink, "prog")} }, "write_files[0]", "symbolic link " + f.dirLink},
+		{"symlink write dir", func(s *Set) { s.WriteDirs = []string{filepath.Join(f.dirLink, "out")} }, "write_dirs[0]", "symbolic link " + f.dirLink},
+		{"symlink workdir", func(s *Set) { s.Workdir = filepath.Join(f.dirLink, "out") }, "workdir", "symbolic link " + f.dirLink},
+		{"symlink listed", func(s *Set) { s.ReadDirs = []string{f.dirLink}; s.FollowSymlinks = []string{f.dirLink} }, "", ""},
+		{"symlink component listed", func(s *Set) {
+			s.Exec = []string{filepath.Join(f.dirLink, "prog")}
+			s.FollowSymlinks = []string{filepath.Join(f.dirLink, "prog")}
+		}, "", ""},
+		{"follow lists another grant", func(s *Set) { s.ReadDirs = []string{f.dirLink}; s.FollowSymlinks = []string{f.file} }, "read_dirs[0]", "symbolic link"},
+		{"follow names no grant", func(s *Set) { s.FollowSymlinks = []string{f.dirLink} }, "follow_symlinks[0]", "names no grant"},
+		{"follow duplicate", func(s *Set) { s.FollowSymlinks = []string{f.file, f.file} }, "follow_symlinks[1]", "duplicate of follow_symlinks[0]"},
+		{"follow relative", func(s *Set) { s.FollowSymlinks = []string{"data"} }, "follow_symlinks[0]", "not absolute"},
+		{"follow grant without links", func(s *Set) { s.FollowSymlinks = []string{f.file} }, "", ""},
 
 		// Shadowing and duplicates.
 		{"write under read dir", func(s *Set) { s.WriteDirs = []string{f.sub} }, "", ""},
@@ -107,7 +130,7 @@ func TestValidate(t *testing.T) {
 		{"ro and rw dir", func(s *Set) { s.WriteDirs = []string{f.dir} }, "write_dirs[0]", "granted both read-only and read-write (read_dirs[0]"},
 		{"ro dir and workdir", func(s *Set) { s.Workdir = f.dir }, "workdir", "granted both read-only and read-write"},
 		{"ro and rw file", func(s *Set) { s.WriteFiles = []string{f.file} }, "write_files[0]", "granted both read-only and read-write"},
-		{"ro and rw via symlink", func(s *Set) { s.WriteDirs = []string{f.dirLink} }, "write_dirs[0]", "both resolving to"},
+		{"ro and rw via symlink", func(s *Set) { s.WriteDirs = []string{f.dirLink}; s.FollowSymlinks = []string{f.dirLink} }, "write_dirs[0]", "both resolving to"},
 		{"exec and write same file", func(s *Set) { s.WriteFiles = []string{f.file2} }, "", ""},
 		{"duplicate", func(s *Set) { s.ReadFiles = []string{f.file, f.file} }, "read_files[1]", "duplicate of read_files[0]"},
 		{"duplicate exec", func(s *Set) { s.Exec = []string{f.file2, f.file2} }, "exec[1]", "duplicate of exec[0]"},
@@ -352,5 +375,63 @@ func TestAllowRanges(t *testing.T) {
 	b, _ := New().Hash()
 	if a == b {
 		t.Error("allowed ranges are not part of the hash")
+	}
+}
+
+// The root's merged-/usr links are the only links a grant passes without
+// follow_symlinks; anything else of the same name or pointing elsewhere
+// is not one of them.
+func TestMergedUsrLinks(t *testing.T) {
+	for _, c := range []struct {
+		path, target string
+		want         bool
+	}{
+		{"/bin", "usr/bin", true},
+		{"/lib64", "usr/lib", true},
+		{"/sbin", "/usr/sbin", true},
+		{"/lib", "../usr/lib", true},
+		{"/bin", "/tmp/bin", false},
+		{"/bin", "usr", false},
+		{"/usr/bin", "../bin", false},
+		{"/tmp", "usr/bin", false},
+		{"/opt/bin", "/usr/bin", false},
+		{"/bin/sh", "dash", false},
+	} {
+		if got := IsMergedUsrLink(c.path, c.target); got != c.want {
+			t.Errorf("IsMergedUsrLink(%q, %q) = %v, want %v", c.path, c.target, got, c.want)
+		}
+	}
+	// On a merged-/usr host, a grant through /bin is valid as written,
+	// and a link after it is not.
+	for _, l := range MergedUsrLinks() {
+		text, err := os.Readlink(l)
+		if err != nil || !IsMergedUsrLink(l, text) {
+			continue
+		}
+		entries, err := os.ReadDir(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var file, link string
+		for _, e := range entries {
+			switch {
+			case file == "" && e.Type().IsRegular():
+				file = filepath.Join(l, e.Name())
+			case link == "" && e.Type()&os.ModeSymlink != 0:
+				link = filepath.Join(l, e.Name())
+			}
+		}
+		if file != "" {
+			if err := New().ReadFile(file).Validate(); err != nil {
+				t.Errorf("grant through the merged-/usr link %s: %v", l, err)
+			}
+		}
+		if link != "" {
+			err := New().ReadFile(link).Validate()
+			var fe *FieldError
+			if !errors.As(err, &fe) || !strings.Contains(fe.Reason, "symbolic link "+link+" -> ") {
+				t.Errorf("grant of the link %s: %v, want a refusal naming it", link, err)
+			}
+		}
 	}
 }

@@ -52,8 +52,9 @@
 //     is root (Runner.HostUID/HostGID), or to the caller's own ids when not.
 //     Supplementary groups are dropped when root; setgroups is denied.
 //   - Filesystem: a fresh tmpfs root, read-only once built; each grant
-//     bind-mounted at its own path (symlinks met on the way recreated), with
-//     nosuid, nodev, noexec unless executable, read-only unless writable;
+//     bind-mounted at its own path (the symlinks a FollowSymlinks grant met
+//     on the way recreated), with nosuid, nodev, noexec unless executable,
+//     read-only unless writable;
 //     /proc of its own pid namespace with host knobs masked or read-only; a
 //     /dev holding null, zero, full, random, urandom (no tty); /tmp and
 //     /dev/shm as size-capped tmpfs. The host's root is detached. Nothing
@@ -124,6 +125,12 @@
 //
 // # The TOCTOU guard for grants
 //
+// A grant may not pass through a symlink unless Set.FollowSymlinks lists
+// it (the root's merged-/usr links excepted): Validate checks that, and
+// the view checks it again while resolving the grant, so a link planted
+// after validation is refused by name; the path opened is then the
+// granted one, with no link on it.
+//
 // Grants are resolved in Go, symlink by symlink, and the resolved path is
 // opened with openat2(RESOLVE_NO_SYMLINKS) before the stage-2 starts. The
 // kernel does not allow cloning a mount from a descriptor that belongs to
@@ -134,9 +141,10 @@
 // (step "bind_verify"); it never mounts something else. Mount targets are
 // resolved with RESOLVE_IN_ROOT|RESOLVE_NO_SYMLINKS against the new root.
 //
-// A grant that resolves through a symlink lying inside a writable grant of
-// the same set is refused: the tool, in this run or an earlier one, controls
-// that link and could aim the grant at any host path.
+// A grant listed in FollowSymlinks that resolves through a symlink lying
+// inside a writable grant of the same set is refused too: the tool, in
+// this run or an earlier one, controls that link and could aim the grant
+// at any host path.
 //
 // # Nothing outlives the supervisor
 //

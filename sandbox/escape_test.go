@@ -468,6 +468,13 @@ func escapeCases() []escapeCase {
 			}
 			notMounted(t, c, res)
 		}},
+		escapeCase{attack: "plant_symlink_workdir", run: plantThenWorkdir, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+			if res.Audit.Exit.Reason != sandbox.ReasonSetupFailed || !strings.Contains(res.Audit.Error, "workdir") ||
+				!strings.Contains(res.Audit.Error, "passes through the symbolic link") || !strings.Contains(res.Audit.Error, " -> "+c.dir) {
+				t.Errorf("second run: exit %+v error %q, want the workdir refused naming the link to %s", res.Audit.Exit, res.Audit.Error, c.dir)
+			}
+			notMounted(t, c, res)
+		}},
 	)
 	add("file capabilities",
 		escapeCase{attack: "caps", run: runWithFileCaps, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
@@ -558,11 +565,37 @@ func plantThenGrant(t *testing.T, c *canaries, set *capability.Set, bin string) 
 	if !strings.Contains(string(res.Stdout), "RESULT OK") {
 		t.Fatalf("plant: %q %q", res.Stdout, res.Stderr)
 	}
-	grant := set.Clone().ReadFile(filepath.Join(set.Workdir, "planted", "secret.txt"))
+	// The grant lists follow_symlinks: a link inside a writable grant of
+	// the same policy is refused even then (plant_symlink_workdir is the
+	// grant without it).
+	p := filepath.Join(set.Workdir, "planted", "secret.txt")
+	grant := set.Clone().ReadFile(p).FollowSymlinksFor(p)
 	_, err := sandbox.Run(context.Background(), grant, sandbox.Command(bin, "read_canary"))
 	var re *sandbox.RunError
 	if !errors.As(err, &re) || !errors.Is(err, sandbox.ErrPolicy) {
 		t.Fatalf("grant through the planted link: err %v, want ErrPolicy", err)
+	}
+	return &sandbox.Result{Audit: re.Record}, ""
+}
+
+// plantThenWorkdir: one run plants a symlink to the canary directory in
+// its writable workdir W; the next run, which agents reuse the workspace
+// for, gets W/planted as its workdir (W itself not granted). It must be
+// refused, not given the canary directory.
+func plantThenWorkdir(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
+	t.Helper()
+	res := runCmd(t, set, sandbox.Command(bin, "plant_symlink"))
+	if !strings.Contains(string(res.Stdout), "RESULT OK") {
+		t.Fatalf("plant: %q %q", res.Stdout, res.Stderr)
+	}
+	next := set.Clone().InWorkdir(filepath.Join(set.Workdir, "planted"))
+	res, err := sandbox.Run(context.Background(), next, sandbox.Command(bin, "read_canary"))
+	if err == nil {
+		return res, string(res.Stdout)
+	}
+	var re *sandbox.RunError
+	if !errors.As(err, &re) || !errors.Is(err, sandbox.ErrPolicy) {
+		t.Fatalf("workdir through the planted link: err %v, want ErrPolicy", err)
 	}
 	return &sandbox.Result{Audit: re.Record}, ""
 }

@@ -481,3 +481,106 @@ func TestOutputLimitDuringEvidence(t *testing.T) {
 		}
 	}
 }
+
+// A grant that was a directory when the policy was validated and became a
+// symlink to a host directory afterwards (a tool in another sandbox with
+// W writable swapped W/proj) is refused in every window before the mount:
+// while the view is built (the grant's own check, naming it), between
+// that and the Go open (openat2 refuses the link), and between the Go open
+// and the stage-2's (the stage-2 refuses it). The canary is never read.
+func TestSymlinkSwapAfterValidateRefused(t *testing.T) {
+	testenv.RequireUserNS(t)
+	type window struct {
+		name string
+		hook *func()
+	}
+	for _, w := range []window{{"before_view", &testHookBeforeView}, {"before_open", &testHookBeforeOpen}, {"before_stage2", &testHookBeforeStage2}} {
+		for _, kind := range []string{"workdir", "read_dirs", "write_dirs", "read_files", "write_files", "exec", "nested"} {
+			t.Run(w.name+"/"+kind, func(t *testing.T) {
+				root := testenv.Tempdir(t)
+				canary := filepath.Join(root, "canary")
+				w1 := filepath.Join(root, "w")
+				for _, d := range []string{filepath.Join(canary, "b"), filepath.Join(w1, "proj", "b")} {
+					if err := os.MkdirAll(d, 0o755); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for _, d := range []string{canary, filepath.Join(w1, "proj")} {
+					os.WriteFile(filepath.Join(d, "secret"), []byte("canary secret\n"), 0o755)
+					os.WriteFile(filepath.Join(d, "b", "secret"), []byte("canary secret\n"), 0o644)
+				}
+				os.WriteFile(filepath.Join(w1, "proj", "secret"), []byte("decoy\n"), 0o755)
+				os.WriteFile(filepath.Join(w1, "proj", "b", "secret"), []byte("decoy\n"), 0o644)
+				proj := filepath.Join(w1, "proj")
+				set := capability.New().WithBase()
+				field, path := "", proj
+				switch kind {
+				case "workdir":
+					set.InWorkdir(proj)
+					field = "workdir"
+				case "read_dirs":
+					set.ReadDir(filepath.Join(canary, "b"), proj)
+					field = "read_dirs[1]"
+				case "write_dirs":
+					set.WriteDir(proj)
+					field = "write_dirs[0]"
+				case "read_files":
+					path = filepath.Join(proj, "secret")
+					set.ReadFile(path)
+					field = "read_files[0]"
+				case "write_files":
+					path = filepath.Join(proj, "secret")
+					set.WriteFile(path)
+					field = "write_files[0]"
+				case "exec":
+					path = filepath.Join(proj, "secret")
+					set.ExecFile(path)
+					field = "exec[0]"
+				case "nested":
+					path = filepath.Join(proj, "b")
+					set.ReadDir(path)
+					field = "read_dirs[0]"
+				}
+				*w.hook = func() {
+					if err := os.Rename(proj, proj+".old"); err != nil {
+						t.Error(err)
+					}
+					if err := os.Symlink(canary, proj); err != nil {
+						t.Error(err)
+					}
+				}
+				t.Cleanup(func() { *w.hook = nil })
+				cmd := Command("/bin/sh", "-c", "cat "+filepath.Join(proj, "secret")+" "+filepath.Join(proj, "b", "secret")+" "+filepath.Join(canary, "secret"))
+				res, err := Run(context.Background(), set, cmd)
+				if err == nil {
+					t.Fatalf("swapped grant ran: stdout %q", res.Stdout)
+				}
+				if res != nil && strings.Contains(string(res.Stdout), "canary") {
+					t.Fatalf("canary read: %q", res.Stdout)
+				}
+				var fe *capability.FieldError
+				var se *SetupError
+				switch w.name {
+				case "before_view":
+					// The grant's own check names it, the link and its target.
+					if !errors.Is(err, ErrPolicy) || !errors.As(err, &fe) || fe.Field != field || fe.Value != path ||
+						!strings.Contains(fe.Reason, "symbolic link "+proj+" -> "+canary) {
+						t.Fatalf("err %v, want %s %q refused for the link %s -> %s", err, field, path, proj, canary)
+					}
+				case "before_open":
+					// A link in a component fails the open (ELOOP); one
+					// in the last is opened as itself (O_NOFOLLOW), a type
+					// that is not the grant's.
+					if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), field+": open "+path+": too many levels of symbolic links") &&
+						!(path == proj && strings.Contains(err.Error(), field+": "+path+" changed type")) {
+						t.Fatalf("err %v, want the open of %s refused for %s", err, path, field)
+					}
+				case "before_stage2":
+					if !errors.As(err, &se) || !strings.Contains("bind_open bind_verify", se.Step) || se.Detail != path {
+						t.Fatalf("err %v, want setup step bind_open or bind_verify for %s", err, path)
+					}
+				}
+			})
+		}
+	}
+}

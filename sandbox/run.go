@@ -277,6 +277,9 @@ func (p *Process) setup() error {
 		Arches: filter.Arches, FilterHash: filter.Hash,
 	}
 
+	if testHookBeforeView != nil {
+		testHookBeforeView()
+	}
 	v, err := buildView(p.set)
 	if err != nil {
 		return err
@@ -285,6 +288,9 @@ func (p *Process) setup() error {
 		if err := v.generated(p.networkFiles(), "connect"); err != nil {
 			return err
 		}
+	}
+	if testHookBeforeOpen != nil {
+		testHookBeforeOpen()
 	}
 	plan, err := v.compile()
 	if err != nil {
@@ -479,6 +485,15 @@ var testHookEvidence func()
 // testHookAfterPlan, when set (tests only), runs after the plan was sent
 // and before the EXEC message is.
 var testHookAfterPlan func(*Process)
+
+// testHookBeforeView, when set (tests only), runs after the policy was
+// validated and before its grants are resolved: a path swapped here is
+// what the view's own checks must catch.
+var testHookBeforeView func()
+
+// testHookBeforeOpen, when set (tests only), runs after the grants were
+// resolved and before they are opened in Go.
+var testHookBeforeOpen func()
 
 // testHookBeforeStage2, when set (tests only), runs after the grants were
 // resolved and opened in Go and before the stage-2 opens them again: the

@@ -231,10 +231,110 @@ func TestSymlinkedGrantAppearsAtSamePath(t *testing.T) {
 	if err := os.Symlink("real", link); err != nil {
 		t.Fatal(err)
 	}
-	res := run(t, base().ReadDir(link), "cat "+link+"/f")
+	// Passing through a link needs the policy's word (follow_symlinks).
+	res := run(t, base().ReadDir(link).FollowSymlinksFor(link), "cat "+link+"/f")
 	if string(res.Stdout) != "via-link" {
 		t.Fatalf("got %q", res.Stdout)
 	}
+	_, err := sandbox.Run(context.Background(), base().ReadDir(link), sandbox.Command("/bin/true"))
+	var fe *capability.FieldError
+	if !errors.Is(err, sandbox.ErrPolicy) || !errors.As(err, &fe) || fe.Field != "read_dirs[0]" || !strings.Contains(fe.Reason, link+" -> real") {
+		t.Fatalf("unlisted link: err %v, want read_dirs[0] refused naming %s -> real", err, link)
+	}
+}
+
+// The root's merged-/usr links need no follow_symlinks: /bin/true is
+// granted as written (where /bin is a link into /usr, the view mounts the
+// resolved path), and a link after /bin is still refused.
+func TestMergedUsrLinkGrant(t *testing.T) {
+	res := runCmd(t, base().ExecFile("/bin/true").ReadFile("/bin/cat"), sandbox.Command("/bin/true"))
+	want := "/bin/true"
+	if text, err := os.Readlink("/bin"); err == nil && capability.IsMergedUsrLink("/bin", text) {
+		want = filepath.Join("/", text, "true")
+	}
+	found := false
+	for _, m := range res.Audit.Enforce.Mounts {
+		found = found || (m.Src == want && m.Dst == want)
+	}
+	if !found {
+		t.Fatalf("no mount of %s in %+v", want, res.Audit.Enforce.Mounts)
+	}
+	if text, err := os.Readlink("/bin/sh"); err == nil {
+		_, err := sandbox.Run(context.Background(), base().ExecFile("/bin/sh"), sandbox.Command("/bin/true"))
+		var fe *capability.FieldError
+		if !errors.As(err, &fe) || fe.Field != "exec[0]" || !strings.Contains(fe.Reason, " -> "+text) {
+			t.Fatalf("exec /bin/sh (a link to %s): err %v, want exec[0] refused naming the link", text, err)
+		}
+	}
+}
+
+// Issue 13: a tool with a writable W plants links there; a later run
+// granted a path through them (W itself not granted) is refused, naming
+// the grant, the link and its target, and never sees the canary. Only
+// follow_symlinks lets a grant through, and then the view shows the link.
+func TestPlantedSymlinkRefused(t *testing.T) {
+	root := testenv.Tempdir(t)
+	canary := filepath.Join(root, "canary")
+	other := filepath.Join(root, "other")
+	for _, d := range []string{filepath.Join(canary, "b"), other} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.WriteFile(filepath.Join(canary, "secret"), []byte("canary secret\n"), 0o644)
+	os.WriteFile(filepath.Join(canary, "tool"), []byte("#!/bin/sh\necho canary tool\n"), 0o755)
+	os.WriteFile(filepath.Join(canary, "b", "secret"), []byte("canary nested\n"), 0o644)
+	w := workdir(t)
+	// Run 1: the tool plants the links in its writable workdir.
+	res := run(t, base().InWorkdir(w), "ln -s "+canary+" proj && ln -s "+canary+" a && echo planted")
+	if string(res.Stdout) != "planted\n" {
+		t.Fatalf("plant failed: %q %q", res.Stdout, res.Stderr)
+	}
+	proj, a := filepath.Join(w, "proj"), filepath.Join(w, "a")
+	read := "cat " + filepath.Join(canary, "secret") + " " + filepath.Join(canary, "b", "secret") + " " + filepath.Join(proj, "secret") + " " + filepath.Join(a, "b", "secret") + " 2>&1"
+	for _, c := range []struct {
+		name, field, path, link string
+		set                     *capability.Set
+	}{
+		{"workdir", "workdir", proj, proj, base().InWorkdir(proj)},
+		{"read_dirs", "read_dirs[2]", proj, proj, base().ReadDir(other, filepath.Join(canary, "b"), proj)},
+		{"read_files", "read_files[0]", filepath.Join(proj, "secret"), proj, base().ReadFile(filepath.Join(proj, "secret"))},
+		{"exec", "exec[0]", filepath.Join(proj, "tool"), proj, base().ExecFile(filepath.Join(proj, "tool"))},
+		{"write_dirs", "write_dirs[1]", proj, proj, base().WriteDir(other, proj)},
+		{"write_files", "write_files[0]", filepath.Join(proj, "secret"), proj, base().WriteFile(filepath.Join(proj, "secret"))},
+		{"nested", "read_dirs[0]", filepath.Join(a, "b"), a, base().ReadDir(filepath.Join(a, "b"))},
+		{"follow listed for another grant", "read_dirs[0]", proj, proj, base().ReadDir(proj, other).FollowSymlinksFor(other)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, err := sandbox.Run(context.Background(), c.set, sandbox.Command("/bin/sh", "-c", read))
+			if err == nil {
+				t.Fatalf("ran through the planted link: stdout %q", res.Stdout)
+			}
+			var fe *capability.FieldError
+			if !errors.Is(err, sandbox.ErrPolicy) || !errors.As(err, &fe) || fe.Field != c.field || fe.Value != c.path ||
+				!strings.Contains(fe.Reason, "symbolic link "+c.link+" -> "+canary) {
+				t.Fatalf("err %v, want %s %q refused naming the link %s -> %s", err, c.field, c.path, c.link, canary)
+			}
+			var re *sandbox.RunError
+			if !errors.As(err, &re) || re.Record.Exit.Reason != sandbox.ReasonSetupFailed || !strings.Contains(re.Record.Error, c.field) {
+				t.Fatalf("record: %+v", re)
+			}
+			for _, m := range re.Record.Enforce.Mounts {
+				if strings.HasPrefix(m.Src, canary) {
+					t.Fatalf("record mounts the canary: %+v", m)
+				}
+			}
+		})
+	}
+	// The opt-in: the grant passes the link, the view recreates it, and
+	// the tool reads through it (here the link's target is the data).
+	t.Run("follow_symlinks", func(t *testing.T) {
+		res := run(t, base().ReadDir(filepath.Join(a, "b")).FollowSymlinksFor(filepath.Join(a, "b")),
+			"readlink "+a+"; cat "+filepath.Join(a, "b", "secret"))
+		if string(res.Stdout) != canary+"\ncanary nested\n" {
+			t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+		}
+	})
 }
 
 func TestNoHostProcesses(t *testing.T) {
@@ -454,7 +554,10 @@ func TestSymlinkPlantedInWritableGrantRefused(t *testing.T) {
 	sub := filepath.Join(wd, "sub")
 	os.MkdirAll(filepath.Join(sub, "data"), 0o777)
 	os.Chmod(sub, 0o777)
-	set := base().InWorkdir(wd).ReadDir(filepath.Join(sub, "data"))
+	// follow_symlinks lists the grant: this refusal holds even when the
+	// policy trusts the grant's links (without it the link is refused
+	// before, see TestPlantedSymlinkRefused).
+	set := base().InWorkdir(wd).ReadDir(filepath.Join(sub, "data")).FollowSymlinksFor(filepath.Join(sub, "data"))
 	res := run(t, set, `mv sub sub.old && mkdir sub && ln -s /usr/share sub/data && echo planted`)
 	if string(res.Stdout) != "planted\n" {
 		t.Fatalf("plant failed: %q %q", res.Stdout, res.Stderr)

@@ -54,6 +54,7 @@ type entry struct {
 	text    string // symlink text, file content, tmpfs options
 	mode    uint32
 	granted []string // grant paths that led here (for the record)
+	fields  []string // the grants that led here, as the manifest names them
 }
 
 // view is the computed filesystem of one sandbox.
@@ -84,7 +85,9 @@ var (
 // resolve walks p component by component without trusting the final
 // answer of the kernel's own resolution, so that each symlink met on the
 // way can be recreated in the view. It returns the real path and the links.
-func resolve(p string) (string, []*entry, error) {
+// Unless follow is set, a link other than the root's merged-/usr links is
+// refused (*linkError): the grant does not list follow_symlinks.
+func resolve(p string, follow bool) (string, []*entry, error) {
 	var links []*entry
 	rest := strings.Split(strings.TrimPrefix(p, "/"), "/")
 	cur := "/"
@@ -114,6 +117,9 @@ func resolve(p string) (string, []*entry, error) {
 		if err != nil {
 			return "", nil, err
 		}
+		if !follow && !capability.IsMergedUsrLink(next, text) {
+			return "", nil, &linkError{link: next, text: text}
+		}
 		links = append(links, &entry{path: next, kind: kindSymlink, text: text, granted: []string{p}})
 		if filepath.IsAbs(text) {
 			cur = "/"
@@ -122,6 +128,11 @@ func resolve(p string) (string, []*entry, error) {
 	}
 	return cur, links, nil
 }
+
+// linkError is a symlink met by a grant that may not pass through one.
+type linkError struct{ link, text string }
+
+func (e *linkError) Error() string { return "symbolic link " + e.link + " -> " + e.text }
 
 func newView() *view { return &view{entries: map[string]*entry{}} }
 
@@ -154,6 +165,7 @@ func (v *view) add(e *entry) error {
 	case old.kind == kindBind && e.kind == kindBind:
 		old.acc |= e.acc
 		old.granted = append(old.granted, e.granted...)
+		old.fields = append(old.fields, e.fields...)
 		return nil
 	case old.kind == kindSymlink && e.kind == kindSymlink && old.text == e.text:
 		return nil
@@ -183,11 +195,20 @@ func (e *entry) describe() string {
 	return "entry"
 }
 
-// grant resolves one granted path and adds it with its symlinks.
-func (v *view) grant(p string, acc access, wantDir bool) error {
-	real, links, err := resolve(p)
+// grant resolves one granted path and adds it with its symlinks. field
+// names the grant as the manifest does ("read_dirs[2]"); follow lets it
+// pass through symlinks (Set.FollowSymlinks, or toolcell's own Base).
+// Without follow, the resolved path is the granted one (but for the
+// merged-/usr links), and openSource and the stage-2 open it refusing
+// every symlink: a link swapped in after this check fails the open.
+func (v *view) grant(field, p string, acc access, wantDir, follow bool) error {
+	real, links, err := resolve(p, follow)
+	var le *linkError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%w: %w", ErrPolicy, &capability.FieldError{Field: field, Value: p, Reason: capability.SymlinkReason(p, le.link, le.text)})
+	}
 	if err != nil {
-		return fmt.Errorf("%w: grant %q: %v", ErrPolicy, p, err)
+		return fmt.Errorf("%w: %s %q: %v", ErrPolicy, field, p, err)
 	}
 	fi, err := os.Lstat(real)
 	if err != nil {
@@ -210,16 +231,18 @@ func (v *view) grant(p string, acc access, wantDir bool) error {
 			return err
 		}
 	}
-	return v.add(&entry{path: real, kind: kindBind, acc: acc, isDir: wantDir, src: real, granted: []string{p}})
+	return v.add(&entry{path: real, kind: kindBind, acc: acc, isDir: wantDir, src: real, granted: []string{p}, fields: []string{field}})
 }
 
 // baseView lists the Base preset: what a dynamically linked program of the
 // distribution needs, read-only, and nothing secret.
 func (v *view) base() error {
-	if err := v.grant("/usr", accRead|accExec, true); err != nil {
+	// The Base view is toolcell's, not the caller's grant: its paths may
+	// pass through the host's system links (/etc/localtime, say).
+	if err := v.grant("base", "/usr", accRead|accExec, true, true); err != nil {
 		return err
 	}
-	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"} {
+	for _, d := range capability.MergedUsrLinks() {
 		fi, err := os.Lstat(d)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -237,7 +260,7 @@ func (v *view) base() error {
 			}
 			continue
 		}
-		if err := v.grant(d, accRead|accExec, true); err != nil {
+		if err := v.grant("base", d, accRead|accExec, true, true); err != nil {
 			return err
 		}
 	}
@@ -254,7 +277,7 @@ func (v *view) base() error {
 		if _, err := os.Stat(o.path); err != nil {
 			continue
 		}
-		if err := v.grant(o.path, accRead, o.dir); err != nil {
+		if err := v.grant("base", o.path, accRead, o.dir, true); err != nil {
 			return err
 		}
 	}
@@ -297,26 +320,31 @@ func buildView(set *capability.Set) (*view, error) {
 			return nil, err
 		}
 	}
+	follow := map[string]bool{}
+	for _, p := range set.FollowSymlinks {
+		follow[p] = true
+	}
 	type g struct {
+		list  string
 		paths []string
 		acc   access
 		dir   bool
 	}
 	for _, gr := range []g{
-		{set.ReadDirs, accRead, true},
-		{set.ReadFiles, accRead, false},
-		{set.WriteDirs, accRead | accWrite, true},
-		{set.WriteFiles, accRead | accWrite, false},
-		{set.Exec, accRead | accExec, false},
+		{"read_dirs", set.ReadDirs, accRead, true},
+		{"read_files", set.ReadFiles, accRead, false},
+		{"write_dirs", set.WriteDirs, accRead | accWrite, true},
+		{"write_files", set.WriteFiles, accRead | accWrite, false},
+		{"exec", set.Exec, accRead | accExec, false},
 	} {
-		for _, p := range gr.paths {
-			if err := v.grant(p, gr.acc, gr.dir); err != nil {
+		for i, p := range gr.paths {
+			if err := v.grant(fmt.Sprintf("%s[%d]", gr.list, i), p, gr.acc, gr.dir, follow[p]); err != nil {
 				return nil, err
 			}
 		}
 	}
 	if set.Workdir != "" {
-		if err := v.grant(set.Workdir, accRead|accWrite, true); err != nil {
+		if err := v.grant("workdir", set.Workdir, accRead|accWrite, true, follow[set.Workdir]); err != nil {
 			return nil, err
 		}
 	}
@@ -532,12 +560,16 @@ func (v *view) compile() (*compiled, error) {
 func openSource(e *entry) (*os.File, error) {
 	// e.src was resolved: no component may be a symlink now. The stage-2
 	// opens it the same way and compares the inode.
+	who := ""
+	if len(e.fields) > 0 {
+		who = strings.Join(e.fields, ", ") + ": "
+	}
 	fd, err := unix.Openat2(unix.AT_FDCWD, e.src, &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_CLOEXEC | unix.O_NOFOLLOW,
 		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: open %s: %v (changed while the sandbox was prepared?)", ErrPolicy, e.src, err)
+		return nil, fmt.Errorf("%w: %sopen %s: %v (changed while the sandbox was prepared?)", ErrPolicy, who, e.src, err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
@@ -548,7 +580,7 @@ func openSource(e *entry) (*os.File, error) {
 	isLink := st.Mode&unix.S_IFMT == unix.S_IFLNK
 	if isLink || (e.kind == kindBind && e.isDir != isDir && !strings.HasPrefix(e.path, "/dev/")) {
 		unix.Close(fd)
-		return nil, fmt.Errorf("%w: %s changed type while the sandbox was prepared", ErrPolicy, e.src)
+		return nil, fmt.Errorf("%w: %s%s changed type while the sandbox was prepared", ErrPolicy, who, e.src)
 	}
 	return os.NewFile(uintptr(fd), e.src), nil
 }

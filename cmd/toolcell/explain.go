@@ -57,6 +57,12 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	if set.Workdir != "" {
 		row("workdir "+set.Workdir, "bind mount rw,nosuid,nodev,noexec; cwd", "enforcement.mounts, command.cwd")
 	}
+	if len(set.ReadFiles)+len(set.ReadDirs)+len(set.WriteFiles)+len(set.WriteDirs)+len(set.Exec) > 0 || set.Workdir != "" {
+		row("(always) grants pass no symlinks", "a grant meeting a symlink (but the root's /bin, /lib, ... -> /usr) is refused unless follow_symlinks lists it; sources opened with openat2(RESOLVE_NO_SYMLINKS), again by the stage-2", "setup error naming the grant, the link and its target")
+	}
+	for _, p := range set.FollowSymlinks {
+		row("follow symlinks "+p, "the grant resolves through its links, each recreated in the view; the resolved path is bind-mounted and opened with openat2(RESOLVE_NO_SYMLINKS); a link inside a writable grant is still refused", "enforcement.mounts (src: the resolved path)")
+	}
 	row(fmt.Sprintf("tmp %s", set.TmpLimit()), "tmpfs /tmp size cap, nosuid,nodev,noexec", "enforcement.mounts")
 	if len(set.Env) > 0 {
 		names := make([]string, 0, len(set.Env))

@@ -96,6 +96,9 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 	list("write", "grant read-write access to a file or directory", func(v string) { o.addPath(v, true) })
 	list("exec", "let a file be executed", func(v string) { o.set.Exec = append(o.set.Exec, v) })
 	fs.Func("workdir", "read-write directory that becomes the working directory", func(v string) error { o.set.Workdir = v; return nil })
+	list("follow-symlinks", "let the grant of this path (as given to --read, --write, --exec or --workdir) pass through symbolic links (follow_symlinks); other grants meeting a link are refused", func(v string) {
+		o.set.FollowSymlinks = append(o.set.FollowSymlinks, v)
+	})
 	size("tmp", "size of /tmp (e.g. 64M)", func(n capability.Size) { o.set.Tmp = n })
 	list("env", "NAME=VALUE for the tool, or NAME to pass the host's value", func(v string) { o.addEnv(v) })
 	size("memory", "memory limit (e.g. 256M)", func(n capability.Size) { o.set.Memory = n })
@@ -192,6 +195,7 @@ func (o *policyOpts) build() (*capability.Set, error) {
 	if f.Workdir != "" {
 		m.Workdir = f.Workdir
 	}
+	m.FollowSymlinks = append(m.FollowSymlinks, f.FollowSymlinks...)
 	for k, v := range f.Env {
 		m.SetEnv(k, v)
 	}

@@ -124,6 +124,46 @@ func TestEgressFlags(t *testing.T) {
 	}
 }
 
+// --follow-symlinks and the manifest's follow_symlinks let a grant pass a
+// link; without them the grant is refused, naming it and the link.
+func TestFollowSymlinksFlag(t *testing.T) {
+	dir := testenv.Tempdir(t)
+	real, link := filepath.Join(dir, "real"), filepath.Join(dir, "link")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(real, "f"), []byte("via-link\n"), 0o644)
+	if err := os.Symlink("real", link); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := cli(t, "", "explain", "--read", link)
+	if code != exitSetup || !strings.Contains(errs, "read_dirs[0]") || !strings.Contains(errs, "symbolic link "+link+" -> real") {
+		t.Fatalf("unlisted link: %d %q", code, errs)
+	}
+	code, out, errs := cli(t, "", "explain", "--read", link, "--follow-symlinks", link)
+	if code != 0 || !strings.Contains(out, "follow symlinks "+link) || !strings.Contains(out, "grants pass no symlinks") {
+		t.Fatalf("explain --follow-symlinks: %d %s %s", code, out, errs)
+	}
+	if code, _, errs := cli(t, "", "explain", "--read", real, "--follow-symlinks", link); code != exitSetup || !strings.Contains(errs, "follow_symlinks[0]") {
+		t.Fatalf("--follow-symlinks naming no grant: %d %q", code, errs)
+	}
+	policy := filepath.Join(dir, "p.yaml")
+	os.WriteFile(policy, []byte("base: true\nread_dirs: ["+link+"]\nfollow_symlinks: ["+link+"]\n"), 0o644)
+	if code, out, errs := cli(t, "", "explain", "--policy", policy); code != 0 || !strings.Contains(out, "follow symlinks "+link) {
+		t.Fatalf("manifest follow_symlinks: %d %s %s", code, out, errs)
+	}
+	testenv.RequireUserNS(t)
+	if code, out, errs := cli(t, "", "run", "--base", "--read", link, "--follow-symlinks", link, "--", "cat", link+"/f"); code != 0 || out != "via-link\n" {
+		t.Fatalf("run --follow-symlinks: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := cli(t, "", "run", "--policy", policy, "--", "cat", link+"/f"); code != 0 || out != "via-link\n" {
+		t.Fatalf("run with the manifest: %d %q %q", code, out, errs)
+	}
+	if code, out, errs := cli(t, "", "run", "--base", "--workdir", link, "--", "cat", "f"); code != exitSetup || out != "" || !strings.Contains(errs, "workdir") {
+		t.Fatalf("run --workdir through a link: %d %q %q", code, out, errs)
+	}
+}
+
 // explain --diff lists what a policy change widens; --allow-syscalls
 // narrows the groups and bad kinds are named.
 func TestExplainDiff(t *testing.T) {
