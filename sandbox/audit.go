@@ -44,8 +44,9 @@ type Record struct {
 	Network        []Conn `json:"network"`
 	// NetworkDropped counts network attempts not itemised in Network
 	// because their class's quota was full (4096 allowed connections and
-	// API calls, 512 distinct DNS answers, 128 distinct refusals of each
-	// class); each class counts them in one entry per kind.
+	// API calls, 512 distinct DNS answers, 512 names not granted, 128
+	// distinct refusals of each other class); each class counts them in
+	// one entry per kind.
 	NetworkDropped int    `json:"network_dropped"`
 	Error          string `json:"error,omitempty"`
 }

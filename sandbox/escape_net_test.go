@@ -427,9 +427,9 @@ for host, port, req in [("api.example.com", 80, b"GET /admin HTTP/1.1\r\nHost: i
 						}
 					}
 				}
-				if udp != 128 || names != 128 || overNames != 600-128 || over != res.Audit.NetworkDropped {
-					t.Errorf("%d UDP and %d DNS entries itemised (want 128 each), %d names counted in the overflow entry (want %d), %d in all overflow entries, %d dropped",
-						udp, names, overNames, 600-128, over, res.Audit.NetworkDropped)
+				if udp != 128 || names != 512 || overNames != 600-512 || over != res.Audit.NetworkDropped {
+					t.Errorf("%d UDP and %d DNS entries itemised (want 128 and 512), %d names counted in the overflow entry (want %d), %d in all overflow entries, %d dropped",
+						udp, names, overNames, 600-512, over, res.Audit.NetworkDropped)
 				}
 			})},
 		{attack: "net_raw_socket", run: netAttack(api, nil, `

@@ -37,13 +37,15 @@ type Event struct {
 // reason quotes). Identical refusals and DNS answers are one event with a
 // count and take no room. Past its quota a class's attempts are counted in
 // one overflow event per class and kind, and in dropped. So the record
-// holds at most maxAllowed + maxAnswers + refusalClasses*maxRefused
-// itemised events plus one overflow event per class and kind, and each
-// string the tool controls is cut to maxText bytes.
+// holds at most maxAllowed + maxAnswers + maxNames +
+// (refusalClasses-1)*maxRefused itemised events plus one overflow event
+// per class and kind, and each string the tool controls is cut to maxText
+// bytes.
 const (
 	maxAllowed = 4096 // allowed connections and API calls, one event each
 	maxAnswers = 512  // distinct DNS answers
-	maxRefused = 128  // distinct refusals, per class
+	maxNames   = 512  // distinct names not granted: where DNS exfiltration shows
+	maxRefused = 128  // distinct refusals, per other class
 	maxText    = 256  // bytes of a name, reason, SNI, method or path
 )
 
@@ -212,6 +214,8 @@ func quota(c class) int {
 		return maxAllowed
 	case classAnswer:
 		return maxAnswers
+	case className:
+		return maxNames
 	}
 	return maxRefused
 }
