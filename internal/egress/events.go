@@ -35,7 +35,7 @@ type Event struct {
 // so that a flood of one class cannot push another out, however the tool
 // varies what it controls (address, port, name, query type, the text a
 // reason quotes). Identical refusals and DNS answers are one event with a
-// count and take no room. Past its quota a class's attempts are counted in
+// count and take no more room. Past its quota a class's attempts are counted in
 // one overflow event per class and kind, and in dropped. So the record
 // holds at most maxAllowed + maxAnswers + maxNames +
 // (refusalClasses-1)*maxRefused itemised events plus one overflow event
