@@ -43,8 +43,10 @@ type Record struct {
 	DenialsDropped int64  `json:"denials_dropped"`
 	Network        []Conn `json:"network"`
 	// NetworkDropped counts network attempts not itemised in Network
-	// because its quota was full: 512 distinct DNS answers and refusals,
-	// 512 distinct refused connections and API calls, 4096 allowed ones.
+	// because their class's quota was full (4096 allowed connections and
+	// API calls, 512 distinct DNS answers, 512 names not granted, 128
+	// distinct refusals of each other class); each class counts them in
+	// one entry per kind.
 	NetworkDropped int    `json:"network_dropped"`
 	Error          string `json:"error,omitempty"`
 }

@@ -180,5 +180,9 @@ func readMem(pid int, addr uint64, b []byte) (int, error) {
 	local := []unix.Iovec{{Base: (*byte)(unsafe.Pointer(&b[0]))}}
 	local[0].SetLen(len(b))
 	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}
-	return unix.ProcessVMReadv(pid, local, remote, 0)
+	n, err := unix.ProcessVMReadv(pid, local, remote, 0)
+	if n < 0 {
+		n = 0 // the raw call's -1 when nothing could be read
+	}
+	return n, err
 }

@@ -466,6 +466,65 @@ time.sleep(0.5)
 				t.Errorf("flood not folded and limited: %+v", res.Audit.Network)
 			}
 		}},
+		// A flood of UDP datagrams and made-up names, each to another
+		// address, fills their quotas of network[]; the fronting, rebinding
+		// and direct connects after it still get entries of their own.
+		{attack: "net_flood_then_front", run: netAttack(append(api, "rebind.example.com:80"), nil, `
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(600):
+    u.sendto(b"\0", ("10.9.%d.%d" % (i // 250, i % 250 + 1), 443))
+    if i % 50 == 0: time.sleep(0.01) # what the kernel drops unread is not counted
+for i in range(600):
+    dnsq("f%d.attacker.test" % i)
+time.sleep(0.5)
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = socket.create_connection(("api.example.com", 443), timeout=10)
+try:
+    t = ctx.wrap_socket(s, server_hostname="internal.example.net")
+    t.sendall(b"GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")
+    if t.recv(100): escaped("fronted with sni")
+except (ssl.SSLError, OSError) as e:
+    print("refused:", e)
+for host, port, req in [("api.example.com", 80, b"GET /admin HTTP/1.1\r\nHost: internal.example.net\r\n\r\n"),
+                        ("rebind.example.com", 80, b"GET / HTTP/1.1\r\nHost: rebind.example.com\r\n\r\n"),
+                        ("rebind.example.com", 443, b"GET / HTTP/1.1\r\nHost: rebind.example.com\r\n\r\n"),
+                        ("203.0.113.10", 80, b"GET / HTTP/1.1\r\nHost: api.example.com\r\n\r\n")]:
+    s = socket.create_connection((host, port), timeout=10)
+    s.sendall(req)
+    try:
+        if s.recv(100): escaped("answer from %s:%d" % (host, port))
+    except OSError as e:
+        print(host, port, e)
+`, notDialed), check: allOf(
+			refusedNet("connect", "api.example.com", "127.77.0.2:443", "sni mismatch: internal.example.net"),
+			refusedNet("connect", "api.example.com", "127.77.0.2:80", "host mismatch: internal.example.net"),
+			refusedNet("connect", "rebind.example.com", ":80", "loopback address 127.0.0.1"),
+			refusedNet("connect", "rebind.example.com", ":443", "port not granted for this name"),
+			refusedNet("connect", "", "203.0.113.10:80", "direct IP connect"),
+			refusedNet("connect", "", "", "not itemised (quota full): further UDP datagrams"),
+			refusedNet("dns", "", "", "not itemised (quota full): further names not granted"),
+			func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+				udp, names, over, overNames := 0, 0, 0, 0
+				for _, n := range res.Audit.Network {
+					switch {
+					case n.Protocol == "udp" && strings.HasPrefix(n.Dst, "10.9."):
+						udp++
+					case n.Kind == "dns" && strings.HasSuffix(n.Name, ".attacker.test"):
+						names++
+					case strings.HasPrefix(n.Reason, "not itemised"):
+						over += n.Count
+						if strings.HasSuffix(n.Reason, "names not granted") {
+							overNames += n.Count
+						}
+					}
+				}
+				if udp != 128 || names != 512 || overNames != 600-512 || over != res.Audit.NetworkDropped {
+					t.Errorf("%d UDP and %d DNS entries itemised (want 128 and 512), %d names counted in the overflow entry (want %d), %d in all overflow entries, %d dropped",
+						udp, names, overNames, 600-512, over, res.Audit.NetworkDropped)
+				}
+			})},
 		{attack: "net_raw_socket", run: netAttack(api, nil, `
 errs = []
 for fam, typ in [(socket.AF_PACKET, socket.SOCK_RAW), (socket.AF_INET, socket.SOCK_RAW), (socket.AF_NETLINK, socket.SOCK_RAW)]:

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -203,6 +205,88 @@ func TestDenialsCapped(t *testing.T) {
 	}
 	if d := ds[129]; d.Syscall != "mount" || d.Count != 1 || !strings.Contains(d.Detail, "not itemised") {
 		t.Fatalf("the mount after the junk: %+v", d)
+	}
+}
+
+// A flood of one denied syscall with varying arguments, then one attempt
+// of every other syscall the policy denies (more than 200), cannot hide a
+// syscall tried last: each syscall past the itemised entries has an entry
+// of its own, named.
+func TestDenialsCannotHide(t *testing.T) {
+	bin := probe(t)
+	set := base().AllowSyscalls(capability.SyscallsFileRead).ExecFile(bin)
+	nrs := map[string]int32{}
+	for nr := int32(0); nr < 1024; nr++ {
+		if n := seccomp.SyscallName(unix.AUDIT_ARCH_X86_64, nr); !strings.HasPrefix(n, "nr_") {
+			nrs[n] = nr
+		}
+	}
+	var others []string
+	for _, r := range seccomp.Explain(sandbox.SyscallPolicy(set)) {
+		if r.Action == seccomp.ActionNotify && r.Syscall != "acct" && r.Syscall != "pivot_root" {
+			if _, ok := nrs[r.Syscall]; !ok {
+				t.Fatalf("no number for %s", r.Syscall)
+			}
+			others = append(others, r.Syscall)
+		}
+	}
+	if len(others) < 200 {
+		t.Fatalf("only %d other denied syscalls: %v", len(others), others)
+	}
+	const flood = 10000
+	args := []string{"hide", fmt.Sprint(flood)}
+	for _, n := range append(others, "pivot_root") {
+		args = append(args, fmt.Sprint(nrs[n]))
+	}
+	res := runCmd(t, set, sandbox.Command(bin, args...))
+	if want := fmt.Sprintf("hide %d EPERM of %d", len(others)+1, len(others)+1); strings.TrimSpace(string(res.Stdout)) != want {
+		t.Fatalf("stdout %q stderr %q, want %q", res.Stdout, res.Stderr, want)
+	}
+	ds := res.Audit.Denials
+	if len(ds) != 128+1+len(others)+1 {
+		t.Fatalf("%d entries, want %d", len(ds), 128+1+len(others)+1)
+	}
+	var over int64
+	for i, d := range ds {
+		if i < 128 {
+			if want := fmt.Sprintf(`path="/probe-hide-%d"`, i); d.Syscall != "acct" || d.Detail != want {
+				t.Fatalf("entry %d: %+v, want acct %s", i, d, want)
+			}
+			continue
+		}
+		over += int64(d.Count)
+		if !strings.Contains(d.Detail, "not itemised") {
+			t.Fatalf("entry %d past the cap: %+v", i, d)
+		}
+	}
+	if d := ds[128]; d.Syscall != "acct" || d.Count != flood-128 {
+		t.Fatalf("acct overflow entry %+v", d)
+	}
+	for i, n := range others {
+		if d := ds[129+i]; d.Syscall != n || d.Count != 1 {
+			t.Fatalf("entry for %s: %+v", n, d)
+		}
+	}
+	if d := ds[len(ds)-1]; d.Syscall != "pivot_root" || d.Count != 1 || d.Args[0] != "0x1" {
+		t.Fatalf("the syscall tried last: %+v", d)
+	}
+	if res.Audit.DenialsDropped != over {
+		t.Fatalf("denials_dropped %d, overflow entries count %d", res.Audit.DenialsDropped, over)
+	}
+}
+
+// A denied syscall whose pointers point nowhere is recorded as such; the
+// supervisor reading them does not fail.
+func TestDenialBadPointer(t *testing.T) {
+	bin := probe(t)
+	res := runCmd(t, probeSet(t, bin), sandbox.Command(bin, "hide", "0", fmt.Sprint(unix.SYS_MOUNT), fmt.Sprint(unix.SYS_SETHOSTNAME)))
+	if strings.TrimSpace(string(res.Stdout)) != "hide 2 EPERM of 2" {
+		t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
+	}
+	ds := res.Audit.Denials
+	if len(ds) != 2 || ds[0].Syscall != "mount" || !strings.HasPrefix(ds[0].Detail, "source=<unreadable> target=<unreadable> fstype=<unreadable>") ||
+		ds[1].Syscall != "sethostname" || ds[1].Detail != "name=<unreadable>" {
+		t.Fatalf("denials %+v", ds)
 	}
 }
 

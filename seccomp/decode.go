@@ -159,6 +159,7 @@ func readString(mem MemReader, addr uint64) string {
 			room = len(b) - n
 		}
 		k, err := mem(a, b[n:n+room])
+		k = max(0, min(k, room)) // a raw call's -1 is no count
 		n += k
 		if i := bytes.IndexByte(b[:n], 0); i >= 0 {
 			return strconv.Quote(string(b[:i]))
@@ -182,6 +183,7 @@ func readBytes(mem MemReader, addr uint64, n int) string {
 	}
 	b := make([]byte, n)
 	k, err := mem(addr, b)
+	k = max(0, min(k, n))
 	if err != nil && k == 0 {
 		return unreadable(err)
 	}

@@ -68,6 +68,14 @@ func TestDescribe(t *testing.T) {
 	if got := Describe("chroot", set(0x1100), denied); got != "path=<no access to the caller's memory>" {
 		t.Errorf("no ptrace access: %q", got)
 	}
+	// process_vm_readv(2) returns -1 on a bad address: no count of bytes.
+	fault := func(uint64, []byte) (int, error) { return -1, unix.EFAULT }
+	if got := Describe("mount", set(1, 2, 3), fault); got != "source=<unreadable> target=<unreadable> fstype=<unreadable> flags=0x0" {
+		t.Errorf("bad addresses: %q", got)
+	}
+	if got := Describe("sethostname", set(1, 8), fault); got != "name=<unreadable>" {
+		t.Errorf("bad address: %q", got)
+	}
 }
 
 func TestNames(t *testing.T) {

@@ -633,21 +633,6 @@ func TestRelayLateClientChecked(t *testing.T) {
 	}
 }
 
-// Made-up names fill the folded quota; an allowed connection after them is
-// still itemised.
-func TestEventQuotas(t *testing.T) {
-	var l eventLog
-	for i := 0; i < maxFolded+100; i++ {
-		l.add(Event{Kind: "dns", Name: fmt.Sprintf("n%d.attacker.test", i), Reason: "not granted"}, true)
-	}
-	l.add(Event{Kind: "connect", Name: "api.example.com", Reason: "sni mismatch: evil"}, true)
-	l.add(Event{Kind: "connect", Name: "api.example.com", Allowed: true}, false)
-	ev, dropped := l.result()
-	if dropped != 100 || len(ev) != maxFolded+2 || ev[len(ev)-2].Reason != "sni mismatch: evil" || !ev[len(ev)-1].Allowed {
-		t.Fatalf("%d events, %d dropped, last %+v", len(ev), dropped, ev[len(ev)-1])
-	}
-}
-
 // apiFixture serves an API grant for api.example.com on 127.77.0.2:port
 // (the tool's side) in front of a TLS upstream that records what it got.
 func apiFixture(t *testing.T, h http.HandlerFunc) (*Proxy, int, chan string) {

@@ -10,6 +10,9 @@
  *   probe x32            getpid with the x32 bit set (the filter kills)
  *   probe flood N        acct("/probe-flood") N times; prints the EPERM count
  *   probe distinct N     acct("/probe-distinct-<i>") for i < N, then one mount
+ *   probe hide N NR...   acct("/probe-hide-<i>") for i < N, then each
+ *                        syscall number NR once (arguments 1..6: the
+ *                        test passes only numbers the filter denies)
  *   probe until-not      acct() until it fails with something other than
  *                        EPERM; prints that errno's name
  *
@@ -173,6 +176,20 @@ int main(int argc, char **argv)
 		/* one more kind of call after the junk: it must not be hidden */
 		syscall(SYS_mount, "none", "/probe-after-junk", "tmpfs", 0, 0);
 		printf("distinct %ld\n", n);
+	} else if (!strcmp(m, "hide")) {
+		char p[64];
+		long eperm = 0;
+		for (long i = 0; i < n; i++) {
+			snprintf(p, sizeof p, "/probe-hide-%ld", i);
+			syscall(SYS_acct, p);
+		}
+		for (int i = 3; i < argc; i++) {
+			/* Denied by the filter: the supervisor answers, the
+			 * kernel never runs it. */
+			if (syscall(atol(argv[i]), 1, 2, 3, 4, 5, 6) < 0 && errno == EPERM)
+				eperm++;
+		}
+		printf("hide %ld EPERM of %d\n", eperm, argc - 3);
 	} else if (!strcmp(m, "until-not")) {
 		long i = 0;
 		while (syscall(SYS_acct, "/probe-until") < 0 && errno == EPERM)
