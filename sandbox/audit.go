@@ -105,6 +105,13 @@ type Enforcement struct {
 	// (/proc/<pid 1>/limits; the tool inherits them): "core", "nofile",
 	// "fsize" -> "soft/hard", "unlimited" spelled out.
 	Rlimits map[string]string `json:"rlimits,omitempty"`
+	// MemfdNoexec is vm.memfd_noexec of the sandbox's pid namespace as its
+	// pid 1 read it just before the tool started: 2 means no memfd can be
+	// executed (memfd_create refuses MFD_EXEC and seals every memfd
+	// non-executable). Null when the kernel has no such setting (before
+	// Linux 6.3). Where the sandbox cannot set it (rootless), the seccomp
+	// filter enforces the same: see Seccomp.MemfdCreate.
+	MemfdNoexec *int `json:"memfd_noexec"`
 	// Egress is present when the policy grants network endpoints.
 	Egress *EgressInfo `json:"egress,omitempty"`
 	// Notes says where evidence could not be read (the enforcement itself
@@ -122,6 +129,9 @@ type SeccompInfo struct {
 	AllowedSyscalls   []string `json:"allowed_syscalls"`
 	Arches            []string `json:"arches"`
 	FilterHash        string   `json:"filter_hash"`
+	// MemfdCreate is the condition the filter puts on memfd_create when
+	// vm.memfd_noexec = 2 could not be set for the sandbox; empty otherwise.
+	MemfdCreate string `json:"memfd_create,omitempty"`
 }
 
 // CgroupInfo describes the run's cgroup.

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -478,6 +479,87 @@ func TestOutputLimitDuringEvidence(t *testing.T) {
 		}
 		if res.Reason != ReasonOutputLimit {
 			t.Fatalf("run %d: reason %s", i, res.Reason)
+		}
+	}
+}
+
+// Where pid 1 cannot set vm.memfd_noexec (rootless, a read-only /proc/sys,
+// a kernel before 6.3), the filter refuses every memfd that is not sealed
+// non-executable, each attempt is recorded, and the record names the
+// mechanism. The probe forced to fail takes that path on any host.
+func TestMemfdNoexecSeccompFallback(t *testing.T) {
+	testenv.RequireUserNS(t)
+	bin := testenv.BuildC(t, "../testdata/escape/attack.c")
+	orig := memfdSysctlProbe
+	memfdSysctlProbe = func() error { return unix.EACCES }
+	t.Cleanup(func() { memfdSysctlProbe = orig })
+	var host *int
+	if b, err := os.ReadFile(memfdNoexecPath); err == nil {
+		v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		host = &v
+	}
+	set := capability.New().WithBase().ExecFile(bin)
+	for _, c := range []struct{ attack, flags string }{
+		{"memfd_exec", "flags=0x0"}, {"memfd_exec_flag", "flags=MFD_EXEC"}, {"memfd_exec_procfd", "flags=0x0"},
+		{"memfd_exec_sealed", ""},
+	} {
+		res, err := Run(context.Background(), set, Command(bin, c.attack))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := res.Audit
+		out := string(res.Stdout)
+		var denied *Denial
+		for i, d := range rec.Denials {
+			if d.Syscall == "memfd_create" {
+				denied = &rec.Denials[i]
+			}
+		}
+		switch {
+		case c.flags == "": // allowed by the filter, sealed by the kernel
+			if !strings.Contains(out, "RESULT EACCES") && !(host == nil && strings.Contains(out, "RESULT EINVAL")) || denied != nil {
+				t.Errorf("%s: stdout %q denial %+v, want EACCES and no denial", c.attack, out, denied)
+			}
+		case !strings.Contains(out, "RESULT EPERM") || denied == nil || denied.Detail != `name="payload" `+c.flags:
+			t.Errorf("%s: stdout %q denial %+v, want EPERM and a memfd_create denial with %s", c.attack, out, denied, c.flags)
+		}
+		if rec.Enforce.Seccomp.MemfdCreate != memfdCreateCondition {
+			t.Errorf("%s: record seccomp.memfd_create %q", c.attack, rec.Enforce.Seccomp.MemfdCreate)
+		}
+		// Not set by pid 1: the value the sandbox inherited from the host.
+		if (host == nil) != (rec.Enforce.MemfdNoexec == nil) || host != nil && *host != *rec.Enforce.MemfdNoexec {
+			t.Errorf("%s: record memfd_noexec %v, host has %v", c.attack, rec.Enforce.MemfdNoexec, host)
+		}
+	}
+}
+
+// A STARTED whose vm.memfd_noexec is not 2 after pid 1 set it fails the
+// run; a short STARTED is a protocol error; -1 (no such knob) is no claim.
+func TestMemfdEvidence(t *testing.T) {
+	started := func(v int32) []byte {
+		return binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(nil, 7), uint32(v))
+	}
+	for _, c := range []struct {
+		body    []byte
+		planned bool
+		ok      bool
+		want    string
+	}{
+		{started(2), true, true, "2"},
+		{started(1), true, false, "1"},
+		{started(0), false, true, "0"},
+		{started(-1), false, true, "<nil>"},
+		{started(-1), true, false, "<nil>"},
+		{started(2)[:4], false, false, "<nil>"},
+	} {
+		p := &Process{rec: &Record{}}
+		err := p.memfdEvidence(c.body, c.planned)
+		got := "<nil>"
+		if p.rec.Enforce.MemfdNoexec != nil {
+			got = strconv.Itoa(*p.rec.Enforce.MemfdNoexec)
+		}
+		if (err == nil) != c.ok || got != c.want || err != nil && !errors.Is(err, ErrSetup) {
+			t.Errorf("body %x planned %v: err %v, memfd_noexec %s; want ok %v, %s", c.body, c.planned, err, got, c.ok, c.want)
 		}
 	}
 }

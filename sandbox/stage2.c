@@ -828,6 +828,39 @@ static void drop_privileges(struct plan *pl)
 	arm_pdeath();
 }
 
+/* ---- memfds ---- */
+
+#define MEMFD_NOEXEC "/proc/sys/vm/memfd_noexec"
+
+/* set_memfd_noexec sets vm.memfd_noexec to 2 for pid 1's pid namespace (the
+ * kernel keeps it per pid namespace, whichever /proc it is written through,
+ * and a nested one cannot go lower): memfd_create refuses MFD_EXEC and seals
+ * every memfd non-executable, so no memfd can be exec'd. The kernel lets
+ * only the global root uid write /proc/sys and wants CAP_SYS_ADMIN over the
+ * namespace's owner: pid 1 has both until build_view makes it the sandbox
+ * user (Go checked the first). */
+static void set_memfd_noexec(void)
+{
+	int fd = open(MEMFD_NOEXEC, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "2", 1) != 1)
+		fail("memfd_noexec", MEMFD_NOEXEC);
+	close(fd);
+}
+
+/* get_memfd_noexec reads vm.memfd_noexec as the tool will find it, through
+ * the sandbox's /proc; -1 if the kernel has none. */
+static int32_t get_memfd_noexec(void)
+{
+	char b[16] = {0};
+	int fd = open(MEMFD_NOEXEC, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, b, sizeof b - 1);
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0 || b[0] < '0' || b[0] > '9')
+		return -1;
+	return (int32_t)atoi(b);
+}
+
 /* ---- the tool ---- */
 
 struct execmsg {
@@ -949,15 +982,16 @@ static int move_fd(int fd, int to)
  * seccomp listener (if any) attached, so the supervisor can check the
  * namespaces against its own and collect the tool's denied syscalls. The
  * kernel adds pid 1's host pid (the supervisor set SO_PASSCRED). */
-static void send_started(pid_t tool, const int *ns, int listener)
+static void send_started(pid_t tool, int32_t memfd_noexec, const int *ns, int listener)
 {
-	char s[8];
+	char s[12];
 	int fds[TC_NS_COUNT + 1];
 	struct buf b = {s, 0, sizeof s};
 	memcpy(fds, ns, sizeof(int) * TC_NS_COUNT);
 	fds[TC_NS_COUNT] = listener;
 	put_u32(&b, TC_MSG_STARTED);
 	put_u32(&b, (uint32_t)tool);
+	put_u32(&b, (uint32_t)memfd_noexec);
 	/* Without STARTED the supervisor neither answers the tool's denied
 	 * calls nor times it: end the sandbox instead. */
 	if (!send_fds(&b, fds, listener >= 0 ? TC_NS_COUNT + 1 : TC_NS_COUNT))
@@ -975,8 +1009,11 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	struct toolctx t;
 	pid_t tool;
 	int st, ns[TC_NS_COUNT];
+	int32_t memfd_noexec;
 
 	arm_pdeath();
+	if (pl->flags & TC_PLAN_MEMFD_NOEXEC)
+		set_memfd_noexec();
 	build_view(pl, maps);
 	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
 		fail("sethostname", pl->hostname);
@@ -1001,6 +1038,7 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	}
 	make_sockets(pl);
 	drop_privileges(pl);
+	memfd_noexec = get_memfd_noexec();
 
 	read_exec(&x);
 	/* Like vfork (no copy of pid 1's page tables, pid 1 resumes once the
@@ -1028,7 +1066,7 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 		errno = EBADF;
 		fail("seccomp", "no listener");
 	}
-	send_started(tool, ns, t.listener);
+	send_started(tool, memfd_noexec, ns, t.listener);
 	if (t.listener >= 0)
 		close(t.listener);
 	for (int i = 0; i < TC_NS_COUNT; i++)
