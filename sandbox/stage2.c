@@ -830,32 +830,26 @@ static void drop_privileges(struct plan *pl)
 
 /* ---- memfds ---- */
 
-#define MEMFD_NOEXEC "/proc/sys/vm/memfd_noexec"
-
-/* set_memfd_noexec sets vm.memfd_noexec to 2 for pid 1's pid namespace (the
- * kernel keeps it per pid namespace, whichever /proc it is written through,
- * and a nested one cannot go lower): memfd_create refuses MFD_EXEC and seals
- * every memfd non-executable, so no memfd can be exec'd. The kernel lets
- * only the global root uid write /proc/sys and wants CAP_SYS_ADMIN over the
- * namespace's owner: pid 1 has both until build_view makes it the sandbox
- * user (Go checked the first). */
-static void set_memfd_noexec(void)
-{
-	int fd = open(MEMFD_NOEXEC, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, "2", 1) != 1)
-		fail("memfd_noexec", MEMFD_NOEXEC);
-	close(fd);
-}
-
-/* get_memfd_noexec reads vm.memfd_noexec as the tool will find it, through
- * the sandbox's /proc; -1 if the kernel has none. */
-static int32_t get_memfd_noexec(void)
+/* apply_memfd_noexec sets, with set, vm.memfd_noexec to 2 for pid 1's pid
+ * namespace (the kernel keeps it per pid namespace, whichever /proc it is
+ * reached through, and a nested one cannot go lower): memfd_create refuses
+ * MFD_EXEC and seals every memfd non-executable, so no memfd can be
+ * exec'd. The kernel lets only the global root uid write /proc/sys and
+ * wants CAP_SYS_ADMIN over the namespace's owner: pid 1 has both until
+ * build_view makes it the sandbox user (Go checked the first). Either way
+ * it reads the value back for the record, -1 if the kernel has none: no
+ * process left in the namespace may change it afterwards. */
+static int32_t apply_memfd_noexec(int set)
 {
 	char b[16] = {0};
-	int fd = open(MEMFD_NOEXEC, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd < 0 ? -1 : read(fd, b, sizeof b - 1);
-	if (fd >= 0)
-		close(fd);
+	ssize_t n;
+	int fd = open("/proc/sys/vm/memfd_noexec", (set ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (set && (fd < 0 || write(fd, "2", 1) != 1))
+		fail("memfd_noexec", "/proc/sys/vm/memfd_noexec");
+	if (fd < 0)
+		return -1;
+	n = pread(fd, b, sizeof b - 1, 0);
+	close(fd);
 	if (n <= 0 || b[0] < '0' || b[0] > '9')
 		return -1;
 	return (int32_t)atoi(b);
@@ -1012,8 +1006,7 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	int32_t memfd_noexec;
 
 	arm_pdeath();
-	if (pl->flags & TC_PLAN_MEMFD_NOEXEC)
-		set_memfd_noexec();
+	memfd_noexec = apply_memfd_noexec((pl->flags & TC_PLAN_MEMFD_NOEXEC) != 0);
 	build_view(pl, maps);
 	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
 		fail("sethostname", pl->hostname);
@@ -1038,7 +1031,6 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	}
 	make_sockets(pl);
 	drop_privileges(pl);
-	memfd_noexec = get_memfd_noexec();
 
 	read_exec(&x);
 	/* Like vfork (no copy of pid 1's page tables, pid 1 resumes once the
