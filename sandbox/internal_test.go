@@ -264,8 +264,8 @@ func TestSelfTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 15 {
-		t.Fatalf("%d protections checked, want 15", len(ps))
+	if len(ps) != 16 {
+		t.Fatalf("%d protections checked, want 16", len(ps))
 	}
 	for _, p := range ps {
 		if p.Skipped {
@@ -300,9 +300,11 @@ func TestSelfTestJudgeEgress(t *testing.T) {
 func TestSelfTestJudges(t *testing.T) {
 	good := "Uid:\t1000\t1000\t1000\t1000\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n" +
 		"CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\npids 4\npid1 toolcell-stage2 \n" +
-		"ifaces lo\nenv PATH PWD\nsync 0\nmount / ro,nosuid,nodev,relatime\nmount /usr ro,nosuid,nodev,relatime\n"
+		"ifaces lo\nenv PATH PWD\nsync 0\nmount / ro,nosuid,nodev,relatime\nmount /usr ro,nosuid,nodev,relatime\n" +
+		"memfd_noexec 2\n"
+	two := 2
 	rec := &Record{Enforce: Enforcement{UIDMap: "1000 65534 1", NoNewPrivs: true,
-		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}},
+		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}, MemfdNoexec: &two},
 		Denials: []Denial{{Syscall: "sync", Answer: "EPERM", Count: 1}}}
 	if err := selfTestErr(judgeInside(good, rec)); err != nil {
 		t.Fatalf("good host judged bad: %v", err)
@@ -322,6 +324,7 @@ func TestSelfTestJudges(t *testing.T) {
 		"host environment withheld": strings.Replace(good, "env PATH PWD", "env AWS_SECRET_ACCESS_KEY PATH", 1),
 		"host processes hidden ":    strings.Replace(good, "pid1 toolcell-stage2", "pid1 /sbin/init", 1),
 		"unprivileged mapped user":  strings.Replace(good, "Uid:\t1000", "Uid:\t0", 1),
+		"no executable memfds":      strings.Replace(good, "memfd_noexec 2", "memfd_noexec 0", 1),
 	} {
 		err := selfTestErr(judgeInside(broken, rec))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), strings.TrimSpace(name)) {
@@ -331,11 +334,18 @@ func TestSelfTestJudges(t *testing.T) {
 	for name, broken := range map[string]*Record{
 		"seven namespaces":         {Enforce: Enforcement{UIDMap: rec.Enforce.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforce.Namespaces[:6]}, Denials: rec.Denials},
 		"denied syscalls recorded": {Enforce: rec.Enforce},
+		"no executable memfds":     {Enforce: Enforcement{UIDMap: rec.Enforce.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforce.Namespaces}, Denials: rec.Denials},
 	} {
 		err := selfTestErr(judgeInside(good, broken))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), name) {
 			t.Errorf("broken %q: err %v", name, err)
 		}
+	}
+	// Where the sysctl cannot be set, the filter's condition holds instead.
+	fallback := *rec
+	fallback.Enforce.MemfdNoexec, fallback.Enforce.Seccomp.MemfdCreate = nil, memfdCreateCondition
+	if err := selfTestErr(judgeInside(strings.Replace(good, "memfd_noexec 2", "memfd_noexec none", 1), &fallback)); err != nil {
+		t.Errorf("seccomp fallback judged bad: %v", err)
 	}
 	// Without sync(1) the denial check is skipped, and says so.
 	ps := judgeInside(strings.Replace(good, "sync 0\n", "", 1), rec)
