@@ -552,6 +552,10 @@ func escapeCases() []escapeCase {
 		// What the seccomp fallback lets through is sealed non-executable;
 		// a kernel before 6.3 does not know the flag.
 		escapeCase{attack: "memfd_exec_sealed", check: failsWith(exitedNormally, "EACCES", "EINVAL")},
+		// The kernel keeps a pid namespace from going below its parent
+		// only: the read-only /proc/sys and the global-root check keep
+		// the tool from lowering its own.
+		escapeCase{attack: "memfd_noexec_lower", check: failsWith(mountedWith("/proc/sys", "ro"), "EROFS", "EACCES", "EPERM")},
 		escapeCase{attack: "tmpfile_exec_tmp", check: failsWith(mountedWith("/tmp", "noexec"), "EACCES")},
 		escapeCase{attack: "tmpfile_exec_shm", check: failsWith(mountedWith("/dev/shm", "noexec"), "EACCES")},
 		escapeCase{attack: "mmap_exec_tmp", check: failsWith(mountedWith("/tmp", "noexec"), "EPERM")},

@@ -706,7 +706,13 @@ int main(int argc, char **argv)
 		exec_fd((int)syscall(SYS_memfd_create, "payload", 0), BY_PROC_LINK);
 	else if (!strcmp(m, "memfd_exec_sealed")) /* what the fallback allows */
 		exec_fd((int)syscall(SYS_memfd_create, "payload", MFD_NOEXEC_SEAL), BY_FD);
-	else if (!strcmp(m, "tmpfile_exec_tmp")) /* an unnamed file on /tmp */
+	else if (!strcmp(m, "memfd_noexec_lower")) { /* undo the sandbox's own setting */
+		int fd = open("/proc/sys/vm/memfd_noexec", O_WRONLY);
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			result(-1);
+		else
+			printf("ESCAPED lowered vm.memfd_noexec\n");
+	} else if (!strcmp(m, "tmpfile_exec_tmp")) /* an unnamed file on /tmp */
 		exec_fd(open("/tmp", O_TMPFILE | O_RDWR, 0755), BY_READONLY_FD);
 	else if (!strcmp(m, "tmpfile_exec_shm"))
 		exec_fd(open("/dev/shm", O_TMPFILE | O_RDWR, 0755), BY_READONLY_FD);
