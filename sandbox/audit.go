@@ -106,11 +106,12 @@ type Enforcement struct {
 	// "fsize" -> "soft/hard", "unlimited" spelled out.
 	Rlimits map[string]string `json:"rlimits,omitempty"`
 	// MemfdNoexec is vm.memfd_noexec of the sandbox's pid namespace as its
-	// pid 1 read it just before the tool started: 2 means no memfd can be
-	// executed (memfd_create refuses MFD_EXEC and seals every memfd
-	// non-executable). Null when the kernel has no such setting (before
-	// Linux 6.3). Where the sandbox cannot set it (rootless), the seccomp
-	// filter enforces the same: see Seccomp.MemfdCreate.
+	// pid 1 read it back right after setting it (no process left in the
+	// sandbox may change it): 2 means no memfd can be executed
+	// (memfd_create refuses MFD_EXEC and seals every memfd non-executable).
+	// Where the sandbox cannot set it (rootless), it is the inherited value
+	// and the seccomp filter enforces the same: see Seccomp.MemfdCreate.
+	// Null when the kernel has no such setting (before Linux 6.3).
 	MemfdNoexec *int `json:"memfd_noexec"`
 	// Egress is present when the policy grants network endpoints.
 	Egress *EgressInfo `json:"egress,omitempty"`
