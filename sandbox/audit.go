@@ -107,6 +107,14 @@ type Enforcement struct {
 	// (/proc/<pid 1>/limits; the tool inherits them): "core", "nofile",
 	// "fsize" -> "soft/hard", "unlimited" spelled out.
 	Rlimits map[string]string `json:"rlimits,omitempty"`
+	// MemfdNoexec is vm.memfd_noexec of the sandbox's pid namespace as its
+	// pid 1 read it back right after setting it (no process left in the
+	// sandbox may change it): 2 means no memfd can be executed
+	// (memfd_create refuses MFD_EXEC and seals every memfd non-executable).
+	// Where the sandbox cannot set it (rootless), it is the inherited value
+	// and the seccomp filter enforces the same: see Seccomp.MemfdCreate.
+	// Null when the kernel has no such setting (before Linux 6.3).
+	MemfdNoexec *int `json:"memfd_noexec"`
 	// Egress is present when the policy grants network endpoints.
 	Egress *EgressInfo `json:"egress,omitempty"`
 	// Notes says where evidence could not be read (the enforcement itself
@@ -124,6 +132,9 @@ type SeccompInfo struct {
 	AllowedSyscalls   []string `json:"allowed_syscalls"`
 	Arches            []string `json:"arches"`
 	FilterHash        string   `json:"filter_hash"`
+	// MemfdCreate is the condition the filter puts on memfd_create when
+	// vm.memfd_noexec = 2 could not be set for the sandbox; empty otherwise.
+	MemfdCreate string `json:"memfd_create,omitempty"`
 }
 
 // CgroupInfo describes the run's cgroup.

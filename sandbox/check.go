@@ -71,6 +71,12 @@ func CheckHost(ctx context.Context, deep bool) *HostReport {
 	add("openat2 (RESOLVE_IN_ROOT)", true, probe(unix.SYS_OPENAT2, bad), "kernel 5.6+")
 	add("close_range", true, probe(unix.SYS_CLOSE_RANGE, bad, 0, bad), "kernel 5.9+ (CLOEXEC flag 5.11+)")
 
+	if err := memfdSysctlProbe(); err == nil {
+		add("vm.memfd_noexec", false, true, "set to 2 in each sandbox's pid namespace: no memfd is executable")
+	} else {
+		add("vm.memfd_noexec", false, false, fmt.Sprintf("cannot be set here (%v: needs Linux 6.3+ and the global root uid); seccomp allows memfd_create only with MFD_NOEXEC_SEAL instead", err))
+	}
+
 	acts, err := os.ReadFile("/proc/sys/kernel/seccomp/actions_avail")
 	a := strings.Fields(string(acts))
 	has := func(s string) bool {

@@ -59,6 +59,12 @@
 //     /dev holding null, zero, full, random, urandom (no tty); /tmp and
 //     /dev/shm as size-capped tmpfs. The host's root is detached. Nothing
 //     else exists: an ungranted path is ENOENT, not EACCES.
+//   - Executable code: only the exec grants. Every other mount is noexec,
+//     and no memfd is executable: pid 1 sets vm.memfd_noexec = 2 for the
+//     sandbox's pid namespace (while it is still the host's root; the
+//     kernel lets no one else write /proc/sys), and where it cannot
+//     (rootless, kernels before 6.3) the seccomp filter allows
+//     memfd_create only with MFD_NOEXEC_SEAL and without MFD_EXEC.
 //   - Privileges: no capability in any set (effective, permitted, inheritable,
 //     bounding, ambient), no_new_privs, a new session (no controlling
 //     terminal), RLIMIT_CORE 0, RLIMIT_NOFILE 1024, RLIMIT_FSIZE from

@@ -552,8 +552,60 @@ func escapeCases() []escapeCase {
 			// canaries.intact checks that no process named c.name is left.
 		}},
 	)
+	add("code that was never granted exec (memfd, O_TMPFILE, mmap)",
+		escapeCase{attack: "memfd_exec", check: memfdRefused("flags=0x0")},
+		escapeCase{attack: "memfd_exec_flag", check: memfdRefused("flags=MFD_EXEC")},
+		escapeCase{attack: "memfd_exec_procfd", check: memfdRefused("flags=0x0")},
+		// What the seccomp fallback lets through is sealed non-executable;
+		// a kernel before 6.3 does not know the flag.
+		escapeCase{attack: "memfd_exec_sealed", check: failsWith(exitedNormally, "EACCES", "EINVAL")},
+		// The kernel keeps a pid namespace from going below its parent
+		// only: the read-only /proc/sys and the global-root check keep
+		// the tool from lowering its own.
+		escapeCase{attack: "memfd_noexec_lower", check: failsWith(mountedWith("/proc/sys", "ro"), "EROFS", "EACCES", "EPERM")},
+		escapeCase{attack: "tmpfile_exec_tmp", check: failsWith(mountedWith("/tmp", "noexec"), "EACCES")},
+		escapeCase{attack: "tmpfile_exec_shm", check: failsWith(mountedWith("/dev/shm", "noexec"), "EACCES")},
+		escapeCase{attack: "mmap_exec_tmp", check: failsWith(mountedWith("/tmp", "noexec"), "EPERM")},
+		escapeCase{attack: "mmap_exec_workdir", check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+			failsWith(mountedWith(res.Audit.Command.Cwd, "noexec"), "EPERM")(t, c, res, out)
+		}},
+	)
 	add("network egress (escape_net_test.go)", netEscapeCases()...)
 	return cs
+}
+
+// memfdSysctlExpected: where the host process is root and the kernel has
+// vm.memfd_noexec, the sandbox must set it (a silent fallback fails);
+// elsewhere the seccomp filter must refuse executable memfds.
+func memfdSysctlExpected() bool {
+	return os.Geteuid() == 0 && hostHasFile("/proc/sys/vm/memfd_noexec")
+}
+
+// memfdRefused: no memfd could be exec'd, by the mechanism this host
+// allows: vm.memfd_noexec = 2 in the sandbox's pid namespace (memfd_create
+// refuses MFD_EXEC, exec of a sealed memfd EACCES), or the seccomp filter
+// (memfd_create with flags, the decoded detail, denied and recorded).
+func memfdRefused(flags string) func(*testing.T, *canaries, *sandbox.Result, string) {
+	return func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+		t.Helper()
+		e := res.Audit.Enforce
+		if memfdSysctlExpected() {
+			if !strings.Contains(out, "RESULT EACCES") {
+				t.Errorf("attack saw %q, want EACCES", out)
+			}
+			if e.MemfdNoexec == nil || *e.MemfdNoexec != 2 {
+				t.Errorf("record memfd_noexec %v, want 2", e.MemfdNoexec)
+			}
+			if e.Seccomp.MemfdCreate != "" {
+				t.Errorf("record: the seccomp fallback was used where the sysctl can be set: %q", e.Seccomp.MemfdCreate)
+			}
+			return
+		}
+		deniedBy("memfd_create", `name="payload"`, flags)(t, c, res, out)
+		if e.Seccomp.MemfdCreate == "" {
+			t.Error("record: enforcement.seccomp.memfd_create is empty")
+		}
+	}
 }
 
 // plantThenGrant: one run plants a symlink to the canary directory in its

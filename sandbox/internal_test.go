@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,8 +264,8 @@ func TestSelfTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 15 {
-		t.Fatalf("%d protections checked, want 15", len(ps))
+	if len(ps) != 16 {
+		t.Fatalf("%d protections checked, want 16", len(ps))
 	}
 	for _, p := range ps {
 		if p.Skipped {
@@ -299,9 +300,11 @@ func TestSelfTestJudgeEgress(t *testing.T) {
 func TestSelfTestJudges(t *testing.T) {
 	good := "Uid:\t1000\t1000\t1000\t1000\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n" +
 		"CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\npids 4\npid1 toolcell-stage2 \n" +
-		"ifaces lo\nenv PATH PWD\nsync 0\nmount / ro,nosuid,nodev,relatime\nmount /usr ro,nosuid,nodev,relatime\n"
+		"ifaces lo\nenv PATH PWD\nsync 0\nmount / ro,nosuid,nodev,relatime\nmount /usr ro,nosuid,nodev,relatime\n" +
+		"memfd_noexec 2\n"
+	two := 2
 	rec := &Record{Enforce: Enforcement{UIDMap: "1000 65534 1", NoNewPrivs: true,
-		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}},
+		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}, MemfdNoexec: &two},
 		Denials: []Denial{{Syscall: "sync", Answer: "EPERM", Count: 1}}}
 	if err := selfTestErr(judgeInside(good, rec)); err != nil {
 		t.Fatalf("good host judged bad: %v", err)
@@ -321,6 +324,7 @@ func TestSelfTestJudges(t *testing.T) {
 		"host environment withheld": strings.Replace(good, "env PATH PWD", "env AWS_SECRET_ACCESS_KEY PATH", 1),
 		"host processes hidden ":    strings.Replace(good, "pid1 toolcell-stage2", "pid1 /sbin/init", 1),
 		"unprivileged mapped user":  strings.Replace(good, "Uid:\t1000", "Uid:\t0", 1),
+		"no executable memfds":      strings.Replace(good, "memfd_noexec 2", "memfd_noexec 0", 1),
 	} {
 		err := selfTestErr(judgeInside(broken, rec))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), strings.TrimSpace(name)) {
@@ -330,11 +334,18 @@ func TestSelfTestJudges(t *testing.T) {
 	for name, broken := range map[string]*Record{
 		"seven namespaces":         {Enforce: Enforcement{UIDMap: rec.Enforce.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforce.Namespaces[:6]}, Denials: rec.Denials},
 		"denied syscalls recorded": {Enforce: rec.Enforce},
+		"no executable memfds":     {Enforce: Enforcement{UIDMap: rec.Enforce.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforce.Namespaces}, Denials: rec.Denials},
 	} {
 		err := selfTestErr(judgeInside(good, broken))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), name) {
 			t.Errorf("broken %q: err %v", name, err)
 		}
+	}
+	// Where the sysctl cannot be set, the filter's condition holds instead.
+	fallback := *rec
+	fallback.Enforce.MemfdNoexec, fallback.Enforce.Seccomp.MemfdCreate = nil, memfdCreateCondition
+	if err := selfTestErr(judgeInside(strings.Replace(good, "memfd_noexec 2", "memfd_noexec none", 1), &fallback)); err != nil {
+		t.Errorf("seccomp fallback judged bad: %v", err)
 	}
 	// Without sync(1) the denial check is skipped, and says so.
 	ps := judgeInside(strings.Replace(good, "sync 0\n", "", 1), rec)
@@ -581,6 +592,87 @@ func TestSymlinkSwapAfterValidateRefused(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// Where pid 1 cannot set vm.memfd_noexec (rootless, a read-only /proc/sys,
+// a kernel before 6.3), the filter refuses every memfd that is not sealed
+// non-executable, each attempt is recorded, and the record names the
+// mechanism. The probe forced to fail takes that path on any host.
+func TestMemfdNoexecSeccompFallback(t *testing.T) {
+	testenv.RequireUserNS(t)
+	bin := testenv.BuildC(t, "../testdata/escape/attack.c")
+	orig := memfdSysctlProbe
+	memfdSysctlProbe = func() error { return unix.EACCES }
+	t.Cleanup(func() { memfdSysctlProbe = orig })
+	var host *int
+	if b, err := os.ReadFile(memfdNoexecPath); err == nil {
+		v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		host = &v
+	}
+	set := capability.New().WithBase().ExecFile(bin)
+	for _, c := range []struct{ attack, flags string }{
+		{"memfd_exec", "flags=0x0"}, {"memfd_exec_flag", "flags=MFD_EXEC"}, {"memfd_exec_procfd", "flags=0x0"},
+		{"memfd_exec_sealed", ""},
+	} {
+		res, err := Run(context.Background(), set, Command(bin, c.attack))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec := res.Audit
+		out := string(res.Stdout)
+		var denied *Denial
+		for i, d := range rec.Denials {
+			if d.Syscall == "memfd_create" {
+				denied = &rec.Denials[i]
+			}
+		}
+		switch {
+		case c.flags == "": // allowed by the filter, sealed by the kernel
+			if !strings.Contains(out, "RESULT EACCES") && !(host == nil && strings.Contains(out, "RESULT EINVAL")) || denied != nil {
+				t.Errorf("%s: stdout %q denial %+v, want EACCES and no denial", c.attack, out, denied)
+			}
+		case !strings.Contains(out, "RESULT EPERM") || denied == nil || denied.Detail != `name="payload" `+c.flags:
+			t.Errorf("%s: stdout %q denial %+v, want EPERM and a memfd_create denial with %s", c.attack, out, denied, c.flags)
+		}
+		if rec.Enforce.Seccomp.MemfdCreate != memfdCreateCondition {
+			t.Errorf("%s: record seccomp.memfd_create %q", c.attack, rec.Enforce.Seccomp.MemfdCreate)
+		}
+		// Not set by pid 1: the value the sandbox inherited from the host.
+		if (host == nil) != (rec.Enforce.MemfdNoexec == nil) || host != nil && *host != *rec.Enforce.MemfdNoexec {
+			t.Errorf("%s: record memfd_noexec %v, host has %v", c.attack, rec.Enforce.MemfdNoexec, host)
+		}
+	}
+}
+
+// A STARTED whose vm.memfd_noexec is not 2 after pid 1 set it fails the
+// run; a short STARTED is a protocol error; -1 (no such knob) is no claim.
+func TestMemfdEvidence(t *testing.T) {
+	started := func(v int32) []byte {
+		return binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(nil, 7), uint32(v))
+	}
+	for _, c := range []struct {
+		body    []byte
+		planned bool
+		ok      bool
+		want    string
+	}{
+		{started(2), true, true, "2"},
+		{started(1), true, false, "1"},
+		{started(0), false, true, "0"},
+		{started(-1), false, true, "<nil>"},
+		{started(-1), true, false, "<nil>"},
+		{started(2)[:4], false, false, "<nil>"},
+	} {
+		p := &Process{rec: &Record{}}
+		err := p.memfdEvidence(c.body, c.planned)
+		got := "<nil>"
+		if p.rec.Enforce.MemfdNoexec != nil {
+			got = strconv.Itoa(*p.rec.Enforce.MemfdNoexec)
+		}
+		if (err == nil) != c.ok || got != c.want || err != nil && !errors.Is(err, ErrSetup) {
+			t.Errorf("body %x planned %v: err %v, memfd_noexec %s; want ok %v, %s", c.body, c.planned, err, got, c.ok, c.want)
 		}
 	}
 }

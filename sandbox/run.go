@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -266,6 +267,11 @@ func (p *Process) setup() error {
 		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "seccomp_user_notif: denied syscalls get EPERM from the filter and are not recorded ("+err.Error()+")")
 	}
 	pol.DeniedAction = denied
+	// Executable memfds: the kernel's vm.memfd_noexec = 2 where pid 1 can
+	// set it, else the filter refuses every memfd that is not sealed
+	// non-executable.
+	memfdSysctl := memfdSysctlProbe() == nil
+	pol.MemfdNoexec = !memfdSysctl
 	filter, err := seccomp.CompileCached(pol)
 	if err != nil {
 		return fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
@@ -275,6 +281,9 @@ func (p *Process) setup() error {
 		ForeignArchAction: string(filter.ForeignArchAction), Groups: groupNames(pol.Groups),
 		GroupsVersion: filter.GroupsVersion, AllowedSyscalls: filter.Allowed,
 		Arches: filter.Arches, FilterHash: filter.Hash,
+	}
+	if slices.Contains(filter.Conditional, "memfd_create") && pol.MemfdNoexec {
+		p.rec.Enforce.Seccomp.MemfdCreate = memfdCreateCondition
 	}
 
 	if testHookBeforeView != nil {
@@ -359,6 +368,9 @@ func (p *Process) setup() error {
 		flags |= planNotify
 	}
 	flags |= p.netFlags
+	if memfdSysctl {
+		flags |= planMemfd
+	}
 	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs), p.socks)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
 		var oob []byte
@@ -421,6 +433,10 @@ func (p *Process) setup() error {
 	}
 	p.pid1 = m2.pid
 	nsFDs := m2.fds
+	if err := p.memfdEvidence(m2.body, memfdSysctl); err != nil {
+		closeFDs(m2.fds)
+		return err
+	}
 	if denied == seccomp.ActionNotify {
 		// The tool may already be waiting on a denied call: answer first.
 		if err := p.startDenialWatch(m2.fds); err != nil {
@@ -503,6 +519,39 @@ var testHookBeforeStage2 func()
 // haveUserNotif is the kernel probe; tests replace it to take the
 // degraded path.
 var haveUserNotif = seccomp.HaveUserNotif
+
+// memfdNoexecPath is vm.memfd_noexec (Linux 6.3+), kept per pid namespace.
+const memfdNoexecPath = "/proc/sys/vm/memfd_noexec"
+
+// memfdCreateCondition is what the record says of the filter's fallback.
+const memfdCreateCondition = "allowed only with MFD_NOEXEC_SEAL and without MFD_EXEC (vm.memfd_noexec cannot be set here)"
+
+// memfdSysctlProbe says whether pid 1 can set vm.memfd_noexec for its pid
+// namespace. The kernel lets only the global root uid write /proc/sys (and
+// a read-only /proc/sys nobody); pid 1 writes it while it still has the
+// host process's effective uid, so the kernel's access check for this
+// process (effective ids, the same permission hook) answers for it. The
+// capability the write also needs, pid 1 always has in its namespace.
+// Tests replace it to take the seccomp fallback.
+var memfdSysctlProbe = func() error {
+	return unix.Faccessat(unix.AT_FDCWD, memfdNoexecPath, unix.W_OK, unix.AT_EACCESS)
+}
+
+// memfdEvidence records vm.memfd_noexec as pid 1 read it (STARTED's second
+// word). When pid 1 was to set it, anything but 2 fails the run.
+func (p *Process) memfdEvidence(body []byte, planned bool) error {
+	if len(body) < 8 {
+		return fmt.Errorf("%w: protocol: STARTED has %d bytes, want 8", ErrSetup, len(body))
+	}
+	v := int(int32(binary.NativeEndian.Uint32(body[4:])))
+	if v >= 0 {
+		p.rec.Enforce.MemfdNoexec = &v
+	}
+	if planned && v != 2 {
+		return fmt.Errorf("%w: vm.memfd_noexec in the sandbox is %d after pid 1 set it to 2", ErrSetup, v)
+	}
+	return nil
+}
 
 // startDenialWatch takes the filter's listener, the last descriptor passed
 // with STARTED, after checking with the kernel that it is one.

@@ -32,8 +32,8 @@ func SelfTest(ctx context.Context) ([]Protection, error) { return DefaultRunner.
 
 // SelfTest tries, on this host and with this Runner's configuration, a fast
 // subset of the escape suite: five short sandboxes under Base that look for
-// privileges, host files, host processes, the network and host environment
-// from inside, make a denied syscall (sync(1) from coreutils), resolve a
+// privileges, host files, host processes, the network, host environment and
+// executable memfds from inside, make a denied syscall (sync(1) from coreutils), resolve a
 // granted and a made-up name through the egress DNS, and run into the
 // pids, memory and time limits. Each protection is judged from what
 // the tool saw and from the audit record. It takes a few hundred
@@ -62,6 +62,7 @@ test -e %s && echo canary-visible
 test -e /etc/shadow && echo shadow-visible
 grep -E '^[0-9]+ [0-9]+ [0-9]+:[0-9]+ [^ ]+ /(usr)? ' /proc/self/mountinfo | cut -d' ' -f5,6 | sed 's/^/mount /'
 echo "env $(env | cut -d= -f1 | sort | tr '\n' ' ')"
+echo "memfd_noexec $(cat /proc/sys/vm/memfd_noexec 2>/dev/null || echo none)"
 for c in /usr/bin/sync /bin/sync; do
   if [ -x $c ]; then $c; echo "sync $?"; break; fi
 done`, canary)
@@ -130,7 +131,8 @@ func judgeInside(out string, rec *Record) []Protection {
 	for _, l := range strings.Split(out, "\n") {
 		k, v, _ := strings.Cut(l, ":")
 		if strings.HasPrefix(l, "pids ") || strings.HasPrefix(l, "pid1 ") || strings.HasPrefix(l, "ifaces ") ||
-			strings.HasPrefix(l, "env ") || strings.HasPrefix(l, "sync ") || strings.HasPrefix(l, "mount ") {
+			strings.HasPrefix(l, "env ") || strings.HasPrefix(l, "sync ") || strings.HasPrefix(l, "mount ") ||
+			strings.HasPrefix(l, "memfd_noexec ") {
 			k, v, _ = strings.Cut(l, " ")
 			if k == "mount" { // "mount <path> <options>": one key per path
 				var opts string
@@ -184,6 +186,11 @@ func judgeInside(out string, rec *Record) []Protection {
 	ps = append(ps, p("host processes hidden", n > 0 && n <= 8 && strings.HasPrefix(lines["pid1"], "toolcell-stage2"),
 		fmt.Sprintf("%d processes visible, pid 1 %q", n, lines["pid1"])))
 	ps = append(ps, p("no network", lines["ifaces"] == "lo", "interfaces: "+lines["ifaces"]))
+	// Either the kernel seals every memfd (the tool reads 2, as the record
+	// does), or the filter refuses the ones that are not sealed.
+	sealed := lines["memfd_noexec"] == "2" && rec.Enforce.MemfdNoexec != nil && *rec.Enforce.MemfdNoexec == 2
+	ps = append(ps, p("no executable memfds", sealed || rec.Enforce.Seccomp.MemfdCreate != "",
+		fmt.Sprintf("vm.memfd_noexec inside %q; seccomp memfd_create %q", lines["memfd_noexec"], rec.Enforce.Seccomp.MemfdCreate)))
 	envOK := true
 	for _, k := range strings.Fields(lines["env"]) {
 		switch k {

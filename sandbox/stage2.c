@@ -828,6 +828,33 @@ static void drop_privileges(struct plan *pl)
 	arm_pdeath();
 }
 
+/* ---- memfds ---- */
+
+/* apply_memfd_noexec sets, with set, vm.memfd_noexec to 2 for pid 1's pid
+ * namespace (the kernel keeps it per pid namespace, whichever /proc it is
+ * reached through, and a nested one cannot go lower): memfd_create refuses
+ * MFD_EXEC and seals every memfd non-executable, so no memfd can be
+ * exec'd. The kernel lets only the global root uid write /proc/sys and
+ * wants CAP_SYS_ADMIN over the namespace's owner: pid 1 has both until
+ * build_view makes it the sandbox user (Go checked the first). Either way
+ * it reads the value back for the record, -1 if the kernel has none: no
+ * process left in the namespace may change it afterwards. */
+static int32_t apply_memfd_noexec(int set)
+{
+	char b[16] = {0};
+	ssize_t n;
+	int fd = open("/proc/sys/vm/memfd_noexec", (set ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+	if (set && (fd < 0 || write(fd, "2", 1) != 1))
+		fail("memfd_noexec", "/proc/sys/vm/memfd_noexec");
+	if (fd < 0)
+		return -1;
+	n = pread(fd, b, sizeof b - 1, 0);
+	close(fd);
+	if (n <= 0 || b[0] < '0' || b[0] > '9')
+		return -1;
+	return (int32_t)atoi(b);
+}
+
 /* ---- the tool ---- */
 
 struct execmsg {
@@ -949,15 +976,16 @@ static int move_fd(int fd, int to)
  * seccomp listener (if any) attached, so the supervisor can check the
  * namespaces against its own and collect the tool's denied syscalls. The
  * kernel adds pid 1's host pid (the supervisor set SO_PASSCRED). */
-static void send_started(pid_t tool, const int *ns, int listener)
+static void send_started(pid_t tool, int32_t memfd_noexec, const int *ns, int listener)
 {
-	char s[8];
+	char s[12];
 	int fds[TC_NS_COUNT + 1];
 	struct buf b = {s, 0, sizeof s};
 	memcpy(fds, ns, sizeof(int) * TC_NS_COUNT);
 	fds[TC_NS_COUNT] = listener;
 	put_u32(&b, TC_MSG_STARTED);
 	put_u32(&b, (uint32_t)tool);
+	put_u32(&b, (uint32_t)memfd_noexec);
 	/* Without STARTED the supervisor neither answers the tool's denied
 	 * calls nor times it: end the sandbox instead. */
 	if (!send_fds(&b, fds, listener >= 0 ? TC_NS_COUNT + 1 : TC_NS_COUNT))
@@ -975,8 +1003,10 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	struct toolctx t;
 	pid_t tool;
 	int st, ns[TC_NS_COUNT];
+	int32_t memfd_noexec;
 
 	arm_pdeath();
+	memfd_noexec = apply_memfd_noexec((pl->flags & TC_PLAN_MEMFD_NOEXEC) != 0);
 	build_view(pl, maps);
 	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
 		fail("sethostname", pl->hostname);
@@ -1028,7 +1058,7 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 		errno = EBADF;
 		fail("seccomp", "no listener");
 	}
-	send_started(tool, ns, t.listener);
+	send_started(tool, memfd_noexec, ns, t.listener);
 	if (t.listener >= 0)
 		close(t.listener);
 	for (int i = 0; i < TC_NS_COUNT; i++)

@@ -19,8 +19,9 @@ enum {
 	                    /* fd indexes these), TC_FD_CHUNK per packet          */
 	TC_MSG_EXEC = 6,    /* Go -> C: path, cwd, argv, envp + 3 stdio fds        */
 	TC_MSG_STARTED = 7, /* C -> Go: int32 tool pid (inside the pid namespace) */
-	                    /* + pid 1's namespace fds, in TC_NS_NAMES order,     */
-	                    /* then the seccomp listener (TC_PLAN_NOTIFY)         */
+	                    /* and int32 vm.memfd_noexec as pid 1 reads it (-1:  */
+	                    /* none) + pid 1's namespace fds, in TC_NS_NAMES     */
+	                    /* order, then the seccomp listener (TC_PLAN_NOTIFY) */
 	TC_MSG_EXIT = 8,    /* C -> Go: int32 wait status of the tool              */
 	TC_MSG_ERROR = 9,   /* C -> Go: step, int32 errno, detail                  */
 	TC_MSG_DONE = 10,   /* Go -> C: evidence read, pid 1 may exit              */
@@ -76,6 +77,7 @@ enum {
 #define TC_PLAN_NOTIFY 2      /* install the filter with a listener and pass it */
 #define TC_PLAN_ROUTE4 4      /* route all of IPv4 to loopback as local (AnyIP) */
 #define TC_PLAN_ROUTE6 8      /* the same for IPv6                              */
+#define TC_PLAN_MEMFD_NOEXEC 16 /* pid 1 sets vm.memfd_noexec = 2 for its pid ns */
 
 #define TC_MAX_MSG (1 << 20)
 #define TC_EXIT_SETUP 125

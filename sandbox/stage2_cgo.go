@@ -47,6 +47,7 @@ const (
 	planNotify     = C.TC_PLAN_NOTIFY
 	planRoute4     = C.TC_PLAN_ROUTE4
 	planRoute6     = C.TC_PLAN_ROUTE6
+	planMemfd      = C.TC_PLAN_MEMFD_NOEXEC
 	nsCount        = C.TC_NS_COUNT
 	maxCgroupFDs   = C.TC_MAX_CGROUP_FDS
 	maxMsg         = C.TC_MAX_MSG

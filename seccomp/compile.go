@@ -65,6 +65,11 @@ type Policy struct {
 	// and to argument-filtered calls outside their allowed values. Empty
 	// means ActionErrnoEPERM.
 	DeniedAction Action
+	// MemfdNoexec narrows memfd_create, where a group allows it, to memfds
+	// sealed non-executable (MFD_NOEXEC_SEAL without MFD_EXEC); any other
+	// flags get DeniedAction. For kernels where vm.memfd_noexec = 2 cannot
+	// be set for the sandbox, which would enforce the same.
+	MemfdNoexec bool
 }
 
 // Filter is a compiled policy.
@@ -146,6 +151,9 @@ func (p Policy) key() (string, error) {
 		b.WriteByte('|')
 		b.WriteString(string(g))
 	}
+	if p.MemfdNoexec {
+		b.WriteString("|memfd_noexec")
+	}
 	return b.String(), nil
 }
 
@@ -158,7 +166,7 @@ type grant struct {
 // plan resolves a policy against a table: which syscall is allowed by which
 // group and how. Groups are visited in DefaultGroups order, so the first
 // group listing a syscall is the one reported.
-func plan(table groupTable, groups []Group) (map[string]grant, error) {
+func plan(table groupTable, groups []Group, memfdNoexec bool) (map[string]grant, error) {
 	if err := table.validate(groups); err != nil {
 		return nil, err
 	}
@@ -208,6 +216,10 @@ func plan(table groupTable, groups []Group) (map[string]grant, error) {
 			grants["socket"] = grant{group: first, cond: &f}
 		}
 	}
+	if g, ok := grants["memfd_create"]; ok && memfdNoexec {
+		f := memfdNoexecFilter()
+		grants["memfd_create"] = grant{group: g.group, cond: &f}
+	}
 	return grants, nil
 }
 
@@ -225,7 +237,7 @@ func compile(p Policy, table groupTable) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	grants, err := plan(table, groups)
+	grants, err := plan(table, groups, p.MemfdNoexec)
 	if err != nil {
 		return nil, err
 	}
@@ -437,7 +449,7 @@ func Explain(p Policy) []Rule {
 	if err != nil {
 		return nil
 	}
-	grants, err := plan(defaultTable, groups)
+	grants, err := plan(defaultTable, groups, p.MemfdNoexec)
 	if err != nil {
 		return nil
 	}

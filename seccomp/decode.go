@@ -137,6 +137,9 @@ func Describe(name string, args [6]uint64, mem MemReader) string {
 		num("cpu", 2)
 	case "io_uring_setup":
 		num("entries", 0)
+	case "memfd_create":
+		str("name", 0)
+		flags("flags", args[1]&0xffffffff, memfdFlags)
 	}
 	return strings.Join(parts, " ")
 }
@@ -255,6 +258,12 @@ var mountFlags = []flagName{
 	{unix.MS_NOEXEC, "MS_NOEXEC"}, {unix.MS_REMOUNT, "MS_REMOUNT"}, {unix.MS_BIND, "MS_BIND"},
 	{unix.MS_MOVE, "MS_MOVE"}, {unix.MS_REC, "MS_REC"}, {unix.MS_PRIVATE, "MS_PRIVATE"},
 	{unix.MS_SLAVE, "MS_SLAVE"}, {unix.MS_SHARED, "MS_SHARED"}, {unix.MS_UNBINDABLE, "MS_UNBINDABLE"},
+}
+
+var memfdFlags = []flagName{
+	{unix.MFD_CLOEXEC, "MFD_CLOEXEC"}, {unix.MFD_ALLOW_SEALING, "MFD_ALLOW_SEALING"},
+	{unix.MFD_HUGETLB, "MFD_HUGETLB"}, {unix.MFD_NOEXEC_SEAL, "MFD_NOEXEC_SEAL"},
+	{unix.MFD_EXEC, "MFD_EXEC"},
 }
 
 var families = map[uint64]string{

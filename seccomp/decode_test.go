@@ -54,6 +54,8 @@ func TestDescribe(t *testing.T) {
 		{"prctl", set(unix.PR_SET_MM), "option=PR_SET_MM"},
 		{"personality", set(0x0400000), "persona=0x400000"},
 		{"setuid", set(0), "id=0"},
+		{"memfd_create", set(0x1000, 0xffffffff00000000|unix.MFD_CLOEXEC|unix.MFD_EXEC), `name="none" flags=MFD_CLOEXEC|MFD_EXEC`},
+		{"memfd_create", set(0x1000, 0), `name="none" flags=0x0`},
 		{"getpid", set(1, 2, 3), ""},
 	}
 	for _, c := range cases {

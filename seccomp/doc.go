@@ -74,7 +74,11 @@
 //
 // memfd_create (ipc_local) is allowed because JITs and some language
 // runtimes need anonymous executable or shared memory. It creates no
-// filesystem-visible object. kill/tgkill are in base because the sandbox's
+// filesystem-visible object, but a memfd can be exec'd (fexecve) unless it
+// is sealed non-executable: the sandbox sets vm.memfd_noexec = 2 for its
+// pid namespace, and where it cannot, Policy.MemfdNoexec narrows the call
+// to flags with MFD_NOEXEC_SEAL and without MFD_EXEC (a single masked test
+// on arg1 allows, two deny). kill/tgkill are in base because the sandbox's
 // pid namespace limits what they can reach.
 //
 // Some syscalls are always denied, whatever the groups: ptrace,

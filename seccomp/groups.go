@@ -242,6 +242,31 @@ var prctlAllowed = []uint32{
 	0x53564d41, // PR_SET_VMA (naming anonymous mappings; Go and glibc do it)
 }
 
+// memfd_create flags (linux/memfd.h): a memfd is created executable (mode
+// 0777) unless MFD_NOEXEC_SEAL asks for mode 0666 sealed with F_SEAL_EXEC
+// (Linux 6.3+); MFD_EXEC asks for an executable one explicitly.
+const (
+	mfdNoexecSeal = 0x0008
+	mfdExec       = 0x0010
+)
+
+// memfdNoexecFilter allows memfd_create only for memfds that can never be
+// executed: MFD_NOEXEC_SEAL set and MFD_EXEC clear. It stands in for
+// vm.memfd_noexec = 2 where the sandbox cannot set that (see
+// Policy.MemfdNoexec). A kernel older than 6.3 refuses the flag (EINVAL), so
+// there no memfd can be created at all: each one would be executable.
+func memfdNoexecFilter() argFilter {
+	return argFilter{
+		syscall: "memfd_create",
+		desc:    "flags (arg1) have MFD_NOEXEC_SEAL (0x8) and not MFD_EXEC (0x10): the memfd can never be executed",
+		allow:   []rule{{{arg: 1, mask: mfdNoexecSeal | mfdExec, value: mfdNoexecSeal}}},
+		deny: []rule{
+			{{arg: 1, mask: mfdNoexecSeal, value: 0}},
+			{{arg: 1, mask: mfdExec, value: mfdExec}},
+		},
+	}
+}
+
 func prctlFilter() argFilter {
 	return argFilter{
 		syscall: "prctl",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math/rand"
 	"sort"
 	"strings"
@@ -501,6 +502,64 @@ func TestSocketFamilies(t *testing.T) {
 			if r.Action != ActionAllow || !strings.Contains(r.Condition, "AF_INET6 (10) with type") || strings.Contains(r.Condition, "AF_UNIX") {
 				t.Errorf("socket: %+v", r)
 			}
+		}
+	}
+}
+
+// memfd_create with Policy.MemfdNoexec: allowed only with MFD_NOEXEC_SEAL
+// and without MFD_EXEC, whatever the other flags and the high half;
+// unconditional without it; denied without a group that grants it.
+func TestMemfdNoexec(t *testing.T) {
+	const (
+		cloexec, sealing, hugetlb, seal, exec = 0x1, 0x2, 0x4, 0x8, 0x10
+	)
+	memfd := sysnr(t, "memfd_create")
+	for _, c := range []struct {
+		groups      []Group
+		noexec      bool
+		allowPlain  bool
+		allowSealed bool
+	}{
+		{DefaultGroups(), false, true, true},
+		{DefaultGroups(), true, false, true},
+		{[]Group{GroupBase}, true, false, false},
+	} {
+		f, err := Compile(Policy{Groups: c.groups, DeniedAction: ActionNotify, MemfdNoexec: c.noexec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog := decode(t, f.BPF)
+		want := func(ok bool) uint32 {
+			if ok {
+				return retAllow
+			}
+			return retUserNotif
+		}
+		what := fmt.Sprintf("groups %v noexec %v", c.groups, c.noexec)
+		for _, hi := range []uint64{0, 0xffffffff00000000} {
+			for _, other := range []uint64{0, cloexec, cloexec | sealing, hugetlb | 21<<26} {
+				expect(t, prog, want(c.allowPlain), what+" no flag", auditArchX8664, memfd, 0x1000, hi|other)
+				expect(t, prog, want(c.allowPlain), what+" MFD_EXEC", auditArchX8664, memfd, 0x1000, hi|other|exec)
+				expect(t, prog, want(c.allowPlain), what+" MFD_EXEC|MFD_NOEXEC_SEAL", auditArchX8664, memfd, 0x1000, hi|other|exec|seal)
+				expect(t, prog, want(c.allowSealed), what+" MFD_NOEXEC_SEAL", auditArchX8664, memfd, 0x1000, hi|other|seal)
+			}
+		}
+		hasCond := false
+		for _, n := range f.Conditional {
+			hasCond = hasCond || n == "memfd_create"
+		}
+		if hasCond != (c.noexec && c.allowSealed) {
+			t.Errorf("%s: Conditional %v", what, f.Conditional)
+		}
+	}
+	a, _ := Policy{Groups: DefaultGroups()}.key()
+	b, _ := Policy{Groups: DefaultGroups(), MemfdNoexec: true}.key()
+	if a == b {
+		t.Error("MemfdNoexec is not part of the cache key")
+	}
+	for _, r := range Explain(Policy{Groups: DefaultGroups(), MemfdNoexec: true}) {
+		if r.Syscall == "memfd_create" && (r.Action != ActionAllow || r.Group != GroupIPCLocal || !strings.Contains(r.Condition, "MFD_NOEXEC_SEAL")) {
+			t.Errorf("memfd_create: %+v", r)
 		}
 	}
 }

@@ -191,6 +191,81 @@ static void open_knob(const char *path, int flags)
 	printf("ESCAPED opened %s for writing\n", path);
 }
 
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#endif
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+
+/* copy_self writes this program's own ELF into fd and tries to make it
+ * executable (a refusal of the chmod is left for the exec to show). */
+static int copy_self(int fd)
+{
+	char b[65536];
+	ssize_t n;
+	int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	if (self < 0)
+		return -1;
+	while ((n = read(self, b, sizeof b)) > 0)
+		if (write(fd, b, (size_t)n) != n)
+			return -1;
+	close(self);
+	fchmod(fd, 0755);
+	return n < 0 ? -1 : 0;
+}
+
+enum { BY_FD, BY_PROC_LINK, BY_READONLY_FD };
+
+/* exec_fd runs a copy of this program from fd: by the descriptor
+ * (execveat AT_EMPTY_PATH), by its /proc/self/fd link, or by a read-only
+ * descriptor reopened through that link once the writable one is closed
+ * (an exec of a file open for writing fails with ETXTBSY). The copy, given
+ * "ran_from_fd", prints ESCAPED. Only the exec's failure returns. */
+static void exec_fd(int fd, int how)
+{
+	char *argv[] = {"attack", "ran_from_fd", NULL}, *envp[] = {NULL}, p[64];
+	if (fd < 0 || copy_self(fd) < 0) {
+		result(-1);
+		return;
+	}
+	snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+	if (how == BY_PROC_LINK) {
+		execve(p, argv, envp);
+	} else {
+		if (how == BY_READONLY_FD) {
+			int ro = open(p, O_RDONLY);
+			if (ro < 0) {
+				result(-1);
+				return;
+			}
+			close(fd);
+			fd = ro;
+		}
+		syscall(SYS_execveat, fd, "", argv, envp, AT_EMPTY_PATH);
+	}
+	result(-1);
+}
+
+/* mmap_exec maps a file written to dir with PROT_EXEC. */
+static void mmap_exec(const char *dir)
+{
+	char p[4200];
+	void *m;
+	int fd;
+	snprintf(p, sizeof p, "%s/toolcell-mmap-exec", dir);
+	fd = open(p, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+	if (fd < 0 || copy_self(fd) < 0) {
+		result(-1);
+		return;
+	}
+	m = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+	if (m == MAP_FAILED)
+		result(-1);
+	else
+		printf("ESCAPED mapped %s executable\n", p);
+}
+
 int main(int argc, char **argv)
 {
 	const char *m = argc > 1 ? argv[1] : "";
@@ -619,6 +694,33 @@ int main(int argc, char **argv)
 		if (s)
 			printf("ESCAPED SSH_AUTH_SOCK=%s\n", s);
 		unix_connect(env_str("CANARY_SOCKET"));
+	}
+	/* ---- code that was never granted exec ---- */
+	else if (!strcmp(m, "ran_from_fd"))
+		printf("ESCAPED ran code exec'd from a descriptor\n");
+	else if (!strcmp(m, "memfd_exec")) /* fexecve of a plain memfd */
+		exec_fd((int)syscall(SYS_memfd_create, "payload", 0), BY_FD);
+	else if (!strcmp(m, "memfd_exec_flag")) /* one asked to be executable */
+		exec_fd((int)syscall(SYS_memfd_create, "payload", MFD_EXEC), BY_FD);
+	else if (!strcmp(m, "memfd_exec_procfd")) /* by its /proc/self/fd link */
+		exec_fd((int)syscall(SYS_memfd_create, "payload", 0), BY_PROC_LINK);
+	else if (!strcmp(m, "memfd_exec_sealed")) /* what the fallback allows */
+		exec_fd((int)syscall(SYS_memfd_create, "payload", MFD_NOEXEC_SEAL), BY_FD);
+	else if (!strcmp(m, "memfd_noexec_lower")) { /* undo the sandbox's own setting */
+		int fd = open("/proc/sys/vm/memfd_noexec", O_WRONLY);
+		if (fd < 0 || write(fd, "0", 1) != 1)
+			result(-1);
+		else
+			printf("ESCAPED lowered vm.memfd_noexec\n");
+	} else if (!strcmp(m, "tmpfile_exec_tmp")) /* an unnamed file on /tmp */
+		exec_fd(open("/tmp", O_TMPFILE | O_RDWR, 0755), BY_READONLY_FD);
+	else if (!strcmp(m, "tmpfile_exec_shm"))
+		exec_fd(open("/dev/shm", O_TMPFILE | O_RDWR, 0755), BY_READONLY_FD);
+	else if (!strcmp(m, "mmap_exec_tmp"))
+		mmap_exec("/tmp");
+	else if (!strcmp(m, "mmap_exec_workdir")) {
+		char cwd[4096];
+		mmap_exec(getcwd(cwd, sizeof cwd) ? cwd : ".");
 	} else {
 		fprintf(stderr, "attack: unknown attack %s\n", m);
 		return 2;
