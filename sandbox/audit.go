@@ -105,6 +105,10 @@ type Enforcement struct {
 	// (/proc/<pid 1>/limits; the tool inherits them): "core", "nofile",
 	// "fsize" -> "soft/hard", "unlimited" spelled out.
 	Rlimits map[string]string `json:"rlimits,omitempty"`
+	// Landlock is what the tool restricted itself to with Landlock, a
+	// second file-system barrier beside the view; absent only when the
+	// Runner allowed a run without it (see Degraded).
+	Landlock *LandlockInfo `json:"landlock,omitempty"`
 	// Egress is present when the policy grants network endpoints.
 	Egress *EgressInfo `json:"egress,omitempty"`
 	// Notes says where evidence could not be read (the enforcement itself
