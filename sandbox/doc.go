@@ -58,6 +58,16 @@
 //     /dev holding null, zero, full, random, urandom (no tty); /tmp and
 //     /dev/shm as size-capped tmpfs. The host's root is detached. Nothing
 //     else exists: an ungranted path is ENOENT, not EACCES.
+//   - Landlock (landlock.go), a second barrier: the tool child restricts
+//     itself, before its seccomp filter, to the same grants, each opened at
+//     its path inside the view; /tmp and /dev/shm read-write, /proc and the
+//     generated /etc files read-only, the /dev nodes read-write, nothing on
+//     "/" or the view's own directories (listing "/" is EACCES). A path the
+//     view shows that no grant names gets EACCES. With egress grants, TCP
+//     connect to the relay's ports only and no bind; abstract unix sockets
+//     and signals scoped to the sandbox. No Landlock, or an ABI below 3 (4
+//     with egress), is an ErrUnsupported error unless
+//     Runner.AllowNoLandlock.
 //   - Privileges: no capability in any set (effective, permitted, inheritable,
 //     bounding, ambient), no_new_privs, a new session (no controlling
 //     terminal), RLIMIT_CORE 0, RLIMIT_NOFILE 1024, RLIMIT_FSIZE from
