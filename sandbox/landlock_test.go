@@ -329,3 +329,43 @@ func TestEscapeSuiteLandlockAlone(t *testing.T) {
 		})
 	}
 }
+
+// The other half of the independence: the suite's file cases with Landlock
+// off, so that the view alone must refuse each (ENOENT, EROFS: not
+// Landlock's EACCES) with the same checks as in TestEscapeSuite.
+func TestEscapeSuiteViewAlone(t *testing.T) {
+	testenv.RequireUserNS(t)
+	bin := testenv.BuildC(t, "../testdata/escape/attack.c")
+	c := newCanaries(t)
+	sandbox.LandlockProbeForTest(t, 0, errors.New("landlock: switched off by the test"))
+	r := &sandbox.Runner{AllowNoLandlock: true}
+	t.Setenv("TOOLCELL_CANARY_SECRET", "canary-env-secret")
+	t.Setenv("SSH_AUTH_SOCK", c.socket)
+	n := 0
+	for _, ec := range escapeCases() {
+		if ec.class != "files outside the grants" && ec.class != "secrets" || ec.run != nil || ec.policy != nil {
+			continue
+		}
+		n++
+		t.Run(ec.attack, func(t *testing.T) {
+			set := base().InWorkdir(workdir(t)).ExecFile(bin).
+				SetEnv("CANARY_FILE", c.file).SetEnv("CANARY_DIR", c.dir).SetEnv("CANARY_HOME", c.home).
+				SetEnv("CANARY_SOCKET", c.socket).SetEnv("CANARY_PID", fmt.Sprint(c.victim.Process.Pid)).
+				WithTimeout(20 * time.Second)
+			before := c.snapshot(t)
+			res := runCmdWith(t, r, set, sandbox.Command(bin, ec.attack))
+			out := string(res.Stdout)
+			if strings.Contains(out, "ESCAPED") || strings.Contains(out, "RESULT EACCES") && ec.attack != "proc_pid1_root" {
+				t.Errorf("view alone: %q", out)
+			}
+			if res.Audit.Enforce.Landlock != nil {
+				t.Errorf("Landlock was applied: %+v", res.Audit.Enforce.Landlock)
+			}
+			ec.check(t, c, res, out)
+			c.intact(t, before)
+		})
+	}
+	if n < 15 {
+		t.Fatalf("only %d file and secret cases", n)
+	}
+}
