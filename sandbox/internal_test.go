@@ -263,8 +263,8 @@ func TestSelfTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 15 {
-		t.Fatalf("%d protections checked, want 15", len(ps))
+	if len(ps) != 16 {
+		t.Fatalf("%d protections checked, want 16", len(ps))
 	}
 	for _, p := range ps {
 		if p.Skipped {
@@ -299,9 +299,10 @@ func TestSelfTestJudgeEgress(t *testing.T) {
 func TestSelfTestJudges(t *testing.T) {
 	good := "Uid:\t1000\t1000\t1000\t1000\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n" +
 		"CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\npids 4\npid1 toolcell-stage2 \n" +
-		"ifaces lo\nenv PATH PWD\nsync 0\nmount / ro,nosuid,nodev,relatime\nmount /usr ro,nosuid,nodev,relatime\n"
+		"ifaces lo\nenv PATH PWD\nsync 0\nmount / ro,nosuid,nodev,relatime\nmount /usr ro,nosuid,nodev,relatime\n" +
+		"landlock ls: cannot open directory '/': Permission denied\n"
 	rec := &Record{Enforce: Enforcement{UIDMap: "1000 65534 1", NoNewPrivs: true,
-		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}},
+		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}, Landlock: &LandlockInfo{Applied: 7}},
 		Denials: []Denial{{Syscall: "sync", Answer: "EPERM", Count: 1}}}
 	if err := selfTestErr(judgeInside(good, rec)); err != nil {
 		t.Fatalf("good host judged bad: %v", err)
@@ -321,6 +322,7 @@ func TestSelfTestJudges(t *testing.T) {
 		"host environment withheld": strings.Replace(good, "env PATH PWD", "env AWS_SECRET_ACCESS_KEY PATH", 1),
 		"host processes hidden ":    strings.Replace(good, "pid1 toolcell-stage2", "pid1 /sbin/init", 1),
 		"unprivileged mapped user":  strings.Replace(good, "Uid:\t1000", "Uid:\t0", 1),
+		"landlock":                  strings.Replace(good, "landlock ls: cannot open directory '/': Permission denied", "landlock ", 1),
 	} {
 		err := selfTestErr(judgeInside(broken, rec))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), strings.TrimSpace(name)) {
@@ -334,6 +336,14 @@ func TestSelfTestJudges(t *testing.T) {
 		err := selfTestErr(judgeInside(good, broken))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), name) {
 			t.Errorf("broken %q: err %v", name, err)
+		}
+	}
+	// Without Landlock (allowed by the Runner) its check is skipped.
+	noLL := *rec
+	noLL.Enforce.Landlock = nil
+	for _, p := range judgeInside(good, &noLL) {
+		if p.Name == "landlock" && (!p.Skipped || p.OK) {
+			t.Errorf("no Landlock: %+v", p)
 		}
 	}
 	// Without sync(1) the denial check is skipped, and says so.
