@@ -115,6 +115,11 @@ type Enforcement struct {
 	// and the seccomp filter enforces the same: see Seccomp.MemfdCreate.
 	// Null when the kernel has no such setting (before Linux 6.3).
 	MemfdNoexec *int `json:"memfd_noexec"`
+
+	// Landlock is what the tool restricted itself to with Landlock, a
+	// second file-system barrier beside the view; absent only when the
+	// Runner allowed a run without it (see Degraded).
+	Landlock *LandlockInfo `json:"landlock,omitempty"`
 	// Egress is present when the policy grants network endpoints.
 	Egress *EgressInfo `json:"egress,omitempty"`
 	// Notes says where evidence could not be read (the enforcement itself

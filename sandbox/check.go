@@ -103,11 +103,12 @@ func CheckHost(ctx context.Context, deep bool) *HostReport {
 		add("cgroup.kill", false, info.KillSupported, "v2 kills the whole cgroup at once; v1 kills task by task")
 	}
 
-	v, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */)
-	if e == 0 {
-		add("landlock", false, true, fmt.Sprintf("ABI %d (not used yet)", v))
-	} else {
-		add("landlock", false, false, e.Error())
+	abi, err := landlockABI()
+	switch {
+	case err != nil:
+		add("landlock", true, false, err.Error()+"; Runner.AllowNoLandlock runs without it")
+	default:
+		add("landlock", true, abi >= llNeedFS, fmt.Sprintf("ABI %d: the second file-system barrier; ABI %d needed, %d with egress grants, %d for signal and abstract socket scoping; Runner.AllowNoLandlock runs with less", abi, llNeedFS, llNeedNet, 6))
 	}
 
 	if deep {

@@ -65,6 +65,16 @@
 //     kernel lets no one else write /proc/sys), and where it cannot
 //     (rootless, kernels before 6.3) the seccomp filter allows
 //     memfd_create only with MFD_NOEXEC_SEAL and without MFD_EXEC.
+//   - Landlock (landlock.go), a second barrier: the tool child restricts
+//     itself, before its seccomp filter, to the same grants, each opened at
+//     its path inside the view; /tmp and /dev/shm read-write, /proc and the
+//     generated /etc files read-only, the /dev nodes read-write, nothing on
+//     "/" or the view's own directories (listing "/" is EACCES). A path the
+//     view shows that no grant names gets EACCES. With egress grants, TCP
+//     connect to the relay's ports only and no bind; abstract unix sockets
+//     and signals scoped to the sandbox. No Landlock, or an ABI below 3 (4
+//     with egress), is an ErrUnsupported error unless
+//     Runner.AllowNoLandlock.
 //   - Privileges: no capability in any set (effective, permitted, inheritable,
 //     bounding, ambient), no_new_privs, a new session (no controlling
 //     terminal), RLIMIT_CORE 0, RLIMIT_NOFILE 1024, RLIMIT_FSIZE from

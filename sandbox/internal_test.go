@@ -301,10 +301,11 @@ func TestSelfTestJudges(t *testing.T) {
 	good := "Uid:\t1000\t1000\t1000\t1000\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n" +
 		"CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\npids 4\npid1 toolcell-stage2 \n" +
 		"ifaces lo\nenv PATH PWD\nsync 0\nmount / ro,nosuid,nodev,relatime\nmount /usr ro,nosuid,nodev,relatime\n" +
-		"memfd_noexec 2\n"
+		"memfd_noexec 2\n" +
+		"landlock ls: cannot open directory '/': Permission denied\n"
 	two := 2
 	rec := &Record{Enforce: Enforcement{UIDMap: "1000 65534 1", NoNewPrivs: true,
-		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}, MemfdNoexec: &two},
+		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}, MemfdNoexec: &two, Landlock: &LandlockInfo{Applied: 7}},
 		Denials: []Denial{{Syscall: "sync", Answer: "EPERM", Count: 1}}}
 	if err := selfTestErr(judgeInside(good, rec)); err != nil {
 		t.Fatalf("good host judged bad: %v", err)
@@ -325,6 +326,7 @@ func TestSelfTestJudges(t *testing.T) {
 		"host processes hidden ":    strings.Replace(good, "pid1 toolcell-stage2", "pid1 /sbin/init", 1),
 		"unprivileged mapped user":  strings.Replace(good, "Uid:\t1000", "Uid:\t0", 1),
 		"no executable memfds":      strings.Replace(good, "memfd_noexec 2", "memfd_noexec 0", 1),
+		"landlock":                  strings.Replace(good, "landlock ls: cannot open directory '/': Permission denied", "landlock ", 1),
 	} {
 		err := selfTestErr(judgeInside(broken, rec))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), strings.TrimSpace(name)) {
@@ -346,6 +348,14 @@ func TestSelfTestJudges(t *testing.T) {
 	fallback.Enforce.MemfdNoexec, fallback.Enforce.Seccomp.MemfdCreate = nil, memfdCreateCondition
 	if err := selfTestErr(judgeInside(strings.Replace(good, "memfd_noexec 2", "memfd_noexec none", 1), &fallback)); err != nil {
 		t.Errorf("seccomp fallback judged bad: %v", err)
+	}
+	// Without Landlock (allowed by the Runner) its check is skipped.
+	noLL := *rec
+	noLL.Enforce.Landlock = nil
+	for _, p := range judgeInside(good, &noLL) {
+		if p.Name == "landlock" && (!p.Skipped || p.OK) {
+			t.Errorf("no Landlock: %+v", p)
+		}
 	}
 	// Without sync(1) the denial check is skipped, and says so.
 	ps := judgeInside(strings.Replace(good, "sync 0\n", "", 1), rec)

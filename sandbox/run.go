@@ -82,6 +82,11 @@ type Runner struct {
 	// record lists "seccomp_user_notif" in enforcement.degraded. Off by
 	// default: fail closed.
 	AllowNoSyscallAudit bool
+	// AllowNoLandlock lets a run go ahead when the kernel has no Landlock,
+	// or an ABI below what the policy needs (3; 4 with egress grants).
+	// Whatever the kernel has is applied; enforcement.degraded says what
+	// is missing. Off by default: fail closed.
+	AllowNoLandlock bool
 	// Resolver and Dialer are what the egress relay uses to look up and
 	// connect granted names on the host; nil means net.DefaultResolver and
 	// a net.Dialer. The address checks apply to whatever Resolver returns.
@@ -298,6 +303,13 @@ func (p *Process) setup() error {
 			return err
 		}
 	}
+	ll, err := p.planLandlock(v)
+	if err != nil {
+		return err
+	}
+	if testHookView != nil {
+		testHookView(v)
+	}
 	if testHookBeforeOpen != nil {
 		testHookBeforeOpen()
 	}
@@ -371,7 +383,7 @@ func (p *Process) setup() error {
 	if memfdSysctl {
 		flags |= planMemfd
 	}
-	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs), p.socks)
+	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs), p.socks, ll)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
 		var oob []byte
 		if j := min(i+fdChunk, len(give)); j > i {
@@ -510,6 +522,10 @@ var testHookBeforeView func()
 // testHookBeforeOpen, when set (tests only), runs after the grants were
 // resolved and before they are opened in Go.
 var testHookBeforeOpen func()
+
+// testHookView, when set (tests only), may change the view after the
+// Landlock rules were computed from it: a view broken on purpose.
+var testHookView func(*view)
 
 // testHookBeforeStage2, when set (tests only), runs after the grants were
 // resolved and opened in Go and before the stage-2 opens them again: the
@@ -1362,7 +1378,7 @@ var lastCap = sync.OnceValue(func() uint32 {
 	return 63 // dropping unknown numbers is harmless: EINVAL is ignored
 })
 
-func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gidMap string, ncg int, socks []planSock) []byte {
+func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gidMap string, ncg int, socks []planSock, ll llPlan) []byte {
 	m := u32msg(msgPlan)
 	m = putU32(m, flags)
 	m = putU32(m, sandboxUID)
@@ -1406,7 +1422,7 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 		m = putU32(m, s.addr)
 		m = putU32(m, s.port)
 	}
-	return m
+	return ll.encode(m)
 }
 
 func readProc(pid int, file string) ([]byte, error) {

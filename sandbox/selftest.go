@@ -33,7 +33,8 @@ func SelfTest(ctx context.Context) ([]Protection, error) { return DefaultRunner.
 // SelfTest tries, on this host and with this Runner's configuration, a fast
 // subset of the escape suite: five short sandboxes under Base that look for
 // privileges, host files, host processes, the network, host environment and
-// executable memfds from inside, make a denied syscall (sync(1) from coreutils), resolve a
+// executable memfds from inside, whether Landlock refuses what no grant covers,
+// make a denied syscall (sync(1) from coreutils), resolve a
 // granted and a made-up name through the egress DNS, and run into the
 // pids, memory and time limits. Each protection is judged from what
 // the tool saw and from the audit record. It takes a few hundred
@@ -63,6 +64,7 @@ test -e /etc/shadow && echo shadow-visible
 grep -E '^[0-9]+ [0-9]+ [0-9]+:[0-9]+ [^ ]+ /(usr)? ' /proc/self/mountinfo | cut -d' ' -f5,6 | sed 's/^/mount /'
 echo "env $(env | cut -d= -f1 | sort | tr '\n' ' ')"
 echo "memfd_noexec $(cat /proc/sys/vm/memfd_noexec 2>/dev/null || echo none)"
+echo "landlock $(ls / 2>&1 >/dev/null | head -n 1)"
 for c in /usr/bin/sync /bin/sync; do
   if [ -x $c ]; then $c; echo "sync $?"; break; fi
 done`, canary)
@@ -132,7 +134,7 @@ func judgeInside(out string, rec *Record) []Protection {
 		k, v, _ := strings.Cut(l, ":")
 		if strings.HasPrefix(l, "pids ") || strings.HasPrefix(l, "pid1 ") || strings.HasPrefix(l, "ifaces ") ||
 			strings.HasPrefix(l, "env ") || strings.HasPrefix(l, "sync ") || strings.HasPrefix(l, "mount ") ||
-			strings.HasPrefix(l, "memfd_noexec ") {
+			strings.HasPrefix(l, "memfd_noexec ") || strings.HasPrefix(l, "landlock ") {
 			k, v, _ = strings.Cut(l, " ")
 			if k == "mount" { // "mount <path> <options>": one key per path
 				var opts string
@@ -200,6 +202,14 @@ func judgeInside(out string, rec *Record) []Protection {
 		}
 	}
 	ps = append(ps, p("host environment withheld", envOK && lines["env"] != "", "names: "+lines["env"]))
+	// Landlock: "/" exists in the view but no rule covers it, so listing
+	// it is refused (the view alone would allow it).
+	if rec.Enforce.Landlock == nil {
+		ps = append(ps, Protection{Name: "landlock", Skipped: true, Detail: "not applied: " + strings.Join(rec.Enforce.Degraded, "; ")})
+	} else {
+		ps = append(ps, p("landlock", strings.HasSuffix(lines["landlock"], "Permission denied"),
+			fmt.Sprintf("ABI %d; listing / gave %q", rec.Enforce.Landlock.Applied, lines["landlock"])))
+	}
 	return ps
 }
 

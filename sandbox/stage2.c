@@ -73,6 +73,23 @@ struct sock {
 	uint32_t kind, addr, port;
 };
 
+/* Landlock rules for the tool (see stage2.h); abi 0: none. */
+struct llrule {
+	uint64_t access;
+	const char *path;
+};
+
+struct llport {
+	uint64_t access, port;
+};
+
+struct llplan {
+	uint32_t abi, nrules, nports;
+	uint64_t fs, net, scoped;
+	struct llrule *rules;
+	struct llport ports[TC_MAX_LL_PORTS];
+};
+
 struct plan {
 	uint32_t flags, uid, gid, last_cap;
 	const char *staging, *hostname, *rootopts, *uid_map, *gid_map;
@@ -83,6 +100,7 @@ struct plan {
 	struct op *ops;
 	struct rlim *rlims;
 	struct sock_filter *filter;
+	struct llplan ll;
 };
 
 static int ctl = -1;
@@ -296,6 +314,44 @@ static void *alloc(size_t n, size_t sz)
 	return p;
 }
 
+/* read_landlock decodes the plan's Landlock part (layout in stage2.h). */
+static void read_landlock(struct rd *r, struct llplan *ll)
+{
+	ll->abi = get_u32(r);
+	if (ll->abi == 0)
+		return;
+	ll->fs = get_u64(r);
+	ll->net = get_u64(r);
+	ll->scoped = get_u64(r);
+	ll->nrules = get_u32(r);
+	if (ll->nrules > TC_MAX_LL_RULES) {
+		errno = E2BIG;
+		fail("plan", "too many landlock rules");
+	}
+	ll->rules = alloc(ll->nrules, sizeof(struct llrule));
+	for (uint32_t i = 0; i < ll->nrules; i++) {
+		ll->rules[i].access = get_u64(r);
+		ll->rules[i].path = get_str(r);
+		if (ll->rules[i].path[0] != '/') {
+			errno = EINVAL;
+			fail("plan", "landlock rule path");
+		}
+	}
+	ll->nports = get_u32(r);
+	if (ll->nports > TC_MAX_LL_PORTS) {
+		errno = E2BIG;
+		fail("plan", "too many landlock ports");
+	}
+	for (uint32_t i = 0; i < ll->nports; i++) {
+		ll->ports[i].access = get_u64(r);
+		ll->ports[i].port = get_u64(r);
+		if (ll->ports[i].port > 65535) {
+			errno = EINVAL;
+			fail("plan", "landlock port");
+		}
+	}
+}
+
 static void read_plan(struct plan *pl)
 {
 	char *m;
@@ -402,6 +458,7 @@ static void read_plan(struct plan *pl)
 			fail("plan", "socket port");
 		}
 	}
+	read_landlock(&r, &pl->ll);
 }
 
 /* ---- the view ---- */
@@ -919,6 +976,72 @@ static void __attribute__((noreturn)) tool_fail(struct toolctx *t, const char *s
 	_exit(127);
 }
 
+/* ---- Landlock ---- */
+
+/* The kernel's structures and calls (linux/landlock.h), spelled out: the
+ * build host's headers may predate them. An older kernel takes the larger
+ * ruleset attribute as long as the fields it does not know are zero, which
+ * the plan sees to (Go handles only what the probed ABI has). */
+struct ll_ruleset_attr {
+	uint64_t handled_access_fs, handled_access_net, scoped;
+};
+
+struct ll_path_beneath {
+	uint64_t allowed_access;
+	int32_t parent_fd;
+} __attribute__((packed));
+
+struct ll_net_port {
+	uint64_t allowed_access, port;
+};
+
+#define LL_RULE_PATH_BENEATH 1
+#define LL_RULE_NET_PORT 2
+#ifndef SYS_landlock_create_ruleset
+#define SYS_landlock_create_ruleset 444
+#define SYS_landlock_add_rule 445
+#define SYS_landlock_restrict_self 446
+#endif
+
+/* landlock_apply restricts the tool child (pid 1 stays unrestricted) to
+ * the plan's rules. Each rule's path is opened here, inside the view and
+ * without following a symlink, so a rule lands on what the view shows at
+ * that path; whatever else the view holds gets no right from Landlock. A
+ * failure fails the run: nothing is skipped. */
+static void landlock_apply(struct toolctx *t, const struct llplan *ll)
+{
+	struct ll_ruleset_attr attr = {ll->fs, ll->net, ll->scoped};
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	int rs;
+
+	if (ll->abi == 0)
+		return;
+	rs = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+	if (rs < 0)
+		tool_fail(t, "landlock_create_ruleset", NULL);
+	for (uint32_t i = 0; i < ll->nrules; i++) {
+		struct ll_path_beneath pb = {ll->rules[i].access, -1};
+		pb.parent_fd = (int32_t)syscall(SYS_openat2, AT_FDCWD, ll->rules[i].path, &how, sizeof how);
+		if (pb.parent_fd < 0)
+			tool_fail(t, "landlock_open", ll->rules[i].path);
+		if (syscall(SYS_landlock_add_rule, rs, LL_RULE_PATH_BENEATH, &pb, 0) < 0)
+			tool_fail(t, "landlock_add_rule", ll->rules[i].path);
+		close(pb.parent_fd);
+	}
+	for (uint32_t i = 0; i < ll->nports; i++) {
+		struct ll_net_port np = {ll->ports[i].access, ll->ports[i].port};
+		if (syscall(SYS_landlock_add_rule, rs, LL_RULE_NET_PORT, &np, 0) < 0)
+			tool_fail(t, "landlock_add_rule", "tcp port");
+	}
+	/* no_new_privs is set (drop_privileges), as the kernel requires. */
+	if (syscall(SYS_landlock_restrict_self, rs, 0) < 0)
+		tool_fail(t, "landlock_restrict_self", NULL);
+	close(rs);
+}
+
 /* run_tool is the tool child: it writes only t and its own stack (a
  * separate one), and never returns. */
 static int run_tool(void *arg)
@@ -945,6 +1068,7 @@ static int run_tool(void *arg)
 		tool_fail(t, "close_range", NULL);
 	if (chdir(x->cwd) < 0)
 		tool_fail(t, "chdir", x->cwd);
+	landlock_apply(t, &t->pl->ll);
 	if (t->pl->flags & TC_PLAN_NOTIFY) {
 		/* The listener lands in the shared table, close-on-exec. */
 		t->listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,

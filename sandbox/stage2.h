@@ -79,6 +79,18 @@ enum {
 #define TC_PLAN_ROUTE6 8      /* the same for IPv6                              */
 #define TC_PLAN_MEMFD_NOEXEC 16 /* pid 1 sets vm.memfd_noexec = 2 for its pid ns */
 
+/* Landlock, applied by the tool child before its seccomp filter (the
+ * kernel's struct layouts are spelled out in stage2.c). The PLAN ends with:
+ *   uint32 ABI to apply (0: none), then, when not 0:
+ *   uint64 handled fs rights, uint64 handled net rights, uint64 scopes,
+ *   uint32 n, n x (uint64 rights, string path)  path-beneath rules, paths
+ *                                               absolute in the view
+ *   uint32 n, n x (uint64 rights, uint64 port)  TCP port rules
+ * Every right, path and port is Go's choice; C opens each path inside the
+ * view (O_PATH, no symlink) and adds it as given. */
+#define TC_MAX_LL_RULES 4096
+#define TC_MAX_LL_PORTS 64
+
 #define TC_MAX_MSG (1 << 20)
 #define TC_EXIT_SETUP 125
 

@@ -51,5 +51,7 @@ const (
 	nsCount        = C.TC_NS_COUNT
 	maxCgroupFDs   = C.TC_MAX_CGROUP_FDS
 	maxMsg         = C.TC_MAX_MSG
+	maxLLRules     = C.TC_MAX_LL_RULES
+	maxLLPorts     = C.TC_MAX_LL_PORTS
 	exitSetup      = C.TC_EXIT_SETUP
 )

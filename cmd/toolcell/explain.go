@@ -42,6 +42,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	row := func(g, m, e string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", g, m, e) }
 	row("(always)", "user ns (uid 1000 -> unprivileged host uid), all capability sets empty, no_new_privs, setsid", "enforcement.namespaces, uid_map, capabilities, cap_sets, no_new_privs")
 	row("(always) nothing else on disk", "fresh tmpfs root, read-only; pivot_root, old root detached; own /proc with host knobs masked", "enforcement.mounts (the whole view)")
+	row("(always) the grants again", "Landlock, entered by the tool: the same grants by path inside the view, nothing else (EACCES); with connect grants TCP connect to the relay's ports only", "enforcement.landlock (abi, handled rights, rules)")
 	if set.Base {
 		row("base", "/usr and merged-/usr links, loader cache, /etc/alternatives, CA certificates: bind ro (exec on /usr); generated passwd/group/hosts", "enforcement.mounts")
 	}

@@ -158,12 +158,20 @@ fi
 # initrds of older init/build.sh versions are useless now
 find "$kdir" -maxdepth 1 -name 'initrd-*.gz' ! -name "${initrd##*/}" -delete
 
+# Landlock must be an active LSM (toolcell fails closed without it): boot
+# with the kernel's own default list (CONFIG_LSM), landlock put first when
+# the list lacks it (vmexec passes LSM as lsm=).
+grep -q '^CONFIG_SECURITY_LANDLOCK=y' "$kdir/config" || die "$kpkg has no Landlock (CONFIG_SECURITY_LANDLOCK)"
+lsm=$(sed -n 's/^CONFIG_LSM="\(.*\)"$/\1/p' "$kdir/config")
+case ",$lsm," in *,landlock,*) ;; *) lsm=landlock${lsm:+,$lsm} ;; esac
+
 cat > "$VMDIR/current.env.tmp" <<ENV
 KERNEL=$kdir/vmlinux
 INITRD=$initrd
 KPKG=$kpkg
 KVER=$kver
 SUITE=$SUITE
+LSM=$lsm
 ENV
 mv "$VMDIR/current.env.tmp" "$VMDIR/current.env"
 log "using $kpkg $kver ($SUITE); assets in $kdir"

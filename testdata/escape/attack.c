@@ -479,6 +479,10 @@ int main(int argc, char **argv)
 		int fd = open(".", O_RDONLY | O_DIRECTORY);
 		for (int i = 0; i < 64 && fd >= 0; i++)
 			fd = openat(fd, "..", O_RDONLY | O_DIRECTORY);
+		if (fd < 0) { /* the climb itself was refused (Landlock: "/") */
+			result(-1);
+			return 0;
+		}
 		snprintf(path, sizeof path, "%s", canary + 1); /* relative to / */
 		int f = openat(fd, path, O_RDONLY);
 		if (f >= 0)
