@@ -105,6 +105,10 @@ type Enforcement struct {
 	// (/proc/<pid 1>/limits; the tool inherits them): "core", "nofile",
 	// "fsize" -> "soft/hard", "unlimited" spelled out.
 	Rlimits map[string]string `json:"rlimits,omitempty"`
+	// UserLimits are the per-user-namespace limits pid 1 set in the
+	// sandbox's user namespace (/proc/sys/user/<name> there, each read back
+	// after the write), on top of the host's limits for the run's uid.
+	UserLimits map[string]int64 `json:"user_limits,omitempty"`
 	// Egress is present when the policy grants network endpoints.
 	Egress *EgressInfo `json:"egress,omitempty"`
 	// Notes says where evidence could not be read (the enforcement itself

@@ -76,6 +76,11 @@ enum {
 #define TC_PLAN_NOTIFY 2      /* install the filter with a listener and pass it */
 #define TC_PLAN_ROUTE4 4      /* route all of IPv4 to loopback as local (AnyIP) */
 #define TC_PLAN_ROUTE6 8      /* the same for IPv6                              */
+#define TC_PLAN_RUN_IDS 16    /* become the run's host uid/gid before the user  */
+                              /* ns, so it is owned and charged by that uid     */
+
+/* Limits pid 1 sets in the sandbox's user namespace (/proc/sys/user). */
+#define TC_MAX_USER_LIMITS 16
 
 #define TC_MAX_MSG (1 << 20)
 #define TC_EXIT_SETUP 125

@@ -1,0 +1,337 @@
+package sandbox
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// IDRange is a range of host ids delegated to toolcell: a run as root maps
+// its sandbox user to UID+k and GID+k for one k in [0, Count) that no other
+// run holds meanwhile.
+type IDRange struct {
+	UID, GID, Count int
+}
+
+// DefaultHostIDsUser is the /etc/subuid and /etc/subgid entry a root host
+// process takes its range from when Runner.HostIDs is zero.
+const DefaultHostIDsUser = "toolcell"
+
+// DefaultHostIDs is the range used as root when neither Runner.HostIDs nor
+// a subordinate-id entry of HostIDsUser names one: 65536 ids from
+// 1879048192 (0x70000000), above systemd's container range
+// (524288-1879048191) and below its foreign range (2147352576-), where
+// neither accounts, useradd's subordinate ranges (100000 up) nor
+// systemd-nspawn put ids. Before using it, a run checks that no account in
+// /etc/passwd or /etc/group and no range in /etc/subuid or /etc/subgid
+// overlaps it, and fails (ErrUnsupported) naming the one that does.
+var DefaultHostIDs = IDRange{UID: 1879048192, GID: 1879048192, Count: 65536}
+
+// leaseDir holds one lease file per host id a run holds (u<uid>, g<gid>),
+// each flock'd by the host process for the run's lifetime: a lock dies with
+// its process, so a crashed host process never keeps an id.
+var leaseDir = "/run/toolcell/ids"
+
+// The host's id databases (tests point them elsewhere).
+var (
+	subIDFiles = [2]string{"/etc/subuid", "/etc/subgid"}
+	accountDBs = [2]string{"/etc/passwd", "/etc/group"}
+)
+
+// hostIDRange is the range runs of r take their ids from (as root), and
+// where it came from.
+func (r *Runner) hostIDRange() (IDRange, string, error) {
+	if r.HostIDs != (IDRange{}) {
+		if err := r.HostIDs.check(); err != nil {
+			return IDRange{}, "", fmt.Errorf("%w: Runner.HostIDs %+v: %w", ErrPolicy, r.HostIDs, err)
+		}
+		return r.HostIDs, "Runner.HostIDs", nil
+	}
+	user := r.HostIDsUser
+	if user == "" {
+		user = DefaultHostIDsUser
+	}
+	var ranges [2][]subRange
+	for i, file := range subIDFiles {
+		rs, err := readSubIDs(file)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return IDRange{}, "", fmt.Errorf("%w: host id range: %w", ErrUnsupported, err)
+		}
+		ranges[i] = rs
+	}
+	u, uok := findSub(ranges[0], user)
+	g, gok := findSub(ranges[1], user)
+	switch {
+	case uok && gok:
+		rg := IDRange{UID: u.start, GID: g.start, Count: min(u.count, g.count)}
+		if err := rg.check(); err != nil {
+			return IDRange{}, "", fmt.Errorf("%w: host id range of user %q in %s and %s: %w", ErrUnsupported, user, subIDFiles[0], subIDFiles[1], err)
+		}
+		return rg, subIDFiles[0] + ":" + user, nil
+	case uok || gok:
+		return IDRange{}, "", fmt.Errorf("%w: host id range: user %q has an entry in only one of %s and %s (add both, or set Runner.HostIDs)", ErrUnsupported, user, subIDFiles[0], subIDFiles[1])
+	}
+	rg := DefaultHostIDs
+	for i, file := range subIDFiles {
+		start := []int{rg.UID, rg.GID}[i]
+		for _, sr := range ranges[i] {
+			if overlaps(start, rg.Count, sr.start, sr.count) {
+				return IDRange{}, "", fmt.Errorf("%w: the default host id range %d-%d overlaps %s's range %d-%d in %s (add %s:START:COUNT to %s and %s, or set Runner.HostIDs)",
+					ErrUnsupported, start, start+rg.Count-1, sr.name, sr.start, sr.start+sr.count-1, file, user, subIDFiles[0], subIDFiles[1])
+			}
+		}
+	}
+	for i, file := range accountDBs {
+		start := []int{rg.UID, rg.GID}[i]
+		name, id, err := accountIn(file, start, rg.Count)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return IDRange{}, "", fmt.Errorf("%w: host id range: %w", ErrUnsupported, err)
+		}
+		if name != "" {
+			return IDRange{}, "", fmt.Errorf("%w: the default host id range %d-%d holds %q (id %d) of %s (add %s:START:COUNT to %s and %s, or set Runner.HostIDs)",
+				ErrUnsupported, start, start+rg.Count-1, name, id, file, user, subIDFiles[0], subIDFiles[1])
+		}
+	}
+	return rg, "default", nil
+}
+
+// check refuses ranges holding root, nobody (65534, shared with host
+// daemons) or the invalid id -1.
+func (g IDRange) check() error {
+	if g.Count < 1 {
+		return fmt.Errorf("count %d: want at least 1", g.Count)
+	}
+	for _, s := range []int{g.UID, g.GID} {
+		end := int64(s) + int64(g.Count) - 1
+		if s < 1 || end > 0xfffffffe {
+			return fmt.Errorf("ids %d-%d: want 1-4294967294", s, end)
+		}
+		if int64(s) <= 65534 && end >= 65534 {
+			return fmt.Errorf("ids %d-%d hold 65534 (nobody)", s, end)
+		}
+	}
+	return nil
+}
+
+func overlaps(a, n, b, m int) bool {
+	return int64(a) < int64(b)+int64(m) && int64(b) < int64(a)+int64(n)
+}
+
+// subRange is one name:start:count line of a subordinate-id file.
+type subRange struct {
+	name         string
+	start, count int
+}
+
+func findSub(rs []subRange, name string) (subRange, bool) {
+	for _, r := range rs {
+		if r.name == name {
+			return r, true
+		}
+	}
+	return subRange{}, false
+}
+
+// readSubIDs parses a subordinate-id file; a malformed line is an error
+// naming the file and line.
+func readSubIDs(file string) ([]subRange, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var out []subRange
+	for i, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		parts := strings.Split(l, ":")
+		if len(parts) != 3 {
+			return nil, fmt.Errorf("%s line %d: %q: not name:start:count", file, i+1, l)
+		}
+		s, err1 := strconv.ParseUint(parts[1], 10, 32)
+		n, err2 := strconv.ParseUint(parts[2], 10, 32)
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("%s line %d: %q: not name:start:count", file, i+1, l)
+		}
+		out = append(out, subRange{parts[0], int(s), int(n)})
+	}
+	return out, nil
+}
+
+// accountIn returns an account of /etc/passwd or /etc/group (name:x:id:...)
+// whose id lies in [start, start+count).
+func accountIn(file string, start, count int) (string, int, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) < 3 {
+			continue
+		}
+		if id, err := strconv.ParseUint(f[2], 10, 32); err == nil && overlaps(int(id), 1, start, count) {
+			return f[0], int(id), nil
+		}
+	}
+	return "", 0, nil
+}
+
+// idLease is a host uid and gid held for one run.
+type idLease struct {
+	uid, gid int
+	files    []*os.File // the flock'd lease files
+}
+
+// leaseCursor spreads successive leases over the range, so that an id is
+// not taken again right after a run gave it up.
+var leaseCursor struct {
+	sync.Mutex
+	next map[IDRange]int
+}
+
+// leaseIDs takes the first id pair of rg, from the cursor on, that no run
+// of any host process holds.
+func leaseIDs(rg IDRange) (*idLease, error) {
+	if err := os.MkdirAll(leaseDir, 0o700); err != nil {
+		return nil, fmt.Errorf("%w: id lease directory: %w", ErrSetup, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(leaseDir, &st); err != nil {
+		return nil, fmt.Errorf("%w: id lease directory: %w", ErrSetup, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+		return nil, fmt.Errorf("%w: id lease directory %s: not a directory owned by uid %d and writable by it alone", ErrSetup, leaseDir, os.Geteuid())
+	}
+	leaseCursor.Lock()
+	if leaseCursor.next == nil {
+		leaseCursor.next = map[IDRange]int{}
+	}
+	k, ok := leaseCursor.next[rg]
+	if !ok {
+		var b [8]byte
+		rand.Read(b[:])
+		k = int(binary.NativeEndian.Uint64(b[:]) % uint64(rg.Count))
+	}
+	leaseCursor.Unlock()
+	for i := 0; i < rg.Count; i++ {
+		j := (k + i) % rg.Count
+		u, err := lockLease(fmt.Sprintf("u%d", rg.UID+j))
+		if err != nil {
+			return nil, err
+		}
+		if u == nil {
+			continue
+		}
+		g, err := lockLease(fmt.Sprintf("g%d", rg.GID+j))
+		if err != nil || g == nil {
+			unlockLease(u)
+			if err != nil {
+				return nil, err
+			}
+			continue
+		}
+		leaseCursor.Lock()
+		leaseCursor.next[rg] = (j + 1) % rg.Count
+		leaseCursor.Unlock()
+		return &idLease{uid: rg.UID + j, gid: rg.GID + j, files: []*os.File{u, g}}, nil
+	}
+	return nil, fmt.Errorf("%w: all %d host ids of range %d-%d are held by running sandboxes", ErrSetup, rg.Count, rg.UID, rg.UID+rg.Count-1)
+}
+
+// lockLease takes the lease file name, or returns nil when another run
+// holds it. A holder unlinks the file before it unlocks, so a lock taken on
+// a file that is no longer the one at that name is retried.
+func lockLease(name string) (*os.File, error) {
+	p := filepath.Join(leaseDir, name)
+	for {
+		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("%w: id lease %s: %w", ErrSetup, p, err)
+		}
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == unix.EWOULDBLOCK {
+			f.Close()
+			return nil, nil
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("%w: id lease %s: flock: %w", ErrSetup, p, err)
+		}
+		var held, named unix.Stat_t
+		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Lstat(p, &named) == nil &&
+			held.Dev == named.Dev && held.Ino == named.Ino {
+			return f, nil
+		}
+		f.Close() // released and unlinked by its holder meanwhile
+	}
+}
+
+// unlockLease removes the file while it is locked, then unlocks it.
+func unlockLease(f *os.File) {
+	os.Remove(f.Name())
+	f.Close()
+}
+
+// release gives the ids back; only call it once nothing of the run that
+// held them is left.
+func (l *idLease) release() {
+	if l == nil {
+		return
+	}
+	for _, f := range l.files {
+		unlockLease(f)
+	}
+	l.files = nil
+}
+
+// userLimit is one per-user-namespace limit (/proc/sys/user/<name>) pid 1
+// sets in the sandbox's user namespace. The kernel checks a count against
+// the limit of every namespace from the caller's up to the host's, each
+// level charged to the namespace's owner: these bound the run inside, the
+// host's bound the run's uid outside.
+type userLimit struct {
+	name  string
+	value int64
+}
+
+// userLimitDefaults: inotify as the kernel's own defaults for a user (128
+// instances; watches as on a small host), fanotify and new namespaces none
+// (the seccomp filter refuses those calls too).
+var userLimitDefaults = []userLimit{
+	{"max_inotify_instances", 128},
+	{"max_inotify_watches", 65536},
+	{"max_fanotify_groups", 0},
+	{"max_fanotify_marks", 0},
+	{"max_user_namespaces", 0},
+	{"max_mnt_namespaces", 0},
+	{"max_pid_namespaces", 0},
+	{"max_net_namespaces", 0},
+	{"max_ipc_namespaces", 0},
+	{"max_uts_namespaces", 0},
+	{"max_cgroup_namespaces", 0},
+	{"max_time_namespaces", 0},
+}
+
+// sandboxUserLimits is the limits this kernel has: a kernel without
+// fanotify, say, has no such limit and nothing to bound. inotify is always
+// set (the stage-2 fails naming the file if the kernel lacks it).
+func sandboxUserLimits() []userLimit {
+	var out []userLimit
+	for _, l := range userLimitDefaults {
+		if strings.HasPrefix(l.name, "max_inotify_") || hostHas("/proc/sys/user/"+l.name) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
