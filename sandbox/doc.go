@@ -52,10 +52,10 @@
 //   - Identity: uid/gid 1000 inside, mapped to the caller's own ids when the
 //     host process is not root. As root, each run holds a host uid and gid of
 //     its own (Runner.HostIDs, the /etc/subuid and /etc/subgid entries of
-//     Runner.HostIDsUser, or DefaultHostIDs), leased through an flock'd file
-//     per id under /run/toolcell/ids: no other run of any host process gets
-//     it until nothing of the run is left (its cgroup is gone), and a lease
-//     dies with its host process. The stage-2 becomes that uid before it
+//     Runner.HostIDsUser, or DefaultHostIDs), leased through an open file
+//     description lock on its byte of /run/toolcell/ids.leases: no other
+//     run of any host process gets it until nothing of the run is left (its
+//     cgroup is gone), and a lease dies with its host process. The stage-2 becomes that uid before it
 //     creates the user namespace, so the namespace is the run's: what the
 //     sandbox counts in it (inotify instances, namespaces) is charged to the
 //     run's uid, not to root, and per-uid quotas (pipe buffer pages) are not

@@ -36,10 +36,13 @@ const DefaultHostIDsUser = "toolcell"
 // overlaps it, and fails (ErrUnsupported) naming the one that does.
 var DefaultHostIDs = IDRange{UID: 1879048192, GID: 1879048192, Count: 65536}
 
-// leaseDir holds one lease file per host id a run holds (u<uid>, g<gid>),
-// each flock'd by the host process for the run's lifetime: a lock dies with
-// its process, so a crashed host process never keeps an id.
-var leaseDir = "/run/toolcell/ids"
+// leaseDir holds the lease file, ids.leases, in which a run holds a write
+// lock (an open file description lock, F_OFD_SETLK) on the byte at offset
+// 2*uid for its uid and on the one at 2*gid+1 for its gid. Such a lock belongs to the
+// run's own open of the file and goes with its last close, so it dies with
+// its host process, and runs of one host process exclude each other as
+// runs of different ones do. Nothing is created or removed per run.
+var leaseDir = "/run/toolcell"
 
 // The host's id databases (tests point them elsewhere).
 var (
@@ -60,6 +63,45 @@ func (r *Runner) hostIDRange() (IDRange, string, error) {
 	if user == "" {
 		user = DefaultHostIDsUser
 	}
+	// The databases are read again only when one of them changed.
+	key := user + "\x00" + idDBStamp()
+	rangeCache.Lock()
+	defer rangeCache.Unlock()
+	if rangeCache.key == key {
+		return rangeCache.rg, rangeCache.from, nil
+	}
+	rg, from, err := resolveHostIDRange(user)
+	if err == nil {
+		rangeCache.key, rangeCache.rg, rangeCache.from = key, rg, from
+	}
+	return rg, from, err
+}
+
+// rangeCache is the last range resolved from the id databases.
+var rangeCache struct {
+	sync.Mutex
+	key  string
+	rg   IDRange
+	from string
+}
+
+// idDBStamp names the current version of each id database: device, inode,
+// size, modification and change times ("-" when absent).
+func idDBStamp() string {
+	var b strings.Builder
+	for _, f := range append(subIDFiles[:], accountDBs[:]...) {
+		var st unix.Stat_t
+		if err := unix.Stat(f, &st); err != nil {
+			b.WriteString("-;")
+			continue
+		}
+		fmt.Fprintf(&b, "%d:%d:%d:%d.%d:%d.%d;", st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec)
+	}
+	return b.String()
+}
+
+// resolveHostIDRange reads the range of user from the id databases.
+func resolveHostIDRange(user string) (IDRange, string, error) {
 	var ranges [2][]subRange
 	for i, file := range subIDFiles {
 		rs, err := readSubIDs(file)
@@ -190,8 +232,16 @@ func accountIn(file string, start, count int) (string, int, error) {
 // idLease is a host uid and gid held for one run.
 type idLease struct {
 	uid, gid int
-	files    []*os.File // the flock'd lease files
+	file     *os.File // the run's own open of the lease file, holding its locks
 }
+
+// Byte offsets in the lease file.
+func uidByte(uid int) int64 { return 2 * int64(uid) }
+func gidByte(gid int) int64 { return 2*int64(gid) + 1 }
+
+// leaseDirOK remembers lease directories found safe (a check per run costs
+// as much as the lease).
+var leaseDirOK sync.Map
 
 // leaseCursor spreads successive leases over the range, so that an id is
 // not taken again right after a run gave it up.
@@ -203,15 +253,18 @@ var leaseCursor struct {
 // leaseIDs takes the first id pair of rg, from the cursor on, that no run
 // of any host process holds.
 func leaseIDs(rg IDRange) (*idLease, error) {
-	if err := os.MkdirAll(leaseDir, 0o700); err != nil {
-		return nil, fmt.Errorf("%w: id lease directory: %w", ErrSetup, err)
-	}
-	var st unix.Stat_t
-	if err := unix.Lstat(leaseDir, &st); err != nil {
-		return nil, fmt.Errorf("%w: id lease directory: %w", ErrSetup, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
-		return nil, fmt.Errorf("%w: id lease directory %s: not a directory owned by uid %d and writable by it alone", ErrSetup, leaseDir, os.Geteuid())
+	if _, ok := leaseDirOK.Load(leaseDir); !ok {
+		if err := os.MkdirAll(leaseDir, 0o700); err != nil {
+			return nil, fmt.Errorf("%w: id lease directory: %w", ErrSetup, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(leaseDir, &st); err != nil {
+			return nil, fmt.Errorf("%w: id lease directory: %w", ErrSetup, err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFDIR || int(st.Uid) != os.Geteuid() || st.Mode&0o022 != 0 {
+			return nil, fmt.Errorf("%w: id lease directory %s: not a directory owned by uid %d and writable by it alone", ErrSetup, leaseDir, os.Geteuid())
+		}
+		leaseDirOK.Store(leaseDir, true)
 	}
 	leaseCursor.Lock()
 	if leaseCursor.next == nil {
@@ -224,75 +277,85 @@ func leaseIDs(rg IDRange) (*idLease, error) {
 		k = int(binary.NativeEndian.Uint64(b[:]) % uint64(rg.Count))
 	}
 	leaseCursor.Unlock()
+	f, err := openLeases()
+	if err != nil {
+		return nil, err
+	}
 	for i := 0; i < rg.Count; i++ {
 		j := (k + i) % rg.Count
-		u, err := lockLease(fmt.Sprintf("u%d", rg.UID+j))
+		ok, err := lockByte(f, uidByte(rg.UID+j))
+		if err == nil && ok {
+			if ok, err = lockByte(f, gidByte(rg.GID+j)); !ok || err != nil {
+				unlockByte(f, uidByte(rg.UID+j))
+			}
+		}
 		if err != nil {
+			f.Close()
 			return nil, err
 		}
-		if u == nil {
-			continue
-		}
-		g, err := lockLease(fmt.Sprintf("g%d", rg.GID+j))
-		if err != nil || g == nil {
-			unlockLease(u)
-			if err != nil {
-				return nil, err
-			}
+		if !ok {
 			continue
 		}
 		leaseCursor.Lock()
 		leaseCursor.next[rg] = (j + 1) % rg.Count
 		leaseCursor.Unlock()
-		return &idLease{uid: rg.UID + j, gid: rg.GID + j, files: []*os.File{u, g}}, nil
+		return &idLease{uid: rg.UID + j, gid: rg.GID + j, file: f}, nil
 	}
+	f.Close()
 	return nil, fmt.Errorf("%w: all %d host ids of range %d-%d are held by running sandboxes", ErrSetup, rg.Count, rg.UID, rg.UID+rg.Count-1)
 }
 
-// lockLease takes the lease file name, or returns nil when another run
-// holds it. A holder unlinks the file before it unlocks, so a lock taken on
-// a file that is no longer the one at that name is retried.
-func lockLease(name string) (*os.File, error) {
-	p := filepath.Join(leaseDir, name)
-	for {
-		f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("%w: id lease %s: %w", ErrSetup, p, err)
-		}
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
-		if err == unix.EWOULDBLOCK {
-			f.Close()
-			return nil, nil
-		}
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("%w: id lease %s: flock: %w", ErrSetup, p, err)
-		}
-		var held, named unix.Stat_t
-		if unix.Fstat(int(f.Fd()), &held) == nil && unix.Lstat(p, &named) == nil &&
-			held.Dev == named.Dev && held.Ino == named.Ino {
-			return f, nil
-		}
-		f.Close() // released and unlinked by its holder meanwhile
+// openLeases opens the lease file: a new open file description, which the
+// locks taken through it belong to.
+func openLeases() (*os.File, error) {
+	p := filepath.Join(leaseDir, "ids.leases")
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("%w: id lease %s: %w", ErrSetup, p, err)
 	}
+	return f, nil
 }
 
-// unlockLease removes the file while it is locked, then unlocks it.
-func unlockLease(f *os.File) {
-	os.Remove(f.Name())
-	f.Close()
+// lockByte takes the lock on byte off of f; false when another holds it.
+func lockByte(f *os.File, off int64) (bool, error) {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: 1}
+	err := unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+	if err == unix.EAGAIN || err == unix.EACCES {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: id lease %s byte %d: %w", ErrSetup, f.Name(), off, err)
+	}
+	return true, nil
 }
 
-// release gives the ids back; only call it once nothing of the run that
-// held them is left.
+func unlockByte(f *os.File, off int64) {
+	lk := unix.Flock_t{Type: unix.F_UNLCK, Whence: 0, Start: off, Len: 1}
+	unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+}
+
+// leased reports whether a run holds the byte off of the lease file.
+func leased(off int64) (bool, error) {
+	f, err := openLeases()
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Whence: 0, Start: off, Len: 1}
+	if err := unix.FcntlFlock(f.Fd(), unix.F_OFD_GETLK, &lk); err != nil {
+		return false, err
+	}
+	return lk.Type != unix.F_UNLCK, nil
+}
+
+// release gives the ids back (closing the file drops the locks); only call
+// it once nothing of the run that held them is left.
 func (l *idLease) release() {
-	if l == nil {
+	if l == nil || l.file == nil {
 		return
 	}
-	for _, f := range l.files {
-		unlockLease(f)
-	}
-	l.files = nil
+	l.file.Close()
+	l.file = nil
 }
 
 // userLimit is one per-user-namespace limit (/proc/sys/user/<name>) pid 1

@@ -3,7 +3,6 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,7 +48,7 @@ func init() {
 
 // withLeaseDir points the leases at a fresh directory for one test.
 func withLeaseDir(t *testing.T) string {
-	d := filepath.Join(t.TempDir(), "ids")
+	d := filepath.Join(t.TempDir(), "run")
 	old := leaseDir
 	leaseDir = d
 	t.Cleanup(func() { leaseDir = old })
@@ -86,10 +85,13 @@ func TestLeaseNotReusedWhileHeld(t *testing.T) {
 	if err != nil || l.uid != 300001 {
 		t.Fatalf("after release: %+v %v, want uid 300001", l, err)
 	}
-	// A released lease leaves no file behind.
+	// Released, it is free; held, it is not.
 	l.release()
-	if _, err := os.Stat(filepath.Join(leaseDir, "u300001")); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("lease file after release: %v", err)
+	if held, err := leased(uidByte(300001)); held || err != nil {
+		t.Fatalf("uid 300001 after release: held %v %v", held, err)
+	}
+	if held, err := leased(gidByte(400000)); !held || err != nil {
+		t.Fatalf("gid 400000 while leased: held %v %v", held, err)
 	}
 }
 
@@ -118,45 +120,6 @@ func TestLeaseDiesWithHostProcess(t *testing.T) {
 	l.release()
 }
 
-// The lease file trick: a lock on a file its holder unlinked meanwhile is
-// not a lease.
-func TestLeaseRetriesUnlinkedFile(t *testing.T) {
-	withLeaseDir(t)
-	if err := os.MkdirAll(leaseDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	a, err := lockLease("u1")
-	if err != nil || a == nil {
-		t.Fatal(err)
-	}
-	// b opened the same file before a's holder gave it up.
-	stale, err := os.OpenFile(filepath.Join(leaseDir, "u1"), os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stale.Close()
-	unlockLease(a)
-	c, err := lockLease("u1")
-	if err != nil || c == nil {
-		t.Fatal(err)
-	}
-	defer unlockLease(c)
-	// The stale descriptor can be locked (its inode is free) but is no
-	// longer the file at that name: lockLease would not count it.
-	if err := unix.Flock(int(stale.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		t.Fatalf("stale flock: %v", err)
-	}
-	var held, named unix.Stat_t
-	unix.Fstat(int(stale.Fd()), &held)
-	unix.Lstat(filepath.Join(leaseDir, "u1"), &named)
-	if held.Ino == named.Ino {
-		t.Fatal("the stale descriptor names the current lease file")
-	}
-	if d, err := lockLease("u1"); err != nil || d != nil {
-		t.Fatalf("second lease of a held id: %v %v", d, err)
-	}
-}
-
 func TestHostIDRange(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, s string) string {
@@ -171,6 +134,7 @@ func TestHostIDRange(t *testing.T) {
 	accountDBs = [2]string{write("passwd", "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n"), write("group", "root:x:0:\n")}
 	set := func(uid, gid string) {
 		subIDFiles = [2]string{write("subuid", uid), write("subgid", gid)}
+		rangeCache.key = "" // files rewritten within one clock tick may look unchanged
 	}
 	cases := []struct {
 		name     string
@@ -204,14 +168,31 @@ func TestHostIDRange(t *testing.T) {
 			t.Errorf("%s: %+v %v, want %+v", c.name, got, err, c.want)
 		}
 	}
+	// A database replaced (as shadow's tools do: a new file renamed over
+	// it) is read again.
+	set("toolcell:200000:1000\n", "toolcell:300000:1000\n")
+	if got, _, err := (&Runner{}).hostIDRange(); err != nil || got.UID != 200000 {
+		t.Fatalf("before replacing: %+v %v", got, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "new"), []byte("toolcell:210000:1000\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "new"), subIDFiles[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := (&Runner{}).hostIDRange(); err != nil || got.UID != 210000 {
+		t.Errorf("after replacing /etc/subuid: %+v %v, want uid 210000", got, err)
+	}
 	// The default range is refused when an account lives in it.
 	set("", "")
 	accountDBs[0] = write("passwd2", "svc:x:1879048200:100::/:/bin/false\n")
+	rangeCache.key = ""
 	if _, _, err := (&Runner{}).hostIDRange(); err == nil || !strings.Contains(err.Error(), `"svc"`) {
 		t.Errorf("account in the default range: %v", err)
 	}
 	// Without any subordinate-id database, the default.
 	subIDFiles = [2]string{filepath.Join(dir, "none1"), filepath.Join(dir, "none2")}
+	rangeCache.key = ""
 	accountDBs = oldAcc
 	accountDBs[0] = filepath.Join(dir, "none3")
 	accountDBs[1] = filepath.Join(dir, "none4")
@@ -228,12 +209,9 @@ func TestRunLeaseReleased(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := strings.Fields(res.Audit.Enforce.UIDMap)
-	uid, _ := strconv.Atoi(f[1])
-	if l, err := lockLease(fmt.Sprintf("u%d", uid)); err != nil || l == nil {
-		t.Fatalf("uid %d still leased after its run: %v", uid, err)
-	} else {
-		unlockLease(l)
+	uid := hostUID(t, res.Audit)
+	if held, err := leased(uidByte(uid)); held || err != nil {
+		t.Fatalf("uid %d still leased after its run: %v %v", uid, held, err)
 	}
 
 	cmd, line, err := startHelper(t, "TOOLCELL_TEST_LEASE_HOLDER")
@@ -244,9 +222,8 @@ func TestRunLeaseReleased(t *testing.T) {
 	if err != nil || json.Unmarshal([]byte(line), &out) != nil || out.Error != "" || out.UID == 0 {
 		t.Fatalf("helper: %q %v", line, err)
 	}
-	name := fmt.Sprintf("u%d", out.UID)
-	if l, err := lockLease(name); err != nil || l != nil {
-		t.Fatalf("uid %d of a running sandbox could be leased: %v", out.UID, err)
+	if held, err := leased(uidByte(out.UID)); !held || err != nil {
+		t.Fatalf("uid %d of a running sandbox is not leased: %v", out.UID, err)
 	}
 	pidfd, err := unix.PidfdOpen(out.Pid1, 0)
 	if err != nil {
@@ -261,11 +238,9 @@ func TestRunLeaseReleased(t *testing.T) {
 	if n, err := unix.Poll(pfd, 10000); n != 1 || err != nil {
 		t.Fatalf("pid 1 survived its host process: %d %v", n, err)
 	}
-	l, err := lockLease(name)
-	if err != nil || l == nil {
-		t.Fatalf("uid %d still leased after its host process was killed: %v", out.UID, err)
+	if held, err := leased(uidByte(out.UID)); held || err != nil {
+		t.Fatalf("uid %d still leased after its host process was killed: %v %v", out.UID, held, err)
 	}
-	unlockLease(l)
 }
 
 // rootOnly: the per-run host ids exist only when the host process is root.
@@ -497,4 +472,34 @@ print(k, "ptrace", "ok" if r == 0 else "errno %d" % ctypes.get_errno())`, pid)
 	}
 	releaseA()
 	releaseB()
+}
+
+// BenchmarkHostIDLease is what per-run host ids add to a run's setup as
+// root: finding the range (reading the id databases) and the lease.
+func BenchmarkHostIDLease(b *testing.B) {
+	d := filepath.Join(b.TempDir(), "run")
+	old := leaseDir
+	leaseDir = d
+	b.Cleanup(func() { leaseDir = old })
+	r := &Runner{}
+	for i := 0; i < b.N; i++ {
+		rg, _, err := r.hostIDRange()
+		if err != nil {
+			b.Fatal(err)
+		}
+		l, err := leaseIDs(rg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		l.release()
+	}
+}
+
+func BenchmarkHostIDRangeOnly(b *testing.B) {
+	r := &Runner{}
+	for i := 0; i < b.N; i++ {
+		if _, _, err := r.hostIDRange(); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
