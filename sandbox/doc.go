@@ -63,8 +63,8 @@
 //     dropped when root; setgroups is denied.
 //   - Per-namespace limits: pid 1 writes /proc/sys/user of the sandbox's
 //     user namespace while it holds its capabilities there (128 inotify
-//     instances, 65536 watches, no fanotify group or mark, no namespace of
-//     any kind) and reads each back; Record.Enforce.UserLimits lists them.
+//     instances, 65536 watches, no user namespace) and reads each back;
+//     Record.Enforce.UserLimits lists them.
 //   - Filesystem: a fresh tmpfs root, read-only once built; each grant
 //     bind-mounted at its own path (symlinks met on the way recreated), with
 //     nosuid, nodev, noexec unless executable, read-only unless writable;

@@ -995,13 +995,18 @@ static void send_started(pid_t tool, const int *ns, int listener)
  * namespace, here the sandbox's, which pid 1 holds CAP_SYS_RESOURCE in. */
 static void open_user_limits(struct plan *pl)
 {
+	int dir;
+	if (pl->nulim == 0)
+		return;
+	dir = open("/proc/sys/user", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		fail("user_limit", "/proc/sys/user");
 	for (uint32_t i = 0; i < pl->nulim; i++) {
-		char path[128];
-		snprintf(path, sizeof path, "/proc/sys/user/%s", pl->ulims[i].name);
-		pl->ulims[i].fd = open(path, O_RDWR | O_CLOEXEC);
+		pl->ulims[i].fd = openat(dir, pl->ulims[i].name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
 		if (pl->ulims[i].fd < 0)
-			fail("user_limit", path);
+			fail("user_limit", pl->ulims[i].name);
 	}
+	close(dir);
 }
 
 /* set_user_limits writes each limit and reads it back. It runs once the view
