@@ -62,9 +62,10 @@
 //     shared with other runs or host daemons. Supplementary groups are
 //     dropped when root; setgroups is denied.
 //   - Per-namespace limits: pid 1 writes /proc/sys/user of the sandbox's
-//     user namespace while it holds its capabilities there (128 inotify
-//     instances, 65536 watches, no user namespace) and reads each back;
-//     Record.Enforce.UserLimits lists them.
+//     user namespace while it holds its capabilities there (inotify
+//     instances and watches from Set.InotifyInstances and InotifyWatches,
+//     no user namespace) and reads each back; Record.Enforce.UserLimits
+//     lists them.
 //   - Filesystem: a fresh tmpfs root, read-only once built; each grant
 //     bind-mounted at its own path (symlinks met on the way recreated), with
 //     nosuid, nodev, noexec unless executable, read-only unless writable;

@@ -13,6 +13,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/capability"
 )
 
 // IDRange is a range of host ids delegated to toolcell: a run as root maps
@@ -368,18 +370,17 @@ type userLimit struct {
 	value int64
 }
 
-// userLimitDefaults: inotify, which the seccomp filter allows, as the
-// kernel's own defaults for a user (128 instances; watches as on a small
-// host); and no user namespace, which alone would give the tool the
-// capabilities every other namespace needs (the filter refuses those calls
-// too). Limits for what the filter refuses anyway (fanotify, the other
-// namespace kinds) are not set: each costs pid 1 about 25 µs here.
-var userLimitDefaults = []userLimit{
-	{"max_inotify_instances", 128},
-	{"max_inotify_watches", 65536},
-	{"max_user_namespaces", 0},
+// sandboxUserLimits is the limits pid 1 sets: inotify, which the seccomp
+// filter allows, as the policy says (capability.Set.InotifyInstances and
+// InotifyWatches); and no user namespace, which alone would give the tool
+// the capabilities every other namespace needs (the filter refuses those
+// calls too). Limits for what the filter refuses anyway (fanotify, the
+// other namespace kinds) are not set: each costs pid 1 about 25 µs here. A
+// kernel without one of them fails the run naming it (step "user_limit").
+func sandboxUserLimits(set *capability.Set) []userLimit {
+	return []userLimit{
+		{"max_inotify_instances", set.InotifyInstancesLimit()},
+		{"max_inotify_watches", set.InotifyWatchesLimit()},
+		{"max_user_namespaces", 0},
+	}
 }
-
-// sandboxUserLimits is the limits pid 1 sets; a kernel without one of them
-// fails the run naming it (step "user_limit").
-func sandboxUserLimits() []userLimit { return userLimitDefaults }

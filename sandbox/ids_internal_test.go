@@ -503,3 +503,29 @@ func BenchmarkHostIDRangeOnly(b *testing.B) {
 		}
 	}
 }
+
+// The policy's inotify limit is the sandbox's own (max_inotify_instances of
+// its user namespace), below the host's for the uid: the tool gets exactly
+// that many, and the record says so.
+func TestInotifyLimitFromPolicy(t *testing.T) {
+	testenv.RequireUserNS(t)
+	set := capability.New().WithBase().WithInotifyInstances(20).WithInotifyWatches(100)
+	res, err := Run(context.Background(), set, Command("/bin/sh", "-c", `python3 -c '
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while n < 1000:
+    if libc.inotify_init1(0) < 0:
+        break
+    n += 1
+print(n, ctypes.get_errno())'; cat /proc/sys/user/max_inotify_watches`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("20 %d\n100\n", unix.EMFILE); string(res.Stdout) != want {
+		t.Errorf("stdout %q stderr %q, want %q", res.Stdout, res.Stderr, want)
+	}
+	if l := res.Audit.Enforce.UserLimits; l["max_inotify_instances"] != 20 || l["max_inotify_watches"] != 100 || l["max_user_namespaces"] != 0 || len(l) != 3 {
+		t.Errorf("record user_limits %v", l)
+	}
+}

@@ -640,7 +640,7 @@ func (p *Process) planIDs() planIDs {
 	ids := planIDs{uid: uint32(hu), gid: uint32(hg),
 		uidMap: fmt.Sprintf("%d %d 1\n", sandboxUID, hu),
 		gidMap: fmt.Sprintf("%d %d 1\n", sandboxGID, hg),
-		limits: sandboxUserLimits()}
+		limits: sandboxUserLimits(p.set)}
 	p.rec.Enforce.UIDMap = strings.TrimSpace(ids.uidMap)
 	p.rec.Enforce.GIDMap = strings.TrimSpace(ids.gidMap)
 	p.rec.Enforce.UserLimits = map[string]int64{}
