@@ -1009,9 +1009,9 @@ static void open_user_limits(struct plan *pl)
 	close(dir);
 }
 
-/* set_user_limits writes each limit and reads it back. It runs once the view
- * is built: setting up the view may itself count (open_tree and fsmount make
- * mount namespaces). */
+/* set_user_limits writes each limit and reads it back, before pid 1 drops
+ * the capabilities the writes need; the files were opened while the host's
+ * /proc was still there. */
 static void set_user_limits(struct plan *pl)
 {
 	for (uint32_t i = 0; i < pl->nulim; i++) {
@@ -1218,6 +1218,10 @@ static void __attribute__((noreturn)) stage2(void)
 	if (send(maps[1], "", 1, MSG_NOSIGNAL) != 1)
 		fail("id_maps", "sync");
 	close(maps[1]);
+	/* The maps are written: nothing needs this process's /proc files any
+	 * more, and a process of the run's uid must not trace it. */
+	if ((pl.flags & TC_PLAN_RUN_IDS) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail("dumpable", "run ids");
 	close(ctl);
 	while (waitpid(child, &st, 0) < 0)
 		if (errno != EINTR)
