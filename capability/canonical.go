@@ -39,6 +39,10 @@ type canonicalSet struct {
 	Connect    []string          `json:"connect"`
 	Allow      []string          `json:"connect_allow_ranges,omitempty"`
 	APIs       []HTTPAPI         `json:"http_api,omitempty"` // omitted when empty: older hashes stay valid
+	// Omitted at their defaults: older hashes stay valid, and a zero limit
+	// and the explicit default still encode the same.
+	InotifyInstances int64 `json:"inotify_instances,omitempty"`
+	InotifyWatches   int64 `json:"inotify_watches,omitempty"`
 }
 
 // sortedAPIs orders API grants by host (validation keeps hosts unique).
@@ -107,6 +111,12 @@ func (s *Set) Canonical() ([]byte, error) {
 		Connect:    sortedUnique(s.Egress),
 		Allow:      sortedUnique(s.EgressAllow),
 		APIs:       sortedAPIs(s.APIs),
+	}
+	if n := s.InotifyInstancesLimit(); n != DefaultInotifyInstances {
+		c.InotifyInstances = n
+	}
+	if n := s.InotifyWatchesLimit(); n != DefaultInotifyWatches {
+		c.InotifyWatches = n
 	}
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)

@@ -70,31 +70,33 @@ func mustHash(t *testing.T, s *Set) string {
 func TestHashChangesWithEveryField(t *testing.T) {
 	base := func() *Set { return builderPolicy() }
 	mutations := map[string]func(s *Set){
-		"name":            func(s *Set) { s.Name = "other" },
-		"base":            func(s *Set) { s.Base = false },
-		"read_files add":  func(s *Set) { s.ReadFiles = append(s.ReadFiles, "/data/more.json") },
-		"read_files edit": func(s *Set) { s.ReadFiles[0] = "/data/in2.json" },
-		"read_dirs":       func(s *Set) { s.ReadDirs = nil },
-		"write_files":     func(s *Set) { s.WriteFiles = append(s.WriteFiles, "/data/log2.txt") },
-		"write_dirs":      func(s *Set) { s.WriteDirs[0] = "/data/out2" },
-		"exec":            func(s *Set) { s.Exec = append(s.Exec, "/usr/bin/perl") },
-		"workdir":         func(s *Set) { s.Workdir = "/work2" },
-		"workdir unset":   func(s *Set) { s.Workdir = "" },
-		"read to write":   func(s *Set) { s.ReadFiles, s.WriteFiles = s.WriteFiles, s.ReadFiles },
-		"tmp":             func(s *Set) { s.Tmp++ },
-		"tmp default":     func(s *Set) { s.Tmp = 0 },
-		"env value":       func(s *Set) { s.Env["LANG"] = "C" },
-		"env name":        func(s *Set) { s.Env["LANG2"] = s.Env["LANG"]; delete(s.Env, "LANG") },
-		"env add":         func(s *Set) { s.Env["X"] = "" },
-		"memory":          func(s *Set) { s.Memory += MiB },
-		"pids":            func(s *Set) { s.Pids++ },
-		"cpu":             func(s *Set) { s.CPU = 0.51 },
-		"timeout":         func(s *Set) { s.Timeout += Duration(time.Nanosecond) },
-		"max_output":      func(s *Set) { s.MaxOutput = 2 * MiB },
-		"max_file_size":   func(s *Set) { s.MaxFileSize = 3 * MiB },
-		"syscalls":        func(s *Set) { s.Syscalls = []string{SyscallsFileRead} },
-		"connect":         func(s *Set) { s.Egress = []string{"api.example.com:443"} },
-		"follow_symlinks": func(s *Set) { s.FollowSymlinks = []string{"/work"} },
+		"name":              func(s *Set) { s.Name = "other" },
+		"base":              func(s *Set) { s.Base = false },
+		"read_files add":    func(s *Set) { s.ReadFiles = append(s.ReadFiles, "/data/more.json") },
+		"read_files edit":   func(s *Set) { s.ReadFiles[0] = "/data/in2.json" },
+		"read_dirs":         func(s *Set) { s.ReadDirs = nil },
+		"write_files":       func(s *Set) { s.WriteFiles = append(s.WriteFiles, "/data/log2.txt") },
+		"write_dirs":        func(s *Set) { s.WriteDirs[0] = "/data/out2" },
+		"exec":              func(s *Set) { s.Exec = append(s.Exec, "/usr/bin/perl") },
+		"workdir":           func(s *Set) { s.Workdir = "/work2" },
+		"workdir unset":     func(s *Set) { s.Workdir = "" },
+		"read to write":     func(s *Set) { s.ReadFiles, s.WriteFiles = s.WriteFiles, s.ReadFiles },
+		"tmp":               func(s *Set) { s.Tmp++ },
+		"tmp default":       func(s *Set) { s.Tmp = 0 },
+		"env value":         func(s *Set) { s.Env["LANG"] = "C" },
+		"env name":          func(s *Set) { s.Env["LANG2"] = s.Env["LANG"]; delete(s.Env, "LANG") },
+		"env add":           func(s *Set) { s.Env["X"] = "" },
+		"memory":            func(s *Set) { s.Memory += MiB },
+		"pids":              func(s *Set) { s.Pids++ },
+		"inotify_instances": func(s *Set) { s.InotifyInstances = 64 },
+		"inotify_watches":   func(s *Set) { s.InotifyWatches = 1000 },
+		"cpu":               func(s *Set) { s.CPU = 0.51 },
+		"timeout":           func(s *Set) { s.Timeout += Duration(time.Nanosecond) },
+		"max_output":        func(s *Set) { s.MaxOutput = 2 * MiB },
+		"max_file_size":     func(s *Set) { s.MaxFileSize = 3 * MiB },
+		"syscalls":          func(s *Set) { s.Syscalls = []string{SyscallsFileRead} },
+		"connect":           func(s *Set) { s.Egress = []string{"api.example.com:443"} },
+		"follow_symlinks":   func(s *Set) { s.FollowSymlinks = []string{"/work"} },
 	}
 	seen := map[string]string{mustHash(t, base()): "original"}
 	for name, m := range mutations {
@@ -181,5 +183,21 @@ func TestCanonicalFollowSymlinks(t *testing.T) {
 	}
 	if _, err := New().ReadDir("/a").FollowSymlinksFor("/b").Hash(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("follow_symlinks naming no grant: Hash() error %v, want ErrInvalid", err)
+	}
+}
+
+// The inotify limits are hashed only when they differ from their defaults:
+// hashes of policies written before they existed stay valid, and a zero
+// limit and the explicit default hash alike.
+func TestInotifyHashedWhenPresent(t *testing.T) {
+	s := builderPolicy()
+	before := mustHash(t, s)
+	s.InotifyInstances, s.InotifyWatches = DefaultInotifyInstances, DefaultInotifyWatches
+	if mustHash(t, s) != before {
+		t.Fatal("the explicit defaults changed the hash")
+	}
+	c, err := s.WithInotifyInstances(7).Canonical()
+	if err != nil || !strings.Contains(string(c), `"inotify_instances":7`) || strings.Contains(string(c), "inotify_watches") {
+		t.Fatalf("canonical form %s %v", c, err)
 	}
 }

@@ -171,7 +171,7 @@ func checkFieldNode(field string, v *yamlv3.Node) error {
 				return &manifestError{msg: fmt.Sprintf("line %d: env[%q]: value must be a string (quote it)", val.Line, k.Value)}
 			}
 		}
-	case "memory", "tmp", "max_output", "max_file_size", "pids":
+	case "memory", "tmp", "max_output", "max_file_size", "pids", "inotify_instances", "inotify_watches":
 		if v.Kind == yamlv3.ScalarNode && v.Tag == "!!int" && !plainDecimal(v.Value) {
 			if strings.HasPrefix(v.Value, "-") {
 				return bad("must not be negative")

@@ -128,6 +128,16 @@ func TestManifestFollowSymlinks(t *testing.T) {
 	}
 }
 
+func TestManifestInotify(t *testing.T) {
+	s, err := ParseManifest([]byte("inotify_instances: 16\ninotify_watches: 1000\n"))
+	if err != nil || s.InotifyInstances != 16 || s.InotifyWatches != 1000 {
+		t.Fatalf("got %+v %v", s, err)
+	}
+	if s.InotifyInstancesLimit() != 16 || New().InotifyInstancesLimit() != DefaultInotifyInstances || New().InotifyWatchesLimit() != DefaultInotifyWatches {
+		t.Fatal("limits with defaults")
+	}
+}
+
 func TestManifestTabIndentedJSON(t *testing.T) {
 	s, err := ParseManifest([]byte("{\n\t\"read_files\": [\n\t\t\"/a\"\n\t],\n\t\"pids\": 3\n}\n"))
 	if err != nil {
@@ -158,6 +168,8 @@ func TestManifestRejects(t *testing.T) {
 		{"env bool", `{"env": {"DEBUG": true}}`, "value must be a string"},
 		{"octal size", "tmp: 0755\n", "plain decimal"},
 		{"hex pids", "pids: 0x10\n", "plain decimal"},
+		{"hex inotify instances", "inotify_instances: 0x10\n", "plain decimal"},
+		{"octal inotify watches", "inotify_watches: 0755\n", "plain decimal"},
 		{"timeout number", "timeout: 30\n", "ambiguous"},
 		{"size fraction", `{"memory": 1.5}`, "fractions"},
 		{"size ambiguous", "memory: 64MB\n", "ambiguous"},

@@ -71,6 +71,14 @@ type Set struct {
 	// which terminates a process that does not handle it); 0 means
 	// DefaultMaxFileSize.
 	MaxFileSize Size `json:"max_file_size,omitempty"`
+	// InotifyInstances caps the inotify instances the tool holds at once
+	// (max_inotify_instances of the sandbox's user namespace; the host's
+	// limit for the run's uid applies on top); 0 means
+	// DefaultInotifyInstances.
+	InotifyInstances int64 `json:"inotify_instances,omitempty"`
+	// InotifyWatches caps the inotify watches (max_inotify_watches of the
+	// sandbox's user namespace); 0 means DefaultInotifyWatches.
+	InotifyWatches int64 `json:"inotify_watches,omitempty"`
 
 	// Syscalls lists the kinds of syscalls the tool may make (Syscalls*
 	// constants) besides the ones every run gets: memory, signals, time,
@@ -143,6 +151,9 @@ const (
 	DefaultTimeout     Duration = Duration(60 * time.Second)
 	DefaultMaxOutput   Size     = 16 << 20
 	DefaultMaxFileSize Size     = 1 << 30
+
+	DefaultInotifyInstances int64 = 128 // the kernel's own default per user
+	DefaultInotifyWatches   int64 = 65536
 )
 
 // Upper bounds for limits; larger values are rejected as absurd rather than
@@ -155,6 +166,9 @@ const (
 	MaxTimeout     Duration = Duration(7 * 24 * time.Hour)
 	MaxMaxOutput   Size     = 1 << 34 // 16 GiB
 	MaxMaxFileSize Size     = 1 << 40
+
+	MaxInotifyInstances int64 = 1 << 16
+	MaxInotifyWatches   int64 = 1 << 22 // about 4 GiB of kernel memory
 )
 
 // New returns an empty Set, the start of a builder chain.
@@ -247,6 +261,12 @@ func (s *Set) WithMemory(n Size) *Set { s.Memory = n; return s }
 // WithPids sets the task limit.
 func (s *Set) WithPids(n int64) *Set { s.Pids = n; return s }
 
+// WithInotifyInstances sets how many inotify instances the tool may hold.
+func (s *Set) WithInotifyInstances(n int64) *Set { s.InotifyInstances = n; return s }
+
+// WithInotifyWatches sets how many inotify watches the tool may hold.
+func (s *Set) WithInotifyWatches(n int64) *Set { s.InotifyWatches = n; return s }
+
 // WithCPU sets the CPU limit as a fraction of one CPU.
 func (s *Set) WithCPU(f float64) *Set { s.CPU = f; return s }
 
@@ -297,6 +317,16 @@ func (s *Set) OutputLimit() Size { return orDefault(s.MaxOutput, DefaultMaxOutpu
 
 // PidsLimit returns the task limit with the default applied.
 func (s *Set) PidsLimit() int64 { return orDefault(s.Pids, DefaultPids) }
+
+// InotifyInstancesLimit returns the inotify instance limit with the default
+// applied.
+func (s *Set) InotifyInstancesLimit() int64 {
+	return orDefault(s.InotifyInstances, DefaultInotifyInstances)
+}
+
+// InotifyWatchesLimit returns the inotify watch limit with the default
+// applied.
+func (s *Set) InotifyWatchesLimit() int64 { return orDefault(s.InotifyWatches, DefaultInotifyWatches) }
 
 // CPULimit returns the CPU fraction with the default applied.
 func (s *Set) CPULimit() float64 { return orDefault(s.CPU, DefaultCPU) }

@@ -71,6 +71,9 @@ func (s *Set) String() string {
 	}
 	fmt.Fprintf(&b, "memory %s, pids %d, cpu %s, timeout %s, max output %s, max file size %s",
 		s.MemoryLimit(), s.PidsLimit(), strconv.FormatFloat(s.CPULimit(), 'g', -1, 64), s.TimeoutLimit(), s.OutputLimit(), s.FileSizeLimit())
+	if s.InotifyInstancesLimit() != DefaultInotifyInstances || s.InotifyWatchesLimit() != DefaultInotifyWatches {
+		fmt.Fprintf(&b, ", inotify instances %d, inotify watches %d", s.InotifyInstancesLimit(), s.InotifyWatchesLimit())
+	}
 	return b.String()
 }
 

@@ -420,6 +420,17 @@ func (s *Set) checkLimits() []error {
 	case s.Pids > MaxPids:
 		errs = append(errs, &FieldError{Field: "pids", Value: strconv.FormatInt(s.Pids, 10), Reason: fmt.Sprintf("above the maximum %d (absurd)", MaxPids)})
 	}
+	for _, c := range []struct {
+		field  string
+		v, max int64
+	}{{"inotify_instances", s.InotifyInstances, MaxInotifyInstances}, {"inotify_watches", s.InotifyWatches, MaxInotifyWatches}} {
+		switch {
+		case c.v < 0:
+			errs = append(errs, &FieldError{Field: c.field, Value: strconv.FormatInt(c.v, 10), Reason: "must not be negative (0 means the default)"})
+		case c.v > c.max:
+			errs = append(errs, &FieldError{Field: c.field, Value: strconv.FormatInt(c.v, 10), Reason: fmt.Sprintf("above the maximum %d (absurd)", c.max)})
+		}
+	}
 
 	cpu := ""
 	switch c := s.CPU; {

@@ -120,6 +120,11 @@ type Enforcement struct {
 	// second file-system barrier beside the view; absent only when the
 	// Runner allowed a run without it (see Degraded).
 	Landlock *LandlockInfo `json:"landlock,omitempty"`
+
+	// UserLimits are the per-user-namespace limits pid 1 set in the
+	// sandbox's user namespace (/proc/sys/user/<name> there, each read back
+	// after the write), on top of the host's limits for the run's uid.
+	UserLimits map[string]int64 `json:"user_limits,omitempty"`
 	// Egress is present when the policy grants network endpoints.
 	Egress *EgressInfo `json:"egress,omitempty"`
 	// Notes says where evidence could not be read (the enforcement itself

@@ -22,9 +22,10 @@
 //	                         socket); reaps the stage-2s; exits with the host process.
 //	stage-2 (C, pre-Go)      waits for its plan, which brings the view's source
 //	                         descriptors and the cgroup.procs files; joins the run's
-//	                         cgroup, clones pid 1 into new user, mount, net, pid,
-//	                         ipc, uts and cgroup namespaces, writes pid 1's id maps,
-//	                         and waits for it.
+//	                         cgroup, becomes the run's host uid/gid (as root), clones
+//	                         pid 1 into new user, mount, net, pid, ipc, uts and
+//	                         cgroup namespaces, writes pid 1's id maps, and waits
+//	                         for it.
 //	pid 1 of the sandbox     builds the view, pivots into it, drops every privilege,
 //	                         then on the EXEC message (queued long before) forks the
 //	                         tool, reports STARTED with descriptors of its
@@ -48,9 +49,23 @@
 // # What the tool gets
 //
 //   - Namespaces: user, mount, net, pid, ipc, uts, cgroup, every run.
-//   - Identity: uid/gid 1000 inside, mapped to host 65534 when the host process
-//     is root (Runner.HostUID/HostGID), or to the caller's own ids when not.
-//     Supplementary groups are dropped when root; setgroups is denied.
+//   - Identity: uid/gid 1000 inside, mapped to the caller's own ids when the
+//     host process is not root. As root, each run holds a host uid and gid of
+//     its own (Runner.HostIDs, the /etc/subuid and /etc/subgid entries of
+//     Runner.HostIDsUser, or DefaultHostIDs), leased through an open file
+//     description lock on its byte of /run/toolcell/ids.leases: no other
+//     run of any host process gets it until nothing of the run is left (its
+//     cgroup is gone), and a lease dies with its host process. The stage-2 becomes that uid before it
+//     creates the user namespace, so the namespace is the run's: what the
+//     sandbox counts in it (inotify instances, namespaces) is charged to the
+//     run's uid, not to root, and per-uid quotas (pipe buffer pages) are not
+//     shared with other runs or host daemons. Supplementary groups are
+//     dropped when root; setgroups is denied.
+//   - Per-namespace limits: pid 1 writes /proc/sys/user of the sandbox's
+//     user namespace while it holds its capabilities there (inotify
+//     instances and watches from Set.InotifyInstances and InotifyWatches,
+//     no user namespace) and reads each back; Record.Enforce.UserLimits
+//     lists them.
 //   - Filesystem: a fresh tmpfs root, read-only once built; each grant
 //     bind-mounted at its own path (the symlinks a FollowSymlinks grant met
 //     on the way recreated), with nosuid, nodev, noexec unless executable,
@@ -172,8 +187,14 @@
 // # Limits of this package, stated plainly
 //
 //   - Files a tool writes into a granted directory are owned by the mapped
-//     host uid (65534 when the host process is root); a directory must be
-//     writable by that uid. Idmapped mounts are not used yet.
+//     host uid (as root, the run's own, a different one each run); a
+//     directory must be writable by that uid (by others, as root), and a
+//     later run may write to a file an earlier one created only if its mode
+//     lets others write. Idmapped mounts are not used yet.
+//   - As root, a run's lease is given back once its cgroup is gone. If the
+//     host process dies, the kernel drops its locks at once while the
+//     sandbox is still being killed: for that moment another host process
+//     may lease the same uid.
 //   - exit.reason "seccomp_kill" means the tool died of SIGSYS; a tool that
 //     sends itself SIGSYS is recorded the same way.
 //   - Each denied call costs a round trip through the supervisor (about
@@ -189,9 +210,10 @@
 //     supervisor (a seccomp listener already in its filter chain, as with
 //     LXD syscall interception) cannot add one: the run fails with
 //     ErrUnsupported (step "seccomp", EBUSY).
-//   - As root, the stage-2 resolves grant paths with the host process's
-//     uid but no capability in the host's user namespace: a grant below a
-//     directory another user keeps at 0700 fails (step "bind_open").
+//   - As root, the stage-2 resolves grant paths as the run's host uid, with
+//     no capability in the host's user namespace: a grant below a directory
+//     others cannot search (a root-owned 0700 one, say) fails (step
+//     "bind_open").
 //   - The fork server keeps what the host process had when it started it:
 //     credentials are compared before every run (effective ids, groups,
 //     capabilities, no_new_privs, as the calling thread has them; a change

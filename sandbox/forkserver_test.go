@@ -366,7 +366,7 @@ type kernelSigaction struct {
 // count, before anything started.
 func TestManyBindSources(t *testing.T) {
 	testenv.RequireUserNS(t)
-	dir := t.TempDir()
+	dir := testenv.Tempdir(t) // the stage-2 opens grants as the run's uid
 	set := capability.New().WithBase()
 	n := fdChunk + 50
 	for i := 0; i < n; i++ {

@@ -65,11 +65,19 @@ type Result struct {
 }
 
 // Runner holds the host-side configuration. The zero value is ready to use:
-// as root the tool runs as host uid/gid 65534, unprivileged as the caller.
+// as root each run gets a host uid/gid of its own (see HostIDs),
+// unprivileged the tool runs as the caller.
 type Runner struct {
-	// HostUID and HostGID are the host ids the sandbox user maps to when
-	// the host process is root; default 65534. Never 0.
-	HostUID, HostGID int
+	// HostIDs is the range of host ids runs map their sandbox user to when
+	// the host process is root: each run holds one uid and gid of it that
+	// no other run (of any host process) holds meanwhile, so that runs
+	// share no per-uid kernel limit with each other or the host. Zero: the
+	// /etc/subuid and /etc/subgid entries of HostIDsUser; DefaultHostIDs
+	// when the host has neither file. It may not hold 0 or 65534.
+	HostIDs IDRange
+	// HostIDsUser names the subordinate-id entry HostIDs defaults to;
+	// default DefaultHostIDsUser ("toolcell").
+	HostIDsUser string
 	// Cgroup configures where the per-run cgroups are created.
 	Cgroup cgroup.Config
 	// AllowNoCgroup lets a run go ahead without cgroup limits when no
@@ -161,6 +169,8 @@ type Process struct {
 	netFlags   uint32
 	netClosers []io.Closer
 
+	ids *idLease // the host uid/gid this run holds (root only)
+
 	denials     denialLog
 	listener    *seccomp.Listener
 	denialsDone chan struct{} // closed when watchDenials ends
@@ -245,6 +255,16 @@ func (p *Process) setup() error {
 		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	p.rec.Policy.Hash = hash
+	if os.Geteuid() == 0 {
+		rg, from, err := p.r.hostIDRange()
+		if err != nil {
+			return err
+		}
+		if p.ids, err = leaseIDs(rg); err != nil {
+			return err
+		}
+		p.log("host ids", "uid", p.ids.uid, "gid", p.ids.gid, "range", from)
+	}
 	// The cgroup is made while the rest of the plan is computed; the
 	// stage-2 joins it before it clones pid 1.
 	p.cgDone = make(chan cgResult, 1)
@@ -274,8 +294,10 @@ func (p *Process) setup() error {
 	pol.DeniedAction = denied
 	// Executable memfds: the kernel's vm.memfd_noexec = 2 where pid 1 can
 	// set it, else the filter refuses every memfd that is not sealed
-	// non-executable.
-	memfdSysctl := memfdSysctlProbe() == nil
+	// non-executable. Only the global root uid may write /proc/sys, and a
+	// run with host ids of its own (every run as root) creates pid 1 as
+	// that uid, so there pid 1 cannot.
+	memfdSysctl := p.ids == nil && memfdSysctlProbe() == nil
 	pol.MemfdNoexec = !memfdSysctl
 	filter, err := seccomp.CompileCached(pol)
 	if err != nil {
@@ -374,7 +396,7 @@ func (p *Process) setup() error {
 	for _, f := range plan.files {
 		give = append(give, int(f.Fd()))
 	}
-	uidMap, gidMap := p.idMaps()
+	ids := p.planIDs()
 	flags := p.planFlags()
 	if denied == seccomp.ActionNotify {
 		flags |= planNotify
@@ -383,7 +405,7 @@ func (p *Process) setup() error {
 	if memfdSysctl {
 		flags |= planMemfd
 	}
-	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), uidMap, gidMap, len(procs), p.socks, ll)
+	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), ids, len(procs), p.socks, ll)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
 		var oob []byte
 		if j := min(i+fdChunk, len(give)); j > i {
@@ -615,8 +637,8 @@ func (p *Process) endDenialWatch() {
 }
 
 func (p *Process) planFlags() uint32 {
-	if os.Geteuid() == 0 {
-		return planDropGroups
+	if p.ids != nil {
+		return planDropGroups | planRunIDs
 	}
 	return 0
 }
@@ -686,25 +708,35 @@ func (p *Process) makeCgroup() cgResult {
 	}}}
 }
 
-// idMaps maps the sandbox user to an unprivileged host id: 65534 (or the
-// configured ids) when we are root, the caller's own ids otherwise. The
-// stage-2 writes them for pid 1 (setgroups is denied first).
-func (p *Process) idMaps() (uidMap, gidMap string) {
+// planIDs maps the sandbox user to an unprivileged host id: the run's own
+// leased ids when we are root, the caller's own ids otherwise. As root the
+// stage-2 becomes that uid/gid before it creates the user namespace, so the
+// namespace is owned, and its counts charged, by the run's uid, not root's.
+// Either way the stage-2 then writes pid 1's maps as an unprivileged owner
+// may: its own ids only, setgroups denied first.
+func (p *Process) planIDs() planIDs {
 	hu, hg := os.Geteuid(), os.Getegid()
-	if hu == 0 {
-		hu, hg = p.r.HostUID, p.r.HostGID
-		if hu == 0 {
-			hu = 65534
-		}
-		if hg == 0 {
-			hg = 65534
-		}
+	if p.ids != nil {
+		hu, hg = p.ids.uid, p.ids.gid
 	}
-	uidMap = fmt.Sprintf("%d %d 1\n", sandboxUID, hu)
-	gidMap = fmt.Sprintf("%d %d 1\n", sandboxGID, hg)
-	p.rec.Enforce.UIDMap = strings.TrimSpace(uidMap)
-	p.rec.Enforce.GIDMap = strings.TrimSpace(gidMap)
-	return uidMap, gidMap
+	ids := planIDs{uid: uint32(hu), gid: uint32(hg),
+		uidMap: fmt.Sprintf("%d %d 1\n", sandboxUID, hu),
+		gidMap: fmt.Sprintf("%d %d 1\n", sandboxGID, hg),
+		limits: sandboxUserLimits(p.set)}
+	p.rec.Enforce.UIDMap = strings.TrimSpace(ids.uidMap)
+	p.rec.Enforce.GIDMap = strings.TrimSpace(ids.gidMap)
+	p.rec.Enforce.UserLimits = map[string]int64{}
+	for _, l := range ids.limits {
+		p.rec.Enforce.UserLimits[l.name] = l.value
+	}
+	return ids
+}
+
+// planIDs is the identity part of the plan.
+type planIDs struct {
+	uid, gid       uint32 // host ids the stage-2 becomes (planRunIDs)
+	uidMap, gidMap string
+	limits         []userLimit
 }
 
 // nsGetNSType is NS_GET_NSTYPE from linux/nsfs.h: _IO(0xb7, 0x3).
@@ -787,6 +819,9 @@ func (p *Process) readEvidence(nsFDs []int) {
 	}()
 	if b, err := readProc(p.pid1, "uid_map"); err == nil {
 		p.rec.Enforce.UIDMap = strings.Join(strings.Fields(string(b)), " ")
+	}
+	if b, err := readProc(p.pid1, "gid_map"); err == nil {
+		p.rec.Enforce.GIDMap = strings.Join(strings.Fields(string(b)), " ")
 	}
 	if b, err := readProc(p.pid1, "limits"); err == nil {
 		p.rec.Enforce.Rlimits = parseLimits(string(b))
@@ -1178,6 +1213,7 @@ func (p *Process) teardown() {
 	case <-time.After(2 * time.Second):
 		p.log("output copiers still running after teardown")
 	}
+	gone := true
 	if p.cg != nil {
 		// A cgroup that can be removed had no task left; only a busy one
 		// needs the kill (which reads every cgroup.procs) first.
@@ -1185,8 +1221,19 @@ func (p *Process) teardown() {
 			p.cg.Kill()
 			if err := p.cg.Delete(); err != nil {
 				p.log("cgroup delete", "err", err)
+				gone = false
 			}
 		}
+	}
+	// The host ids go back once no process of the run is left: the
+	// stage-2 was reaped above (after pid 1, whose exit waits for its pid
+	// namespace to empty), and the cgroup holding all of them is gone. A
+	// cgroup that could not be removed may still hold a process of the
+	// run: its ids stay leased until this host process exits.
+	if gone {
+		p.ids.release()
+	} else if p.ids != nil {
+		p.log("host ids kept: the run's cgroup could not be removed", "uid", p.ids.uid)
 	}
 }
 
@@ -1378,7 +1425,7 @@ var lastCap = sync.OnceValue(func() uint32 {
 	return 63 // dropping unknown numbers is harmless: EINVAL is ignored
 })
 
-func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gidMap string, ncg int, socks []planSock, ll llPlan) []byte {
+func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, ids planIDs, ncg int, socks []planSock, ll llPlan) []byte {
 	m := u32msg(msgPlan)
 	m = putU32(m, flags)
 	m = putU32(m, sandboxUID)
@@ -1387,8 +1434,10 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 	m = putStr(m, "/tmp")
 	m = putStr(m, sandboxHost)
 	m = putStr(m, "size=4m,nr_inodes=4096,mode=0755")
-	m = putStr(m, uidMap)
-	m = putStr(m, gidMap)
+	m = putStr(m, ids.uidMap)
+	m = putStr(m, ids.gidMap)
+	m = putU32(m, ids.uid)
+	m = putU32(m, ids.gid)
 	m = putU32(m, uint32(ncg))
 	m = putU32(m, uint32(len(c.files)))
 	m = putU32(m, uint32(len(c.ops)))
@@ -1413,6 +1462,11 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, uidMap, gid
 		m = putU32(m, r.res)
 		m = binary.NativeEndian.AppendUint64(m, r.cur)
 		m = binary.NativeEndian.AppendUint64(m, r.max)
+	}
+	m = putU32(m, uint32(len(ids.limits)))
+	for _, l := range ids.limits {
+		m = putStr(m, l.name)
+		m = putStr(m, strconv.FormatInt(l.value, 10))
 	}
 	m = putU32(m, uint32(len(bpf)/8))
 	m = append(m, bpf...)

@@ -119,9 +119,19 @@ func TestIdentityAndPrivileges(t *testing.T) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
 	}
-	hostUID := 65534
-	if os.Geteuid() != 0 {
-		hostUID = os.Geteuid()
+	// Unprivileged, the caller's own uid; as root, the run's own uid of the
+	// host id range: never root, never nobody (65534), and the record says
+	// which.
+	hostUID := os.Geteuid()
+	if hostUID == 0 {
+		f := strings.Fields(res.Audit.Enforce.UIDMap)
+		if len(f) != 3 {
+			t.Fatalf("record uid_map %q", res.Audit.Enforce.UIDMap)
+		}
+		hostUID, _ = strconv.Atoi(f[1])
+		if hostUID <= 0 || hostUID == 65534 {
+			t.Fatalf("record uid_map %q: want a uid of the run's own", res.Audit.Enforce.UIDMap)
+		}
 	}
 	if f := strings.Fields(strings.Split(out, "\n")[len(strings.Split(out, "\n"))-2]); len(f) != 3 || f[0] != "1000" || f[1] != strconv.Itoa(hostUID) || f[2] != "1" {
 		t.Errorf("uid_map line %q, want 1000 %d 1", f, hostUID)

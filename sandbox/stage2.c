@@ -9,17 +9,19 @@
  * plan. Each failure is reported to the supervisor as (step, errno, detail).
  *
  * Process shape:
- *   outer  (host):    join the cgroup (v1), clone pid 1 into seven new
- *                     namespaces, write its id maps, wait for it.
+ *   outer  (host):    join the cgroup, become the run's uid (as root),
+ *                     clone pid 1 into seven new namespaces, write its id
+ *                     maps, wait for it.
  *   pid 1  (sandbox): mounts, pivot_root, drop privileges; on EXEC fork the
  *                     tool, report STARTED, and reap until it exits.
  *   tool:             setsid, stdio, seccomp (+ listener), execve.
  *
- * The outer writes pid 1's id maps because only a process in the parent
- * user namespace may map the sandbox user to an id other than its own (host
- * root maps it to an unprivileged uid, never to root). pid 1 needs the maps
- * only when it first creates files, so it clones the mount sources while
- * they are written.
+ * The outer writes pid 1's id maps because a process may not write its own
+ * namespace's maps to anything but its own ids, and pid 1's own id would be
+ * unmapped. As root the outer has become the run's host uid/gid first
+ * (TC_PLAN_RUN_IDS), so the namespace is that uid's, and it maps only that
+ * uid and gid, never root. pid 1 needs the maps only when it first creates
+ * files, so it clones the mount sources while they are written.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -90,9 +92,17 @@ struct llplan {
 	struct llport ports[TC_MAX_LL_PORTS];
 };
 
+struct ulim {
+	const char *name, *value; /* /proc/sys/user/<name> gets value */
+	int fd;
+};
+
 struct plan {
 	uint32_t flags, uid, gid, last_cap;
 	const char *staging, *hostname, *rootopts, *uid_map, *gid_map;
+	uint32_t run_uid, run_gid; /* host ids of the run (TC_PLAN_RUN_IDS) */
+	uint32_t nulim;
+	struct ulim ulims[TC_MAX_USER_LIMITS];
 	int fds[TC_MAX_PLAN_FDS]; /* cgroup.procs files, then the view's sources */
 	int ncgfds, nfds;
 	uint32_t nops, nrlim, nfilter, nsock;
@@ -372,6 +382,8 @@ static void read_plan(struct plan *pl)
 	pl->rootopts = get_str(&r);
 	pl->uid_map = get_str(&r);
 	pl->gid_map = get_str(&r);
+	pl->run_uid = get_u32(&r);
+	pl->run_gid = get_u32(&r);
 	ncg = get_u32(&r);
 	nfiles = get_u32(&r);
 	if (ncg > TC_MAX_CGROUP_FDS || nfiles > TC_MAX_PLAN_FDS - TC_MAX_CGROUP_FDS) {
@@ -433,6 +445,20 @@ static void read_plan(struct plan *pl)
 		pl->rlims[i].resource = get_u32(&r);
 		pl->rlims[i].cur = get_u64(&r);
 		pl->rlims[i].max = get_u64(&r);
+	}
+	pl->nulim = get_u32(&r);
+	if (pl->nulim > TC_MAX_USER_LIMITS) {
+		errno = E2BIG;
+		fail("plan", "too many user limits");
+	}
+	for (uint32_t i = 0; i < pl->nulim; i++) {
+		pl->ulims[i].name = get_str(&r);
+		pl->ulims[i].value = get_str(&r);
+		pl->ulims[i].fd = -1;
+		if (strchr(pl->ulims[i].name, '/') || pl->ulims[i].name[0] == '.') {
+			errno = EINVAL;
+			fail("plan", "user limit name");
+		}
 	}
 	pl->nfilter = get_u32(&r);
 	if (pl->nfilter == 0 || pl->nfilter > BPF_MAXINSNS) {
@@ -1116,6 +1142,51 @@ static void send_started(pid_t tool, int32_t memfd_noexec, const int *ns, int li
 		_exit(TC_EXIT_SETUP);
 }
 
+/* open_user_limits opens the plan's /proc/sys/user files while the host's
+ * /proc is still mounted; user sysctls are those of the opener's user
+ * namespace, here the sandbox's, which pid 1 holds CAP_SYS_RESOURCE in. */
+static void open_user_limits(struct plan *pl)
+{
+	int dir;
+	if (pl->nulim == 0)
+		return;
+	dir = open("/proc/sys/user", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0)
+		fail("user_limit", "/proc/sys/user");
+	for (uint32_t i = 0; i < pl->nulim; i++) {
+		pl->ulims[i].fd = openat(dir, pl->ulims[i].name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (pl->ulims[i].fd < 0)
+			fail("user_limit", pl->ulims[i].name);
+	}
+	close(dir);
+}
+
+/* set_user_limits writes each limit and reads it back, before pid 1 drops
+ * the capabilities the writes need; the files were opened while the host's
+ * /proc was still there. */
+static void set_user_limits(struct plan *pl)
+{
+	for (uint32_t i = 0; i < pl->nulim; i++) {
+		struct ulim *u = &pl->ulims[i];
+		size_t n = strlen(u->value);
+		char got[32];
+		ssize_t k;
+		if (write(u->fd, u->value, n) != (ssize_t)n)
+			fail("user_limit", u->name);
+		k = pread(u->fd, got, sizeof got - 1, 0);
+		if (k < 0)
+			fail("user_limit_read", u->name);
+		while (k > 0 && got[k - 1] == '\n')
+			k--;
+		got[k] = '\0';
+		if (strcmp(got, u->value) != 0) {
+			errno = EIO;
+			fail("user_limit_verify", u->name);
+		}
+		close(u->fd);
+	}
+}
+
 /* The tool child's stack: clone with CLONE_VM needs one of its own, since
  * pid 1's frames stay live while the child runs. */
 static char tool_stack[256 * 1024] __attribute__((aligned(16)));
@@ -1131,7 +1202,9 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 
 	arm_pdeath();
 	memfd_noexec = apply_memfd_noexec((pl->flags & TC_PLAN_MEMFD_NOEXEC) != 0);
+	open_user_limits(pl);
 	build_view(pl, maps);
+	set_user_limits(pl);
 	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
 		fail("sethostname", pl->hostname);
 	loopback_up();
@@ -1248,6 +1321,22 @@ static void __attribute__((noreturn)) stage2(void)
 	}
 	if ((pl.flags & TC_PLAN_DROP_GROUPS) && setgroups(0, NULL) < 0)
 		fail("setgroups", NULL);
+	/* As root, become the run's own host uid/gid before creating the user
+	 * namespace: the namespace is then owned by that uid, and what the
+	 * sandbox counts in it (inotify instances, namespaces) is charged to
+	 * that uid up the namespace hierarchy, not to root. From here on the
+	 * stage-2 holds no capability on the host, and may map only its own ids,
+	 * as a rootless one. Dumpable again (the id change cleared it), so
+	 * that pid 1's /proc files, its id maps among them, belong to the run's
+	 * uid and not to root. */
+	if (pl.flags & TC_PLAN_RUN_IDS) {
+		if (setresgid(pl.run_gid, pl.run_gid, pl.run_gid) < 0)
+			fail("setresgid", "run ids");
+		if (setresuid(pl.run_uid, pl.run_uid, pl.run_uid) < 0)
+			fail("setresuid", "run ids");
+		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
+			fail("dumpable", "run ids");
+	}
 	arm_pdeath();
 	/* The maps signal goes over a socket: send(MSG_NOSIGNAL) fails with
 	 * EPIPE, where a pipe would raise SIGPIPE, if pid 1 died already. */
@@ -1283,6 +1372,10 @@ static void __attribute__((noreturn)) stage2(void)
 	if (send(maps[1], "", 1, MSG_NOSIGNAL) != 1)
 		fail("id_maps", "sync");
 	close(maps[1]);
+	/* The maps are written: nothing needs this process's /proc files any
+	 * more, and a process of the run's uid must not trace it. */
+	if ((pl.flags & TC_PLAN_RUN_IDS) && prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail("dumpable", "run ids");
 	close(ctl);
 	while (waitpid(child, &st, 0) < 0)
 		if (errno != EINTR)

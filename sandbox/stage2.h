@@ -91,6 +91,12 @@ enum {
 #define TC_MAX_LL_RULES 4096
 #define TC_MAX_LL_PORTS 64
 
+#define TC_PLAN_RUN_IDS 32    /* become the run's host uid/gid before the user  */
+                              /* ns, so it is owned and charged by that uid     */
+
+/* Limits pid 1 sets in the sandbox's user namespace (/proc/sys/user). */
+#define TC_MAX_USER_LIMITS 16
+
 #define TC_MAX_MSG (1 << 20)
 #define TC_EXIT_SETUP 125
 

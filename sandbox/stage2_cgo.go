@@ -44,6 +44,8 @@ const (
 	opSetattr  = C.TC_OP_SETATTR
 
 	planDropGroups = C.TC_PLAN_DROP_GROUPS
+	planRunIDs     = C.TC_PLAN_RUN_IDS
+	maxUserLimits  = C.TC_MAX_USER_LIMITS
 	planNotify     = C.TC_PLAN_NOTIFY
 	planRoute4     = C.TC_PLAN_ROUTE4
 	planRoute6     = C.TC_PLAN_ROUTE6

@@ -88,6 +88,8 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	row(fmt.Sprintf("memory %s", set.MemoryLimit()), "cgroup memory limit, swap 0", "resources.memory_peak_bytes, oom_kills; exit.reason=oom")
 	row(fmt.Sprintf("pids %d", set.PidsLimit()), "cgroup pids limit", "resources.pids_peak")
+	row(fmt.Sprintf("inotify %d instances, %d watches", set.InotifyInstancesLimit(), set.InotifyWatchesLimit()),
+		"max_inotify_instances/_watches of the sandbox's user namespace (owned by the run's uid)", "enforcement.user_limits")
 	row(fmt.Sprintf("cpu %g", set.CPULimit()), "cgroup cpu quota", "resources.cpu_user_us, cpu_system_us")
 	row(fmt.Sprintf("timeout %s", set.TimeoutLimit()), "supervisor timer; whole cgroup killed", "exit.reason=timeout")
 	row(fmt.Sprintf("max output %s", set.OutputLimit()), "supervisor byte cap per stream; whole cgroup killed", "exit.reason=output_limit; output.*_truncated")

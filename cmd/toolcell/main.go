@@ -110,6 +110,22 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 		o.set.Pids = n
 		return nil
 	})
+	for _, c := range []struct {
+		name, usage string
+		dst         *int64
+	}{
+		{"inotify-instances", "inotify instances the tool may hold (inotify_instances)", &o.set.InotifyInstances},
+		{"inotify-watches", "inotify watches the tool may hold (inotify_watches)", &o.set.InotifyWatches},
+	} {
+		fs.Func(c.name, c.usage, func(v string) error {
+			var n int64
+			if _, err := fmt.Sscan(v, &n); err != nil {
+				return fmt.Errorf("%s %q: not an integer", c.name, v)
+			}
+			*c.dst = n
+			return nil
+		})
+	}
 	fs.Func("cpu", "CPU limit as a fraction of one CPU (e.g. 0.5)", func(v string) error {
 		var f float64
 		if _, err := fmt.Sscan(v, &f); err != nil {
@@ -219,6 +235,12 @@ func (o *policyOpts) build() (*capability.Set, error) {
 	}
 	if f.MaxFileSize != 0 {
 		m.MaxFileSize = f.MaxFileSize
+	}
+	if f.InotifyInstances != 0 {
+		m.InotifyInstances = f.InotifyInstances
+	}
+	if f.InotifyWatches != 0 {
+		m.InotifyWatches = f.InotifyWatches
 	}
 	return m, nil
 }

@@ -79,11 +79,11 @@ func TestRunAuditFileAndPolicyManifest(t *testing.T) {
 }
 
 func TestExplainAndCheck(t *testing.T) {
-	code, out, errs := cli(t, "", "explain", "--base", "--workdir", os.TempDir(), "--memory", "64M")
+	code, out, errs := cli(t, "", "explain", "--base", "--workdir", os.TempDir(), "--memory", "64M", "--inotify-instances", "20")
 	if code != 0 {
 		t.Fatalf("explain: %d %s", code, errs)
 	}
-	for _, want := range []string{"policy sha256:", "workdir " + os.TempDir(), "memory 64MiB", "seccomp allowlist", "enforcement.mounts"} {
+	for _, want := range []string{"policy sha256:", "workdir " + os.TempDir(), "memory 64MiB", "seccomp allowlist", "enforcement.mounts", "inotify 20 instances, 65536 watches"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("explain output lacks %q:\n%s", want, out)
 		}
