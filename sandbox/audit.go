@@ -108,7 +108,7 @@ type Enforcement struct {
 	// "fsize" -> "soft/hard", "unlimited" spelled out.
 	Rlimits map[string]string `json:"rlimits,omitempty"`
 	// MemfdNoexec is vm.memfd_noexec of the sandbox's pid namespace as its
-	// pid 1 read it back right after setting it (no process left in the
+	// pid 1 read it back once it was set (no process left in the
 	// sandbox may change it): 2 means no memfd can be executed
 	// (memfd_create refuses MFD_EXEC and seals every memfd non-executable).
 	// Where the sandbox cannot set it (rootless), it is the inherited value

@@ -75,9 +75,11 @@
 //     /dev/shm as size-capped tmpfs. The host's root is detached. Nothing
 //     else exists: an ungranted path is ENOENT, not EACCES.
 //   - Executable code: only the exec grants. Every other mount is noexec,
-//     and no memfd is executable: pid 1 sets vm.memfd_noexec = 2 for the
-//     sandbox's pid namespace (while it is still the host's root; the
-//     kernel lets no one else write /proc/sys), and where it cannot
+//     and no memfd is executable: vm.memfd_noexec = 2 for the sandbox's
+//     pid namespace, written by a child of the stage-2 that is the host's
+//     root again and entered that namespace (the kernel lets only the
+//     global root uid write /proc/sys, and sets the writer's own pid
+//     namespace), while pid 1 waits for its id maps; and where it cannot
 //     (rootless, kernels before 6.3) the seccomp filter allows
 //     memfd_create only with MFD_NOEXEC_SEAL and without MFD_EXEC.
 //   - Landlock (landlock.go), a second barrier: the tool child restricts

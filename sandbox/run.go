@@ -294,10 +294,9 @@ func (p *Process) setup() error {
 	pol.DeniedAction = denied
 	// Executable memfds: the kernel's vm.memfd_noexec = 2 where pid 1 can
 	// set it, else the filter refuses every memfd that is not sealed
-	// non-executable. Only the global root uid may write /proc/sys, and a
-	// run with host ids of its own (every run as root) creates pid 1 as
-	// that uid, so there pid 1 cannot.
-	memfdSysctl := p.ids == nil && memfdSysctlProbe() == nil
+	// non-executable. The stage-2 sets it (see set_memfd_noexec) where
+	// the host process may write /proc/sys: only the global root uid.
+	memfdSysctl := memfdSysctlProbe() == nil
 	pol.MemfdNoexec = !memfdSysctl
 	filter, err := seccomp.CompileCached(pol)
 	if err != nil {

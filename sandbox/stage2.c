@@ -913,22 +913,15 @@ static void drop_privileges(struct plan *pl)
 
 /* ---- memfds ---- */
 
-/* apply_memfd_noexec sets, with set, vm.memfd_noexec to 2 for pid 1's pid
- * namespace (the kernel keeps it per pid namespace, whichever /proc it is
- * reached through, and a nested one cannot go lower): memfd_create refuses
- * MFD_EXEC and seals every memfd non-executable, so no memfd can be
- * exec'd. The kernel lets only the global root uid write /proc/sys and
- * wants CAP_SYS_ADMIN over the namespace's owner: pid 1 has both until
- * build_view makes it the sandbox user (Go checked the first). Either way
- * it reads the value back for the record, -1 if the kernel has none: no
- * process left in the namespace may change it afterwards. */
-static int32_t apply_memfd_noexec(int set)
+/* read_memfd_noexec reads vm.memfd_noexec of pid 1's pid namespace (the
+ * kernel keeps it per pid namespace, whichever /proc it is reached through)
+ * for the record, -1 if the kernel has none. pid 1 reads it once its view
+ * is built, after the stage-2 set it (set_memfd_noexec). */
+static int32_t read_memfd_noexec(void)
 {
 	char b[16] = {0};
 	ssize_t n;
-	int fd = open("/proc/sys/vm/memfd_noexec", (set ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	if (set && (fd < 0 || write(fd, "2", 1) != 1))
-		fail("memfd_noexec", "/proc/sys/vm/memfd_noexec");
+	int fd = open("/proc/sys/vm/memfd_noexec", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	n = pread(fd, b, sizeof b - 1, 0);
@@ -1201,10 +1194,10 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	int32_t memfd_noexec;
 
 	arm_pdeath();
-	memfd_noexec = apply_memfd_noexec((pl->flags & TC_PLAN_MEMFD_NOEXEC) != 0);
 	open_user_limits(pl);
 	build_view(pl, maps);
 	set_user_limits(pl);
+	memfd_noexec = read_memfd_noexec();
 	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
 		fail("sethostname", pl->hostname);
 	loopback_up();
@@ -1281,6 +1274,48 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	}
 }
 
+/* set_memfd_noexec sets vm.memfd_noexec = 2 for pid 1's pid namespace:
+ * memfd_create then refuses MFD_EXEC and seals every memfd non-executable,
+ * so no memfd can be exec'd, and a nested pid namespace cannot go lower.
+ * The kernel sets the value of the writer's own pid namespace, lets only
+ * the global root uid write /proc/sys, and wants CAP_SYS_ADMIN over the
+ * namespace's owner; neither pid 1 (the run's uid) nor anything after it
+ * qualifies. So a child of this process, root again (the saved uid kept 0
+ * for this) and moved into pid 1's pid namespace, writes it, while pid 1
+ * still waits for its maps: the tool does not exist yet. Then the
+ * stage-2 drops root for good. Go checked that the host process may write
+ * the file. */
+static void set_memfd_noexec(const struct plan *pl, pid_t child)
+{
+	char path[64];
+	int ns, st;
+	pid_t w;
+
+	snprintf(path, sizeof path, "/proc/%d/ns/pid", (int)child);
+	if ((pl->flags & TC_PLAN_RUN_IDS) && setresuid((uid_t)-1, 0, (uid_t)-1) < 0)
+		fail("memfd_noexec", "regain root");
+	ns = open(path, O_RDONLY | O_CLOEXEC);
+	if (ns < 0 || setns(ns, CLONE_NEWPID) < 0)
+		fail("memfd_noexec", "enter the pid namespace");
+	close(ns);
+	w = fork();
+	if (w < 0)
+		fail("memfd_noexec", "fork");
+	if (w == 0) {
+		int fd = open("/proc/sys/vm/memfd_noexec", O_WRONLY | O_CLOEXEC);
+		_exit(fd >= 0 && write(fd, "2", 1) == 1 ? 0 : (errno & 0x7f) + 1);
+	}
+	while (waitpid(w, &st, 0) < 0)
+		if (errno != EINTR)
+			fail("memfd_noexec", "wait");
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		errno = WIFEXITED(st) ? WEXITSTATUS(st) - 1 : EINTR;
+		fail("memfd_noexec", "/proc/sys/vm/memfd_noexec");
+	}
+	if ((pl->flags & TC_PLAN_RUN_IDS) && setresuid(pl->run_uid, pl->run_uid, pl->run_uid) < 0)
+		fail("memfd_noexec", "drop root");
+}
+
 /* write_file writes s to path in one write(2), as /proc's id map files
  * require. */
 static void write_file(const char *path, const char *s)
@@ -1332,7 +1367,8 @@ static void __attribute__((noreturn)) stage2(void)
 	if (pl.flags & TC_PLAN_RUN_IDS) {
 		if (setresgid(pl.run_gid, pl.run_gid, pl.run_gid) < 0)
 			fail("setresgid", "run ids");
-		if (setresuid(pl.run_uid, pl.run_uid, pl.run_uid) < 0)
+		/* The saved uid stays 0 only until vm.memfd_noexec is set. */
+		if (setresuid(pl.run_uid, pl.run_uid, (pl.flags & TC_PLAN_MEMFD_NOEXEC) ? 0 : pl.run_uid) < 0)
 			fail("setresuid", "run ids");
 		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
 			fail("dumpable", "run ids");
@@ -1369,6 +1405,8 @@ static void __attribute__((noreturn)) stage2(void)
 	write_file(path, pl.uid_map);
 	snprintf(path, sizeof path, "/proc/%d/gid_map", (int)child);
 	write_file(path, pl.gid_map);
+	if (pl.flags & TC_PLAN_MEMFD_NOEXEC)
+		set_memfd_noexec(&pl, child);
 	if (send(maps[1], "", 1, MSG_NOSIGNAL) != 1)
 		fail("id_maps", "sync");
 	close(maps[1]);

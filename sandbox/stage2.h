@@ -77,7 +77,7 @@ enum {
 #define TC_PLAN_NOTIFY 2      /* install the filter with a listener and pass it */
 #define TC_PLAN_ROUTE4 4      /* route all of IPv4 to loopback as local (AnyIP) */
 #define TC_PLAN_ROUTE6 8      /* the same for IPv6                              */
-#define TC_PLAN_MEMFD_NOEXEC 16 /* pid 1 sets vm.memfd_noexec = 2 for its pid ns */
+#define TC_PLAN_MEMFD_NOEXEC 16 /* the stage-2 sets vm.memfd_noexec = 2 in pid 1's pid ns */
 
 /* Landlock, applied by the tool child before its seccomp filter (the
  * kernel's struct layouts are spelled out in stage2.c). The PLAN ends with:
