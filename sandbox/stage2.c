@@ -1314,6 +1314,7 @@ static void set_memfd_noexec(const struct plan *pl, pid_t child)
 	}
 	if ((pl->flags & TC_PLAN_RUN_IDS) && setresuid(pl->run_uid, pl->run_uid, pl->run_uid) < 0)
 		fail("memfd_noexec", "drop root");
+	arm_pdeath(); /* each change of credentials cleared it */
 }
 
 /* write_file writes s to path in one write(2), as /proc's id map files
