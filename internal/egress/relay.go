@@ -316,10 +316,18 @@ func (p *Proxy) sniff(c net.Conn, name string, port int, busy func() bool, spoke
 		return io.MultiReader(bytes.NewReader(head), io.TeeReader(io.LimitReader(c, maxHead), &seen))
 	}
 	lead := leadingSpace(seen.Bytes())
+	// A TLS record of another type than handshake (a server may skip a
+	// warning alert before a ClientHello) is read as TLS too when its
+	// version byte says TLS; other first bytes of 20-24 are left to
+	// protocols that start with a length (MongoDB, ...).
+	otherRecord := func(b byte) bool { return b >= recordChangeCipherSpec && b <= recordHeartbeat && b != recordHandshake }
+	if lead == 0 && otherRecord(seen.Bytes()[0]) && seen.Len() < 2 {
+		if err := more(); err != nil {
+			return refuse("closed or stalled inside the first bytes")
+		}
+	}
 	switch first := seen.Bytes()[lead]; {
-	case first >= recordChangeCipherSpec && first <= recordHeartbeat && lead == 0:
-		// A TLS record of any type: a server may skip or choke on what
-		// comes before a ClientHello, so it is read as TLS too.
+	case lead == 0 && (first == recordHandshake || otherRecord(first) && seen.Bytes()[1] == 3):
 		// Records up to the end of the first ClientHello, checked; the
 		// relay goes on checking the later ones (forwardTLS).
 		r.protocol = "tls"

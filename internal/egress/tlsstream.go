@@ -24,6 +24,14 @@ import (
 //
 // Encrypted Client Hello (and the older encrypted SNI draft) hides the real
 // name from the relay, so a hello carrying either extension is refused.
+//
+// A ClientHello must fill exactly one record. TLS allows a handshake
+// message to span records, and the relay and TLS servers read it that way,
+// but SNI routers that parse the raw bytes (haproxy's req.ssl_sni, SNI
+// passthrough proxies) skip only the first record header and take the next
+// one's for hello bytes: a split hello can name one host to the relay and
+// another to such a router. Go, OpenSSL, BoringSSL and NSS clients send
+// their hello in one record.
 
 const (
 	recordChangeCipherSpec = 20
@@ -45,6 +53,13 @@ const (
 	// maxHellos: TLS 1.3 allows one HelloRetryRequest, so two ClientHellos.
 	maxHellos = 2
 )
+
+// hidesName reports whether extension e is one of the encrypted client
+// hello code points: RFC 9849's, its drafts' (0xfe08-0xfe0c, 0xff02) and
+// encrypted SNI's.
+func hidesName(e uint16) bool {
+	return e >= 0xfe08 && e <= extensionECH || e == 0xff02 || e == extensionESNI
+}
 
 // helloRetryRandom is the ServerHello.random that marks a
 // HelloRetryRequest (RFC 8446 4.1.3).
@@ -79,7 +94,8 @@ type helloFollower struct {
 	hs      []byte        // handshake bytes not yet parsed into a whole message
 	pending []byte        // records read but held back: they carry part of hs
 	hellos  int
-	sni     string // of the first ClientHello
+	sni     string    // of the first ClientHello
+	phase   *tlsPhase // the server's side, once the relay dialed (nil in the sniff)
 }
 
 // next reads one record. It returns the bytes that may go upstream now
@@ -98,6 +114,9 @@ func (f *helloFollower) next() (release []byte, why string, err error) {
 	rec := make([]byte, 5+n)
 	copy(rec, hdr[:])
 	if _, err := io.ReadFull(f.r, rec[5:]); err != nil {
+		if typ == recordHandshake && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+			return nil, "TLS handshake record cut short by the tool closing its side (nothing of it went upstream)", nil
+		}
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -129,6 +148,10 @@ func (f *helloFollower) next() (release []byte, why string, err error) {
 			return nil, "malformed TLS ClientHello (another handshake message first)", nil
 		}
 		if msg[0] == handshakeClientHello {
+			if len(f.pending) != 5+len(msg) {
+				// Split over records, or sharing one with other bytes.
+				return nil, "TLS ClientHello not in exactly one record", nil
+			}
 			if why := f.check(msg); why != "" {
 				return nil, why, nil
 			}
@@ -160,6 +183,9 @@ func (f *helloFollower) check(msg []byte) string {
 		return "ech refused: the ClientHello hides its server name (encrypted_client_hello or encrypted_server_name)"
 	case f.hellos > maxHellos:
 		return "more than two TLS ClientHellos on one connection"
+	case f.hellos > 1 && (f.phase == nil || int(f.phase.retries.Load()) < f.hellos-1):
+		// The server counts its retry request before the tool can see it.
+		return "a second TLS ClientHello without a HelloRetryRequest"
 	case f.hellos == 1:
 		f.sni = h.sni
 		if h.sni != "" && canonicalName(h.sni) != f.name {
@@ -205,7 +231,7 @@ func parseClientHello(msg []byte) (helloInfo, error) {
 		GetConfigForClient: func(ci *tls.ClientHelloInfo) (*tls.Config, error) {
 			h.sni, got = strings.TrimSuffix(ci.ServerName, "."), true
 			for _, e := range ci.Extensions {
-				if e == extensionECH || e == extensionESNI {
+				if hidesName(e) {
 					h.ech = true
 				}
 			}
@@ -325,6 +351,7 @@ func (p *Proxy) forwardTLS(dst, src net.Conn, f *helloFollower, ph *tlsPhase, la
 	r := &idleReader{c: src, p: p, last: last}
 	w := &budgetWriter{c: dst, p: p, last: last}
 	f.r = io.MultiReader(f.seen, r)
+	f.phase = ph
 	for ph.plain.Load() || f.holding() {
 		rel, why, err := f.next()
 		if why != "" {
@@ -342,6 +369,9 @@ func (p *Proxy) forwardTLS(dst, src net.Conn, f *helloFollower, ph *tlsPhase, la
 			}
 		}
 		switch {
+		case errors.Is(err, io.EOF) && f.holding():
+			stop(p.endReason(r, w))
+			return w.n, "TLS ClientHello cut short by the tool closing its side (nothing of it went upstream)"
 		case errors.Is(err, io.EOF):
 			closeWrite(dst, stop) // the tool is done: pass the half-close on
 			return w.n, ""

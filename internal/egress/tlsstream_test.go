@@ -169,16 +169,22 @@ func TestRelaySecondClientHello(t *testing.T) {
 		{"other name", evil, 0, "sni mismatch: evil.example.net (ClientHello 2", nil},
 		{"no name", none, 0, "sni mismatch: (none) (ClientHello 2", nil},
 		{"other name after a CCS", append(ccs, evil...), 0, "sni mismatch: evil.example.net", ccs},
-		{"other name in 7-byte records", fragment(evil, 7), 0, "sni mismatch: evil.example.net", nil},
-		{"other name in 1-byte records", fragment(evil, 1), 0, "sni mismatch: evil.example.net", nil},
+		// A hello split over records is refused whatever it names: SNI
+		// routers that parse raw bytes read it differently.
+		{"other name in 7-byte records", fragment(evil, 7), 0, "TLS ClientHello not in exactly one record", nil},
+		{"other name in 1-byte records", fragment(evil, 1), 0, "TLS ClientHello not in exactly one record", nil},
+		{"same name in 2 records", fragment(good, len(good)/2), 0, "TLS ClientHello not in exactly one record", nil},
 		{"other name in 40 writes", evil, 40, "sni mismatch: evil.example.net", nil},
-		{"fragmented, split across writes", fragment(evil, 100), 13, "sni mismatch: evil.example.net", nil},
+		{"fragmented, split across writes", fragment(evil, 100), 13, "TLS ClientHello not in exactly one record", nil},
+		{"cut short by a half-close", good[:len(good)-3], 0, "TLS handshake record cut short", nil},
+		{"cut short between records", fragment(good, 100)[:210], 0, "TLS ClientHello cut short", nil},
 		{"an alert inside a fragmented hello", func() []byte {
 			f := fragment(evil, 100)
 			return append(append(append([]byte(nil), f[:105]...), alert...), f[105:]...)
 		}(), 0, "TLS record inside an unfinished handshake message", nil},
 		{"a third hello", append(append([]byte(nil), good...), good...), 0, "more than two TLS ClientHellos", good},
 		{"encrypted client hello", withExtension(good, extensionECH, []byte{0, 0, 1, 0, 1, 7, 0, 0, 0, 0}), 0, "ech refused", nil},
+		{"encrypted client hello, draft code point", withExtension(good, 0xfe0a, []byte{0, 0, 1, 0, 1, 7, 0, 0, 0, 0}), 0, "ech refused", nil},
 		{"not TLS", []byte("GET / HTTP/1.1\r\nHost: evil.example.net\r\n\r\n"), 0, "not a TLS record", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -241,8 +247,11 @@ func TestRelayFirstClientHello(t *testing.T) {
 	}{
 		{"ech", string(withExtension(good, extensionECH, []byte{0, 0, 1, 0, 1, 7, 0, 0, 0, 0})), "ech refused"},
 		{"esni", string(withExtension(good, extensionESNI, []byte{0x13, 0x01})), "ech refused"},
-		{"other name in 3-byte records", string(fragment(evil, 3)), "sni mismatch: evil.example.net"},
-		{"alert first", "\x15\x03\x03\x00\x02\x01\x00" + string(good), "malformed TLS ClientHello"},
+		{"other name in 3-byte records", string(fragment(evil, 3)), "TLS ClientHello not in exactly one record"},
+		{"same name in 3-byte records", string(fragment(good, 3)), "TLS ClientHello not in exactly one record"},
+		{"hello and more in its record", string(fragment(append(append([]byte(nil), good...), 22, 3, 3, 0, 4, 20, 0, 0, 0), 1<<14)), "TLS ClientHello not in exactly one record"},
+		{"ech draft esni code point", string(withExtension(good, 0xff02, []byte{1, 2})), "ech refused"},
+		{"alert with a TLS version first", "\x15\x03\x01\x00\x02\x01\x00" + string(good), "malformed TLS ClientHello"},
 		{"another message first", string(fragment([]byte{22, 3, 3, 0, 4, 2, 0, 0, 0}, 4)) + string(good), "malformed TLS ClientHello"},
 		{"garbage record", "\x16\x03\x03\x00\x04\x01\x00\x00\x07", "malformed TLS ClientHello"},
 	} {
@@ -438,5 +447,101 @@ func writeCert(t *testing.T, dir string) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A first byte of 20-24 that is not followed by a TLS version is no TLS
+// record: protocols that start with a little-endian length (a 279-byte
+// MongoDB message starts 17 01) go through as plain TCP. A handshake
+// record type (22) is always read as TLS.
+func TestRelayFirstByteNotTLS(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan []byte, 4)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				b, _ := io.ReadAll(c)
+				got <- b
+			}()
+		}
+	}()
+	for _, c := range []struct {
+		first    string
+		protocol string
+		allowed  bool
+	}{
+		{"\x17\x01\x00\x00\xdd\x07\x00\x00", "tcp", true},
+		{"\x15\x01\x00\x00\xdd\x07\x00\x00", "tcp", true},
+		{"\x14\x00\x00\x00\x01\x00\x00\x00", "tcp", true},
+		{"\x17\x03\x03\x00\x02hi", "tls", false},
+		{"\x16\x01\x00\x00\xdd\x07\x00\x00", "tls", false},
+	} {
+		p, port, _ := newFixture(t, l.Addr().String(), public, Limits{})
+		conn, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		io.WriteString(conn, c.first)
+		conn.(*net.TCPConn).CloseWrite()
+		_, _ = io.ReadAll(conn)
+		conn.Close()
+		e := lastEvent(t, p)
+		if e.Protocol != c.protocol || e.Allowed != c.allowed {
+			t.Errorf("first bytes %x: event %+v, want %s allowed=%v", c.first, e, c.protocol, c.allowed)
+		}
+		if c.allowed {
+			if b := <-got; string(b) != c.first {
+				t.Errorf("first bytes %x: upstream got %x", c.first, b)
+			}
+		}
+	}
+}
+
+// A second ClientHello the server did not ask for (no HelloRetryRequest
+// came back before it) is refused: the first one stands.
+func TestRelaySecondHelloUnasked(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c) // and never answers
+		got <- b
+	}()
+	good := hello(t, "api.example.com")
+	p, port, _ := newFixture(t, l.Addr().String(), public, Limits{})
+	conn, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	conn.Write(append(append([]byte(nil), good...), good...))
+	conn.(*net.TCPConn).CloseWrite()
+	_, _ = io.ReadAll(conn)
+	if b := <-got; !bytes.Equal(b, good) {
+		t.Errorf("upstream got %d bytes, want the first hello (%d)", len(b), len(good))
+	}
+	if e := lastEvent(t, p); e.Allowed || e.Reason != "a second TLS ClientHello without a HelloRetryRequest" {
+		t.Errorf("event %+v", e)
 	}
 }
