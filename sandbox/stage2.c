@@ -703,6 +703,8 @@ static void do_op(int root, struct op *o)
 
 /* wait_maps blocks until the outer has written pid 1's id maps; EOF means
  * it failed (and reported why) or died. */
+/* wait_maps waits for the stage-2's next signal on fd: the id maps are
+ * written, later vm.memfd_noexec is set. */
 static void wait_maps(int fd)
 {
 	char c;
@@ -712,7 +714,6 @@ static void wait_maps(int fd)
 	while (n < 0 && errno == EINTR);
 	if (n != 1)
 		_exit(TC_EXIT_SETUP);
-	close(fd);
 }
 
 static void build_view(struct plan *pl, int maps)
@@ -1197,6 +1198,9 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	open_user_limits(pl);
 	build_view(pl, maps);
 	set_user_limits(pl);
+	if (pl->flags & TC_PLAN_MEMFD_NOEXEC)
+		wait_maps(maps); /* set by now, while the view was built */
+	close(maps);
 	memfd_noexec = read_memfd_noexec();
 	if (sethostname(pl->hostname, strlen(pl->hostname)) < 0)
 		fail("sethostname", pl->hostname);
@@ -1281,14 +1285,25 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
  * the global root uid write /proc/sys, and wants CAP_SYS_ADMIN over the
  * namespace's owner; neither pid 1 (the run's uid) nor anything after it
  * qualifies. So a child of this process, root again (the saved uid kept 0
- * for this) and moved into pid 1's pid namespace, writes it, while pid 1
- * still waits for its maps: the tool does not exist yet. Then the
- * stage-2 drops root for good. Go checked that the host process may write
+ * for this) and moved into pid 1's pid namespace, writes it while pid 1
+ * builds its view; pid 1 waits for it before it reads the value back, long
+ * before the tool exists. Then the stage-2 drops root for good. Go checked that the host process may write
  * the file. */
+static char writer_stack[16 * 1024] __attribute__((aligned(16)));
+
+/* write_memfd_noexec is the writer: it shares the stage-2's memory and
+ * writes only *err. */
+static int write_memfd_noexec(void *err)
+{
+	int fd = open("/proc/sys/vm/memfd_noexec", O_WRONLY | O_CLOEXEC);
+	*(int *)err = fd >= 0 && write(fd, "2", 1) == 1 ? 0 : errno;
+	_exit(0);
+}
+
 static void set_memfd_noexec(const struct plan *pl, pid_t child)
 {
 	char path[64];
-	int ns, st;
+	int ns, st, werr = 0;
 	pid_t w;
 
 	snprintf(path, sizeof path, "/proc/%d/ns/pid", (int)child);
@@ -1298,18 +1313,16 @@ static void set_memfd_noexec(const struct plan *pl, pid_t child)
 	if (ns < 0 || setns(ns, CLONE_NEWPID) < 0)
 		fail("memfd_noexec", "enter the pid namespace");
 	close(ns);
-	w = fork();
+	/* Like vfork: no copy of this process's page tables (a fork cost
+	 * most of a millisecond here); this process resumes once it exited. */
+	w = clone(write_memfd_noexec, writer_stack + sizeof writer_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, &werr);
 	if (w < 0)
-		fail("memfd_noexec", "fork");
-	if (w == 0) {
-		int fd = open("/proc/sys/vm/memfd_noexec", O_WRONLY | O_CLOEXEC);
-		_exit(fd >= 0 && write(fd, "2", 1) == 1 ? 0 : (errno & 0x7f) + 1);
-	}
+		fail("memfd_noexec", "clone");
 	while (waitpid(w, &st, 0) < 0)
 		if (errno != EINTR)
 			fail("memfd_noexec", "wait");
-	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-		errno = WIFEXITED(st) ? WEXITSTATUS(st) - 1 : EINTR;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 || werr != 0) {
+		errno = werr ? werr : EINTR;
 		fail("memfd_noexec", "/proc/sys/vm/memfd_noexec");
 	}
 	if ((pl->flags & TC_PLAN_RUN_IDS) && setresuid(pl->run_uid, pl->run_uid, pl->run_uid) < 0)
@@ -1406,10 +1419,15 @@ static void __attribute__((noreturn)) stage2(void)
 	write_file(path, pl.uid_map);
 	snprintf(path, sizeof path, "/proc/%d/gid_map", (int)child);
 	write_file(path, pl.gid_map);
-	if (pl.flags & TC_PLAN_MEMFD_NOEXEC)
-		set_memfd_noexec(&pl, child);
 	if (send(maps[1], "", 1, MSG_NOSIGNAL) != 1)
 		fail("id_maps", "sync");
+	/* Off pid 1's path: it builds its view meanwhile, and waits for this
+	 * second signal only before it reads the value back. */
+	if (pl.flags & TC_PLAN_MEMFD_NOEXEC) {
+		set_memfd_noexec(&pl, child);
+		if (send(maps[1], "", 1, MSG_NOSIGNAL) != 1)
+			fail("memfd_noexec", "sync");
+	}
 	close(maps[1]);
 	/* The maps are written: nothing needs this process's /proc files any
 	 * more, and a process of the run's uid must not trace it. */
