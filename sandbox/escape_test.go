@@ -709,7 +709,7 @@ func TestEscapeSuite(t *testing.T) {
 	attackBin = bin
 	c := newCanaries(t)
 	cases := escapeCases()
-	if len(cases) < 80 {
+	if len(cases) < 148 {
 		t.Fatalf("only %d cases", len(cases))
 	}
 	t.Setenv("TOOLCELL_CANARY_SECRET", "canary-env-secret")
