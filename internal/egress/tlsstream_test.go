@@ -111,9 +111,9 @@ func sessionID(rec []byte) []byte {
 	return body[2+32+1 : 2+32+1+int(body[2+32])]
 }
 
-// retryUpstream answers every connection's first record with a
-// HelloRetryRequest and reports all it received after it.
-func retryUpstream(t *testing.T) (string, chan []byte) {
+// upstream serves every connection with serve (a 10 s deadline set) and
+// reports what serve returns.
+func upstream(t *testing.T, serve func(net.Conn) []byte) (string, chan []byte) {
 	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
@@ -130,24 +130,35 @@ func retryUpstream(t *testing.T) (string, chan []byte) {
 			go func() {
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-				hdr := make([]byte, 5)
-				if _, err := io.ReadFull(c, hdr); err != nil {
-					got <- nil
-					return
-				}
-				rec := make([]byte, 5+int(binary.BigEndian.Uint16(hdr[3:])))
-				copy(rec, hdr)
-				if _, err := io.ReadFull(c, rec[5:]); err != nil {
-					got <- nil
-					return
-				}
-				_, _ = c.Write(retryRequest(sessionID(rec)))
-				rest, _ := io.ReadAll(c)
-				got <- rest
+				got <- serve(c)
 			}()
 		}
 	}()
 	return l.Addr().String(), got
+}
+
+// readAll reads what the tool sent until it closed its side.
+func readAll(c net.Conn) []byte {
+	b, _ := io.ReadAll(c)
+	return b
+}
+
+// retryUpstream answers every connection's first record with a
+// HelloRetryRequest and reports all it received after it.
+func retryUpstream(t *testing.T) (string, chan []byte) {
+	return upstream(t, func(c net.Conn) []byte {
+		hdr := make([]byte, 5)
+		if _, err := io.ReadFull(c, hdr); err != nil {
+			return nil
+		}
+		rec := make([]byte, 5+int(binary.BigEndian.Uint16(hdr[3:])))
+		copy(rec, hdr)
+		if _, err := io.ReadFull(c, rec[5:]); err != nil {
+			return nil
+		}
+		_, _ = c.Write(retryRequest(sessionID(rec)))
+		return readAll(c)
+	})
 }
 
 // A second ClientHello after a HelloRetryRequest is checked like the
@@ -455,26 +466,7 @@ func writeCert(t *testing.T, dir string) {
 // MongoDB message starts 17 01) go through as plain TCP. A handshake
 // record type (22) is always read as TLS.
 func TestRelayFirstByteNotTLS(t *testing.T) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	got := make(chan []byte, 4)
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				b, _ := io.ReadAll(c)
-				got <- b
-			}()
-		}
-	}()
+	addr, got := upstream(t, readAll)
 	for _, c := range []struct {
 		first    string
 		protocol string
@@ -486,7 +478,7 @@ func TestRelayFirstByteNotTLS(t *testing.T) {
 		{"\x17\x03\x03\x00\x02hi", "tls", false},
 		{"\x16\x01\x00\x00\xdd\x07\x00\x00", "tls", false},
 	} {
-		p, port, _ := newFixture(t, l.Addr().String(), public, Limits{})
+		p, port, _ := newFixture(t, addr, public, Limits{})
 		conn, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
 		if err != nil {
 			t.Fatal(err)
@@ -511,24 +503,9 @@ func TestRelayFirstByteNotTLS(t *testing.T) {
 // A second ClientHello the server did not ask for (no HelloRetryRequest
 // came back before it) is refused: the first one stands.
 func TestRelaySecondHelloUnasked(t *testing.T) {
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	got := make(chan []byte, 1)
-	go func() {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		b, _ := io.ReadAll(c) // and never answers
-		got <- b
-	}()
+	addr, got := upstream(t, readAll) // never answers
 	good := hello(t, "api.example.com")
-	p, port, _ := newFixture(t, l.Addr().String(), public, Limits{})
+	p, port, _ := newFixture(t, addr, public, Limits{})
 	conn, err := net.Dial("tcp4", fmt.Sprintf("127.77.0.2:%d", port))
 	if err != nil {
 		t.Fatal(err)
