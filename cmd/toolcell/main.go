@@ -212,6 +212,14 @@ func (o *policyOpts) build() (*capability.Set, error) {
 		m.Workdir = f.Workdir
 	}
 	m.FollowSymlinks = append(m.FollowSymlinks, f.FollowSymlinks...)
+	m.Egress = append(m.Egress, f.Egress...)
+	m.EgressAllow = append(m.EgressAllow, f.EgressAllow...)
+	m.APIs = append(m.APIs, f.APIs...)
+	if len(f.Syscalls) > 0 {
+		// --allow-syscalls narrows or widens what the manifest allowed:
+		// the flag's list replaces it, as the scalar flags do.
+		m.Syscalls = f.Syscalls
+	}
 	for k, v := range f.Env {
 		m.SetEnv(k, v)
 	}

@@ -124,6 +124,41 @@ func TestEgressFlags(t *testing.T) {
 	}
 }
 
+// With --policy, every flag still counts: lists add to the manifest's,
+// --allow-syscalls replaces its syscall kinds (nothing given is dropped).
+func TestPolicyAndFlagsMerge(t *testing.T) {
+	policy := filepath.Join(testenv.Tempdir(t), "p.yaml")
+	os.WriteFile(policy, []byte("base: true\nconnect: [\"a.example.com:443\"]\nsyscalls: [file_read, file_write, process]\n"), 0o644)
+	code, out, errs := cli(t, "", "explain", "--policy", policy, "--connect", "pypi.org:443", "--allow-range", "10.20.0.0/16",
+		"--http-api", "api.example.com,Authorization,env:API_KEY,Bearer ", "--allow-syscalls", "file_read,process")
+	if code != 0 {
+		t.Fatalf("explain: %d %s", code, errs)
+	}
+	for _, want := range []string{"connect a.example.com:443", "connect pypi.org:443", "allowed range 10.20.0.0/16", "http api api.example.com"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("explain output lacks %q:\n%s", want, out)
+		}
+	}
+	_, plain, _ := cli(t, "", "explain", "--policy", policy)
+	if strings.Contains(plain, "pypi.org") || !strings.Contains(plain, "file_write") {
+		t.Fatalf("the manifest alone: %s", plain)
+	}
+	if strings.Contains(syscallKindsLine(out), "file_write") || !strings.Contains(syscallKindsLine(out), "file_read") {
+		t.Errorf("--allow-syscalls did not replace the manifest's kinds: %q", syscallKindsLine(out))
+	}
+}
+
+// syscallKindsLine is the line of explain's output that names the
+// syscall kinds.
+func syscallKindsLine(out string) string {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "file_read") {
+			return l
+		}
+	}
+	return ""
+}
+
 // --follow-symlinks and the manifest's follow_symlinks let a grant pass a
 // link; without them the grant is refused, naming it and the link.
 func TestFollowSymlinksFlag(t *testing.T) {
