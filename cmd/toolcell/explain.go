@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -15,13 +14,12 @@ import (
 // cmdExplain prints the policy as the napkin table: each grant, the kernel
 // mechanism that enforces it, and where the audit record shows it.
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("explain", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("explain", "", stderr)
 	o := policyFlags(fs)
 	syscalls := fs.Bool("syscalls", false, "also list every syscall the filter allows, with the group that allows it")
 	diff := fs.String("diff", "", "compare with the policy in this manifest: list the syscalls whose treatment changes, widening first")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	set, err := o.build()
 	if err == nil {

@@ -45,6 +45,38 @@ flags of run and explain:
 `)
 }
 
+// newFlagSet is a flag set for one subcommand whose help spells the flags
+// as the README does (--name), with what the subcommand takes after them.
+func newFlagSet(name, operands string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: toolcell %s [flags]%s\n\nflags:\n", name, operands)
+		printFlags(fs.Output(), fs)
+	}
+	return fs
+}
+
+// parseExit is the exit status after a flag parse error: 0 when help was
+// asked for, 2 otherwise (the flag package printed why).
+func parseExit(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// printFlags prints fs's flags as --name, each with its usage.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fs.VisitAll(func(f *flag.Flag) {
+		arg, usage := flag.UnquoteUsage(f)
+		if arg != "" {
+			arg = " " + arg
+		}
+		fmt.Fprintf(w, "  --%s%s\n    \t%s\n", f.Name, arg, usage)
+	})
+}
+
 func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
@@ -59,7 +91,7 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdCheck(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		usage(stdout)
-		policyFlags(flag.NewFlagSet("", flag.ContinueOnError)).fs.SetOutput(stdout)
+		printFlags(stdout, policyFlags(flag.NewFlagSet("", flag.ContinueOnError)).fs)
 		return 0
 	}
 	fmt.Fprintf(stderr, "toolcell: unknown command %q\n", args[0])
@@ -254,12 +286,11 @@ func (o *policyOpts) build() (*capability.Set, error) {
 }
 
 func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("run", " -- CMD [ARGS...]", stderr)
 	o := policyFlags(fs)
 	fs.StringVar(&o.audit, "audit", "", "write the audit record (JSON) to FILE; - means stderr")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return parseExit(err)
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {

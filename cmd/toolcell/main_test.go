@@ -230,3 +230,26 @@ func TestExplainDiff(t *testing.T) {
 		t.Fatalf("bad kind: %d %q", code, errs)
 	}
 }
+
+// Help spells the flags as the README does (--connect, not -connect), and
+// asking for it is no error.
+func TestHelpSpellsFlagsWithTwoDashes(t *testing.T) {
+	for _, args := range [][]string{{"run", "--help"}, {"explain", "-h"}, {"check", "--help"}, {"--help"}} {
+		code, out, errs := cli(t, "", args...)
+		text := out + errs
+		if code != 0 {
+			t.Errorf("%v: exit %d", args, code)
+		}
+		if !strings.Contains(text, "\n  --") {
+			t.Errorf("%v: no --flag in %q", args, text)
+		}
+		for _, l := range strings.Split(text, "\n") {
+			if strings.HasPrefix(l, "  -") && !strings.HasPrefix(l, "  --") {
+				t.Errorf("%v: flag spelled with one dash: %q", args, l)
+			}
+		}
+	}
+	if _, out, errs := cli(t, "", "run", "--help"); !strings.Contains(out+errs, "--connect value") || !strings.Contains(out+errs, "-- CMD [ARGS...]") {
+		t.Errorf("run --help: %s%s", out, errs)
+	}
+}
