@@ -15,6 +15,10 @@ var (
 	ErrPolicy = errors.New("sandbox: bad policy")
 	// ErrSetup means building the sandbox failed; see *SetupError.
 	ErrSetup = errors.New("sandbox: setup failed")
+	// ErrNotFound means the command is not there: not found in PATH, or
+	// found on the host at a path the sandbox's view does not show (the
+	// error says which). Nothing ran; the CLI exits 127, as a shell does.
+	ErrNotFound = errors.New("sandbox: command not found")
 )
 
 // SetupError is a failure of one step of building the sandbox, reported by

@@ -345,6 +345,9 @@ func (p *Process) setup() error {
 	if err != nil {
 		return err
 	}
+	if !v.shows(path) {
+		return fmt.Errorf("%w: %s is not in the sandbox's view (grant it with exec, or a directory holding it; /usr comes with base)", ErrNotFound, path)
+	}
 	p.rec.Command.Path, p.rec.Command.Cwd = path, cwd
 
 	if n := len(plan.files); n > maxPlanFDs-maxCgroupFDs {
@@ -889,7 +892,7 @@ func (p *Process) resolveCommand() (path, cwd string, err error) {
 			return cand, cwd, nil
 		}
 	}
-	return "", "", fmt.Errorf("%w: command %q not found in PATH %q", ErrPolicy, path, search)
+	return "", "", fmt.Errorf("%w: %q in PATH %q", ErrNotFound, path, search)
 }
 
 // stdio returns the three descriptors handed to the tool.

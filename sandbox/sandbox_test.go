@@ -549,14 +549,6 @@ func TestBadPolicyIsSetupError(t *testing.T) {
 	}
 }
 
-func TestMissingCommand(t *testing.T) {
-	testenv.RequireUserNS(t)
-	_, err := sandbox.Run(context.Background(), base(), sandbox.Command("no-such-tool-xyz"))
-	if !errors.Is(err, sandbox.ErrPolicy) || !strings.Contains(err.Error(), "no-such-tool-xyz") {
-		t.Fatalf("err %v", err)
-	}
-}
-
 // A tool plants a symlink inside its writable workdir, where a later run's
 // grant resolves; that run must refuse, not mount the link's target.
 func TestSymlinkPlantedInWritableGrantRefused(t *testing.T) {
@@ -688,5 +680,27 @@ func TestRlimitsRecorded(t *testing.T) {
 		if got := res.Audit.Enforce.Rlimits[k]; got != v {
 			t.Errorf("rlimits[%s] = %q, want %q", k, got, v)
 		}
+	}
+}
+
+// ErrNotFound (its own error, not ErrPolicy): a command not in PATH, or on
+// the host but not in the view. A path through one of the view's own links
+// (/bin -> usr/bin) is in it.
+func TestMissingCommand(t *testing.T) {
+	for _, c := range []struct {
+		cmd, want string
+	}{
+		{"no-such-command-here", `"no-such-command-here" in PATH`},
+		{"/etc/shadow-tool", "/etc/shadow-tool is not in the sandbox's view"},
+	} {
+		_, err := sandbox.Run(context.Background(), base(), sandbox.Command(c.cmd))
+		if !errors.Is(err, sandbox.ErrNotFound) || errors.Is(err, sandbox.ErrPolicy) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want ErrNotFound naming %q", c.cmd, err, c.want)
+		}
+	}
+	testenv.RequireUserNS(t)
+	res := runCmd(t, base(), sandbox.Command("/bin/sh", "-c", "echo via-link"))
+	if string(res.Stdout) != "via-link\n" {
+		t.Fatalf("/bin/sh through the view's /bin link: %+v", res)
 	}
 }

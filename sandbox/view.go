@@ -446,6 +446,43 @@ func attrString(a uint32) string {
 // compile orders the view (parents before children) and emits operations.
 // A path is created on a tmpfs only when no bind covers it: under a bind,
 // everything already exists on the host and nothing is written there.
+// shows reports whether the absolute path p is in the view as the tool
+// sees it: a path of the view's own, or below a bound directory, following
+// the view's symlinks (/bin -> usr/bin). A tmpfs of the sandbox's (/tmp)
+// starts empty, so nothing below one is shown.
+func (v *view) shows(p string) bool {
+	p = filepath.Clean(p)
+	for hops := 0; hops < 40; hops++ {
+		if _, ok := v.entries[p]; ok {
+			return true
+		}
+		next := ""
+	up:
+		for d := filepath.Dir(p); d != "/"; d = filepath.Dir(d) {
+			e, ok := v.entries[d]
+			if !ok {
+				continue
+			}
+			switch {
+			case e.kind == kindBind && e.isDir:
+				return true
+			case e.kind == kindSymlink:
+				t := e.text
+				if !filepath.IsAbs(t) {
+					t = filepath.Join(filepath.Dir(d), t)
+				}
+				next = filepath.Join(t, strings.TrimPrefix(p, d))
+			}
+			break up
+		}
+		if next == "" {
+			return false
+		}
+		p = next
+	}
+	return false
+}
+
 func (v *view) compile() (*compiled, error) {
 	paths := make([]string, 0, len(v.entries))
 	for p := range v.entries {

@@ -31,6 +31,9 @@ import (
 
 const exitSetup = 125
 
+// exitNotFound is a shell's status for a command that is not there.
+const exitNotFound = 127
+
 func main() {
 	os.Exit(realMain(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
@@ -321,6 +324,9 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "toolcell: %v\n", oneLine(err))
+		if errors.Is(err, sandbox.ErrNotFound) {
+			return exitNotFound
+		}
 		return exitSetup
 	}
 	switch {

@@ -253,3 +253,23 @@ func TestHelpSpellsFlagsWithTwoDashes(t *testing.T) {
 		t.Errorf("run --help: %s%s", out, errs)
 	}
 }
+
+// A command that is not there exits 127, as in a shell: not in PATH, or on
+// the host but outside the view (named as such).
+func TestRunCommandNotFoundIs127(t *testing.T) {
+	code, _, errs := cli(t, "", "run", "--base", "--", "python4-not-here")
+	if code != exitNotFound || !strings.Contains(errs, "command not found") || !strings.Contains(errs, "python4-not-here") {
+		t.Fatalf("missing command: %d %q", code, errs)
+	}
+	dir := testenv.Tempdir(t)
+	tool := filepath.Join(dir, "tool")
+	os.WriteFile(tool, []byte("#!/bin/sh\necho hi\n"), 0o755)
+	code, _, errs = cli(t, "", "run", "--base", "--", tool)
+	if code != exitNotFound || !strings.Contains(errs, tool+" is not in the sandbox's view") {
+		t.Fatalf("command outside the view: %d %q", code, errs)
+	}
+	testenv.RequireUserNS(t)
+	if code, out, errs := cli(t, "", "run", "--base", "--exec", tool, "--", tool); code != 0 || out != "hi\n" {
+		t.Fatalf("granted: %d %q %q", code, out, errs)
+	}
+}
