@@ -98,6 +98,11 @@ stage_lint() {
   fi
   say "lint: staticcheck ($("$sc/staticcheck" -version)) $PKGS"
   "$sc/staticcheck" $PKGS || bad=1
+  say "lint: a build without cgo fails with one line naming the fix (internal/needcgo)"
+  out=$(CGO_ENABLED=0 go build ./... 2>&1) && { echo "CGO_ENABLED=0 go build succeeded?"; bad=1; }
+  if [ "$(grep -c . <<<"$out")" -ne 2 ] || ! grep -q 'toolcell_needs_cgo_and_libseccomp_dev' <<<"$out"; then
+    echo "CGO_ENABLED=0 go build said:"; echo "$out"; bad=1
+  fi
   return $bad
 }
 

@@ -102,3 +102,6 @@
 // neither no_new_privs nor TSYNC: the stage-2 owns the no_new_privs bit and
 // the load flags.
 package seccomp
+
+// A build without cgo stops in needcgo with one line naming the fix.
+import _ "github.com/toolcell/toolcell/internal/needcgo"
