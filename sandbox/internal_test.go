@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/cgroup"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/seccomp"
 )
@@ -684,5 +685,25 @@ func TestMemfdEvidence(t *testing.T) {
 		if (err == nil) != c.ok || got != c.want || err != nil && !errors.Is(err, ErrSetup) {
 			t.Errorf("body %x planned %v: err %v, memfd_noexec %s; want ok %v, %s", c.body, c.planned, err, got, c.ok, c.want)
 		}
+	}
+}
+
+// A cgroup that cannot be made is an error (or, when allowed, a named
+// degradation) that says "cgroup:" once.
+func TestCgroupErrorNamedOnce(t *testing.T) {
+	testenv.RequireUserNS(t)
+	r := &Runner{Cgroup: cgroup.Config{Mountpoint: "/proc/toolcell-no-cgroup2-here"}}
+	_, err := r.Run(context.Background(), capability.New().WithBase(), Command("true"))
+	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "cgroup: ") || strings.Contains(err.Error(), "cgroup: cgroup:") {
+		t.Fatalf("err %v, want ErrUnsupported naming the cgroup once", err)
+	}
+	r.AllowNoCgroup = true
+	res, err := r.Run(context.Background(), capability.New().WithBase(), Command("true"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := strings.Join(res.Audit.Enforce.Degraded, "; ")
+	if !strings.HasPrefix(d, "cgroup: no limits") || strings.Count(d, "cgroup:") != 1 {
+		t.Fatalf("degraded %q", d)
 	}
 }

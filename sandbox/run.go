@@ -698,9 +698,9 @@ func (p *Process) makeCgroup() cgResult {
 	cg, err := cgroup.New(p.r.Cgroup, "toolcell-"+p.rec.ID, lim)
 	if err != nil {
 		if p.r.AllowNoCgroup {
-			return cgResult{degraded: "cgroup: no limits on memory, pids, cpu (" + err.Error() + ")"}
+			return cgResult{degraded: "cgroup: no limits on memory, pids, cpu (" + strings.TrimPrefix(err.Error(), "cgroup: ") + ")"}
 		}
-		return cgResult{err: fmt.Errorf("%w: cgroup: %w", ErrUnsupported, err)}
+		return cgResult{err: fmt.Errorf("%w: %w", ErrUnsupported, err)} // err says "cgroup: ..."
 	}
 	return cgResult{cg: cg, info: CgroupInfo{Version: cg.Version().String(), Path: cg.Path(), Limits: map[string]string{
 		"memory_bytes": strconv.FormatInt(lim.MemoryBytes, 10),
