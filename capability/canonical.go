@@ -26,6 +26,7 @@ type canonicalSet struct {
 	WriteDirs  []string          `json:"write_dirs"`
 	Exec       []string          `json:"exec"`
 	Workdir    string            `json:"workdir"`
+	ExecDirs   []string          `json:"exec_dirs,omitempty"`       // omitted when empty: older hashes stay valid
 	Follow     []string          `json:"follow_symlinks,omitempty"` // omitted when empty: older hashes stay valid
 	Tmp        Size              `json:"tmp"`
 	Env        map[string]string `json:"env"`
@@ -98,6 +99,7 @@ func (s *Set) Canonical() ([]byte, error) {
 		WriteDirs:  sorted(s.WriteDirs),
 		Exec:       sorted(s.Exec),
 		Workdir:    s.Workdir,
+		ExecDirs:   sortedUnique(s.ExecDirs),
 		Follow:     sortedUnique(s.FollowSymlinks),
 		Tmp:        s.TmpLimit(),
 		Env:        env,

@@ -78,6 +78,7 @@ func TestHashChangesWithEveryField(t *testing.T) {
 		"write_files":       func(s *Set) { s.WriteFiles = append(s.WriteFiles, "/data/log2.txt") },
 		"write_dirs":        func(s *Set) { s.WriteDirs[0] = "/data/out2" },
 		"exec":              func(s *Set) { s.Exec = append(s.Exec, "/usr/bin/perl") },
+		"exec_dirs":         func(s *Set) { s.ExecDirs = []string{"/opt/tool/bin"} },
 		"workdir":           func(s *Set) { s.Workdir = "/work2" },
 		"workdir unset":     func(s *Set) { s.Workdir = "" },
 		"read to write":     func(s *Set) { s.ReadFiles, s.WriteFiles = s.WriteFiles, s.ReadFiles },

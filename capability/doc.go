@@ -7,7 +7,7 @@
 // The zero Set grants nothing: no host files, no network, no environment
 // besides PATH, and the default limits (DefaultMemory, DefaultPids, ...).
 // Every access is an explicit grant of a path, with the kind of access
-// (read, write, exec, working directory) spelled out. A zero limit means
+// (read, write, exec, exec directories, working directory) spelled out. A zero limit means
 // the documented default, never "unlimited"; no field can express
 // "unlimited".
 //

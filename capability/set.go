@@ -29,6 +29,13 @@ type Set struct {
 	// Exec lists files that may be executed. A file that is not also
 	// granted for reading elsewhere is mounted read-only.
 	Exec []string `json:"exec,omitempty"`
+	// ExecDirs are directories whose every file may be executed: a venv's
+	// bin, a toolchain under /opt, a build directory. Mounted read-only,
+	// unless the same directory is also granted writable (write_dirs, or
+	// the workdir): then code the tool writes there can run, which
+	// toolcell explain points out. A more specific grant inside one keeps
+	// its own mode.
+	ExecDirs []string `json:"exec_dirs,omitempty"`
 	// Workdir is a directory mounted read-write (noexec) that becomes the
 	// tool's working directory.
 	Workdir string `json:"workdir,omitempty"`
@@ -233,6 +240,9 @@ func (s *Set) WriteDir(paths ...string) *Set { s.WriteDirs = append(s.WriteDirs,
 // ExecFile lets the files at paths be executed.
 func (s *Set) ExecFile(paths ...string) *Set { s.Exec = append(s.Exec, paths...); return s }
 
+// ExecDir lets every file below each directory be executed (ExecDirs).
+func (s *Set) ExecDir(paths ...string) *Set { s.ExecDirs = append(s.ExecDirs, paths...); return s }
+
 // InWorkdir grants dir read-write and makes it the working directory.
 func (s *Set) InWorkdir(dir string) *Set { s.Workdir = dir; return s }
 
@@ -284,6 +294,7 @@ func (s *Set) Clone() *Set {
 	c.WriteFiles = append([]string(nil), s.WriteFiles...)
 	c.WriteDirs = append([]string(nil), s.WriteDirs...)
 	c.Exec = append([]string(nil), s.Exec...)
+	c.ExecDirs = append([]string(nil), s.ExecDirs...)
 	c.FollowSymlinks = append([]string(nil), s.FollowSymlinks...)
 	c.Syscalls = append([]string(nil), s.Syscalls...)
 	c.Egress = append([]string(nil), s.Egress...)

@@ -37,13 +37,14 @@ func (s *Set) String() string {
 	list("write", s.WriteFiles)
 	list("write dir", s.WriteDirs)
 	list("exec ", s.Exec)
+	list("exec  dir", s.ExecDirs)
 	if s.Workdir != "" {
 		line("workdir %s", showPath(s.Workdir))
 	}
 	for _, p := range sortedUnique(s.FollowSymlinks) {
 		line("symlinks followed for %s", showPath(p))
 	}
-	if len(s.ReadFiles)+len(s.ReadDirs)+len(s.WriteFiles)+len(s.WriteDirs)+len(s.Exec) == 0 && s.Workdir == "" && !s.Base {
+	if len(s.ReadFiles)+len(s.ReadDirs)+len(s.WriteFiles)+len(s.WriteDirs)+len(s.Exec)+len(s.ExecDirs) == 0 && s.Workdir == "" && !s.Base {
 		line("no file access")
 	}
 	line("tmp %s", s.TmpLimit())

@@ -72,6 +72,7 @@ func (s *Set) grants() []grant {
 	add("write_files", s.WriteFiles, classWrite, false)
 	add("write_dirs", s.WriteDirs, classWrite, true)
 	add("exec", s.Exec, classExec, false)
+	add("exec_dirs", s.ExecDirs, classExec, true)
 	if s.Workdir != "" {
 		gs = append(gs, grant{field: "workdir", list: "workdir", path: s.Workdir, class: classWrite, dir: true, follow: follow[s.Workdir]})
 	}
@@ -86,7 +87,7 @@ func (s *Set) grants() []grant {
 // Validate checks the policy's syntax and limits (the checks Canonical also
 // makes) and then the host: every granted path must exist, with the right
 // type (regular files for read_files, write_files and exec; directories for
-// read_dirs, write_dirs and workdir), must not meet a symbolic link on its
+// read_dirs, write_dirs, exec_dirs and workdir), must not meet a symbolic link on its
 // way unless follow_symlinks lists it (the merged-/usr links of the root
 // excepted, see MergedUsrLinks), and must not reach the root or /proc,
 // /sys or /dev through one. The host checks describe the

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"syscall"
@@ -439,5 +440,27 @@ func TestMergedUsrLinks(t *testing.T) {
 				t.Errorf("grant of the link %s: %v, want a refusal naming it", link, err)
 			}
 		}
+	}
+}
+
+// exec_dirs: directories only, named by field; the manifest key reads the
+// same as the builder; the CLI sorts --exec by what the path is.
+func TestExecDirsValidate(t *testing.T) {
+	var fe *FieldError
+	if err := New().ExecDir("/etc/passwd").Validate(); !errors.As(err, &fe) || fe.Field != "exec_dirs[0]" {
+		t.Errorf("a file as exec dir: %v", err)
+	}
+	if err := New().ExecDir("usr/bin").Validate(); !errors.As(err, &fe) || fe.Field != "exec_dirs[0]" {
+		t.Errorf("a relative exec dir: %v", err)
+	}
+	if err := New().ExecDir("/usr/bin").Validate(); err != nil {
+		t.Errorf("/usr/bin: %v", err)
+	}
+	m, err := ParseManifest([]byte("exec_dirs: [/usr/bin]\n"))
+	if err != nil || !reflect.DeepEqual(m.ExecDirs, []string{"/usr/bin"}) {
+		t.Errorf("manifest: %+v %v", m, err)
+	}
+	if a, b := mustHash(t, New().ExecDir("/usr/bin", "/usr/sbin")), mustHash(t, New().ExecDir("/usr/sbin", "/usr/bin")); a != b {
+		t.Error("the order of exec_dirs changes the hash")
 	}
 }

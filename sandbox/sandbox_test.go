@@ -704,3 +704,44 @@ func TestMissingCommand(t *testing.T) {
 		t.Fatalf("/bin/sh through the view's /bin link: %+v", res)
 	}
 }
+
+// exec_dirs: every file below an exec dir may run and the dir stays
+// read-only; a workdir that is also an exec dir (the policy said so) runs
+// what the tool builds there, as gcc does; without that, the workdir stays
+// noexec, and so does a read_dir.
+func TestExecDirs(t *testing.T) {
+	root := testenv.Tempdir(t)
+	bin, data := filepath.Join(root, "bin"), filepath.Join(root, "data")
+	for _, d := range []string{bin, data} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(d, "tool"), []byte("#!/bin/sh\necho ran "+filepath.Base(d)+"\n"), 0o755)
+	}
+	res := run(t, base().ExecDir(bin).ReadDir(data), bin+"/tool; "+data+"/tool; touch "+bin+"/new")
+	if out := string(res.Stdout); out != "ran bin\n" || !strings.Contains(string(res.Stderr), "Permission denied") ||
+		!strings.Contains(string(res.Stderr), "Read-only file system") {
+		t.Fatalf("exec dir and read dir: %q %q", out, res.Stderr)
+	}
+	var mode string
+	for _, m := range res.Audit.Enforce.Mounts {
+		if m.Dst == bin {
+			mode = m.Mode
+		}
+	}
+	if !strings.Contains(mode, "ro") || strings.Contains(mode, "noexec") {
+		t.Errorf("exec dir mounted %q, want ro and exec", mode)
+	}
+
+	wd := workdir(t)
+	os.WriteFile(filepath.Join(wd, "hello.c"), []byte("#include <stdio.h>\nint main(void){puts(\"hello from gcc\");return 0;}\n"), 0o644)
+	build := "gcc -o hello hello.c && ./hello"
+	res = run(t, base().InWorkdir(wd), build)
+	if res.ExitCode == 0 || !strings.Contains(string(res.Stderr), "Permission denied") {
+		t.Fatalf("noexec workdir ran what gcc built: %d %q %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	res = run(t, base().InWorkdir(wd).ExecDir(wd), build)
+	if res.ExitCode != 0 || string(res.Stdout) != "hello from gcc\n" {
+		t.Fatalf("workdir granted exec: %d %q %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+}

@@ -336,6 +336,7 @@ func buildView(set *capability.Set) (*view, error) {
 		{"write_dirs", set.WriteDirs, accRead | accWrite, true},
 		{"write_files", set.WriteFiles, accRead | accWrite, false},
 		{"exec", set.Exec, accRead | accExec, false},
+		{"exec_dirs", set.ExecDirs, accRead | accExec, true},
 	} {
 		for i, p := range gr.paths {
 			if err := v.grant(fmt.Sprintf("%s[%d]", gr.list, i), p, gr.acc, gr.dir, follow[p]); err != nil {

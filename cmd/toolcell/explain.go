@@ -47,16 +47,38 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	for _, p := range append(append([]string{}, set.ReadFiles...), set.ReadDirs...) {
 		row("read "+p, "bind mount ro,nosuid,nodev,noexec", "enforcement.mounts")
 	}
+	// A path granted both writable and executable is one mount without
+	// noexec: what the tool writes there can run.
+	writable, executable := map[string]bool{set.Workdir: set.Workdir != ""}, map[string]bool{}
 	for _, p := range append(append([]string{}, set.WriteFiles...), set.WriteDirs...) {
-		row("write "+p, "bind mount rw,nosuid,nodev,noexec", "enforcement.mounts")
+		writable[p] = true
+	}
+	for _, p := range append(append([]string{}, set.Exec...), set.ExecDirs...) {
+		executable[p] = true
+	}
+	writeMode := func(p string) string {
+		if executable[p] {
+			return "bind mount rw,nosuid,nodev, exec (WARNING: code the tool writes here can run)"
+		}
+		return "bind mount rw,nosuid,nodev,noexec"
+	}
+	for _, p := range append(append([]string{}, set.WriteFiles...), set.WriteDirs...) {
+		row("write "+p, writeMode(p), "enforcement.mounts")
 	}
 	for _, p := range set.Exec {
-		row("exec "+p, "bind mount ro,nosuid,nodev (exec allowed for this file only)", "enforcement.mounts")
+		if !writable[p] {
+			row("exec "+p, "bind mount ro,nosuid,nodev (exec allowed for this file only)", "enforcement.mounts")
+		}
+	}
+	for _, p := range set.ExecDirs {
+		if !writable[p] {
+			row("exec dir "+p, "bind mount ro,nosuid,nodev (every file below may be executed)", "enforcement.mounts")
+		}
 	}
 	if set.Workdir != "" {
-		row("workdir "+set.Workdir, "bind mount rw,nosuid,nodev,noexec; cwd", "enforcement.mounts, command.cwd")
+		row("workdir "+set.Workdir, writeMode(set.Workdir)+"; cwd", "enforcement.mounts, command.cwd")
 	}
-	if len(set.ReadFiles)+len(set.ReadDirs)+len(set.WriteFiles)+len(set.WriteDirs)+len(set.Exec) > 0 || set.Workdir != "" {
+	if len(set.ReadFiles)+len(set.ReadDirs)+len(set.WriteFiles)+len(set.WriteDirs)+len(set.Exec)+len(set.ExecDirs) > 0 || set.Workdir != "" {
 		row("(always) grants pass no symlinks", "a grant meeting a symlink (but the root's /bin, /lib, ... -> /usr) is refused unless follow_symlinks lists it; sources opened with openat2(RESOLVE_NO_SYMLINKS), again by the stage-2", "setup error naming the grant, the link and its target")
 	}
 	for _, p := range set.FollowSymlinks {

@@ -129,7 +129,13 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 	fs.BoolFunc("base", "grant the read-only system view (/usr, loader cache, generated /etc)", func(string) error { o.set.Base = true; return nil })
 	list("read", "grant read-only access to a file or directory", func(v string) { o.addPath(v, false) })
 	list("write", "grant read-write access to a file or directory", func(v string) { o.addPath(v, true) })
-	list("exec", "let a file be executed", func(v string) { o.set.Exec = append(o.set.Exec, v) })
+	list("exec", "let a file, or every file below a directory, be executed (exec, exec_dirs); a directory also granted writable (--write, --workdir) lets written code run", func(v string) {
+		if fi, err := os.Stat(v); err == nil && fi.IsDir() {
+			o.set.ExecDirs = append(o.set.ExecDirs, v)
+			return
+		}
+		o.set.Exec = append(o.set.Exec, v)
+	})
 	fs.Func("workdir", "read-write directory that becomes the working directory", func(v string) error { o.set.Workdir = v; return nil })
 	list("follow-symlinks", "let the grant of this path (as given to --read, --write, --exec or --workdir) pass through symbolic links (follow_symlinks); other grants meeting a link are refused", func(v string) {
 		o.set.FollowSymlinks = append(o.set.FollowSymlinks, v)
@@ -243,6 +249,7 @@ func (o *policyOpts) build() (*capability.Set, error) {
 	m.WriteFiles = append(m.WriteFiles, f.WriteFiles...)
 	m.WriteDirs = append(m.WriteDirs, f.WriteDirs...)
 	m.Exec = append(m.Exec, f.Exec...)
+	m.ExecDirs = append(m.ExecDirs, f.ExecDirs...)
 	if f.Workdir != "" {
 		m.Workdir = f.Workdir
 	}

@@ -273,3 +273,17 @@ func TestRunCommandNotFoundIs127(t *testing.T) {
 		t.Fatalf("granted: %d %q %q", code, out, errs)
 	}
 }
+
+// --exec takes a file (exec) or a directory (exec_dirs); explain warns when
+// a granted directory is writable and executable at once.
+func TestExecDirFlag(t *testing.T) {
+	dir := testenv.Tempdir(t)
+	code, out, errs := cli(t, "", "explain", "--base", "--exec", "/usr/bin", "--exec", "/usr/bin/env", "--workdir", dir)
+	if code != 0 || !strings.Contains(out, "exec dir /usr/bin") || !strings.Contains(out, "exec /usr/bin/env") || strings.Contains(out, "WARNING") {
+		t.Fatalf("explain: %d %s %s", code, out, errs)
+	}
+	code, out, errs = cli(t, "", "explain", "--base", "--workdir", dir, "--exec", dir)
+	if code != 0 || !strings.Contains(out, "workdir "+dir) || !strings.Contains(out, "WARNING: code the tool writes here can run") {
+		t.Fatalf("explain writable exec: %d %s %s", code, out, errs)
+	}
+}
