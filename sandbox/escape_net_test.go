@@ -41,11 +41,14 @@ def insecure():
     ctx.verify_mode = ssl.CERT_NONE
     return ctx
 def tls_to(host, port, name, wait=0):
-    # what a TLS request naming name (SNI and Host) to host:port got back
+    # what a TLS request naming name (SNI and Host) to host:port got back;
+    # the context first: loading it is slow, and a connection silent past
+    # the relay's sniff window makes the relay dial early
+    ctx = insecure()
     s = socket.create_connection((host, port), timeout=10)
     time.sleep(wait)
     try:
-        t = insecure().wrap_socket(s, server_hostname=name)
+        t = ctx.wrap_socket(s, server_hostname=name)
         t.sendall(b"GET / HTTP/1.1\r\nHost: " + name.encode() + b"\r\n\r\n")
         return t.recv(100)
     except (ssl.SSLError, OSError) as e:
@@ -303,8 +306,9 @@ if tls_to("api.example.com", 443, "internal.example.net", wait=1.5): escaped("fr
 t = insecure().wrap_socket(socket.create_connection(("api.example.com", 8443), timeout=10), server_hostname="api.example.com")
 t.sendall(b"GET /ok HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
 if b"upstream reached" in t.recv(4096): print("RETRY-OK")
+h1, h2 = hello("api.example.com"), hello("internal.example.net") # before connecting: see tls_to
 s = socket.create_connection(("api.example.com", 8443), timeout=10)
-s.sendall(hello("api.example.com"))
+s.sendall(h1)
 got = b""
 while len(got) < 43:
     b = s.recv(43 - len(got))
@@ -312,7 +316,7 @@ while len(got) < 43:
     got += b
 if got[11:43] == bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"): print("GOT-RETRY")
 try:
-    s.sendall(hello("internal.example.net"))
+    s.sendall(h2)
     if s.recv(100): print("answered")
 except OSError as e:
     print("refused:", e)
@@ -332,9 +336,10 @@ except OSError as e:
 		// Encrypted Client Hello hides the name the server routes by.
 		{attack: "net_ech", run: netAttack(api, nil, `
 for typ in (0xfe0d, 0xffce):
+    h = with_ext(hello("api.example.com"), typ, bytes(16)) # before connecting: see tls_to
     s = socket.create_connection(("api.example.com", 443), timeout=10)
     try:
-        s.sendall(with_ext(hello("api.example.com"), typ, bytes(16)))
+        s.sendall(h)
         if s.recv(100): escaped("hello with extension %x answered" % typ)
     except OSError as e:
         print("refused:", e)
