@@ -463,6 +463,25 @@ func escapeCases() []escapeCase {
 			}
 		}},
 	)
+	add("set-ID files for the host (the tool's files belong to a host user)",
+		escapeCase{attack: "plant_setid", run: plantSetID, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+			for _, want := range []string{"chmod EPERM", "chmod_g EPERM", "fchmod EPERM", "fchmodat2 EPERM", "creat EPERM",
+				"open_creat EPERM", "openat_tmpfile EPERM", "mkdir EPERM", "openat2 ENOSYS", "plain ok"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("tool saw %q, want %q", out, want)
+				}
+			}
+			seen := map[string]bool{}
+			for _, d := range res.Audit.Denials {
+				seen[d.Syscall] = true
+			}
+			for _, sc := range []string{"chmod", "fchmod", "fchmodat2", "creat", "openat", "mkdir"} {
+				if !seen[sc] {
+					t.Errorf("no %s denial recorded: %+v", sc, res.Audit.Denials)
+				}
+			}
+		}},
+	)
 	add("symlink swaps on mount sources (CVE-2025-31133 class)",
 		escapeCase{attack: "plant_symlink", run: plantThenGrant, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
 			if res.Audit.Exit.Reason != sandbox.ReasonSetupFailed || !strings.Contains(res.Audit.Error, "inside the writable grant") {
@@ -632,6 +651,63 @@ func plantThenGrant(t *testing.T, c *canaries, set *capability.Set, bin string) 
 	return &sandbox.Result{Audit: re.Record}, ""
 }
 
+// plantSetID: the tool tries every route to a set-user-ID or set-group-ID
+// file in its writable workdir (chmod family, creating calls, O_TMPFILE,
+// openat2); afterwards no file there has either bit on the host.
+func plantSetID(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
+	t.Helper()
+	script := `
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+out = []
+def try_(name, fn):
+    try:
+        fn()
+        out.append(name + " ok")
+    except OSError as e:
+        out.append(name + " " + errno.errorcode[e.errno])
+def raw(nr, *args):
+    r = libc.syscall(nr, *args)
+    if r < 0:
+        raise OSError(ctypes.get_errno(), "")
+    return r
+shutil_copy = open("/bin/sh", "rb").read()
+with open("sh", "wb") as f:
+    f.write(shutil_copy)
+fd = os.open("sh", os.O_RDONLY)
+try_("chmod", lambda: os.chmod("sh", 0o4755))
+try_("chmod_g", lambda: os.chmod("sh", 0o2755))
+try_("fchmod", lambda: os.fchmod(fd, 0o6755))
+try_("fchmodat2", lambda: raw(452, -100, b"sh", 0o4755, 0))
+try_("creat", lambda: os.close(raw(85, b"c", 0o4755)))
+try_("open_creat", lambda: os.close(os.open("o", os.O_CREAT | os.O_WRONLY, 0o4755)))
+try_("openat_tmpfile", lambda: os.close(os.open(".", os.O_TMPFILE | os.O_WRONLY, 0o2755)))
+try_("mkdir", lambda: os.mkdir("d", 0o2755))
+how = (ctypes.c_uint64 * 3)(os.O_CREAT | os.O_WRONLY, 0o4755, 0)
+try_("openat2", lambda: os.close(raw(437, -100, b"o2", how, 24)))
+try_("plain", lambda: os.chmod("sh", 0o755))
+print(" ".join(out))
+`
+	res := runCmd(t, set, sandbox.Command("python3", "-c", script))
+	err := filepath.WalkDir(set.Workdir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&(fs.ModeSetuid|fs.ModeSetgid) != 0 {
+			t.Errorf("set-ID file on the host: %s %v", p, fi.Mode())
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, string(res.Stdout)
+}
+
 // plantThenWorkdir: one run plants a symlink to the canary directory in
 // its writable workdir W; the next run, which agents reuse the workspace
 // for, gets W/planted as its workdir (W itself not granted). It must be
@@ -709,7 +785,7 @@ func TestEscapeSuite(t *testing.T) {
 	attackBin = bin
 	c := newCanaries(t)
 	cases := escapeCases()
-	if len(cases) < 148 {
+	if len(cases) < 149 {
 		t.Fatalf("only %d cases", len(cases))
 	}
 	t.Setenv("TOOLCELL_CANARY_SECRET", "canary-env-secret")

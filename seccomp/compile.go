@@ -218,6 +218,18 @@ func plan(table groupTable, groups []Group, memfdNoexec bool) (map[string]grant,
 			grants["socket"] = grant{group: first, cond: &f}
 		}
 	}
+	for n, mode := range noSetIDFilters {
+		if g, ok := grants[n]; ok && g.cond == nil {
+			f := noSetIDFilter(n, mode)
+			grants[n] = grant{group: g.group, cond: &f}
+		}
+	}
+	for n, flags := range map[string]uint{"open": 1, "openat": 2} {
+		if g, ok := grants[n]; ok && g.cond == nil {
+			f := noSetIDOpenFilter(n, flags)
+			grants[n] = grant{group: g.group, cond: &f}
+		}
+	}
 	if g, ok := grants["memfd_create"]; ok && memfdNoexec {
 		f := memfdNoexecFilter()
 		grants["memfd_create"] = grant{group: g.group, cond: &f}

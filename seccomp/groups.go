@@ -9,7 +9,7 @@ import (
 // GroupsVersion identifies the revision of the curated group table below.
 // Bump it whenever a group gains or loses a syscall so that cached filters,
 // audit records and golden files can tell policies apart.
-const GroupsVersion = "2026.1"
+const GroupsVersion = "2026.2"
 
 // Group names a curated set of syscalls, in the spirit of systemd's
 // @system-service style groups but narrowed to what a single tool run needs.
@@ -242,6 +242,57 @@ var prctlAllowed = []uint32{
 	0x53564d41, // PR_SET_VMA (naming anonymous mappings; Go and glibc do it)
 }
 
+// Set-user-ID and set-group-ID bits (S_ISUID, S_ISGID), and the open
+// flags that make open create a file (O_CREAT; __O_TMPFILE, the bit
+// O_TMPFILE adds to O_DIRECTORY).
+const (
+	modeSetID  = 0o6000
+	modeSetUID = 0o4000
+	modeSetGID = 0o2000
+	oCreat     = 0o100
+	oTmpfile   = 0o20000000
+)
+
+// noSetIDFilters refuse every mode with S_ISUID or S_ISGID in the calls
+// that set a file's mode (the chmod family) or create one (creat, mkdir,
+// open with O_CREAT or O_TMPFILE). Files a tool writes into a granted
+// directory belong to a host user (the run's own uid as root, the caller
+// rootless): a set-ID program left there would run as that user for
+// whoever starts it on the host, where mounts are not nosuid. Inside the
+// sandbox nosuid hides the bits anyway, so a tool loses nothing it could
+// use. Each entry: the call, and the argument holding the mode.
+var noSetIDFilters = map[string]uint{
+	"chmod": 1, "fchmod": 1, "fchmodat": 2, "fchmodat2": 2, "creat": 1, "mkdir": 1, "mkdirat": 2,
+}
+
+// noSetIDFilter is the filter for a call of noSetIDFilters.
+func noSetIDFilter(name string, mode uint) argFilter {
+	return argFilter{
+		syscall: name,
+		desc:    fmt.Sprintf("mode (arg%d) has neither S_ISUID nor S_ISGID: no set-ID file for the host", mode),
+		allow:   []rule{{{arg: mode, mask: modeSetID, value: 0}}},
+		deny:    []rule{{{arg: mode, mask: modeSetUID, value: modeSetUID}}, {{arg: mode, mask: modeSetGID, value: modeSetGID}}},
+	}
+}
+
+// noSetIDOpenFilter is the same for open (flags arg0+1, mode arg0+2) and
+// openat (arg1+1, arg1+2): the mode counts only when the call creates.
+func noSetIDOpenFilter(name string, flags uint) argFilter {
+	mode := flags + 1
+	var deny []rule
+	for _, create := range []uint64{oCreat, oTmpfile} {
+		for _, bit := range []uint64{modeSetUID, modeSetGID} {
+			deny = append(deny, rule{{arg: flags, mask: create, value: create}, {arg: mode, mask: bit, value: bit}})
+		}
+	}
+	return argFilter{
+		syscall: name,
+		desc:    fmt.Sprintf("mode (arg%d) has neither S_ISUID nor S_ISGID, or flags (arg%d) create nothing (no O_CREAT, O_TMPFILE): no set-ID file for the host", mode, flags),
+		allow:   []rule{{{arg: mode, mask: modeSetID, value: 0}}, {{arg: flags, mask: oCreat | oTmpfile, value: 0}}},
+		deny:    deny,
+	}
+}
+
 // memfd_create flags (linux/memfd.h): a memfd is created executable (mode
 // 0777) unless MFD_NOEXEC_SEAL asks for mode 0666 sealed with F_SEAL_EXEC
 // (Linux 6.3+); MFD_EXEC asks for an executable one explicitly.
@@ -321,7 +372,7 @@ var defaultTable = groupTable{
 	},
 	GroupFileRead: {
 		syscalls: []string{
-			"open", "openat", "openat2", "stat", "fstat", "lstat", "newfstatat", "statx",
+			"open", "openat", "stat", "fstat", "lstat", "newfstatat", "statx",
 			"access", "faccessat", "faccessat2", "readlink", "readlinkat", "getdents", "getdents64",
 			"chdir", "fchdir", "statfs", "fstatfs", "fadvise64", "readahead", "flock",
 			"sendfile", "copy_file_range", "splice", "tee", "vmsplice",
@@ -439,6 +490,10 @@ var fixedENOSYS = map[string]string{
 	// clone3 passes its flags in a struct in memory, which seccomp cannot
 	// inspect; glibc falls back to clone(2), whose flags are filtered.
 	"clone3": "flags live in memory seccomp cannot read; glibc falls back to clone",
+	// openat2 passes its flags and mode in a struct: a set-user-ID mode
+	// could not be refused (noSetIDFilters). Its callers fall back to
+	// openat, which is filtered.
+	"openat2": "flags and mode live in memory seccomp cannot read; callers fall back to openat",
 }
 
 // AlwaysDenied returns the sorted names of the syscalls that no policy can

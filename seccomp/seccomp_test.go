@@ -413,6 +413,16 @@ func TestGoldenEverySyscall(t *testing.T) {
 				cond["socket"] = true
 			}
 		}
+		// Mode-setting and creating calls carry the set-ID filter: see
+		// TestNoSetIDModes.
+		for n := range noSetIDFilters {
+			delete(plain, n)
+			cond[n] = true
+		}
+		for _, n := range []string{"open", "openat"} {
+			delete(plain, n)
+			cond[n] = true
+		}
 		checked := 0
 		for nr := 0; nr < maxSyscallNr; nr++ {
 			name, err := libseccomp.ScmpSyscall(nr).GetNameByArch(libseccomp.ArchAMD64)
@@ -560,6 +570,60 @@ func TestMemfdNoexec(t *testing.T) {
 	for _, r := range Explain(Policy{Groups: DefaultGroups(), MemfdNoexec: true}) {
 		if r.Syscall == "memfd_create" && (r.Action != ActionAllow || r.Group != GroupIPCLocal || !strings.Contains(r.Condition, "MFD_NOEXEC_SEAL")) {
 			t.Errorf("memfd_create: %+v", r)
+		}
+	}
+}
+
+// No call that sets or creates a mode can ask for S_ISUID or S_ISGID: the
+// tool's files belong to a host user. Other modes, and open without
+// O_CREAT/O_TMPFILE whatever its mode register holds, are allowed; openat2
+// (mode in memory) is ENOSYS.
+func TestNoSetIDModes(t *testing.T) {
+	f, err := Compile(Policy{Groups: DefaultGroups(), DeniedAction: ActionNotify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := decode(t, f.BPF)
+	nr := func(n string) int32 {
+		v, err := libseccomp.GetSyscallFromNameByArch(n, libseccomp.ArchAMD64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return int32(v)
+	}
+	const creat, tmpfile = 0o100, 0o20200000
+	for _, c := range []struct {
+		call string
+		args []uint64
+		want uint32
+	}{
+		{"chmod", []uint64{0, 0o755}, retAllow},
+		{"chmod", []uint64{0, 0o4755}, retUserNotif},
+		{"chmod", []uint64{0, 0o2755}, retUserNotif},
+		{"chmod", []uint64{0, 1<<40 | 0o755}, retAllow},
+		{"chmod", []uint64{0, 1<<40 | 0o6755}, retUserNotif},
+		{"fchmod", []uint64{3, 0o4700}, retUserNotif},
+		{"fchmod", []uint64{3, 0o1777}, retAllow},
+		{"fchmodat", []uint64{0, 0, 0o2755, 0}, retUserNotif},
+		{"fchmodat", []uint64{0, 0, 0o644, 0}, retAllow},
+		{"fchmodat2", []uint64{0, 0, 0o4755, 0}, retUserNotif},
+		{"creat", []uint64{0, 0o4755}, retUserNotif},
+		{"creat", []uint64{0, 0o755}, retAllow},
+		{"mkdir", []uint64{0, 0o2775}, retUserNotif},
+		{"mkdirat", []uint64{0, 0, 0o2775}, retUserNotif},
+		{"mkdirat", []uint64{0, 0, 0o775}, retAllow},
+		{"open", []uint64{0, creat, 0o4755}, retUserNotif},
+		{"open", []uint64{0, creat | 1, 0o2755}, retUserNotif},
+		{"open", []uint64{0, 0, 0o4755}, retAllow}, // no O_CREAT: the mode is unused
+		{"open", []uint64{0, creat, 0o755}, retAllow},
+		{"openat", []uint64{0, 0, creat, 0o4755}, retUserNotif},
+		{"openat", []uint64{0, 0, tmpfile | 2, 0o2755}, retUserNotif},
+		{"openat", []uint64{0, 0, 2, 0o6755}, retAllow},
+		{"openat", []uint64{0, 0, creat, 0o644}, retAllow},
+		{"openat2", []uint64{0, 0, 0, 24}, retErrnoENOSYS},
+	} {
+		if got := eval(t, prog, auditArchX8664, nr(c.call), c.args...); got != c.want {
+			t.Errorf("%s%o: %s, want %s", c.call, c.args, retName(got), retName(c.want))
 		}
 	}
 }
