@@ -724,6 +724,10 @@ static void build_view(struct plan *pl, int maps)
 		fail("make_private", "/");
 	clone_sources(pl);
 	wait_maps(maps);
+	/* The maps are written: nothing needs pid 1 dumpable (traceable by a
+	 * host process of the run's uid) any more. */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		fail("dumpable", NULL);
 	/* Sources are resolved with the host process's ids (it opened them
 	 * too); from here on, become the mapped sandbox user so that files made
 	 * on the view's tmpfs belong to a mapped id. Capabilities in the new
@@ -1278,6 +1282,20 @@ static void __attribute__((noreturn)) pid1(struct plan *pl, int maps)
 	}
 }
 
+/* check_no_caps confirms that the stage-2, now the run's uid for good,
+ * holds no capability on the host. */
+static void check_no_caps(void)
+{
+	struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_data_struct d[2] = {{0}};
+	if (syscall(SYS_capget, &h, d) < 0)
+		fail("capabilities", "capget");
+	if (d[0].permitted | d[1].permitted | d[0].effective | d[1].effective) {
+		errno = EPERM;
+		fail("capabilities", "left after becoming the run's uid");
+	}
+}
+
 /* set_memfd_noexec sets vm.memfd_noexec = 2 for pid 1's pid namespace:
  * memfd_create then refuses MFD_EXEC and seals every memfd non-executable,
  * so no memfd can be exec'd, and a nested pid namespace cannot go lower.
@@ -1325,8 +1343,11 @@ static void set_memfd_noexec(const struct plan *pl, pid_t child)
 		errno = werr ? werr : EINTR;
 		fail("memfd_noexec", "/proc/sys/vm/memfd_noexec");
 	}
-	if ((pl->flags & TC_PLAN_RUN_IDS) && setresuid(pl->run_uid, pl->run_uid, pl->run_uid) < 0)
-		fail("memfd_noexec", "drop root");
+	if (pl->flags & TC_PLAN_RUN_IDS) {
+		if (setresuid(pl->run_uid, pl->run_uid, pl->run_uid) < 0)
+			fail("memfd_noexec", "drop root");
+		check_no_caps();
+	}
 	arm_pdeath(); /* each change of credentials cleared it */
 }
 
@@ -1379,6 +1400,10 @@ static void __attribute__((noreturn)) stage2(void)
 	 * that pid 1's /proc files, its id maps among them, belong to the run's
 	 * uid and not to root. */
 	if (pl.flags & TC_PLAN_RUN_IDS) {
+		/* No securebit of the host process's (SECBIT_NO_SETUID_FIXUP,
+		 * SECBIT_KEEP_CAPS) may keep capabilities across the id change. */
+		if (prctl(PR_SET_SECUREBITS, 0, 0, 0, 0) < 0)
+			fail("securebits", NULL);
 		if (setresgid(pl.run_gid, pl.run_gid, pl.run_gid) < 0)
 			fail("setresgid", "run ids");
 		/* The saved uid stays 0 only until vm.memfd_noexec is set. */
@@ -1386,6 +1411,8 @@ static void __attribute__((noreturn)) stage2(void)
 			fail("setresuid", "run ids");
 		if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) < 0)
 			fail("dumpable", "run ids");
+		if (!(pl.flags & TC_PLAN_MEMFD_NOEXEC))
+			check_no_caps();
 	}
 	arm_pdeath();
 	/* The maps signal goes over a socket: send(MSG_NOSIGNAL) fails with
@@ -1411,6 +1438,10 @@ static void __attribute__((noreturn)) stage2(void)
 	}
 	close(lifepipe[0]);
 	close(maps[0]);
+	/* pid 1 has its own copies of the view's sources: this process, which
+	 * a process of the run's uid could reach, keeps none. */
+	for (int i = pl.ncgfds; i < pl.nfds; i++)
+		close(pl.fds[i]);
 	/* setgroups is denied first: an unprivileged writer must, and the
 	 * sandbox must never regain a group by setgroups(2). */
 	snprintf(path, sizeof path, "/proc/%d/setgroups", (int)child);
