@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -199,6 +200,7 @@ func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Pro
 	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{})}
 	p.rec = newRecord(set, cmd, p.start)
 	if err := p.setup(); err != nil {
+		err = p.explainAccess(err)
 		p.teardown()
 		p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1}
 		p.rec.Error = err.Error()
@@ -206,6 +208,29 @@ func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Pro
 		return nil, &RunError{Err: err, Record: p.rec}
 	}
 	return p, nil
+}
+
+// explainAccess adds, to a setup step the kernel refused for lack of
+// permission on a path (the working directory, a grant's source), which
+// host uid needed the access and what the path allows: as root the tool is
+// a uid of the run's own, which a directory only its owner may enter keeps
+// out.
+func (p *Process) explainAccess(err error) error {
+	var se *SetupError
+	if !errors.As(err, &se) || se.Errno != syscall.EACCES || se.Detail == "" ||
+		(se.Step != "chdir" && se.Step != "bind_open") {
+		return err
+	}
+	uid := os.Geteuid()
+	if p.ids != nil {
+		uid = p.ids.uid
+	}
+	var st unix.Stat_t
+	if unix.Stat(se.Detail, &st) != nil {
+		return err
+	}
+	return fmt.Errorf("%w: host uid %d (the sandbox's uid %d) needed access; %s belongs to uid %d, mode %04o, and every directory above it must let that uid pass",
+		err, uid, sandboxUID, se.Detail, st.Uid, st.Mode&0o7777)
 }
 
 func newRecord(set *capability.Set, cmd *Cmd, start time.Time) *Record {

@@ -745,3 +745,29 @@ func TestExecDirs(t *testing.T) {
 		t.Fatalf("workdir granted exec: %d %q %q", res.ExitCode, res.Stdout, res.Stderr)
 	}
 }
+
+// A working directory the tool's host uid cannot enter is a setup error
+// that names that uid and what the directory allows (as root; rootless the
+// tool is the caller, the directory's owner, and gets in).
+func TestUnreachableWorkdirNamesTheUID(t *testing.T) {
+	testenv.RequireUserNS(t)
+	dir := testenv.Tempdir(t)
+	wd := filepath.Join(dir, "private")
+	if err := os.Mkdir(wd, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, err := sandbox.Run(context.Background(), base().InWorkdir(wd), sandbox.Command("true"))
+	if os.Geteuid() != 0 {
+		if err != nil {
+			t.Fatalf("rootless, the owner's own 0700 workdir: %v", err)
+		}
+		return
+	}
+	var se *sandbox.SetupError
+	if !errors.As(err, &se) {
+		t.Fatalf("err %v, want a setup error", err)
+	}
+	if !strings.Contains(err.Error(), "needed access") || !strings.Contains(err.Error(), "mode 0700") || !strings.Contains(err.Error(), "host uid ") {
+		t.Fatalf("err %v, want the uid and the mode named", err)
+	}
+}
