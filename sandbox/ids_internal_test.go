@@ -41,7 +41,14 @@ func init() {
 		fmt.Println(`{"error":` + strconv.Quote(err.Error()) + `}`)
 		os.Exit(2)
 	}
-	fmt.Printf("{\"uid\":%d,\"pid1\":%d}\n", p.ids.uid, p.pid1)
+	var dirs []string
+	if p.cg != nil {
+		for _, d := range p.cg.Dirs() {
+			dirs = append(dirs, d)
+		}
+	}
+	b, _ := json.Marshal(dirs)
+	fmt.Printf("{\"uid\":%d,\"pid1\":%d,\"dirs\":%s}\n", p.ids.uid, p.pid1, b)
 	time.Sleep(time.Minute)
 	os.Exit(0)
 }
@@ -218,10 +225,22 @@ func TestRunLeaseReleased(t *testing.T) {
 	var out struct {
 		UID, Pid1 int
 		Error     string
+		Dirs      []string
 	}
 	if err != nil || json.Unmarshal([]byte(line), &out) != nil || out.Error != "" || out.UID == 0 {
 		t.Fatalf("helper: %q %v", line, err)
 	}
+	// Nobody is left to remove the killed host process's run cgroup.
+	t.Cleanup(func() {
+		for _, d := range out.Dirs {
+			for i := 0; i < 100; i++ {
+				if err := unix.Rmdir(d); err == nil || err == unix.ENOENT {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	})
 	if held, err := leased(uidByte(out.UID)); !held || err != nil {
 		t.Fatalf("uid %d of a running sandbox is not leased: %v", out.UID, err)
 	}
