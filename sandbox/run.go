@@ -591,13 +591,13 @@ const memfdNoexecPath = "/proc/sys/vm/memfd_noexec"
 // memfdCreateCondition is what the record says of the filter's fallback.
 const memfdCreateCondition = "allowed only with MFD_NOEXEC_SEAL and without MFD_EXEC (vm.memfd_noexec cannot be set here)"
 
-// memfdSysctlProbe says whether pid 1 can set vm.memfd_noexec for its pid
-// namespace. The kernel lets only the global root uid write /proc/sys (and
-// a read-only /proc/sys nobody); pid 1 writes it while it still has the
-// host process's effective uid, so the kernel's access check for this
-// process (effective ids, the same permission hook) answers for it. The
-// capability the write also needs, pid 1 always has in its namespace.
-// Tests replace it to take the seccomp fallback.
+// memfdSysctlProbe says whether the stage-2 can set vm.memfd_noexec for
+// pid 1's pid namespace. The kernel lets only the global root uid write
+// /proc/sys (and a read-only /proc/sys nobody); the stage-2's writer child
+// has the host process's credentials again (see set_memfd_noexec), so the
+// kernel's access check for this process (effective ids, the same
+// permission hook) answers for it. Tests replace it to take the seccomp
+// fallback.
 var memfdSysctlProbe = func() error {
 	return unix.Faccessat(unix.AT_FDCWD, memfdNoexecPath, unix.W_OK, unix.AT_EACCESS)
 }

@@ -701,10 +701,9 @@ static void do_op(int root, struct op *o)
 	close(dir);
 }
 
-/* wait_maps blocks until the outer has written pid 1's id maps; EOF means
- * it failed (and reported why) or died. */
-/* wait_maps waits for the stage-2's next signal on fd: the id maps are
- * written, later vm.memfd_noexec is set. */
+/* wait_maps waits for the stage-2's next signal on fd: first that pid 1's
+ * id maps are written, later that vm.memfd_noexec is set. EOF means the
+ * stage-2 failed (and reported why) or died. */
 static void wait_maps(int fd)
 {
 	char c;
