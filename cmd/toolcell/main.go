@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -127,18 +128,19 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 	}
 	fs.StringVar(&o.policy, "policy", "", "JSON or YAML policy manifest; flags add to it")
 	fs.BoolFunc("base", "grant the read-only system view (/usr, loader cache, generated /etc)", func(string) error { o.set.Base = true; return nil })
-	list("read", "grant read-only access to a file or directory", func(v string) { o.addPath(v, false) })
-	list("write", "grant read-write access to a file or directory", func(v string) { o.addPath(v, true) })
+	list("read", "grant read-only access to a file or directory", func(v string) { o.addPath(absPath(v), false) })
+	list("write", "grant read-write access to a file or directory", func(v string) { o.addPath(absPath(v), true) })
 	list("exec", "let a file, or every file below a directory, be executed (exec, exec_dirs); a directory also granted writable (--write, --workdir) lets written code run", func(v string) {
+		v = absPath(v)
 		if fi, err := os.Stat(v); err == nil && fi.IsDir() {
 			o.set.ExecDirs = append(o.set.ExecDirs, v)
 			return
 		}
 		o.set.Exec = append(o.set.Exec, v)
 	})
-	fs.Func("workdir", "read-write directory that becomes the working directory", func(v string) error { o.set.Workdir = v; return nil })
+	fs.Func("workdir", "read-write directory that becomes the working directory", func(v string) error { o.set.Workdir = absPath(v); return nil })
 	list("follow-symlinks", "let the grant of this path (as given to --read, --write, --exec or --workdir) pass through symbolic links (follow_symlinks); other grants meeting a link are refused", func(v string) {
-		o.set.FollowSymlinks = append(o.set.FollowSymlinks, v)
+		o.set.FollowSymlinks = append(o.set.FollowSymlinks, absPath(v))
 	})
 	size("tmp", "size of /tmp (e.g. 64M)", func(n capability.Size) { o.set.Tmp = n })
 	list("env", "NAME=VALUE for the tool, or NAME to pass the host's value", func(v string) { o.addEnv(v) })
@@ -206,6 +208,19 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 		return nil
 	})
 	return o
+}
+
+// absPath makes a path given on the command line absolute, as a shell user
+// means it (a manifest's paths must be absolute already). Where the current
+// directory cannot be had, p is kept for validation to name.
+func absPath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // addPath sorts a --read/--write path into the file or directory list by

@@ -287,3 +287,18 @@ func TestExecDirFlag(t *testing.T) {
 		t.Fatalf("explain writable exec: %d %s %s", code, out, errs)
 	}
 }
+
+// Paths on the command line may be relative, as a shell user writes them:
+// they mean the same as from the current directory.
+func TestRelativePathFlags(t *testing.T) {
+	dir := testenv.Tempdir(t)
+	if err := os.Mkdir(filepath.Join(dir, "wd"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(dir, "wd"), 0o777)
+	t.Chdir(dir)
+	code, out, errs := cli(t, "", "explain", "--base", "--workdir", "wd", "--exec", "wd", "--read", ".")
+	if code != 0 || !strings.Contains(out, "workdir "+filepath.Join(dir, "wd")) || !strings.Contains(out, "read "+dir) {
+		t.Fatalf("explain with relative paths: %d %s %s", code, out, errs)
+	}
+}
