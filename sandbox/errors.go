@@ -51,7 +51,9 @@ func (e *SetupError) Is(target error) bool {
 		return e.Errno == syscall.ENOSYS || (e.Step == "unshare_user" && (e.Errno == syscall.EPERM || e.Errno == syscall.EINVAL || e.Errno == syscall.ENOSPC)) ||
 			// A filter chain holds one listener: the host process runs
 			// under a supervisor that already intercepts syscalls.
-			(e.Step == "seccomp" && e.Errno == syscall.EBUSY)
+			(e.Step == "seccomp" && e.Errno == syscall.EBUSY) ||
+			// The kernel or the file system cannot idmap the grant.
+			(e.Step == "idmap" && (e.Errno == syscall.EINVAL || e.Errno == syscall.EPERM || e.Errno == syscall.EOPNOTSUPP))
 	}
 	return false
 }

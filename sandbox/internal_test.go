@@ -460,6 +460,7 @@ func TestGrantSwapRefused(t *testing.T) {
 func TestMountsFromKernel(t *testing.T) {
 	mi := `22 1 0:40 / / ro,nosuid,nodev - tmpfs tmpfs ro
 23 22 8:1 /usr /usr rw,nosuid,nodev - ext4 /dev/sda1 rw
+28 22 8:1 /home/me /home/me rw,nosuid,nodev,idmapped - ext4 /dev/sda1 rw
 24 22 0:41 / /my\040dir ro,nosuid,nodev,noexec - tmpfs tmpfs ro
 25 22 0:42 / /proc rw,nosuid,nodev,noexec - proc proc rw
 26 25 0:42 /sys /proc/sys rw,nosuid,nodev,noexec - proc proc rw
@@ -473,7 +474,10 @@ func TestMountsFromKernel(t *testing.T) {
 		{Dst: "/workdir", Src: "/host/workdir", Mode: "rw,nosuid,nodev,noexec"},
 		{Dst: "/proc/toolcell-no-such-entry", Src: "mask", Mode: "rw"},
 	}
-	notes := mountsFromKernel(mounts, mi)
+	notes, idmapped := mountsFromKernel(mounts, mi)
+	if !idmapped["/home/me"] || idmapped["/usr"] || len(idmapped) != 6 {
+		t.Errorf("idmapped %v: want /home/me only", idmapped)
+	}
 	want := []string{"rw,nosuid,nodev", "ro,nosuid,nodev,noexec", "ro,nosuid,nodev,noexec", "ro,nosuid,nodev", "missing", "absent"}
 	for i, w := range want {
 		if mounts[i].Mode != w {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -96,6 +97,13 @@ type Runner struct {
 	// Whatever the kernel has is applied; enforcement.degraded says what
 	// is missing. Off by default: fail closed.
 	AllowNoLandlock bool
+	// AllowNoIDMap lets a run go ahead when the kernel or a file system
+	// cannot idmap a writable grant's mount (see Set.Workdir): that grant
+	// is then bound plain, the tool writes there as the run's host uid,
+	// not as the grant's owner, and enforcement.degraded names the mount.
+	// Only the host's root idmaps; unprivileged, the sandbox user is the
+	// caller already. Off by default: fail closed.
+	AllowNoIDMap bool
 	// Resolver and Dialer are what the egress relay uses to look up and
 	// connect granted names on the host; nil means net.DefaultResolver and
 	// a net.Dialer. The address checks apply to whatever Resolver returns.
@@ -171,6 +179,9 @@ type Process struct {
 	netClosers []io.Closer
 
 	ids *idLease // the host uid/gid this run holds (root only)
+	// idmapped maps an index into rec.Enforce.Mounts to the host owner its
+	// bind was planned idmapped to.
+	idmapped map[int]hostOwner
 
 	denials     denialLog
 	listener    *seccomp.Listener
@@ -217,6 +228,15 @@ func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Pro
 // out.
 func (p *Process) explainAccess(err error) error {
 	var se *SetupError
+	if errors.As(err, &se) && se.Step == "idmap" {
+		fsType := "?"
+		var sf unix.Statfs_t
+		if unix.Statfs(se.Detail, &sf) == nil {
+			fsType = fsName(sf.Type)
+		}
+		return fmt.Errorf("%w: the kernel cannot idmap the writable grant %s (file system %s), which would make the tool's files its owner's; Runner.AllowNoIDMap runs it without (the tool then writes as host uid %d)",
+			err, se.Detail, fsType, p.ids.uid)
+	}
 	if !errors.As(err, &se) || se.Errno != syscall.EACCES || se.Detail == "" ||
 		(se.Step != "chdir" && se.Step != "bind_open") {
 		return err
@@ -231,6 +251,32 @@ func (p *Process) explainAccess(err error) error {
 	}
 	return fmt.Errorf("%w: host uid %d (the sandbox's uid %d) needed access; %s belongs to uid %d, mode %04o, and every directory above it must let that uid pass",
 		err, uid, sandboxUID, se.Detail, st.Uid, st.Mode&0o7777)
+}
+
+// fsName names a file system magic number (statfs f_type) of those agents
+// commonly write to, else prints it in hex.
+func fsName(magic int64) string {
+	switch magic {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlayfs"
+	case unix.RAMFS_MAGIC:
+		return "ramfs"
+	case unix.V9FS_MAGIC:
+		return "9p"
+	case unix.NFS_SUPER_MAGIC:
+		return "nfs"
+	case unix.FUSE_SUPER_MAGIC:
+		return "fuse"
+	}
+	return fmt.Sprintf("0x%x", magic)
 }
 
 func newRecord(set *capability.Set, cmd *Cmd, start time.Time) *Record {
@@ -364,7 +410,14 @@ func (p *Process) setup() error {
 		return err
 	}
 	defer plan.close()
+	// Only the host's root may idmap a mount of a host file system; the
+	// caller's own user namespace already maps the sandbox user to the
+	// caller, who then owns what the tool writes.
+	if p.ids == nil {
+		plan.noIDMaps()
+	}
 	p.rec.Enforce.Mounts = plan.mounts
+	p.idmapped = plan.idmapped
 
 	path, cwd, err := p.resolveCommand()
 	if err != nil {
@@ -431,6 +484,9 @@ func (p *Process) setup() error {
 	flags |= p.netFlags
 	if memfdSysctl {
 		flags |= planMemfd
+	}
+	if p.r.AllowNoIDMap {
+		flags |= planIDMapOpt
 	}
 	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), ids, len(procs), p.socks, ll)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
@@ -854,7 +910,9 @@ func (p *Process) readEvidence(nsFDs []int) {
 		p.rec.Enforce.Rlimits = parseLimits(string(b))
 	}
 	if b, err := readProc(p.pid1, "mountinfo"); err == nil {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, mountsFromKernel(p.rec.Enforce.Mounts, string(b))...)
+		notes, idmapped := mountsFromKernel(p.rec.Enforce.Mounts, string(b))
+		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, notes...)
+		p.idmapEvidence(idmapped)
 	} else {
 		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read pid 1's mount table: "+err.Error())
 		for i := range p.rec.Enforce.Mounts {
@@ -1467,6 +1525,13 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, ids planIDs
 	m = putU32(m, ids.gid)
 	m = putU32(m, uint32(ncg))
 	m = putU32(m, uint32(len(c.files)))
+	// An idmapped bind shows its owner's files as the run's host ids,
+	// which the sandbox user is mapped to.
+	m = putU32(m, uint32(len(c.owners)))
+	for _, o := range c.owners {
+		m = putStr(m, fmt.Sprintf("%d %d 1\n", o.uid, ids.uid))
+		m = putStr(m, fmt.Sprintf("%d %d 1\n", o.gid, ids.gid))
+	}
 	m = putU32(m, uint32(len(c.ops)))
 	for _, o := range c.ops {
 		m = putU32(m, o.kind)
@@ -1475,6 +1540,7 @@ func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, ids planIDs
 		m = putU32(m, uint32(int32(o.fd))) // an index into c.files, or -1
 		m = putStr(m, o.a)
 		m = putStr(m, o.b)
+		m = putU32(m, uint32(o.idmap))
 	}
 	rl := []struct {
 		res      uint32
@@ -1517,8 +1583,32 @@ func readProc(pid int, file string) ([]byte, error) {
 // of the mount holding it. A mask over a /proc file this kernel does not
 // have is "absent"; any other planned mount missing from the table is
 // marked "missing" and noted.
-func mountsFromKernel(mounts []MountInfo, mountinfo string) []string {
+// idmapEvidence records the idmap of each writable grant the kernel reports
+// idmapped; one planned but not idmapped is degraded (the stage-2 left it
+// plain only because the Runner allowed it) or, otherwise, a note.
+func (p *Process) idmapEvidence(idmapped map[string]bool) {
+	for _, i := range slices.Sorted(maps.Keys(p.idmapped)) {
+		m := &p.rec.Enforce.Mounts[i]
+		o := p.idmapped[i]
+		switch {
+		case idmapped[m.Dst]:
+			m.IDMap = &IDMap{UID: o.uid, GID: o.gid}
+		case p.r.AllowNoIDMap:
+			p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, fmt.Sprintf(
+				"idmap: %s is not idmapped (the kernel or its file system refused): the tool writes there as host uid %d, not as its owner %d",
+				m.Dst, p.ids.uid, o.uid))
+		default:
+			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: planned idmapped mount "+m.Dst+" is not idmapped in pid 1's mount table")
+		}
+	}
+}
+
+// mountsFromKernel sets each mount's mode from pid 1's mountinfo and
+// returns notes on mounts missing there and the mount points the kernel
+// reports idmapped.
+func mountsFromKernel(mounts []MountInfo, mountinfo string) ([]string, map[string]bool) {
 	modes := map[string]string{}
+	idmapped := map[string]bool{}
 	for _, l := range strings.Split(mountinfo, "\n") {
 		f := strings.Fields(l)
 		if len(f) < 6 {
@@ -1537,7 +1627,9 @@ func mountsFromKernel(mounts []MountInfo, mountinfo string) []string {
 				mode += "," + o
 			}
 		}
-		modes[unescapeMountinfo(f[4])] = mode // later lines are mounted on top
+		dst := unescapeMountinfo(f[4])
+		modes[dst] = mode // later lines are mounted on top
+		idmapped[dst] = opts["idmapped"]
 	}
 	var notes []string
 	for i := range mounts {
@@ -1564,7 +1656,7 @@ func mountsFromKernel(mounts []MountInfo, mountinfo string) []string {
 			notes = append(notes, "evidence: planned mount "+m.Dst+" is not in pid 1's mount table")
 		}
 	}
-	return notes
+	return notes, idmapped
 }
 
 // hostHas reports whether this kernel has a /proc entry (the sandbox's own

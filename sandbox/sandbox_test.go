@@ -54,14 +54,10 @@ func runCmdWith(t *testing.T, r *sandbox.Runner, set *capability.Set, cmd *sandb
 	return res
 }
 
-// workdir returns a host directory the sandbox user can write to.
-func workdir(t *testing.T) string {
-	d := testenv.Tempdir(t)
-	if err := os.Chmod(d, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	return d
-}
+// workdir returns a host directory of the caller's (mode 0755) that the
+// sandbox user can write to: as root its mount is idmapped to the caller,
+// unprivileged the sandbox user is the caller.
+func workdir(t *testing.T) string { return testenv.Tempdir(t) }
 
 func base() *capability.Set { return capability.New().WithBase() }
 
@@ -747,19 +743,28 @@ func TestExecDirs(t *testing.T) {
 }
 
 // A working directory the tool's host uid cannot enter is a setup error
-// that names that uid and what the directory allows (as root; rootless the
-// tool is the caller, the directory's owner, and gets in).
+// that names that uid and what the directory allows. As root a workdir is
+// idmapped to its owner, so its own 0700 lets the tool in; a read-only
+// grant is not, and a 0700 one of root's keeps the run's uid out. Rootless
+// the tool is the caller, the directories' owner, and gets in everywhere.
 func TestUnreachableWorkdirNamesTheUID(t *testing.T) {
 	testenv.RequireUserNS(t)
 	dir := testenv.Tempdir(t)
-	wd := filepath.Join(dir, "private")
-	if err := os.Mkdir(wd, 0o700); err != nil {
-		t.Fatal(err)
+	wd, ro := filepath.Join(dir, "private"), filepath.Join(dir, "readonly")
+	for _, d := range []string{wd, ro} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
-	_, err := sandbox.Run(context.Background(), base().InWorkdir(wd), sandbox.Command("true"))
+	if _, err := sandbox.Run(context.Background(), base().InWorkdir(wd), sandbox.Command("true")); err != nil {
+		t.Fatalf("the owner's own 0700 workdir: %v", err)
+	}
+	cmd := sandbox.Command("true")
+	cmd.Dir = ro
+	_, err := sandbox.Run(context.Background(), base().ReadDir(ro), cmd)
 	if os.Geteuid() != 0 {
 		if err != nil {
-			t.Fatalf("rootless, the owner's own 0700 workdir: %v", err)
+			t.Fatalf("rootless, the owner's own 0700 directory: %v", err)
 		}
 		return
 	}

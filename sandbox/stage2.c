@@ -63,7 +63,14 @@ struct op {
 	uint32_t kind, attr, mode;
 	int32_t fd;
 	const char *a, *b;
-	int tree; /* detached mount cloned from the source (TC_OP_BIND) */
+	uint32_t idmap; /* TC_OP_BIND: 1 + index into plan.idmaps, 0: none */
+	int tree;       /* detached mount cloned from the source (TC_OP_BIND) */
+};
+
+/* An idmapping for writable binds: the id maps of a user namespace that
+ * shows the grant's owner as the run's host ids (see idmap_sources). */
+struct idmapspec {
+	const char *uid_map, *gid_map;
 };
 
 struct rlim {
@@ -105,7 +112,8 @@ struct plan {
 	struct ulim ulims[TC_MAX_USER_LIMITS];
 	int fds[TC_MAX_PLAN_FDS]; /* cgroup.procs files, then the view's sources */
 	int ncgfds, nfds;
-	uint32_t nops, nrlim, nfilter, nsock;
+	uint32_t nops, nrlim, nfilter, nsock, nidmaps;
+	struct idmapspec idmaps[TC_MAX_IDMAPS];
 	struct sock socks[TC_MAX_SOCKETS];
 	struct op *ops;
 	struct rlim *rlims;
@@ -409,6 +417,15 @@ static void read_plan(struct plan *pl)
 		errno = EBADMSG;
 		fail("plan", "wrong number of file descriptors");
 	}
+	pl->nidmaps = get_u32(&r);
+	if (pl->nidmaps > TC_MAX_IDMAPS) {
+		errno = E2BIG;
+		fail("plan", "too many idmaps");
+	}
+	for (uint32_t i = 0; i < pl->nidmaps; i++) {
+		pl->idmaps[i].uid_map = get_str(&r);
+		pl->idmaps[i].gid_map = get_str(&r);
+	}
 	pl->nops = get_u32(&r);
 	if (pl->nops > 4096) {
 		errno = E2BIG;
@@ -423,7 +440,12 @@ static void read_plan(struct plan *pl)
 		o->fd = (int32_t)get_u32(&r);
 		o->a = get_str(&r);
 		o->b = get_str(&r);
+		o->idmap = get_u32(&r);
 		o->tree = -1;
+		if (o->idmap > pl->nidmaps || (o->idmap && o->kind != TC_OP_BIND)) {
+			errno = EBADMSG;
+			fail("plan", "idmap index");
+		}
 		/* fd indexes the view's sources; only a bind has one. */
 		if (o->kind == TC_OP_BIND) {
 			if (o->fd < 0 || (uint32_t)o->fd >= nfiles) {
@@ -552,42 +574,132 @@ static int set_attr(int fd, const char *path, unsigned flags, uint64_t attr)
 	return mount_setattr(fd, path, flags, &ma, sizeof ma);
 }
 
-/* clone_sources clones every bind source while the host tree is still
+/* write_file writes s to path in one write(2), as /proc's id map files
+ * require. */
+static void write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	size_t n = strlen(s);
+	if (fd < 0 || write(fd, s, n) != (ssize_t)n)
+		fail("write_id_map", path);
+	close(fd);
+}
+
+/* clone_source clones o's bind source while the host tree is still
  * visible, and checks that the path still names the inode Go opened. A
  * symlink or directory swapped in since then fails the run. */
+static void clone_source(struct op *o)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
+		.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+	};
+	struct stat want, got;
+	int src;
+
+	if (fstat(o->fd, &want) < 0)
+		fail("bind_source_fd", o->b);
+	/* Go resolved every symlink already: the path must have none left, in
+	 * any component, or it changed since. */
+	src = (int)syscall(SYS_openat2, AT_FDCWD, o->b, &how, sizeof how);
+	if (src < 0)
+		fail("bind_open", o->b);
+	o->tree = open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
+	if (o->tree < 0)
+		fail("bind_clone", o->b);
+	close(src);
+	if (fstat(o->tree, &got) < 0)
+		fail("bind_clone_stat", o->b);
+	if (got.st_dev != want.st_dev || got.st_ino != want.st_ino ||
+	    (got.st_mode & S_IFMT) != (want.st_mode & S_IFMT)) {
+		errno = ESTALE;
+		fail("bind_verify", o->b);
+	}
+}
+
+/* clone_sources clones the bind sources idmap_sources left to pid 1. */
 static void clone_sources(struct plan *pl)
 {
 	for (uint32_t i = 0; i < pl->nops; i++) {
 		struct op *o = &pl->ops[i];
-		struct stat want, got;
 		if (o->kind != TC_OP_BIND)
 			continue;
-		struct open_how how = {
-			.flags = O_PATH | O_CLOEXEC | O_NOFOLLOW,
-			.resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-		};
-		int src;
-		if (fstat(o->fd, &want) < 0)
-			fail("bind_source_fd", o->b);
-		/* Go resolved every symlink already: the path must have none
-		 * left, in any component, or it changed since. */
-		src = (int)syscall(SYS_openat2, AT_FDCWD, o->b, &how, sizeof how);
-		if (src < 0)
-			fail("bind_open", o->b);
-		o->tree = open_tree(src, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_EMPTY_PATH);
-		if (o->tree < 0)
-			fail("bind_clone", o->b);
-		close(src);
-		if (fstat(o->tree, &got) < 0)
-			fail("bind_clone_stat", o->b);
-		if (got.st_dev != want.st_dev || got.st_ino != want.st_ino ||
-		    (got.st_mode & S_IFMT) != (want.st_mode & S_IFMT)) {
-			errno = ESTALE;
-			fail("bind_verify", o->b);
+		if (o->tree < 0) {
+			clone_source(o);
+			if (set_attr(o->tree, "", AT_EMPTY_PATH | AT_RECURSIVE, o->attr) < 0)
+				fail("bind_setattr", o->b);
 		}
-		if (set_attr(o->tree, "", AT_EMPTY_PATH | AT_RECURSIVE, o->attr) < 0)
-			fail("bind_setattr", o->b);
 		close(o->fd);
+	}
+}
+
+/* idmap_userns returns a user namespace whose maps are m's: a child is
+ * cloned into a new one only to hold it while its maps are written and the
+ * namespace is opened, then it exits. Needs CAP_SETUID and CAP_SETGID on
+ * the host (any ids are mapped), so the stage-2 runs it while still root. */
+static int idmap_userns(const struct idmapspec *m)
+{
+	char path[64], c;
+	int hold[2], fd;
+	pid_t pid;
+
+	if (pipe2(hold, O_CLOEXEC) < 0)
+		fail("idmap_pipe", NULL);
+	pid = (pid_t)syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, NULL, NULL, NULL, 0);
+	if (pid < 0)
+		fail("idmap_userns", NULL);
+	if (pid == 0) { /* EOF once the stage-2 is done with it, or died */
+		close(hold[1]);
+		while (read(hold[0], &c, 1) < 0 && errno == EINTR)
+			;
+		_exit(0);
+	}
+	close(hold[0]);
+	snprintf(path, sizeof path, "/proc/%d/uid_map", (int)pid);
+	write_file(path, m->uid_map);
+	snprintf(path, sizeof path, "/proc/%d/gid_map", (int)pid);
+	write_file(path, m->gid_map);
+	snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	close(hold[1]);
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (fd < 0)
+		fail("idmap_userns", path);
+	return fd;
+}
+
+/* idmap_sources clones the writable binds' sources as idmapped mounts:
+ * files of the grant's owner show as the sandbox user, and what the tool
+ * creates there belongs to that owner on the host. The kernel allows
+ * MOUNT_ATTR_IDMAP only to a holder of CAP_SYS_ADMIN over the file system
+ * (the host's root), on a detached mount: so the stage-2 does it before it
+ * drops root, and pid 1 inherits the mounts with its descriptor table.
+ * Where the file system or kernel refuses, the run fails, or, with
+ * TC_PLAN_IDMAP_OPTIONAL, that bind is left to pid 1 as a plain one (the
+ * supervisor reads which mounts are idmapped from pid 1's mountinfo). */
+static void idmap_sources(struct plan *pl)
+{
+	for (uint32_t m = 0; m < pl->nidmaps; m++) {
+		int ns = idmap_userns(&pl->idmaps[m]);
+		for (uint32_t i = 0; i < pl->nops; i++) {
+			struct op *o = &pl->ops[i];
+			struct mount_attr ma = {
+				.attr_set = o->attr | MOUNT_ATTR_IDMAP,
+				.userns_fd = (uint64_t)ns,
+				.propagation = MS_PRIVATE,
+			};
+			if (o->idmap != m + 1)
+				continue;
+			clone_source(o);
+			if (mount_setattr(o->tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &ma, sizeof ma) == 0)
+				continue;
+			if (!(pl->flags & TC_PLAN_IDMAP_OPTIONAL))
+				fail("idmap", o->b);
+			close(o->tree);
+			o->tree = -1;
+		}
+		close(ns);
 	}
 }
 
@@ -1350,17 +1462,6 @@ static void set_memfd_noexec(const struct plan *pl, pid_t child)
 	arm_pdeath(); /* each change of credentials cleared it */
 }
 
-/* write_file writes s to path in one write(2), as /proc's id map files
- * require. */
-static void write_file(const char *path, const char *s)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	size_t n = strlen(s);
-	if (fd < 0 || write(fd, s, n) != (ssize_t)n)
-		fail("write_id_map", path);
-	close(fd);
-}
-
 /* stage2 runs one sandbox over the control socket at fd 3; parent0 is the
  * fork server, set before the fork. */
 static void __attribute__((noreturn)) stage2(void)
@@ -1388,6 +1489,7 @@ static void __attribute__((noreturn)) stage2(void)
 			fail("join_cgroup", "cgroup.procs");
 		close(pl.fds[i]);
 	}
+	idmap_sources(&pl);
 	if ((pl.flags & TC_PLAN_DROP_GROUPS) && setgroups(0, NULL) < 0)
 		fail("setgroups", NULL);
 	/* As root, become the run's own host uid/gid before creating the user
@@ -1441,6 +1543,9 @@ static void __attribute__((noreturn)) stage2(void)
 	 * a process of the run's uid could reach, keeps none. */
 	for (int i = pl.ncgfds; i < pl.nfds; i++)
 		close(pl.fds[i]);
+	for (uint32_t i = 0; i < pl.nops; i++)
+		if (pl.ops[i].tree >= 0)
+			close(pl.ops[i].tree);
 	/* setgroups is denied first: an unprivileged writer must, and the
 	 * sandbox must never regain a group by setgroups(2). */
 	snprintf(path, sizeof path, "/proc/%d/setgroups", (int)child);

@@ -63,7 +63,7 @@ enum {
 	TC_OP_FILE = 2,      /* a: path; b: content; mode                         */
 	TC_OP_SYMLINK = 3,   /* a: path; b: link text                             */
 	TC_OP_BIND = 4,      /* a: target; b: host source; fd: O_PATH of source;   */
-	                     /* attr: MOUNT_ATTR_* to set                         */
+	                     /* attr: MOUNT_ATTR_* to set; idmap                  */
 	TC_OP_TMPFS = 5,     /* a: target; b: "k=v,k=v" options; attr             */
 	TC_OP_PROC = 6,      /* a: target                                         */
 	TC_OP_MASK_FILE = 7, /* a: path to hide under /dev/null, if present       */
@@ -93,6 +93,12 @@ enum {
 
 #define TC_PLAN_RUN_IDS 32    /* become the run's host uid/gid before the user  */
                               /* ns, so it is owned and charged by that uid     */
+#define TC_PLAN_IDMAP_OPTIONAL 64 /* a bind the kernel cannot idmap stays plain */
+
+/* Writable binds may be idmapped (root only). Before the operations the PLAN
+ * holds uint32 n, n x (string uid_map, string gid_map); each operation ends
+ * with uint32 idmap: 1 + the index of its maps, 0 for none. */
+#define TC_MAX_IDMAPS 8
 
 /* Limits pid 1 sets in the sandbox's user namespace (/proc/sys/user). */
 #define TC_MAX_USER_LIMITS 16

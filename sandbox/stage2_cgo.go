@@ -50,6 +50,8 @@ const (
 	planRoute4     = C.TC_PLAN_ROUTE4
 	planRoute6     = C.TC_PLAN_ROUTE6
 	planMemfd      = C.TC_PLAN_MEMFD_NOEXEC
+	planIDMapOpt   = C.TC_PLAN_IDMAP_OPTIONAL
+	maxIDMaps      = C.TC_MAX_IDMAPS
 	nsCount        = C.TC_NS_COUNT
 	maxCgroupFDs   = C.TC_MAX_CGROUP_FDS
 	maxMsg         = C.TC_MAX_MSG

@@ -390,13 +390,28 @@ type planOp struct {
 	kind, attr, mode uint32
 	fd               int // index into the plan's files, or -1
 	a, b             string
+	idmap            int // opBind: 1 + index into compiled.owners, 0: not idmapped
 }
+
+// hostOwner is the owner of a writable grant on the host: its bind is
+// idmapped so that the sandbox user writes as that owner.
+type hostOwner struct{ uid, gid uint32 }
 
 // MountInfo is one mount of the view, as the audit record lists it.
 type MountInfo struct {
 	Dst  string `json:"dst"`
 	Src  string `json:"src"`
 	Mode string `json:"mode"`
+	// IDMap is set on a writable grant's mount that the kernel reports
+	// idmapped (pid 1's mountinfo): files of the owner it names show as
+	// the sandbox user there, and what the tool creates belongs to it.
+	IDMap *IDMap `json:"idmap,omitempty"`
+}
+
+// IDMap is the host owner an idmapped mount gives the sandbox user's files.
+type IDMap struct {
+	UID uint32 `json:"uid"` // host uid the sandbox's uid 1000 reads and writes as
+	GID uint32 `json:"gid"` // host gid the sandbox's gid 1000 reads and writes as
 }
 
 // compiled is a view turned into operations plus the host files they bind.
@@ -404,6 +419,11 @@ type compiled struct {
 	ops    []planOp
 	files  []*os.File // O_PATH descriptors, passed to the stage-2
 	mounts []MountInfo
+	// owners of the writable grants, one per distinct owner; binds index
+	// it (planOp.idmap). Dropped by the supervisor when not root.
+	owners []hostOwner
+	// idmapped[i] is the host owner planned for mounts[i], if any.
+	idmapped map[int]hostOwner
 }
 
 func (c *compiled) close() {
@@ -571,7 +591,23 @@ func (v *view) compile() (*compiled, error) {
 			}
 			c.files = append(c.files, f)
 			attr := bindAttr(e)
-			c.ops = append(c.ops, planOp{kind: opBind, attr: attr, fd: len(c.files) - 1, a: rel(p), b: e.src})
+			op := planOp{kind: opBind, attr: attr, fd: len(c.files) - 1, a: rel(p), b: e.src}
+			if e.acc&accWrite != 0 && len(e.fields) > 0 && !strings.HasPrefix(p, "/dev/") {
+				var st unix.Stat_t
+				if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+					c.close()
+					return nil, fmt.Errorf("%w: stat %s: %w", ErrSetup, e.src, err)
+				}
+				if op.idmap, err = c.owner(hostOwner{st.Uid, st.Gid}); err != nil {
+					c.close()
+					return nil, err
+				}
+				if c.idmapped == nil {
+					c.idmapped = map[int]hostOwner{}
+				}
+				c.idmapped[len(c.mounts)] = c.owners[op.idmap-1]
+			}
+			c.ops = append(c.ops, op)
 			c.mounts = append(c.mounts, MountInfo{Dst: p, Src: e.src, Mode: attrString(attr)})
 		}
 		created[p] = true
@@ -591,6 +627,29 @@ func (v *view) compile() (*compiled, error) {
 		c.mounts = append(c.mounts, MountInfo{Dst: m.path, Src: "mask", Mode: mode})
 	}
 	return c, nil
+}
+
+// owner returns 1 + the index of o in c.owners, adding it if new.
+func (c *compiled) owner(o hostOwner) (int, error) {
+	for i, have := range c.owners {
+		if have == o {
+			return i + 1, nil
+		}
+	}
+	if len(c.owners) == maxIDMaps {
+		return 0, fmt.Errorf("%w: writable grants belong to more than %d different host owners (uid:gid)", ErrPolicy, maxIDMaps)
+	}
+	c.owners = append(c.owners, o)
+	return len(c.owners), nil
+}
+
+// noIDMaps plans every bind plain: the sandbox user writes as the host
+// id it is mapped to.
+func (c *compiled) noIDMaps() {
+	for i := range c.ops {
+		c.ops[i].idmap = 0
+	}
+	c.owners, c.idmapped = nil, nil
 }
 
 // openSource opens the resolved source without following a final symlink;

@@ -1,0 +1,165 @@
+package sandbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/internal/testenv"
+	"github.com/toolcell/toolcell/sandbox"
+)
+
+// mountOf returns the record's mount at dst.
+func mountOf(t *testing.T, rec *sandbox.Record, dst string) sandbox.MountInfo {
+	t.Helper()
+	for _, m := range rec.Enforce.Mounts {
+		if m.Dst == dst {
+			return m
+		}
+	}
+	t.Fatalf("no mount %s in the record", dst)
+	return sandbox.MountInfo{}
+}
+
+// owner returns the host uid and gid of p.
+func owner(t *testing.T, p string) (uint32, uint32) {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Uid, st.Gid
+}
+
+// rootOnlyIDMap: the host kinds where no mount is idmapped.
+var rootOnlyIDMap = map[string]string{
+	testenv.KindRootlessHybrid: "only the host's root may idmap a mount of a host file system; unprivileged, the sandbox user is the caller already (TestWorkdirOwnedByCaller)",
+}
+
+// A workdir of the caller's, mode 0755 as mkdir makes it, is writable by
+// the tool without a chmod, and what the tool creates there belongs to the
+// caller on the host: as root through an idmapped mount (recorded), as an
+// unprivileged caller because the sandbox user is the caller.
+func TestWorkdirOwnedByCaller(t *testing.T) {
+	wd := testenv.Tempdir(t)
+	if err := os.Chmod(wd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, base().InWorkdir(wd), `echo ok > out && mkdir sub && echo x > sub/f && ln -s out link && stat -c '%u:%g' out`)
+	if res.ExitCode != 0 || string(res.Stdout) != "1000:1000\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
+	for _, f := range []string{"out", "sub", "sub/f", "link"} {
+		if u, g := owner(t, filepath.Join(wd, f)); u != uid || g != gid {
+			t.Errorf("%s belongs to %d:%d on the host, want the caller %d:%d", f, u, g, uid, gid)
+		}
+	}
+	m := mountOf(t, res.Audit, wd)
+	if os.Geteuid() == 0 {
+		if m.IDMap == nil || m.IDMap.UID != 0 || m.IDMap.GID != 0 {
+			t.Errorf("workdir mount %+v: want idmap 0:0", m)
+		}
+	} else if m.IDMap != nil {
+		t.Errorf("workdir mount %+v: unprivileged, no idmap is made", m)
+	}
+	if len(res.Audit.Enforce.Degraded) != 0 {
+		t.Errorf("degraded %q", res.Audit.Enforce.Degraded)
+	}
+}
+
+// As root the idmap follows each writable grant's own owner: the tool
+// writes in a user's directory as that user, files of other host users
+// there show as the overflow id and stay theirs, and read-only grants are
+// not idmapped.
+func TestIDMapFollowsOwner(t *testing.T) {
+	testenv.NotApplicable(t, rootOnlyIDMap)
+	testenv.RequireRoot(t)
+	wd, other, ro := testenv.Tempdir(t), testenv.Tempdir(t), testenv.Tempdir(t)
+	if err := os.WriteFile(filepath.Join(wd, "theirs"), []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		p        string
+		uid, gid int
+	}{{wd, 4242, 4343}, {other, 5151, 5252}} {
+		if err := os.Chown(c.p, c.uid, c.gid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(filepath.Join(wd, "theirs"), 6000, 6000); err != nil {
+		t.Fatal(err)
+	}
+	set := base().InWorkdir(wd).WriteDir(other).ReadDir(ro)
+	res := run(t, set, `echo a > a && echo b > `+other+`/b && stat -c '%u:%g' theirs && { echo x >> theirs || echo denied; }`)
+	if res.ExitCode != 0 || string(res.Stdout) != "65534:65534\ndenied\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	if u, g := owner(t, filepath.Join(wd, "a")); u != 4242 || g != 4343 {
+		t.Errorf("workdir file is %d:%d on the host, want 4242:4343", u, g)
+	}
+	if u, g := owner(t, filepath.Join(other, "b")); u != 5151 || g != 5252 {
+		t.Errorf("write_dirs file is %d:%d on the host, want 5151:5252", u, g)
+	}
+	if b, _ := os.ReadFile(filepath.Join(wd, "theirs")); string(b) != "keep\n" {
+		t.Errorf("another user's file changed: %q", b)
+	}
+	for dir, want := range map[string]*sandbox.IDMap{wd: {UID: 4242, GID: 4343}, other: {UID: 5151, GID: 5252}, ro: nil} {
+		m := mountOf(t, res.Audit, dir)
+		if (m.IDMap == nil) != (want == nil) || (want != nil && *m.IDMap != *want) {
+			t.Errorf("mount %+v: want idmap %+v", m, want)
+		}
+	}
+}
+
+// A file system the kernel cannot idmap (ramfs) fails the run with an
+// error naming the grant and the file system, unless the Runner allows
+// running without: then the grant is bound plain, the tool writes as the
+// run's host uid, and enforcement.degraded says so.
+func TestIDMapUnsupportedFileSystem(t *testing.T) {
+	testenv.NotApplicable(t, rootOnlyIDMap)
+	testenv.RequireRoot(t)
+	testenv.RequireUserNS(t)
+	dir := testenv.Tempdir(t)
+	if err := unix.Mount("ramfs", dir, "ramfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0777"); err != nil {
+		t.Fatalf("mount ramfs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount ramfs: %v", err)
+		}
+	})
+	set := base().InWorkdir(dir)
+	cmd := func() *sandbox.Cmd { return sandbox.Command("/bin/sh", "-c", "echo ok > out") }
+	_, err := sandbox.Run(context.Background(), set, cmd())
+	var se *sandbox.SetupError
+	if !errors.Is(err, sandbox.ErrUnsupported) || !errors.As(err, &se) || se.Step != "idmap" ||
+		!strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), "ramfs") || !strings.Contains(err.Error(), "AllowNoIDMap") {
+		t.Fatalf("err %v: want ErrUnsupported from step idmap naming %s, ramfs and AllowNoIDMap", err, dir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "out")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the tool ran: %v", err)
+	}
+
+	res := runCmdWith(t, &sandbox.Runner{AllowNoIDMap: true}, set, cmd())
+	if res.ExitCode != 0 {
+		t.Fatalf("exit %d stderr %q", res.ExitCode, res.Stderr)
+	}
+	deg := strings.Join(res.Audit.Enforce.Degraded, "\n")
+	if len(res.Audit.Enforce.Degraded) != 1 || !strings.Contains(deg, "idmap: "+dir+" is not idmapped") {
+		t.Errorf("degraded %q: want one idmap entry naming %s", res.Audit.Enforce.Degraded, dir)
+	}
+	if m := mountOf(t, res.Audit, dir); m.IDMap != nil {
+		t.Errorf("mount %+v claims an idmap", m)
+	}
+	runUID := strings.Fields(res.Audit.Enforce.UIDMap)[1]
+	if u, _ := owner(t, filepath.Join(dir, "out")); runUID != fmt.Sprint(u) {
+		t.Errorf("file belongs to %d, want the run's host uid %s", u, runUID)
+	}
+}
