@@ -17,29 +17,30 @@ const Schema = "toolcell.policy/v1"
 // fields added later are omitted when empty, which is their default, so
 // the hashes of policies that do not use them stay the same.
 type canonicalSet struct {
-	Schema     string            `json:"schema"`
-	Name       string            `json:"name"`
-	Base       bool              `json:"base"`
-	ReadFiles  []string          `json:"read_files"`
-	ReadDirs   []string          `json:"read_dirs"`
-	WriteFiles []string          `json:"write_files"`
-	WriteDirs  []string          `json:"write_dirs"`
-	Exec       []string          `json:"exec"`
-	Workdir    string            `json:"workdir"`
-	ExecDirs   []string          `json:"exec_dirs,omitempty"`       // omitted when empty: older hashes stay valid
-	Follow     []string          `json:"follow_symlinks,omitempty"` // omitted when empty: older hashes stay valid
-	Tmp        Size              `json:"tmp"`
-	Env        map[string]string `json:"env"`
-	Memory     Size              `json:"memory"`
-	Pids       int64             `json:"pids"`
-	CPU        float64           `json:"cpu"`
-	Timeout    Duration          `json:"timeout"`
-	MaxOutput  Size              `json:"max_output"`
-	MaxFile    Size              `json:"max_file_size"`
-	Syscalls   []string          `json:"syscalls"`
-	Connect    []string          `json:"connect"`
-	Allow      []string          `json:"connect_allow_ranges,omitempty"`
-	APIs       []HTTPAPI         `json:"http_api,omitempty"` // omitted when empty: older hashes stay valid
+	Schema      string            `json:"schema"`
+	Name        string            `json:"name"`
+	Base        bool              `json:"base"`
+	ReadFiles   []string          `json:"read_files"`
+	ReadDirs    []string          `json:"read_dirs"`
+	WriteFiles  []string          `json:"write_files"`
+	WriteDirs   []string          `json:"write_dirs"`
+	Exec        []string          `json:"exec"`
+	Workdir     string            `json:"workdir"`
+	ExecDirs    []string          `json:"exec_dirs,omitempty"`       // omitted when empty: older hashes stay valid
+	Follow      []string          `json:"follow_symlinks,omitempty"` // omitted when empty: older hashes stay valid
+	WorkdirExec bool              `json:"workdir_exec,omitempty"`    // omitted when false: older hashes stay valid
+	Tmp         Size              `json:"tmp"`
+	Env         map[string]string `json:"env"`
+	Memory      Size              `json:"memory"`
+	Pids        int64             `json:"pids"`
+	CPU         float64           `json:"cpu"`
+	Timeout     Duration          `json:"timeout"`
+	MaxOutput   Size              `json:"max_output"`
+	MaxFile     Size              `json:"max_file_size"`
+	Syscalls    []string          `json:"syscalls"`
+	Connect     []string          `json:"connect"`
+	Allow       []string          `json:"connect_allow_ranges,omitempty"`
+	APIs        []HTTPAPI         `json:"http_api,omitempty"` // omitted when empty: older hashes stay valid
 	// Omitted at their defaults: older hashes stay valid, and a zero limit
 	// and the explicit default still encode the same.
 	InotifyInstances int64 `json:"inotify_instances,omitempty"`
@@ -90,29 +91,30 @@ func (s *Set) Canonical() ([]byte, error) {
 		env[k] = v
 	}
 	c := canonicalSet{
-		Schema:     Schema,
-		Name:       s.Name,
-		Base:       s.Base,
-		ReadFiles:  sorted(s.ReadFiles),
-		ReadDirs:   sorted(s.ReadDirs),
-		WriteFiles: sorted(s.WriteFiles),
-		WriteDirs:  sorted(s.WriteDirs),
-		Exec:       sorted(s.Exec),
-		Workdir:    s.Workdir,
-		ExecDirs:   sortedUnique(s.ExecDirs),
-		Follow:     sortedUnique(s.FollowSymlinks),
-		Tmp:        s.TmpLimit(),
-		Env:        env,
-		Memory:     s.MemoryLimit(),
-		Pids:       s.PidsLimit(),
-		CPU:        s.CPULimit(),
-		Timeout:    Duration(s.TimeoutLimit()),
-		MaxOutput:  s.OutputLimit(),
-		MaxFile:    s.FileSizeLimit(),
-		Syscalls:   s.SyscallKinds(),
-		Connect:    sortedUnique(s.Egress),
-		Allow:      sortedUnique(s.EgressAllow),
-		APIs:       sortedAPIs(s.APIs),
+		Schema:      Schema,
+		Name:        s.Name,
+		Base:        s.Base,
+		ReadFiles:   sorted(s.ReadFiles),
+		ReadDirs:    sorted(s.ReadDirs),
+		WriteFiles:  sorted(s.WriteFiles),
+		WriteDirs:   sorted(s.WriteDirs),
+		Exec:        sorted(s.Exec),
+		Workdir:     s.Workdir,
+		ExecDirs:    sortedUnique(s.ExecDirs),
+		Follow:      sortedUnique(s.FollowSymlinks),
+		WorkdirExec: s.WorkdirExec,
+		Tmp:         s.TmpLimit(),
+		Env:         env,
+		Memory:      s.MemoryLimit(),
+		Pids:        s.PidsLimit(),
+		CPU:         s.CPULimit(),
+		Timeout:     Duration(s.TimeoutLimit()),
+		MaxOutput:   s.OutputLimit(),
+		MaxFile:     s.FileSizeLimit(),
+		Syscalls:    s.SyscallKinds(),
+		Connect:     sortedUnique(s.Egress),
+		Allow:       sortedUnique(s.EgressAllow),
+		APIs:        sortedAPIs(s.APIs),
 	}
 	if n := s.InotifyInstancesLimit(); n != DefaultInotifyInstances {
 		c.InotifyInstances = n

@@ -37,8 +37,20 @@ type Set struct {
 	// its own mode.
 	ExecDirs []string `json:"exec_dirs,omitempty"`
 	// Workdir is a directory mounted read-write (noexec) that becomes the
-	// tool's working directory.
+	// tool's working directory. As root the sandbox mounts it, like every
+	// writable grant, idmapped to its owner: a directory of the caller's
+	// with mode 0755 is writable by the tool, and what the tool creates
+	// there belongs to that owner on the host.
+	//
+	// TempWorkdir() ("temp") asks for a fresh, empty directory per run
+	// instead, made by the sandbox, shown to the tool at TempWorkdirPath and
+	// removed after the run (see sandbox.Cmd.Collect). The policy, and its
+	// hash, do not depend on the path it gets on the host.
 	Workdir string `json:"workdir,omitempty"`
+	// WorkdirExec lets files in the workdir be executed (the tool's own
+	// builds): code the tool writes there can then run, which toolcell
+	// explain points out. Listing the workdir in ExecDirs does the same.
+	WorkdirExec bool `json:"workdir_exec,omitempty"`
 	// FollowSymlinks lists granted paths, each exactly as one of the
 	// grants above spells it, that may resolve through symbolic links.
 	// Any other grant that meets a link on its way (in any component, the
@@ -243,8 +255,26 @@ func (s *Set) ExecFile(paths ...string) *Set { s.Exec = append(s.Exec, paths...)
 // ExecDir lets every file below each directory be executed (ExecDirs).
 func (s *Set) ExecDir(paths ...string) *Set { s.ExecDirs = append(s.ExecDirs, paths...); return s }
 
-// InWorkdir grants dir read-write and makes it the working directory.
+// InWorkdir grants dir read-write and makes it the working directory;
+// InWorkdir(TempWorkdir()) gives each run a fresh one.
 func (s *Set) InWorkdir(dir string) *Set { s.Workdir = dir; return s }
+
+// WithWorkdirExec lets files in the workdir be executed (WorkdirExec).
+func (s *Set) WithWorkdirExec() *Set { s.WorkdirExec = true; return s }
+
+// TempWorkdir returns the Workdir value that asks for a fresh, empty,
+// writable directory per run: "temp", as the manifest (workdir: temp) and
+// the CLI (--workdir temp) spell it.
+func TempWorkdir() string { return tempWorkdir }
+
+const tempWorkdir = "temp"
+
+// TempWorkdirPath is where a temporary workdir appears inside the
+// sandbox; the tool's PWD and HOME point there.
+const TempWorkdirPath = "/workspace"
+
+// HasTempWorkdir reports whether s asks for a fresh workdir per run.
+func (s *Set) HasTempWorkdir() bool { return s.Workdir == tempWorkdir }
 
 // FollowSymlinksFor lets the grants of these paths resolve through
 // symbolic links; see Set.FollowSymlinks.

@@ -38,8 +38,14 @@ func (s *Set) String() string {
 	list("write dir", s.WriteDirs)
 	list("exec ", s.Exec)
 	list("exec  dir", s.ExecDirs)
-	if s.Workdir != "" {
+	switch {
+	case s.HasTempWorkdir():
+		line("workdir: a fresh one per run, at %s", TempWorkdirPath)
+	case s.Workdir != "":
 		line("workdir %s", showPath(s.Workdir))
+	}
+	if s.WorkdirExec {
+		line("workdir executable: code written there can run")
 	}
 	for _, p := range sortedUnique(s.FollowSymlinks) {
 		line("symlinks followed for %s", showPath(p))

@@ -73,7 +73,7 @@ func (s *Set) grants() []grant {
 	add("write_dirs", s.WriteDirs, classWrite, true)
 	add("exec", s.Exec, classExec, false)
 	add("exec_dirs", s.ExecDirs, classExec, true)
-	if s.Workdir != "" {
+	if s.Workdir != "" && !s.HasTempWorkdir() {
 		gs = append(gs, grant{field: "workdir", list: "workdir", path: s.Workdir, class: classWrite, dir: true, follow: follow[s.Workdir]})
 	}
 	return gs
@@ -116,6 +116,9 @@ func (s *Set) checkStatic() (errs []error, ok []grant) {
 	errs = append(errs, conflicts(ok, nil)...)
 	errs = append(errs, checkFollow(s.FollowSymlinks, s.grants())...)
 	errs = append(errs, s.checkLimits()...)
+	if s.WorkdirExec && s.Workdir == "" {
+		errs = append(errs, &FieldError{Field: "workdir_exec", Value: "true", Reason: "needs a workdir"})
+	}
 	errs = append(errs, checkEnv(s.Env)...)
 	errs = append(errs, checkSyscalls(s.Syscalls)...)
 	errs = append(errs, checkEgress(s.Egress)...)

@@ -464,3 +464,37 @@ func TestExecDirsValidate(t *testing.T) {
 		t.Error("the order of exec_dirs changes the hash")
 	}
 }
+
+// "temp" asks for a fresh workdir per run: it names no host path, so it is
+// valid anywhere, and the manifest and the builder hash alike.
+func TestTempWorkdirPolicy(t *testing.T) {
+	s := New().WithBase().InWorkdir(TempWorkdir()).WithWorkdirExec()
+	if err := s.Validate(); err != nil {
+		t.Fatalf("temp workdir: %v", err)
+	}
+	if !s.HasTempWorkdir() || New().InWorkdir("/tmp").HasTempWorkdir() {
+		t.Fatal("HasTempWorkdir")
+	}
+	m, err := ParseManifest([]byte("base: true\nworkdir: temp\nworkdir_exec: true\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h1, _ := s.Hash()
+	h2, _ := m.Hash()
+	h3, _ := New().WithBase().InWorkdir(TempWorkdir()).Hash()
+	if h1 != h2 || h1 == h3 {
+		t.Errorf("hashes builder %s manifest %s without workdir_exec %s", h1, h2, h3)
+	}
+	if !strings.Contains(s.String(), "/workspace") {
+		t.Errorf("String() %q does not say where the workdir is", s.String())
+	}
+	err = New().WithWorkdirExec().Validate()
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "workdir_exec" || !strings.Contains(err.Error(), "needs a workdir") {
+		t.Errorf("workdir_exec without a workdir: %v", err)
+	}
+	// A relative path is still not a workdir.
+	if err := New().InWorkdir("temp2").Validate(); err == nil {
+		t.Error("relative workdir accepted")
+	}
+}

@@ -47,8 +47,11 @@ type Record struct {
 	// API calls, 512 distinct DNS answers, 512 names not granted, 128
 	// distinct refusals of each other class); each class counts them in
 	// one entry per kind.
-	NetworkDropped int    `json:"network_dropped"`
-	Error          string `json:"error,omitempty"`
+	NetworkDropped int `json:"network_dropped"`
+	// TempWorkdir is the host path of the run's temporary workdir (the
+	// tool saw it at capability.TempWorkdirPath), removed after the run.
+	TempWorkdir string `json:"temp_workdir,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // PolicyRef names the capability set by its canonical hash.

@@ -48,3 +48,28 @@ func ExampleStart() {
 	res, _ := p.Wait()
 	fmt.Println(res.Reason) // canceled
 }
+
+// Give one tool call a fresh workdir, and copy out its result before the
+// directory is removed. The tool wrote everything in it: read it through
+// an os.Root, which does not follow the tool's symlinks out of it.
+func ExampleCmd_Collect() {
+	set := capability.New().WithBase().InWorkdir(capability.TempWorkdir())
+	cmd := sandbox.Command("sh", "-c", "echo 42 > report.txt")
+	var report []byte
+	cmd.Collect = func(dir string) error {
+		root, err := os.OpenRoot(dir)
+		if err != nil {
+			return err
+		}
+		defer root.Close()
+		report, err = root.ReadFile("report.txt")
+		return err
+	}
+	res, err := sandbox.Run(context.Background(), set, cmd)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("exit %d, report %s", res.ExitCode, report)
+	// Output: exit 0, report 42
+}

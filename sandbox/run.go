@@ -40,6 +40,15 @@ type Cmd struct {
 	Args []string
 	// Dir is the working directory; default: the Workdir grant, else "/".
 	Dir string
+	// Collect, when the policy asks for a temporary workdir (Workdir
+	// capability.TempWorkdir()), is called with its host path once the
+	// tool and every process of the sandbox have ended, before the
+	// directory is removed: copy out what the caller wants to keep. Its
+	// error is Wait's (the Result is returned too). Not called when the
+	// sandbox was never complete (setup failed). The tool made everything
+	// in it: read it through an os.Root (no symlink leads out), and expect
+	// any file type (a FIFO blocks a plain read).
+	Collect func(dir string) error
 	// Tool names the tool in the audit record; default: base name of Path.
 	Tool string
 
@@ -179,6 +188,9 @@ type Process struct {
 	netClosers []io.Closer
 
 	ids *idLease // the host uid/gid this run holds (root only)
+	// tempDir is the run's temporary workdir on the host, "" if none.
+	tempDir    string
+	collectErr error
 	// idmapped maps an index into rec.Enforce.Mounts to the host owner its
 	// bind was planned idmapped to.
 	idmapped map[int]hostOwner
@@ -213,6 +225,7 @@ func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Pro
 	if err := p.setup(); err != nil {
 		err = p.explainAccess(err)
 		p.teardown()
+		p.endTempWorkdir(false)
 		p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1}
 		p.rec.Error = err.Error()
 		p.finishTimes()
@@ -298,6 +311,10 @@ func newRecord(set *capability.Set, cmd *Cmd, start time.Time) *Record {
 				rec.Command.EnvNames = append(rec.Command.EnvNames, k)
 			}
 		}
+		for _, kv := range tempWorkdirEnv(set, "") {
+			k, _, _ := strings.Cut(kv, "=")
+			rec.Command.EnvNames = append(rec.Command.EnvNames, k)
+		}
 		sort.Strings(rec.Command.EnvNames)
 	}
 	rec.Enforce.Degraded = []string{}
@@ -326,6 +343,11 @@ func (p *Process) setup() error {
 		return fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	p.rec.Policy.Hash = hash
+	if p.set.HasTempWorkdir() {
+		if err := p.makeTempWorkdir(); err != nil {
+			return err
+		}
+	}
 	if os.Geteuid() == 0 {
 		rg, from, err := p.r.hostIDRange()
 		if err != nil {
@@ -386,7 +408,7 @@ func (p *Process) setup() error {
 	if testHookBeforeView != nil {
 		testHookBeforeView()
 	}
-	v, err := buildView(p.set)
+	v, err := buildView(p.set, p.tempDir)
 	if err != nil {
 		return err
 	}
@@ -519,6 +541,7 @@ func (p *Process) setup() error {
 		}
 		env = append(env, k+"="+p.set.Env[k])
 	}
+	env = append(env, tempWorkdirEnv(p.set, cwd)...)
 	args := p.cmd.Args
 	if len(args) == 0 {
 		args = []string{p.cmd.Path}
@@ -951,6 +974,9 @@ func (p *Process) resolveCommand() (path, cwd string, err error) {
 	cwd = p.cmd.Dir
 	if cwd == "" {
 		cwd = p.set.Workdir
+		if p.set.HasTempWorkdir() {
+			cwd = capability.TempWorkdirPath
+		}
 	}
 	if cwd == "" {
 		cwd = "/"
@@ -1239,6 +1265,7 @@ out:
 		res.Stderr = p.stderr.buf.Bytes()
 	}
 	p.teardown()
+	p.endTempWorkdir(res.Reason != ReasonSetupFailed)
 	p.finishTimes()
 	p.result = res
 	close(p.done)
@@ -1250,7 +1277,7 @@ func (p *Process) Wait() (*Result, error) {
 	if p.rec.Exit.Reason == ReasonSetupFailed {
 		return p.result, &RunError{Err: fmt.Errorf("%w: %s", ErrSetup, p.rec.Error), Record: p.rec}
 	}
-	return p.result, nil
+	return p.result, p.collectErr
 }
 
 // Kill ends the sandbox now; Wait reports the reason "canceled".

@@ -234,6 +234,26 @@ func (v *view) grant(field, p string, acc access, wantDir, follow bool) error {
 	return v.add(&entry{path: real, kind: kindBind, acc: acc, isDir: wantDir, src: real, granted: []string{p}, fields: []string{field}})
 }
 
+// tempWorkdir binds dir, made by the supervisor for this run, at
+// capability.TempWorkdirPath. The links above it on the host (TMPDIR's) are
+// the host's business: the tool sees only the mount point.
+func (v *view) tempWorkdir(dir string, acc access) error {
+	at := capability.TempWorkdirPath
+	if dir == "" {
+		return fmt.Errorf("%w: no temporary workdir was made", ErrSetup)
+	}
+	for p, e := range v.entries {
+		if p == at || strings.HasPrefix(p, at+"/") {
+			return fmt.Errorf("%w: workdir: the temporary workdir appears at %s, where the policy has the %s", ErrPolicy, at, e.describe())
+		}
+	}
+	real, _, err := resolve(dir, true)
+	if err != nil {
+		return fmt.Errorf("%w: temporary workdir %s: %w", ErrSetup, dir, err)
+	}
+	return v.add(&entry{path: at, kind: kindBind, acc: acc, isDir: true, src: real, granted: []string{"workdir: temp"}, fields: []string{"workdir"}})
+}
+
 // baseView lists the Base preset: what a dynamically linked program of the
 // distribution needs, read-only, and nothing secret.
 func (v *view) base() error {
@@ -313,7 +333,8 @@ func (v *view) generated(files map[string]string, why string) error {
 }
 
 // buildView turns a validated capability set into the view.
-func buildView(set *capability.Set) (*view, error) {
+// tempDir is the host directory made for a temporary workdir, "" if none.
+func buildView(set *capability.Set, tempDir string) (*view, error) {
 	v := newView()
 	if set.Base {
 		if err := v.base(); err != nil {
@@ -344,8 +365,17 @@ func buildView(set *capability.Set) (*view, error) {
 			}
 		}
 	}
-	if set.Workdir != "" {
-		if err := v.grant("workdir", set.Workdir, accRead|accWrite, true, follow[set.Workdir]); err != nil {
+	wacc := accRead | accWrite
+	if set.WorkdirExec {
+		wacc |= accExec
+	}
+	switch {
+	case set.HasTempWorkdir():
+		if err := v.tempWorkdir(tempDir, wacc); err != nil {
+			return nil, err
+		}
+	case set.Workdir != "":
+		if err := v.grant("workdir", set.Workdir, wacc, true, follow[set.Workdir]); err != nil {
 			return nil, err
 		}
 	}

@@ -56,6 +56,10 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	for _, p := range append(append([]string{}, set.Exec...), set.ExecDirs...) {
 		executable[p] = true
 	}
+	// As root every writable grant is idmapped to its owner; unprivileged
+	// the sandbox user is the caller: either way the tool's files are the
+	// owner's (the caller's).
+	idmap := "; as root idmapped to its owner, whose the tool's files become"
 	writeMode := func(p string) string {
 		if executable[p] {
 			return "bind mount rw,nosuid,nodev, exec (WARNING: code the tool writes here can run)"
@@ -63,7 +67,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		return "bind mount rw,nosuid,nodev,noexec"
 	}
 	for _, p := range append(append([]string{}, set.WriteFiles...), set.WriteDirs...) {
-		row("write "+p, writeMode(p), "enforcement.mounts")
+		row("write "+p, writeMode(p)+idmap, "enforcement.mounts[].idmap")
 	}
 	for _, p := range set.Exec {
 		if !writable[p] {
@@ -75,8 +79,14 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 			row("exec dir "+p, "bind mount ro,nosuid,nodev (every file below may be executed)", "enforcement.mounts")
 		}
 	}
-	if set.Workdir != "" {
-		row("workdir "+set.Workdir, writeMode(set.Workdir)+"; cwd", "enforcement.mounts, command.cwd")
+	if set.WorkdirExec {
+		executable[set.Workdir] = true
+	}
+	switch {
+	case set.HasTempWorkdir():
+		row("workdir temp", "a fresh empty directory per run (host TMPDIR, mode 0700, the caller's), "+writeMode(set.Workdir)+" at "+capability.TempWorkdirPath+"; cwd, HOME and PWD; removed after the run", "temp_workdir (host path), enforcement.mounts, command.cwd")
+	case set.Workdir != "":
+		row("workdir "+set.Workdir, writeMode(set.Workdir)+idmap+"; cwd", "enforcement.mounts[].idmap, command.cwd")
 	}
 	if len(set.ReadFiles)+len(set.ReadDirs)+len(set.WriteFiles)+len(set.WriteDirs)+len(set.Exec)+len(set.ExecDirs) > 0 || set.Workdir != "" {
 		row("(always) grants pass no symlinks", "a grant meeting a symlink (but the root's /bin, /lib, ... -> /usr) is refused unless follow_symlinks lists it; sources opened with openat2(RESOLVE_NO_SYMLINKS), again by the stage-2", "setup error naming the grant, the link and its target")

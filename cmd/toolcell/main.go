@@ -138,7 +138,15 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 		}
 		o.set.Exec = append(o.set.Exec, v)
 	})
-	fs.Func("workdir", "read-write directory that becomes the working directory", func(v string) error { o.set.Workdir = absPath(v); return nil })
+	fs.Func("workdir", "read-write directory that becomes the working directory; \"temp\": a fresh empty one for this run, at "+capability.TempWorkdirPath+", removed afterwards (./temp for a directory named temp)", func(v string) error {
+		if v == capability.TempWorkdir() {
+			o.set.Workdir = v
+			return nil
+		}
+		o.set.Workdir = absPath(v)
+		return nil
+	})
+	fs.BoolFunc("workdir-exec", "let files in the workdir be executed (workdir_exec): code the tool writes there can run", func(string) error { o.set.WorkdirExec = true; return nil })
 	list("follow-symlinks", "let the grant of this path (as given to --read, --write, --exec or --workdir) pass through symbolic links (follow_symlinks); other grants meeting a link are refused", func(v string) {
 		o.set.FollowSymlinks = append(o.set.FollowSymlinks, absPath(v))
 	})
@@ -268,6 +276,7 @@ func (o *policyOpts) build() (*capability.Set, error) {
 	if f.Workdir != "" {
 		m.Workdir = f.Workdir
 	}
+	m.WorkdirExec = m.WorkdirExec || f.WorkdirExec
 	m.FollowSymlinks = append(m.FollowSymlinks, f.FollowSymlinks...)
 	m.Egress = append(m.Egress, f.Egress...)
 	m.EgressAllow = append(m.EgressAllow, f.EgressAllow...)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/toolcell/toolcell/internal/testenv"
 )
 
@@ -300,5 +302,38 @@ func TestRelativePathFlags(t *testing.T) {
 	code, out, errs := cli(t, "", "explain", "--base", "--workdir", "wd", "--exec", "wd", "--read", ".")
 	if code != 0 || !strings.Contains(out, "workdir "+filepath.Join(dir, "wd")) || !strings.Contains(out, "read "+dir) {
 		t.Fatalf("explain with relative paths: %d %s %s", code, out, errs)
+	}
+}
+
+// The two commands, as a new user types them: a directory made by
+// mkdir (0755, the caller's) is the tool's workdir without a chmod, the
+// tool's files belong to the caller, and with --exec on it the tool builds
+// and runs a program there.
+func TestWorkdirJustWorks(t *testing.T) {
+	testenv.RequireUserNS(t)
+	dir := testenv.Tempdir(t)
+	t.Chdir(dir)
+	if err := os.Mkdir("wd", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cli(t, "", "run", "--base", "--workdir", "wd", "--", "sh", "-c", "echo ok > out")
+	if code != 0 {
+		t.Fatalf("write in the workdir: exit %d %q %q", code, out, errs)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(filepath.Join(dir, "wd", "out"), &st); err != nil || st.Uid != uint32(os.Geteuid()) || st.Gid != uint32(os.Getegid()) {
+		t.Fatalf("out: %v, owner %d:%d, want the caller's", err, st.Uid, st.Gid)
+	}
+	src := "#include <stdio.h>\nint main(void) { puts(\"hello\"); return 0; }\n"
+	if err := os.WriteFile(filepath.Join("wd", "hello.c"), []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = cli(t, "", "run", "--base", "--workdir", "wd", "--exec", "wd", "--", "sh", "-c", "gcc -o hello hello.c && ./hello")
+	if code != 0 || out != "hello\n" {
+		t.Fatalf("gcc in the workdir: exit %d %q %q", code, out, errs)
+	}
+	code, out, errs = cli(t, "", "run", "--base", "--workdir", "temp", "--workdir-exec", "--", "sh", "-c", "pwd; cp /usr/bin/true t && ./t && echo ran")
+	if code != 0 || out != "/workspace\nran\n" {
+		t.Fatalf("--workdir temp: exit %d %q %q", code, out, errs)
 	}
 }
