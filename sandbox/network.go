@@ -216,8 +216,15 @@ func egressLimits(l egress.Limits) map[string]string {
 // the resolver is toolcell's, and exact names resolve without it too.
 func (p *Process) networkFiles() map[string]string {
 	var h strings.Builder
-	h.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + sandboxHost + "\n")
 	hosts := p.proxy.Hosts()
+	// A granted "localhost" (a service on the host's loopback, with an
+	// allowed range) must reach the relay: the resolver reads the first
+	// line naming it.
+	if _, ok := hosts["localhost"]; ok {
+		h.WriteString("::1\tip6-localhost ip6-loopback\n127.0.1.1\t" + sandboxHost + "\n")
+	} else {
+		h.WriteString("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t" + sandboxHost + "\n")
+	}
 	names := make([]string, 0, len(hosts))
 	for n := range hosts {
 		names = append(names, n)

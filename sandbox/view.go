@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/seccomp"
 )
 
 // The filesystem view is computed here, in Go, and executed by the C stage-2
@@ -20,8 +21,8 @@ import (
 
 // Sandbox identity inside the user namespace.
 const (
-	sandboxUID  = 1000
-	sandboxGID  = 1000
+	sandboxUID  = seccomp.ToolID
+	sandboxGID  = seccomp.ToolID
 	sandboxHost = "toolcell"
 	defaultPATH = "/usr/local/bin:/usr/bin:/bin"
 )

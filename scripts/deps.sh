@@ -9,8 +9,10 @@ set -euo pipefail
 die() { echo "deps: ERROR: $*" >&2; exit 1; }
 
 demo_pkgs=(libseccomp-dev gcc pkg-config python3)
+# make, python3-venv and npm: the everyday workloads the tests run in the
+# sandbox (sandbox/workload_test.go)
 all_pkgs=("${demo_pkgs[@]}" bubblewrap qemu-system-x86 busybox-static cpio xz-utils zstd
-          python3 git util-linux iproute2 ca-certificates curl)
+          python3 git util-linux iproute2 ca-certificates curl make python3-venv)
 case ${1:-} in
   --demo) pkgs=("${demo_pkgs[@]}") ;;
   "")     pkgs=("${all_pkgs[@]}") ;;
@@ -21,6 +23,12 @@ esac
 installed() { [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]; }
 missing=()
 for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
+# node and npm: Debian's packages, unless a node that brings its own npm
+# (NodeSource's nodejs) is installed already
+if [ "${1:-}" = "" ] && ! command -v npm >/dev/null; then
+  installed nodejs || missing+=(nodejs)
+  missing+=(npm)
+fi
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing: ${missing[*]}"

@@ -104,7 +104,7 @@ func golden(t *testing.T, f *Filter, prog []insn, deny uint32) {
 		expect(t, prog, deny, name, auditArchX8664, sysnr(t, name))
 	}
 	// Known but not granted.
-	for _, name := range []string{"mknod", "mknodat", "sethostname", "setuid", "mlock", "sync", "socketcall"} {
+	for _, name := range []string{"mknod", "mknodat", "sethostname", "setgroups", "mlock", "sync", "socketcall"} {
 		nr, err := libseccomp.GetSyscallFromNameByArch(name, libseccomp.ArchAMD64)
 		if err != nil || nr < 0 {
 			continue // not an x86_64 syscall
@@ -176,6 +176,18 @@ func golden(t *testing.T, f *Filter, prog []insn, deny uint32) {
 	expect(t, prog, deny, "personality(ADDR_NO_RANDOMIZE)", auditArchX8664, pers, 0x0040000)
 	expect(t, prog, deny, "personality(0xfffffffe)", auditArchX8664, pers, 0xfffffffe)
 	expect(t, prog, deny, "personality(hi|RIE)", auditArchX8664, pers, 0x100400000)
+
+	// set*id: only the tool's own id or -1, in every id argument.
+	sres := sysnr(t, "setresuid")
+	expect(t, prog, retAllow, "setresuid(-1, 1000, -1)", auditArchX8664, sres, 0xffffffff, ToolID, 0xffffffff)
+	expect(t, prog, retAllow, "setresuid(1000, 1000, 1000)", auditArchX8664, sres, ToolID, ToolID, ToolID)
+	expect(t, prog, deny, "setresuid(0, 0, 0)", auditArchX8664, sres, 0, 0, 0)
+	expect(t, prog, deny, "setresuid(-1, -1, 0)", auditArchX8664, sres, 0xffffffff, 0xffffffff, 0)
+	expect(t, prog, deny, "setresuid(-1, 1001, -1)", auditArchX8664, sres, 0xffffffff, 1001, 0xffffffff)
+	expect(t, prog, retAllow, "setuid(1000)", auditArchX8664, sysnr(t, "setuid"), ToolID)
+	expect(t, prog, deny, "setuid(0)", auditArchX8664, sysnr(t, "setuid"), 0)
+	expect(t, prog, deny, "setregid(0, -1)", auditArchX8664, sysnr(t, "setregid"), 0, 0xffffffff)
+	expect(t, prog, retAllow, "setfsgid(-1)", auditArchX8664, sysnr(t, "setfsgid"), 0xffffffff)
 
 	prctl := sysnr(t, "prctl")
 	expect(t, prog, retAllow, "prctl(PR_SET_NAME)", auditArchX8664, prctl, unix.PR_SET_NAME)
