@@ -148,6 +148,11 @@ type SeccompInfo struct {
 	// MemfdCreate is the condition the filter puts on memfd_create when
 	// vm.memfd_noexec = 2 could not be set for the sandbox; empty otherwise.
 	MemfdCreate string `json:"memfd_create,omitempty"`
+	// Inspected lists the syscalls every call of which the filter sends to
+	// the supervisor, which decides on its arguments: the setxattr family,
+	// whose security.* and trusted.* names it refuses (recorded as
+	// denials) and whose other names it lets run.
+	Inspected []string `json:"inspected,omitempty"`
 }
 
 // CgroupInfo describes the run's cgroup.

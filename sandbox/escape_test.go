@@ -482,6 +482,27 @@ func escapeCases() []escapeCase {
 			}
 		}},
 	)
+	add("privileged xattrs for the host (the tool's files belong to a host user)",
+		escapeCase{attack: "plant_xattr", run: plantXattr, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
+			for _, want := range []string{"setxattr_cap EPERM", "lsetxattr_cap EPERM", "fsetxattr_cap EPERM",
+				"setxattr_trusted EPERM", "setxattr_selinux EPERM", "fsetxattr_ima EPERM", "user ok"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("tool saw %q, want %q", out, want)
+				}
+			}
+			seen := map[string]bool{}
+			for _, d := range res.Audit.Denials {
+				if strings.Contains(d.Detail, `name="security.`) || strings.Contains(d.Detail, `name="trusted.`) {
+					seen[d.Syscall] = true
+				}
+			}
+			for _, sc := range []string{"setxattr", "lsetxattr", "fsetxattr"} {
+				if !seen[sc] {
+					t.Errorf("no %s denial naming the attribute: %+v", sc, res.Audit.Denials)
+				}
+			}
+		}},
+	)
 	add("symlink swaps on mount sources (CVE-2025-31133 class)",
 		escapeCase{attack: "plant_symlink", run: plantThenGrant, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
 			if res.Audit.Exit.Reason != sandbox.ReasonSetupFailed || !strings.Contains(res.Audit.Error, "inside the writable grant") {
@@ -708,6 +729,64 @@ print(" ".join(out))
 	return res, string(res.Stdout)
 }
 
+// plantXattr: the tool tries to leave a file capability (a v2
+// security.capability that would make its copy of sh grant cap_setuid),
+// an LSM label and a trusted.* attribute on files of its workdir, which
+// as root is idmapped to a host user (root here). Then the host side:
+// no file under the workdir carries a security.* or trusted.* attribute,
+// while the tool's user.* attribute did land.
+func plantXattr(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
+	t.Helper()
+	script := `
+import errno, os
+out = []
+def try_(name, fn):
+    try:
+        fn()
+        out.append(name + " ok")
+    except OSError as e:
+        out.append(name + " " + errno.errorcode[e.errno])
+with open("sh", "wb") as f:
+    f.write(open("/bin/sh", "rb").read())
+os.symlink("sh", "link")
+fd = os.open("sh", os.O_RDONLY)
+cap = bytes([1, 0, 0, 2, 0x80, 0, 0, 0]) + bytes(12)  # v2, effective; permitted cap_setuid
+try_("setxattr_cap", lambda: os.setxattr("sh", "security.capability", cap))
+try_("lsetxattr_cap", lambda: os.setxattr("link", "security.capability", cap, follow_symlinks=False))
+try_("fsetxattr_cap", lambda: os.setxattr(fd, "security.capability", cap))
+try_("setxattr_trusted", lambda: os.setxattr("sh", "trusted.overlay.opaque", b"y"))
+try_("setxattr_selinux", lambda: os.setxattr("sh", "security.selinux", b"system_u:object_r:bin_t:s0"))
+try_("fsetxattr_ima", lambda: os.setxattr(fd, "security.ima", b"x"))
+try_("user", lambda: os.setxattr("sh", "user.note", b"kept"))
+print(" ".join(out))
+`
+	res := runCmd(t, set, sandbox.Command("python3", "-c", script))
+	err := filepath.WalkDir(set.Workdir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 4096)
+		n, err := unix.Llistxattr(p, buf)
+		if err != nil {
+			return fmt.Errorf("listxattr %s: %w", p, err)
+		}
+		for _, name := range strings.Split(string(buf[:n]), "\x00") {
+			if strings.HasPrefix(name, "security.") || strings.HasPrefix(name, "trusted.") {
+				t.Errorf("privileged xattr on the host: %s %s", p, name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := make([]byte, 16)
+	if n, err := unix.Getxattr(filepath.Join(set.Workdir, "sh"), "user.note", v); err != nil || string(v[:n]) != "kept" {
+		t.Errorf("user.note on the host: %q %v (the tool's own attributes must land)", v[:max(n, 0)], err)
+	}
+	return res, string(res.Stdout)
+}
+
 // plantThenWorkdir: one run plants a symlink to the canary directory in
 // its writable workdir W; the next run, which agents reuse the workspace
 // for, gets W/planted as its workdir (W itself not granted). It must be
@@ -785,7 +864,7 @@ func TestEscapeSuite(t *testing.T) {
 	attackBin = bin
 	c := newCanaries(t)
 	cases := escapeCases()
-	if len(cases) < 149 {
+	if len(cases) < 150 {
 		t.Fatalf("only %d cases", len(cases))
 	}
 	t.Setenv("TOOLCELL_CANARY_SECRET", "canary-env-secret")

@@ -72,6 +72,11 @@ type Policy struct {
 	// flags get DeniedAction. For kernels where vm.memfd_noexec = 2 cannot
 	// be set for the sandbox, which would enforce the same.
 	MemfdNoexec bool
+	// InspectXattrs sends every setxattr-family call, where a group allows
+	// them, to the listener, which refuses security.* and trusted.* names
+	// and lets others run (see XattrSetCalls). Needs DeniedAction
+	// ActionNotify.
+	InspectXattrs bool
 }
 
 // Filter is a compiled policy.
@@ -136,6 +141,9 @@ func (p Policy) normalize() ([]Group, Action, error) {
 	default:
 		return nil, "", fmt.Errorf("seccomp: invalid denied action %q", d)
 	}
+	if p.InspectXattrs && d != ActionNotify {
+		return nil, "", fmt.Errorf("seccomp: InspectXattrs needs denied action %q, not %q", ActionNotify, d)
+	}
 	return out, d, nil
 }
 
@@ -156,6 +164,9 @@ func (p Policy) key() (string, error) {
 	if p.MemfdNoexec {
 		b.WriteString("|memfd_noexec")
 	}
+	if p.InspectXattrs {
+		b.WriteString("|inspect_xattrs")
+	}
 	return b.String(), nil
 }
 
@@ -168,7 +179,7 @@ type grant struct {
 // plan resolves a policy against a table: which syscall is allowed by which
 // group and how. Groups are visited in DefaultGroups order, so the first
 // group listing a syscall is the one reported.
-func plan(table groupTable, groups []Group, memfdNoexec bool) (map[string]grant, error) {
+func plan(table groupTable, groups []Group, memfdNoexec, inspectXattrs bool) (map[string]grant, error) {
 	if err := table.validate(groups); err != nil {
 		return nil, err
 	}
@@ -234,6 +245,12 @@ func plan(table groupTable, groups []Group, memfdNoexec bool) (map[string]grant,
 		f := memfdNoexecFilter()
 		grants["memfd_create"] = grant{group: g.group, cond: &f}
 	}
+	for _, n := range XattrSetCalls {
+		if g, ok := grants[n]; ok && inspectXattrs {
+			f := xattrFilter(n)
+			grants[n] = grant{group: g.group, cond: &f}
+		}
+	}
 	return grants, nil
 }
 
@@ -251,7 +268,7 @@ func compile(p Policy, table groupTable) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	grants, err := plan(table, groups, p.MemfdNoexec)
+	grants, err := plan(table, groups, p.MemfdNoexec, p.InspectXattrs)
 	if err != nil {
 		return nil, err
 	}
@@ -385,6 +402,12 @@ func addConds(f *libseccomp.ScmpFilter, nr libseccomp.ScmpSyscall, act libseccom
 			scs = append(scs, sc)
 			desc = append(desc, fmt.Sprintf("arg%d&%#x==%#x", c.arg, c.mask, c.value))
 		}
+		if len(scs) == 0 { // every call
+			if err := f.AddRuleExact(nr, act); err != nil {
+				return err
+			}
+			continue
+		}
 		if err := f.AddRuleConditionalExact(nr, act, scs); err != nil {
 			return fmt.Errorf("%s: %w", strings.Join(desc, " && "), err)
 		}
@@ -463,7 +486,7 @@ func Explain(p Policy) []Rule {
 	if err != nil {
 		return nil
 	}
-	grants, err := plan(defaultTable, groups, p.MemfdNoexec)
+	grants, err := plan(defaultTable, groups, p.MemfdNoexec, p.InspectXattrs)
 	if err != nil {
 		return nil
 	}
@@ -472,6 +495,9 @@ func Explain(p Policy) []Rule {
 		r := Rule{Syscall: n, Action: ActionAllow, Group: g.group}
 		if g.cond != nil {
 			r.Condition = fmt.Sprintf("allowed if %s, else %s", g.cond.desc, denied)
+			if len(g.cond.allow) == 0 {
+				r.Condition = fmt.Sprintf("every call to the listener (%s): %s; others run", denied, g.cond.desc)
+			}
 		}
 		if nr, err := libseccomp.GetSyscallFromNameByArch(n, libseccomp.ArchAMD64); err != nil || nr < 0 {
 			r.Action = defaultAction

@@ -85,6 +85,12 @@ func Describe(name string, args [6]uint64, mem MemReader) string {
 		flags("flags", args[3], mountFlags)
 	case "umount2":
 		str("target", 0)
+	case "setxattr", "lsetxattr":
+		str("name", 1)
+		str("path", 0)
+	case "fsetxattr":
+		str("name", 1)
+		num("fd", 0)
 	case "pivot_root":
 		str("new_root", 0)
 		str("put_old", 1)

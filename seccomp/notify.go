@@ -63,9 +63,11 @@ type notifResp struct {
 }
 
 // Listener is the supervisor's end of a filter installed with
-// SECCOMP_FILTER_FLAG_NEW_LISTENER. It only ever answers with an error:
-// a notification is evidence, never a reason to let a call through (the
-// kernel documents that CONTINUE is racy against the caller's memory).
+// SECCOMP_FILTER_FLAG_NEW_LISTENER. A notification is evidence, never a
+// reason to let a call through (the kernel documents that CONTINUE is racy
+// against the caller's memory): it answers with an error, but for the
+// calls Policy.InspectXattrs sends, whose safety the kernel decides itself
+// (see XattrNameAllowed).
 type Listener struct {
 	f *os.File
 }
@@ -137,6 +139,14 @@ func (l *Listener) Receive() (Notif, error) {
 // is gone (ENOENT) is not an error.
 func (l *Listener) Deny(id uint64, errno syscall.Errno) error {
 	resp := notifResp{id: id, err: -int32(errno)}
+	return l.ioctl(unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(&resp), "NOTIF_SEND")
+}
+
+// Continue lets notification id's call run as if the filter had allowed
+// it (SECCOMP_USER_NOTIF_FLAG_CONTINUE). Only for calls that stay safe
+// whatever the caller changes in its memory after the supervisor read it.
+func (l *Listener) Continue(id uint64) error {
+	resp := notifResp{id: id, flags: unix.SECCOMP_USER_NOTIF_FLAG_CONTINUE}
 	return l.ioctl(unix.SECCOMP_IOCTL_NOTIF_SEND, unsafe.Pointer(&resp), "NOTIF_SEND")
 }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -636,6 +637,44 @@ func TestNoSetIDModes(t *testing.T) {
 	} {
 		if got := eval(t, prog, auditArchX8664, nr(c.call), c.args...); got != c.want {
 			t.Errorf("%s%o: %s, want %s", c.call, c.args, retName(got), retName(c.want))
+		}
+	}
+}
+
+// InspectXattrs sends every setxattr-family call to the listener where a
+// group allows them, leaves them plain allowed without it, and needs the
+// notify action.
+func TestInspectXattrs(t *testing.T) {
+	for _, inspect := range []bool{false, true} {
+		f, err := Compile(Policy{Groups: DefaultGroups(), DeniedAction: ActionNotify, InspectXattrs: inspect})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prog := decode(t, f.BPF)
+		want := uint32(retAllow)
+		if inspect {
+			want = retUserNotif
+		}
+		for _, n := range XattrSetCalls {
+			expect(t, prog, want, fmt.Sprintf("%s (inspect %v)", n, inspect), auditArchX8664, sysnr(t, n), 3, 0x1000, 0x2000, 20, 0)
+		}
+		expect(t, prog, retAllow, "getxattr", auditArchX8664, sysnr(t, "getxattr"), 3, 0x1000, 0x2000, 20)
+		if !slices.Contains(f.Allowed, "setxattr") {
+			t.Errorf("setxattr not listed as allowed: %v", f.Allowed)
+		}
+	}
+	f, err := Compile(Policy{Groups: []Group{GroupBase}, DeniedAction: ActionNotify, InspectXattrs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect(t, decode(t, f.BPF), retUserNotif, "setxattr without file_write", auditArchX8664, sysnr(t, "setxattr"))
+	if _, err := Compile(Policy{Groups: DefaultGroups(), InspectXattrs: true}); err == nil {
+		t.Error("InspectXattrs with the EPERM action compiled")
+	}
+	for name, ok := range map[string]bool{"user.x": true, "system.posix_acl_access": true, "security.capability": false,
+		"security.selinux": false, "trusted.overlay.opaque": false, "Security.capability": true, "securityx": true} {
+		if XattrNameAllowed(name) != ok {
+			t.Errorf("XattrNameAllowed(%q) = %v", name, !ok)
 		}
 	}
 }
