@@ -73,7 +73,17 @@
 //     /proc of its own pid namespace with host knobs masked or read-only; a
 //     /dev holding null, zero, full, random, urandom (no tty); /tmp and
 //     /dev/shm as size-capped tmpfs. The host's root is detached. Nothing
-//     else exists: an ungranted path is ENOENT, not EACCES.
+//     else exists: an ungranted path is ENOENT, not EACCES. A temporary
+//     workdir (capability.TempWorkdir) is a fresh directory in the host's
+//     TMPDIR bound at capability.TempWorkdirPath, removed after the run.
+//   - Ownership (workdir.go, idmap_sources in stage2.c): as root each
+//     writable grant is an idmapped mount showing its host owner as the
+//     sandbox user, so the tool's files there are the owner's; the stage-2
+//     makes them (MOUNT_ATTR_IDMAP needs the host's root, on a detached
+//     mount) before it drops root, pid 1 attaches them. Rootless the
+//     sandbox user is the caller. Nothing the tool writes may carry
+//     privilege to the host: set-ID modes and security.*/trusted.* xattrs
+//     are refused and recorded.
 //   - Executable code: only the exec grants. Every other mount is noexec,
 //     and no memfd is executable: vm.memfd_noexec = 2 for the sandbox's
 //     pid namespace, written by a child of the stage-2 that is the host's
@@ -98,7 +108,8 @@
 //     Set.MaxFileSize, not dumpable (pid 1).
 //   - Descriptors: only stdin, stdout and stderr; every other descriptor is
 //     closed at execve whatever its close-on-exec flag.
-//   - Environment: PATH plus what Set.Env names. The host environment never
+//   - Environment: PATH plus what Set.Env names (with a temporary workdir,
+//     HOME and PWD at it unless Set.Env names them). The host environment never
 //     reaches the tool, nor pid 1 (whose environment is the fork server's
 //     marker).
 //   - Network: an empty network namespace with loopback up; with egress
@@ -132,8 +143,15 @@
 // A known syscall the policy does not allow stops the calling thread
 // (SECCOMP_RET_USER_NOTIF) until the supervisor, which holds the filter's
 // listener, has recorded it and answered EPERM. The supervisor never lets a
-// call proceed (no SECCOMP_USER_NOTIF_FLAG_CONTINUE): the notification is
-// evidence, the filter is the enforcement. For the record it decodes the
+// denied call proceed (no SECCOMP_USER_NOTIF_FLAG_CONTINUE): the
+// notification is evidence, the filter is the enforcement. The one kind of
+// call it does let through is a setxattr whose attribute name is not in the
+// security or trusted namespace: every setxattr, lsetxattr and fsetxattr
+// reaches it (Record.Enforce.Seccomp.Inspected), so that an attempt to
+// leave a file capability or a security label on a file the host will own
+// is refused and recorded; there the kernel is the enforcement (those
+// names need capabilities the tool lacks, whatever the name is when the
+// call runs) and the supervisor adds the evidence. For the record it decodes the
 // arguments (strings are read from the tool's memory with
 // process_vm_readv, at most 256 bytes, and kept only if the notification
 // is still pending afterwards, so a recycled pid cannot feed it another
