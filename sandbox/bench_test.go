@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
 )
@@ -248,4 +249,73 @@ func parseNS(b *testing.B, out []byte) float64 {
 		b.Fatalf("netbench printed %q", out)
 	}
 	return v
+}
+
+// BenchmarkWorkdir measures what a writable workdir adds to a launch, the
+// way agents run tools: interleaved rounds of `sh -c 'echo x > f'` under
+//
+//	bwrap-bind:       bubblewrap with the directory --bind'ed, as cwd
+//	toolcell:         no workdir (the write goes to /tmp)
+//	toolcell-workdir: the caller's directory as workdir (as root an
+//	                  idmapped mount: a user namespace for the mapping,
+//	                  open_tree and mount_setattr in the stage-2)
+//	toolcell-temp:    a temporary workdir (made, idmapped, removed)
+//
+// Run: go test -run '^$' -bench '^BenchmarkWorkdir$' -benchtime 40x ./sandbox
+func BenchmarkWorkdir(b *testing.B) {
+	bwrap, err := exec.LookPath("bwrap")
+	if err != nil {
+		b.Fatalf("bubblewrap is needed for the comparison: %v", err)
+	}
+	wd := testenv.Tempdir(b)
+	ctx := context.Background()
+	run := func(set *capability.Set, script string) func() error {
+		return func() error {
+			res, err := sandbox.Run(ctx, set, sandbox.Command("/bin/sh", "-c", script))
+			if err == nil && res.ExitCode != 0 {
+				b.Fatalf("toolcell run failed: %+v %s", res.Audit.Exit, res.Stderr)
+			}
+			return err
+		}
+	}
+	launchers := map[string]func() error{
+		"bwrap-bind": func() error {
+			return exec.Command(bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
+				"--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+				"--proc", "/proc", "--dev", "/dev", "--bind", wd, wd, "--chdir", wd, "--", "/bin/sh", "-c", "echo x > f").Run()
+		},
+		"toolcell":         run(base(), "echo x > /tmp/f"),
+		"toolcell-workdir": run(base().InWorkdir(wd), "echo x > f"),
+		"toolcell-temp":    run(base().InWorkdir(capability.TempWorkdir()), "echo x > f"),
+	}
+	names := []string{"bwrap-bind", "toolcell", "toolcell-workdir", "toolcell-temp"}
+	for _, n := range names {
+		if err := launchers[n](); err != nil {
+			b.Fatalf("%s: %v", n, err)
+		}
+	}
+	samples := map[string][]float64{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, j := range rand.Perm(len(names)) {
+			n := names[j]
+			t0 := time.Now()
+			if err := launchers[n](); err != nil {
+				b.Fatalf("%s: %v", n, err)
+			}
+			samples[n] = append(samples[n], float64(time.Since(t0).Microseconds())/1000)
+			time.Sleep(settle)
+		}
+	}
+	b.StopTimer()
+	med := map[string]float64{}
+	for _, n := range names {
+		s := samples[n]
+		sort.Float64s(s)
+		med[n] = s[len(s)/2]
+		b.ReportMetric(med[n], "ms-median/"+n)
+	}
+	b.ReportMetric(med["toolcell-workdir"]/med["bwrap-bind"], "ratio/workdir:bwrap-bind")
+	b.ReportMetric((med["toolcell-workdir"]-med["toolcell"])*1000, "us-added/workdir")
+	b.ReportMetric((med["toolcell-temp"]-med["toolcell"])*1000, "us-added/temp")
 }
