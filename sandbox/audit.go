@@ -149,9 +149,10 @@ type SeccompInfo struct {
 	// vm.memfd_noexec = 2 could not be set for the sandbox; empty otherwise.
 	MemfdCreate string `json:"memfd_create,omitempty"`
 	// Inspected lists the syscalls every call of which the filter sends to
-	// the supervisor, which decides on its arguments: the setxattr family,
-	// whose security.* and trusted.* names it refuses (recorded as
-	// denials) and whose other names it lets run.
+	// the supervisor, which decides on its arguments: the set*id family
+	// (ids other than the tool's own refused) and the setxattr family
+	// (security.* and trusted.* names refused); refusals are denials, the
+	// rest run.
 	Inspected []string `json:"inspected,omitempty"`
 }
 

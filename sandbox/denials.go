@@ -1,7 +1,6 @@
 package sandbox
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -143,8 +142,8 @@ func (p *Process) watchDenials(l *seccomp.Listener) {
 		}
 		name := seccomp.SyscallName(n.Arch, n.Nr)
 		pid := int(n.Pid)
-		if seccomp.IsXattrSet(name) && inspectXattr(l, n, pid) {
-			continue // let through: the attribute name is not a privileged one
+		if seccomp.IsInspected(name) && inspect(l, n, name, pid) {
+			continue // let through: the supervisor's check passed
 		}
 		detail := seccomp.Describe(name, n.Args, func(addr uint64, b []byte) (int, error) {
 			return readMem(pid, addr, b)
@@ -174,24 +173,14 @@ func (p *Process) watchDenials(l *seccomp.Listener) {
 	}
 }
 
-// inspectXattr lets a setxattr-family call run if the attribute name (arg
-// 1) it read from the caller is not in the security or trusted namespace,
-// and reports whether it did. Anything it cannot read is refused as a
-// denial. The kernel checks the capability those names need (the tool has
-// none) on whatever the name is when the call runs.
-func inspectXattr(l *seccomp.Listener, n seccomp.Notif, pid int) bool {
-	const xattrNameMax = 255
-	var b [xattrNameMax + 1]byte
-	// Up to the page boundary first: a name that ends just before an
-	// unmapped page must still read.
-	addr := n.Args[1]
-	k, _ := readMem(pid, addr, b[:min(len(b), 4096-int(addr%4096))])
-	if k > 0 && k < len(b) && bytes.IndexByte(b[:k], 0) < 0 {
-		more, _ := readMem(pid, addr+uint64(k), b[k:])
-		k += max(more, 0)
-	}
-	end := bytes.IndexByte(b[:max(k, 0)], 0)
-	if end <= 0 || !l.Valid(n.ID) || !seccomp.XattrNameAllowed(string(b[:end])) {
+// inspect lets an inspected call (seccomp.Policy.Inspect) run if
+// seccomp.Decide allows it on the arguments it read, and reports whether
+// it did; otherwise the call is a denial like any other. What was read
+// from the caller's memory counts only if the notification is still
+// pending afterwards.
+func inspect(l *seccomp.Listener, n seccomp.Notif, name string, pid int) bool {
+	d := seccomp.Decide(name, n.Args, func(addr uint64, b []byte) (int, error) { return readMem(pid, addr, b) })
+	if d != seccomp.Continue || !l.Valid(n.ID) {
 		return false
 	}
 	return l.Continue(n.ID) == nil

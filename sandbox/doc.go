@@ -144,14 +144,16 @@
 // (SECCOMP_RET_USER_NOTIF) until the supervisor, which holds the filter's
 // listener, has recorded it and answered EPERM. The supervisor never lets a
 // denied call proceed (no SECCOMP_USER_NOTIF_FLAG_CONTINUE): the
-// notification is evidence, the filter is the enforcement. The one kind of
-// call it does let through is a setxattr whose attribute name is not in the
-// security or trusted namespace: every setxattr, lsetxattr and fsetxattr
-// reaches it (Record.Enforce.Seccomp.Inspected), so that an attempt to
-// leave a file capability or a security label on a file the host will own
-// is refused and recorded; there the kernel is the enforcement (those
-// names need capabilities the tool lacks, whatever the name is when the
-// call runs) and the supervisor adds the evidence. For the record it decodes the
+// notification is evidence, the filter is the enforcement. Two families
+// reach it on every call (seccomp.Policy.Inspect,
+// Record.Enforce.Seccomp.Inspected) and run when seccomp.Decide allows: the
+// set*id calls naming only the tool's own id or -1 (register values, which
+// the tool cannot change after the check), and setxattr calls whose
+// attribute name is outside the security and trusted namespaces, so that
+// an attempt to leave a file capability or a security label on a file the
+// host will own is refused and recorded. For both the kernel refuses the
+// privileged case too (the tool holds no capability, whatever a name reads
+// when the call runs); the supervisor adds the evidence. For the record it decodes the
 // arguments (strings are read from the tool's memory with
 // process_vm_readv, at most 256 bytes, and kept only if the notification
 // is still pending afterwards, so a recycled pid cannot feed it another

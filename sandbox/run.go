@@ -385,10 +385,11 @@ func (p *Process) setup() error {
 		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "seccomp_user_notif: denied syscalls get EPERM from the filter and are not recorded ("+err.Error()+")")
 	}
 	pol.DeniedAction = denied
-	// With a listener, setxattr calls reach it too: security.* and
-	// trusted.* names are refused and recorded (the kernel refuses them
-	// anyway: the tool holds no capability).
-	pol.InspectXattrs = denied == seccomp.ActionNotify
+	// With a listener, the set*id and setxattr calls reach it too: ids
+	// other than the tool's own and security.* and trusted.* attribute
+	// names are refused and recorded (the kernel refuses them anyway: the
+	// tool holds no capability), the rest run.
+	pol.Inspect = denied == seccomp.ActionNotify
 	// Executable memfds: the kernel's vm.memfd_noexec = 2 where pid 1 can
 	// set it, else the filter refuses every memfd that is not sealed
 	// non-executable. The stage-2 sets it (see set_memfd_noexec) where
@@ -408,8 +409,8 @@ func (p *Process) setup() error {
 	if slices.Contains(filter.Conditional, "memfd_create") && pol.MemfdNoexec {
 		p.rec.Enforce.Seccomp.MemfdCreate = memfdCreateCondition
 	}
-	if pol.InspectXattrs {
-		for _, n := range seccomp.XattrSetCalls {
+	if pol.Inspect {
+		for _, n := range seccomp.InspectedCalls() {
 			if slices.Contains(filter.Conditional, n) {
 				p.rec.Enforce.Seccomp.Inspected = append(p.rec.Enforce.Seccomp.Inspected, n)
 			}

@@ -72,11 +72,12 @@ type Policy struct {
 	// flags get DeniedAction. For kernels where vm.memfd_noexec = 2 cannot
 	// be set for the sandbox, which would enforce the same.
 	MemfdNoexec bool
-	// InspectXattrs sends every setxattr-family call, where a group allows
-	// them, to the listener, which refuses security.* and trusted.* names
-	// and lets others run (see XattrSetCalls). Needs DeniedAction
-	// ActionNotify.
-	InspectXattrs bool
+	// Inspect sends every call of InspectedCalls, where a group allows
+	// them, to the listener, whose holder answers with Decide: the set*id
+	// family with ids other than the tool's own, and setxattr calls for
+	// security.* and trusted.* names, are refused; the rest run. Needs
+	// DeniedAction ActionNotify. See inspect.go.
+	Inspect bool
 }
 
 // Filter is a compiled policy.
@@ -141,8 +142,8 @@ func (p Policy) normalize() ([]Group, Action, error) {
 	default:
 		return nil, "", fmt.Errorf("seccomp: invalid denied action %q", d)
 	}
-	if p.InspectXattrs && d != ActionNotify {
-		return nil, "", fmt.Errorf("seccomp: InspectXattrs needs denied action %q, not %q", ActionNotify, d)
+	if p.Inspect && d != ActionNotify {
+		return nil, "", fmt.Errorf("seccomp: Inspect needs denied action %q, not %q", ActionNotify, d)
 	}
 	return out, d, nil
 }
@@ -164,8 +165,8 @@ func (p Policy) key() (string, error) {
 	if p.MemfdNoexec {
 		b.WriteString("|memfd_noexec")
 	}
-	if p.InspectXattrs {
-		b.WriteString("|inspect_xattrs")
+	if p.Inspect {
+		b.WriteString("|inspect")
 	}
 	return b.String(), nil
 }
@@ -179,7 +180,7 @@ type grant struct {
 // plan resolves a policy against a table: which syscall is allowed by which
 // group and how. Groups are visited in DefaultGroups order, so the first
 // group listing a syscall is the one reported.
-func plan(table groupTable, groups []Group, memfdNoexec, inspectXattrs bool) (map[string]grant, error) {
+func plan(table groupTable, groups []Group, memfdNoexec, inspect bool) (map[string]grant, error) {
 	if err := table.validate(groups); err != nil {
 		return nil, err
 	}
@@ -245,9 +246,9 @@ func plan(table groupTable, groups []Group, memfdNoexec, inspectXattrs bool) (ma
 		f := memfdNoexecFilter()
 		grants["memfd_create"] = grant{group: g.group, cond: &f}
 	}
-	for _, n := range XattrSetCalls {
-		if g, ok := grants[n]; ok && inspectXattrs {
-			f := xattrFilter(n)
+	for _, n := range InspectedCalls() {
+		if g, ok := grants[n]; ok && inspect {
+			f := inspectFilter(n)
 			grants[n] = grant{group: g.group, cond: &f}
 		}
 	}
@@ -268,7 +269,7 @@ func compile(p Policy, table groupTable) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	grants, err := plan(table, groups, p.MemfdNoexec, p.InspectXattrs)
+	grants, err := plan(table, groups, p.MemfdNoexec, p.Inspect)
 	if err != nil {
 		return nil, err
 	}
@@ -486,7 +487,7 @@ func Explain(p Policy) []Rule {
 	if err != nil {
 		return nil
 	}
-	grants, err := plan(defaultTable, groups, p.MemfdNoexec, p.InspectXattrs)
+	grants, err := plan(defaultTable, groups, p.MemfdNoexec, p.Inspect)
 	if err != nil {
 		return nil
 	}

@@ -327,33 +327,6 @@ func prctlFilter() argFilter {
 	}
 }
 
-// ToolID is the uid and gid the sandbox runs the tool as (in its user
-// namespace): the one id the set*id calls may name.
-const ToolID = 1000
-
-// idFilter allows a set*id call whose every id argument (the first n) is
-// ToolID or -1 ("unchanged"): a program dropping privileges it does not
-// have (make, ssh: setresuid(-1, getuid(), -1)) goes on, as it would have
-// with the kernel alone (the tool holds no CAP_SETUID or CAP_SETGID, so
-// it could only name its own ids anyway). Any other id, root's first, is
-// a recorded denial.
-func idFilter(name string, n uint) argFilter {
-	ids := []uint32{ToolID, 0xffffffff}
-	allow := []rule{{}}
-	var deny []rule
-	for arg := uint(0); arg < n; arg++ {
-		var next []rule
-		for _, r := range allow {
-			for _, c := range low32In(arg, ids...) {
-				next = append(next, append(append(rule{}, r...), c))
-			}
-		}
-		allow = next
-		deny = append(deny, singles(low32NotIn(arg, ids...))...)
-	}
-	return argFilter{syscall: name, desc: fmt.Sprintf("every id (the first %d arguments) is the tool's own (%d) or -1", n, ToolID), allow: allow, deny: deny}
-}
-
 // defaultTable is the curated group content. Names are libseccomp's x86_64
 // names; a name that the installed libseccomp cannot resolve is reported in
 // Filter.Unresolved and left to the default (ENOSYS) action.
@@ -380,6 +353,8 @@ var defaultTable = groupTable{
 			// identity and limits (read-only, or own-process only)
 			"getpid", "getppid", "gettid", "getuid", "geteuid", "getgid", "getegid", "getgroups",
 			"getresuid", "getresgid", "capget", "uname", "sysinfo", "getrusage", "times",
+			// set*id: no capability for them, so only the tool's own ids (see Inspect)
+			"setuid", "setgid", "setfsuid", "setfsgid", "setreuid", "setregid", "setresuid", "setresgid",
 			"prlimit64", "getrlimit", "setrlimit", "umask", "getrandom", "getcwd",
 			"getpgrp", "getpgid", "setpgid", "getsid", "setsid", "wait4", "waitid",
 			// polling
@@ -397,8 +372,6 @@ var defaultTable = groupTable{
 				deny:    singles(low32NotIn(0, 0, 0xffffffff)),
 			},
 			prctlFilter(),
-			idFilter("setuid", 1), idFilter("setgid", 1), idFilter("setfsuid", 1), idFilter("setfsgid", 1),
-			idFilter("setreuid", 2), idFilter("setregid", 2), idFilter("setresuid", 3), idFilter("setresgid", 3),
 		},
 	},
 	GroupFileRead: {

@@ -66,8 +66,7 @@ type notifResp struct {
 // SECCOMP_FILTER_FLAG_NEW_LISTENER. A notification is evidence, never a
 // reason to let a call through (the kernel documents that CONTINUE is racy
 // against the caller's memory): it answers with an error, but for the
-// calls Policy.InspectXattrs sends, whose safety the kernel decides itself
-// (see XattrNameAllowed).
+// calls Policy.Inspect sends, which Decide may let run (see inspect.go).
 type Listener struct {
 	f *os.File
 }

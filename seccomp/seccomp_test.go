@@ -178,18 +178,6 @@ func golden(t *testing.T, f *Filter, prog []insn, deny uint32) {
 	expect(t, prog, deny, "personality(0xfffffffe)", auditArchX8664, pers, 0xfffffffe)
 	expect(t, prog, deny, "personality(hi|RIE)", auditArchX8664, pers, 0x100400000)
 
-	// set*id: only the tool's own id or -1, in every id argument.
-	sres := sysnr(t, "setresuid")
-	expect(t, prog, retAllow, "setresuid(-1, 1000, -1)", auditArchX8664, sres, 0xffffffff, ToolID, 0xffffffff)
-	expect(t, prog, retAllow, "setresuid(1000, 1000, 1000)", auditArchX8664, sres, ToolID, ToolID, ToolID)
-	expect(t, prog, deny, "setresuid(0, 0, 0)", auditArchX8664, sres, 0, 0, 0)
-	expect(t, prog, deny, "setresuid(-1, -1, 0)", auditArchX8664, sres, 0xffffffff, 0xffffffff, 0)
-	expect(t, prog, deny, "setresuid(-1, 1001, -1)", auditArchX8664, sres, 0xffffffff, 1001, 0xffffffff)
-	expect(t, prog, retAllow, "setuid(1000)", auditArchX8664, sysnr(t, "setuid"), ToolID)
-	expect(t, prog, deny, "setuid(0)", auditArchX8664, sysnr(t, "setuid"), 0)
-	expect(t, prog, deny, "setregid(0, -1)", auditArchX8664, sysnr(t, "setregid"), 0, 0xffffffff)
-	expect(t, prog, retAllow, "setfsgid(-1)", auditArchX8664, sysnr(t, "setfsgid"), 0xffffffff)
-
 	prctl := sysnr(t, "prctl")
 	expect(t, prog, retAllow, "prctl(PR_SET_NAME)", auditArchX8664, prctl, unix.PR_SET_NAME)
 	expect(t, prog, retAllow, "prctl(PR_SET_NO_NEW_PRIVS)", auditArchX8664, prctl, unix.PR_SET_NO_NEW_PRIVS, 1)
@@ -641,12 +629,12 @@ func TestNoSetIDModes(t *testing.T) {
 	}
 }
 
-// InspectXattrs sends every setxattr-family call to the listener where a
-// group allows them, leaves them plain allowed without it, and needs the
-// notify action.
-func TestInspectXattrs(t *testing.T) {
+// Inspect sends every call of the inspected syscalls to the listener where
+// a group allows them, leaves them plainly allowed without it, and needs
+// the notify action; Decide answers them from their arguments.
+func TestInspect(t *testing.T) {
 	for _, inspect := range []bool{false, true} {
-		f, err := Compile(Policy{Groups: DefaultGroups(), DeniedAction: ActionNotify, InspectXattrs: inspect})
+		f, err := Compile(Policy{Groups: DefaultGroups(), DeniedAction: ActionNotify, Inspect: inspect})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -655,26 +643,76 @@ func TestInspectXattrs(t *testing.T) {
 		if inspect {
 			want = retUserNotif
 		}
-		for _, n := range XattrSetCalls {
-			expect(t, prog, want, fmt.Sprintf("%s (inspect %v)", n, inspect), auditArchX8664, sysnr(t, n), 3, 0x1000, 0x2000, 20, 0)
+		for _, n := range InspectedCalls() {
+			expect(t, prog, want, fmt.Sprintf("%s (inspect %v)", n, inspect), auditArchX8664, sysnr(t, n), 0xffffffff, ToolID, 0xffffffff, 20, 0)
+			if !slices.Contains(f.Allowed, n) {
+				t.Errorf("%s not listed as allowed: %v", n, f.Allowed)
+			}
 		}
 		expect(t, prog, retAllow, "getxattr", auditArchX8664, sysnr(t, "getxattr"), 3, 0x1000, 0x2000, 20)
-		if !slices.Contains(f.Allowed, "setxattr") {
-			t.Errorf("setxattr not listed as allowed: %v", f.Allowed)
-		}
+		expect(t, prog, retAllow, "getresuid", auditArchX8664, sysnr(t, "getresuid"), 0x1000, 0x2000, 0x3000)
 	}
-	f, err := Compile(Policy{Groups: []Group{GroupBase}, DeniedAction: ActionNotify, InspectXattrs: true})
+	if !sort.StringsAreSorted(InspectedCalls()) {
+		t.Error("InspectedCalls not sorted")
+	}
+	f, err := Compile(Policy{Groups: []Group{GroupBase}, DeniedAction: ActionNotify, Inspect: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	expect(t, decode(t, f.BPF), retUserNotif, "setxattr without file_write", auditArchX8664, sysnr(t, "setxattr"))
-	if _, err := Compile(Policy{Groups: DefaultGroups(), InspectXattrs: true}); err == nil {
-		t.Error("InspectXattrs with the EPERM action compiled")
+	if _, err := Compile(Policy{Groups: DefaultGroups(), Inspect: true}); err == nil {
+		t.Error("Inspect with the EPERM action compiled")
 	}
-	for name, ok := range map[string]bool{"user.x": true, "system.posix_acl_access": true, "security.capability": false,
-		"security.selinux": false, "trusted.overlay.opaque": false, "Security.capability": true, "securityx": true} {
-		if XattrNameAllowed(name) != ok {
-			t.Errorf("XattrNameAllowed(%q) = %v", name, !ok)
+
+	const m1 = 0xffffffff
+	for _, c := range []struct {
+		name string
+		args [6]uint64
+		want Decision
+	}{
+		{"setresuid", [6]uint64{m1, ToolID, m1}, Continue},
+		{"setresuid", [6]uint64{ToolID, ToolID, ToolID}, Continue},
+		{"setresuid", [6]uint64{m1, m1, 0}, Deny},
+		{"setresuid", [6]uint64{0, 0, 0}, Deny},
+		{"setresgid", [6]uint64{m1, 1001, m1}, Deny},
+		{"setuid", [6]uint64{ToolID}, Continue},
+		{"setuid", [6]uint64{0}, Deny},
+		{"setuid", [6]uint64{1<<32 | ToolID}, Continue}, // uid_t is 32 bits
+		{"setregid", [6]uint64{0, m1}, Deny},
+		{"setfsgid", [6]uint64{m1}, Continue},
+		{"getuid", [6]uint64{}, Deny},
+	} {
+		if got := Decide(c.name, c.args, nil); got != c.want {
+			t.Errorf("Decide(%s, %x) = %v, want %v", c.name, c.args[:3], got, c.want)
 		}
+	}
+	mem := func(s string, addr uint64) MemReader {
+		return func(a uint64, b []byte) (int, error) {
+			if a < addr || a >= addr+uint64(len(s)) {
+				return 0, fmt.Errorf("unmapped")
+			}
+			return copy(b, s[a-addr:]), nil
+		}
+	}
+	for _, c := range []struct {
+		mem  string
+		want Decision
+	}{
+		{"user.note\x00", Continue},
+		{"system.posix_acl_access\x00", Continue},
+		{"security.capability\x00", Deny},
+		{"security.selinux\x00", Deny},
+		{"trusted.overlay.opaque\x00", Deny},
+		{"user.unterminated", Deny},
+		{strings.Repeat("u", 300) + "\x00", Deny},
+	} {
+		// The name ends right before an unmapped page.
+		addr := uint64(0x10000 - len(c.mem))
+		if got := Decide("lsetxattr", [6]uint64{0x100, addr}, mem(c.mem, addr)); got != c.want {
+			t.Errorf("Decide(lsetxattr, %.30q) = %v, want %v", c.mem, got, c.want)
+		}
+	}
+	if Decide("setxattr", [6]uint64{0x100, 0}, nil) != Deny {
+		t.Error("an unreadable name was let through")
 	}
 }
