@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -162,4 +163,95 @@ func TestIDMapUnsupportedFileSystem(t *testing.T) {
 	if u, _ := owner(t, filepath.Join(dir, "out")); runUID != fmt.Sprint(u) {
 		t.Errorf("file belongs to %d, want the run's host uid %s", u, runUID)
 	}
+}
+
+// The file systems agents write to: each is mounted fresh (a loop image
+// for the block ones), its root given to a host user, and used as a
+// workdir. Where the kernel idmaps it the tool's file is that user's and
+// the record says so; where it cannot (overlayfs: the overlay mount
+// itself is not idmappable), the run fails naming the file system.
+func TestIDMapFileSystems(t *testing.T) {
+	testenv.NotApplicable(t, rootOnlyIDMap)
+	testenv.RequireRoot(t)
+	testenv.RequireUserNS(t)
+	for _, fs := range []struct {
+		name, mkfs string
+		size       int64
+		idmap      bool
+	}{
+		{"tmpfs", "", 0, true},
+		{"ext4", "mkfs.ext4", 32 << 20, true},
+		{"xfs", "mkfs.xfs", 320 << 20, true},
+		{"btrfs", "mkfs.btrfs", 128 << 20, true},
+		{"overlay", "", 0, false},
+	} {
+		t.Run(fs.name, func(t *testing.T) {
+			dir := testenv.Tempdir(t)
+			mnt := filepath.Join(dir, "mnt")
+			if err := os.Mkdir(mnt, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case fs.name == "tmpfs":
+				mustMount(t, "tmpfs", mnt, "tmpfs", "mode=0755")
+			case fs.name == "overlay":
+				for _, d := range []string{"lower", "upper", "work"} {
+					os.Mkdir(filepath.Join(dir, d), 0o755)
+				}
+				mustMount(t, "overlay", mnt, "overlay", "lowerdir="+filepath.Join(dir, "lower")+",upperdir="+filepath.Join(dir, "upper")+",workdir="+filepath.Join(dir, "work"))
+			default:
+				img := filepath.Join(dir, "img")
+				f, err := os.Create(img)
+				if err == nil {
+					err = f.Truncate(fs.size)
+					f.Close()
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if out, err := exec.Command(fs.mkfs, "-q", img).CombinedOutput(); err != nil {
+					t.Fatalf("%s: %v %s (scripts/deps.sh installs it)", fs.mkfs, err, out)
+				}
+				out, err := exec.Command("losetup", "--find", "--show", img).Output()
+				if err != nil {
+					t.Fatalf("losetup: %v", err)
+				}
+				loop := strings.TrimSpace(string(out))
+				t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+				mustMount(t, loop, mnt, fs.name, "")
+			}
+			if err := os.Chown(mnt, 4242, 4343); err != nil {
+				t.Fatal(err)
+			}
+			res, err := sandbox.Run(context.Background(), base().InWorkdir(mnt), sandbox.Command("/bin/sh", "-c", "echo ok > out"))
+			if !fs.idmap {
+				if !errors.Is(err, sandbox.ErrUnsupported) || !strings.Contains(err.Error(), "overlayfs") || !strings.Contains(err.Error(), mnt) {
+					t.Fatalf("err %v: want ErrUnsupported naming overlayfs and %s", err, mnt)
+				}
+				return
+			}
+			if err != nil || res.ExitCode != 0 {
+				t.Fatalf("err %v res %+v", err, res)
+			}
+			if u, g := owner(t, filepath.Join(mnt, "out")); u != 4242 || g != 4343 {
+				t.Errorf("the tool's file is %d:%d on %s, want 4242:4343", u, g, fs.name)
+			}
+			if m := mountOf(t, res.Audit, mnt); m.IDMap == nil || *m.IDMap != (sandbox.IDMap{UID: 4242, GID: 4343}) {
+				t.Errorf("mount %+v: want idmap 4242:4343", m)
+			}
+		})
+	}
+}
+
+// mustMount mounts and unmounts at cleanup.
+func mustMount(t *testing.T, src, dst, fstype, data string) {
+	t.Helper()
+	if err := unix.Mount(src, dst, fstype, unix.MS_NOSUID|unix.MS_NODEV, data); err != nil {
+		t.Fatalf("mount %s on %s: %v", fstype, dst, err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dst, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dst, err)
+		}
+	})
 }

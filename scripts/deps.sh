@@ -12,7 +12,9 @@ demo_pkgs=(libseccomp-dev gcc pkg-config python3)
 # make, python3-venv and npm: the everyday workloads the tests run in the
 # sandbox (sandbox/workload_test.go)
 all_pkgs=("${demo_pkgs[@]}" bubblewrap qemu-system-x86 busybox-static cpio xz-utils zstd
-          python3 git util-linux iproute2 ca-certificates curl make python3-venv)
+          python3 git util-linux iproute2 ca-certificates curl make python3-venv
+          xfsprogs btrfs-progs    # the file systems idmapped workdirs are tested on
+          kmod)                   # depmod: the VM kernel's module dependencies
 case ${1:-} in
   --demo) pkgs=("${demo_pkgs[@]}") ;;
   "")     pkgs=("${all_pkgs[@]}") ;;

@@ -323,6 +323,8 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", " -- CMD [ARGS...]", stderr)
 	o := policyFlags(fs)
 	fs.StringVar(&o.audit, "audit", "", "write the audit record (JSON) to FILE; - means stderr")
+	r := &sandbox.Runner{}
+	fs.BoolVar(&r.AllowNoIDMap, "allow-no-idmap", false, "where the kernel cannot idmap a writable grant's file system (overlayfs, say), bind it plain: the tool writes as the run's host uid, not as the owner (Runner.AllowNoIDMap; enforcement.degraded says so)")
 	if err := fs.Parse(args); err != nil {
 		return parseExit(err)
 	}
@@ -340,7 +342,7 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	defer stop()
 	cmd := sandbox.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	res, err := sandbox.Run(ctx, set, cmd)
+	res, err := r.Run(ctx, set, cmd)
 	var rec *sandbox.Record
 	var re *sandbox.RunError
 	if errors.As(err, &re) {

@@ -4,7 +4,8 @@
 #
 #   $TOOLCELL_VM_DIR (default /var/cache/toolcell-vm)
 #     apt-<suite>/                  private apt state (system sources untouched)
-#     kernels/<pkg>_<version>/      vmlinux, config, 9p modules, initrd-<hash>.gz
+#     kernels/<pkg>_<version>/      vmlinux, config, modules (9p, loop, overlay,
+#                                   xfs, btrfs and their dependencies), initrd-<hash>.gz
 #     current.env                   KERNEL=... INITRD=... KVER=... read by runvm.sh
 #
 # The kernel .deb is downloaded and unpacked, never installed. The cache key is
@@ -26,7 +27,7 @@ log() { echo "vm/build: $*" >&2; }
 die() { echo "vm/build: ERROR: $*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get download into $VMDIR)"
-for t in busybox cpio xz zstd dpkg-deb apt-get flock; do
+for t in busybox cpio xz zstd dpkg-deb apt-get flock depmod; do
   command -v "$t" >/dev/null || die "missing tool '$t' (run scripts/deps.sh)"
 done
 [ -x /bin/busybox ] && file_bb=/bin/busybox || die "no /bin/busybox (package busybox-static)"
@@ -76,21 +77,19 @@ fi
 kdir=$VMDIR/kernels/${kpkg}_${kver//[^A-Za-z0-9.+~-]/_}
 
 # --- kernel: download + extract once per package version ----------------
-if [ ! -s "$kdir/vmlinux" ] || [ ! -f "$kdir/.complete" ]; then
+# .complete holds the layout version: a kernel unpacked by an older build.sh
+# (fewer modules) is unpacked again.
+KLAYOUT=2
+if [ ! -s "$kdir/vmlinux" ] || [ "$(cat "$kdir/.complete" 2>/dev/null)" != "$KLAYOUT" ]; then
   t0=$SECONDS
   rm -rf "$kdir"; mkdir -p "$kdir/x"
   log "downloading $kpkg $kver ($SUITE)"
   (cd "$kdir" && apt-get "${apt_opts[@]}" -o APT::Sandbox::User=root download -qq "$kpkg=$kver" >&2) ||
     die "apt-get download $kpkg=$kver failed"
   deb=$(ls "$kdir"/*.deb)
-  # only the kernel image, its config and the modules needed for 9p over virtio
+  # the kernel image, its config and its modules (only the ones below are kept)
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$kdir/x" --wildcards \
-    './boot/vmlinuz-*' './boot/config-*' \
-    './lib/modules/*/kernel/drivers/virtio/*' './usr/lib/modules/*/kernel/drivers/virtio/*' \
-    './lib/modules/*/kernel/net/9p/*' './usr/lib/modules/*/kernel/net/9p/*' \
-    './lib/modules/*/kernel/fs/9p/*' './usr/lib/modules/*/kernel/fs/9p/*' \
-    './lib/modules/*/kernel/fs/netfs/*' './usr/lib/modules/*/kernel/fs/netfs/*' \
-    './lib/modules/*/kernel/fs/fscache/*' './usr/lib/modules/*/kernel/fs/fscache/*' \
+    './boot/vmlinuz-*' './boot/config-*' './lib/modules/*' './usr/lib/modules/*' \
     2>/dev/null || true   # not every pattern exists in every kernel version
   cp "$kdir"/x/boot/config-* "$kdir/config" || die "no /boot/config-* in $deb"
   vmlinuz=$(ls "$kdir"/x/boot/vmlinuz-* | head -1)
@@ -109,27 +108,47 @@ if [ ! -s "$kdir/vmlinux" ] || [ ! -f "$kdir/.complete" ]; then
     log "no bootable ELF vmlinux extracted; booting the bzImage"
     cp "$vmlinuz" "$kdir/vmlinux"
   fi
-  # 9p-over-virtio modules in load order, decompressed (busybox insmod wants plain .ko).
-  # Whatever is missing here is built into the kernel (=y).
+  # Modules in load order, each after what it depends on (modules.dep),
+  # decompressed (busybox insmod wants plain .ko): 9p over virtio for the
+  # host's /usr, then loop, overlay, xfs and btrfs, the file systems the
+  # idmapped-workdir tests mount. Whatever is missing is built in (=y).
   mkdir -p "$kdir/modules"
   : > "$kdir/modules/order"
-  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-           netfs fscache 9pnet 9pnet_virtio 9p; do
-    f=$(find "$kdir/x" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" | head -1)
-    [ -n "$f" ] || continue
+  mroot=$(ls -d "$kdir"/x/lib/modules/* "$kdir"/x/usr/lib/modules/* 2>/dev/null | head -1) || true
+  [ -n "$mroot" ] || die "no lib/modules in $deb"
+  # The package leaves modules.dep to depmod at install time.
+  if [ ! -s "$mroot/modules.dep" ]; then
+    command -v depmod >/dev/null || die "depmod not found (package kmod)"
+    depmod -b "${mroot%/lib/modules/*}" "${mroot##*/}" || die "depmod failed for $deb"
+  fi
+  declare -A loaded=()
+  add_module() {   # add_module NAME: its dependencies first, then it
+    local m=$1 rel dep f
+    [ -n "${loaded[$m]:-}" ] && return
+    loaded[$m]=1
+    rel=$(grep -E "(^|/)${m}\.ko(\.xz|\.zst)?:" "$mroot/modules.dep" | head -1) || true
+    [ -n "$rel" ] || return 0   # built in
+    for dep in ${rel#*:}; do
+      dep=${dep##*/}; dep=${dep%.zst}; dep=${dep%.xz}; add_module "${dep%.ko}"
+    done
+    f=$mroot/${rel%%:*}
     case $f in
       *.xz)  xz -dc "$f" > "$kdir/modules/$m.ko" ;;
       *.zst) zstd -qdc "$f" > "$kdir/modules/$m.ko" ;;
       *)     cp "$f" "$kdir/modules/$m.ko" ;;
     esac
     echo "$m" >> "$kdir/modules/order"
+  }
+  for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
+           netfs fscache 9pnet 9pnet_virtio 9p loop overlay xfs btrfs; do
+    add_module "$m"
   done
   grep -qE '^CONFIG_NET_9P_VIRTIO=[ym]' "$kdir/config" || die "$kpkg has no 9p virtio transport"
   grep -qE '^CONFIG_9P_FS=y' "$kdir/config" || grep -qx 9p "$kdir/modules/order" ||
     die "$kpkg: 9p filesystem module not found in the package"
   basename "$(ls -d "$kdir"/x/lib/modules/* "$kdir"/x/usr/lib/modules/* 2>/dev/null | head -1)" > "$kdir/release"
   rm -rf "$kdir/x" "$deb"
-  touch "$kdir/.complete"
+  echo "$KLAYOUT" > "$kdir/.complete"
   log "kernel $kpkg $kver ready in $((SECONDS - t0))s"
 fi
 
