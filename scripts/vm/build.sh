@@ -79,7 +79,7 @@ kdir=$VMDIR/kernels/${kpkg}_${kver//[^A-Za-z0-9.+~-]/_}
 # --- kernel: download + extract once per package version ----------------
 # .complete holds the layout version: a kernel unpacked by an older build.sh
 # (fewer modules) is unpacked again.
-KLAYOUT=2
+KLAYOUT=4
 if [ ! -s "$kdir/vmlinux" ] || [ "$(cat "$kdir/.complete" 2>/dev/null)" != "$KLAYOUT" ]; then
   t0=$SECONDS
   rm -rf "$kdir"; mkdir -p "$kdir/x"
@@ -110,8 +110,10 @@ if [ ! -s "$kdir/vmlinux" ] || [ "$(cat "$kdir/.complete" 2>/dev/null)" != "$KLA
   fi
   # Modules in load order, each after what it depends on (modules.dep),
   # decompressed (busybox insmod wants plain .ko): 9p over virtio for the
-  # host's /usr, then loop, overlay, xfs and btrfs, the file systems the
-  # idmapped-workdir tests mount. Whatever is missing is built in (=y).
+  # host's /usr, then loop, overlay, ext4, xfs and btrfs, the file systems
+  # the idmapped-workdir tests mount, with the checksum algorithms they ask
+  # the crypto API for (soft dependencies: modprobe would load them, insmod
+  # does not). Whatever is missing is built in (=y).
   mkdir -p "$kdir/modules"
   : > "$kdir/modules/order"
   mroot=$(ls -d "$kdir"/x/lib/modules/* "$kdir"/x/usr/lib/modules/* 2>/dev/null | head -1) || true
@@ -140,7 +142,8 @@ if [ ! -s "$kdir/vmlinux" ] || [ "$(cat "$kdir/.complete" 2>/dev/null)" != "$KLA
     echo "$m" >> "$kdir/modules/order"
   }
   for m in virtio virtio_ring virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci \
-           netfs fscache 9pnet 9pnet_virtio 9p loop overlay xfs btrfs; do
+           netfs fscache 9pnet 9pnet_virtio 9p loop overlay ext4 \
+           crc32c_generic xxhash_generic blake2b_generic xfs btrfs; do
     add_module "$m"
   done
   grep -qE '^CONFIG_NET_9P_VIRTIO=[ym]' "$kdir/config" || die "$kpkg has no 9p virtio transport"
