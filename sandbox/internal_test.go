@@ -265,8 +265,8 @@ func TestSelfTest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ps) != 17 {
-		t.Fatalf("%d protections checked, want 17", len(ps))
+	if len(ps) != 18 {
+		t.Fatalf("%d protections checked, want 18", len(ps))
 	}
 	for _, p := range ps {
 		if p.Skipped {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/toolcell/toolcell/capability"
 )
 
@@ -101,6 +103,25 @@ exit 0`))
 	}
 	out = append(out, judgeEgress(string(res.Stdout), res.Audit))
 
+	// The tool's files: in a temporary workdir, a file the tool makes is
+	// the caller's on the host (idmapped as root), and a set-user-ID bit
+	// on it is refused and recorded. Seen from the host before removal.
+	wcmd := Command("/bin/sh", "-c", `echo x > f; chmod u+s f; echo "chmod $?"`)
+	var hostSide string
+	wcmd.Collect = func(dir string) error {
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(dir, "f"), &st); err != nil {
+			return err
+		}
+		hostSide = fmt.Sprintf("%d:%d %04o", st.Uid, st.Gid, st.Mode&0o7777)
+		return nil
+	}
+	res, err = r.Run(ctx, capability.New().WithBase().InWorkdir(capability.TempWorkdir()), wcmd)
+	if err != nil && res == nil {
+		return nil, err
+	}
+	out = append(out, judgeFiles(string(res.Stdout), hostSide, res.Audit, err))
+
 	// A sleeper in a session of its own must die with the sandbox; its
 	// odd duration marks it in the host's process list.
 	marker := fmt.Sprintf("%d.%03d", 20+time.Now().UnixNano()%10, time.Now().UnixNano()%1000)
@@ -111,6 +132,28 @@ exit 0`))
 	}
 	out = append(out, judgeTimeout(res.Audit, survivors("sleep\x00"+marker+"\x00")))
 	return out, selfTestErr(out)
+}
+
+// judgeFiles: the file is the caller's on the host, without set-ID bits,
+// the chmod failed, and the refusal is in the record.
+func judgeFiles(stdout, hostSide string, rec *Record, collectErr error) Protection {
+	want := fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid())
+	denied := false
+	for _, d := range rec.Denials {
+		denied = denied || strings.HasPrefix(d.Syscall, "fchmodat") || d.Syscall == "chmod"
+	}
+	idmapOK := os.Geteuid() != 0
+	for _, m := range rec.Enforce.Mounts {
+		if m.Dst == capability.TempWorkdirPath && m.IDMap != nil {
+			idmapOK = true
+		}
+	}
+	owner, mode, _ := strings.Cut(hostSide, " ")
+	ok := collectErr == nil && owner == want && mode != "" && mode[0] == '0' && denied && idmapOK &&
+		strings.Contains(stdout, "chmod ") && !strings.Contains(stdout, "chmod 0")
+	return Protection{Name: "the tool's files are the caller's, never set-ID", OK: ok,
+		Detail: fmt.Sprintf("host side %q (want %s, no set-ID bit), chmod u+s: %q, denial recorded %v, idmap %v, collect %v",
+			hostSide, want, strings.TrimSpace(stdout), denied, idmapOK, collectErr)}
 }
 
 func selfTestErr(ps []Protection) error {
