@@ -97,6 +97,15 @@ func BenchmarkLaunch(b *testing.B) {
 		}
 	}
 	b.StopTimer()
+	med := reportMedians(b, names, samples)
+	b.ReportMetric(med["toolcell"]/med["bwrap"], "ratio/toolcell:bwrap")
+	b.ReportMetric(med["toolcell"]/med["exec"], "ratio/toolcell:exec")
+	b.ReportMetric(med["toolcell-heap256"]/med["toolcell"], "ratio/heap256:noheap")
+}
+
+// reportMedians reports the median of each launcher's samples (ms) and
+// returns them.
+func reportMedians(b *testing.B, names []string, samples map[string][]float64) map[string]float64 {
 	med := map[string]float64{}
 	for _, n := range names {
 		s := samples[n]
@@ -104,9 +113,7 @@ func BenchmarkLaunch(b *testing.B) {
 		med[n] = s[len(s)/2]
 		b.ReportMetric(med[n], "ms-median/"+n)
 	}
-	b.ReportMetric(med["toolcell"]/med["bwrap"], "ratio/toolcell:bwrap")
-	b.ReportMetric(med["toolcell"]/med["exec"], "ratio/toolcell:exec")
-	b.ReportMetric(med["toolcell-heap256"]/med["toolcell"], "ratio/heap256:noheap")
+	return med
 }
 
 // BenchmarkRun is the plain per-run cost of a full sandbox (sh -c true).
@@ -308,13 +315,7 @@ func BenchmarkWorkdir(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	med := map[string]float64{}
-	for _, n := range names {
-		s := samples[n]
-		sort.Float64s(s)
-		med[n] = s[len(s)/2]
-		b.ReportMetric(med[n], "ms-median/"+n)
-	}
+	med := reportMedians(b, names, samples)
 	b.ReportMetric(med["toolcell-workdir"]/med["bwrap-bind"], "ratio/workdir:bwrap-bind")
 	b.ReportMetric((med["toolcell-workdir"]-med["toolcell"])*1000, "us-added/workdir")
 	b.ReportMetric((med["toolcell-temp"]-med["toolcell"])*1000, "us-added/temp")

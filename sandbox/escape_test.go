@@ -675,11 +675,10 @@ func plantThenGrant(t *testing.T, c *canaries, set *capability.Set, bin string) 
 // plantSetID: the tool tries every route to a set-user-ID or set-group-ID
 // file in its writable workdir (chmod family, creating calls, O_TMPFILE,
 // openat2); afterwards no file there has either bit on the host.
-func plantSetID(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
-	t.Helper()
-	script := `
-import ctypes, errno, os
-libc = ctypes.CDLL(None, use_errno=True)
+// pyTryOut starts a python3 attack script: try_(name, fn) notes "name ok"
+// or "name ERRNO" in out, which the script prints at its end.
+const pyTryOut = `
+import errno, os
 out = []
 def try_(name, fn):
     try:
@@ -687,6 +686,13 @@ def try_(name, fn):
         out.append(name + " ok")
     except OSError as e:
         out.append(name + " " + errno.errorcode[e.errno])
+`
+
+func plantSetID(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
+	t.Helper()
+	script := pyTryOut + `
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
 def raw(nr, *args):
     r = libc.syscall(nr, *args)
     if r < 0:
@@ -737,15 +743,7 @@ print(" ".join(out))
 // while the tool's user.* attribute did land.
 func plantXattr(t *testing.T, c *canaries, set *capability.Set, bin string) (*sandbox.Result, string) {
 	t.Helper()
-	script := `
-import errno, os
-out = []
-def try_(name, fn):
-    try:
-        fn()
-        out.append(name + " ok")
-    except OSError as e:
-        out.append(name + " " + errno.errorcode[e.errno])
+	script := pyTryOut + `
 with open("sh", "wb") as f:
     f.write(open("/bin/sh", "rb").read())
 os.symlink("sh", "link")
