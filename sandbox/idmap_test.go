@@ -223,6 +223,9 @@ func TestIDMapFileSystems(t *testing.T) {
 			if err := os.Chown(mnt, 4242, 4343); err != nil {
 				t.Fatal(err)
 			}
+			if fs.name == "btrfs" {
+				snapshotRefused(t, mnt)
+			}
 			res, err := sandbox.Run(context.Background(), base().InWorkdir(mnt), sandbox.Command("/bin/sh", "-c", "echo ok > out"))
 			if !fs.idmap {
 				if !errors.Is(err, sandbox.ErrUnsupported) || !strings.Contains(err.Error(), "overlayfs") || !strings.Contains(err.Error(), mnt) {
@@ -240,6 +243,49 @@ func TestIDMapFileSystems(t *testing.T) {
 				t.Errorf("mount %+v: want idmap 4242:4343", m)
 			}
 		})
+	}
+}
+
+// snapshotRefused: on btrfs a root-owned subvolume is "the tool's own"
+// through a root-owned workdir's idmapped mount, so a snapshot of it
+// would copy root's files (a 0600 secret here) into the workdir. The
+// filter refuses btrfs ioctls: the attempt is a recorded denial and no
+// snapshot exists on the host.
+func snapshotRefused(t *testing.T, mnt string) {
+	t.Helper()
+	src, wd := filepath.Join(mnt, "src"), filepath.Join(mnt, "wd")
+	if out, err := exec.Command("btrfs", "subvolume", "create", src).CombinedOutput(); err != nil {
+		t.Fatalf("btrfs subvolume create: %v %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(src, "secret"), []byte("root only\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(wd, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	script := `
+import errno, fcntl, os, struct
+src = os.open("` + src + `", os.O_RDONLY | os.O_DIRECTORY)
+args = bytearray(struct.pack("qQQ32x", src, 0, 0) + b"snap".ljust(4040, b"\0"))
+try:
+    fcntl.ioctl(os.open(".", os.O_RDONLY | os.O_DIRECTORY), 0x50009417, args)
+    print("snapshot made")
+except OSError as e:
+    print("snapshot", errno.errorcode[e.errno])
+`
+	res := runCmd(t, base().InWorkdir(wd).ReadDir(src), sandbox.Command("python3", "-c", script))
+	if string(res.Stdout) != "snapshot EPERM\n" {
+		t.Errorf("snapshot of a root-owned subvolume: %q %q", res.Stdout, res.Stderr)
+	}
+	if _, err := os.Lstat(filepath.Join(wd, "snap")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a snapshot exists on the host: %v", err)
+	}
+	found := false
+	for _, d := range res.Audit.Denials {
+		found = found || d.Syscall == "ioctl"
+	}
+	if !found {
+		t.Errorf("no ioctl denial recorded: %+v", res.Audit.Denials)
 	}
 }
 

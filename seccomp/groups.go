@@ -199,12 +199,6 @@ func socketFilter(fams []socketFamily) argFilter {
 	return f
 }
 
-// Terminal ioctls that inject input into / control the controlling terminal.
-const (
-	ioctlTIOCSTI   = 0x5412
-	ioctlTIOCLINUX = 0x541C
-)
-
 func cloneFilter() argFilter {
 	f := argFilter{
 		syscall: "clone",
@@ -427,12 +421,7 @@ var defaultTable = groupTable{
 		},
 	},
 	GroupIoctl: {
-		conditional: []argFilter{{
-			syscall: "ioctl",
-			desc:    "request (arg1, low 32 bits) is not TIOCSTI (0x5412) or TIOCLINUX (0x541c)",
-			allow:   singles(low32NotIn(1, ioctlTIOCSTI, ioctlTIOCLINUX)),
-			deny:    singles(low32In(1, ioctlTIOCSTI, ioctlTIOCLINUX)),
-		}},
+		conditional: []argFilter{ioctlFilter()},
 	},
 }
 

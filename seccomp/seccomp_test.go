@@ -716,3 +716,72 @@ func TestInspect(t *testing.T) {
 		t.Error("an unreadable name was let through")
 	}
 }
+
+// The ioctl filter refuses exactly TIOCSTI, TIOCLINUX and the btrfs and
+// bcachefs types, but for the generic clone and dedupe requests: checked
+// on the compiled BPF for named requests and random ones.
+func TestIoctlFilter(t *testing.T) {
+	f, err := Compile(Policy{Groups: DefaultGroups(), DeniedAction: ActionNotify})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog := decode(t, f.BPF)
+	ioctl := sysnr(t, "ioctl")
+	for _, c := range []struct {
+		what string
+		req  uint64
+		ok   bool
+	}{
+		{"BTRFS_IOC_SNAP_CREATE_V2", 0x50009417, false},
+		{"BTRFS_IOC_SNAP_CREATE", 0x50009401, false},
+		{"BTRFS_IOC_SUBVOL_CREATE", 0x5000940e, false},
+		{"BTRFS_IOC_SUBVOL_SETFLAGS", 0x4008941a, false},
+		{"BTRFS_IOC_SNAP_DESTROY", 0x5000940f, false},
+		{"hi|BTRFS_IOC_SNAP_CREATE_V2", 0x150009417, false},
+		{"bcachefs subvolume create", 0x4020bc10, false},
+		{"FICLONE", 0x40049409, true},
+		{"FICLONERANGE", 0x4020940d, true},
+		{"FIDEDUPERANGE", 0xc0189436, true},
+		{"TIOCSTI", 0x5412, false},
+		{"TIOCLINUX", 0x541c, false},
+		{"TCGETS", 0x5401, true},
+		{"FIONREAD", 0x541b, true},
+		{"FS_IOC_GETFLAGS", 0x80086601, true},
+		{"TIOCSTI<<32", 0x541200000000, true},
+	} {
+		want := uint32(retUserNotif)
+		if c.ok {
+			want = retAllow
+		}
+		expect(t, prog, want, c.what, auditArchX8664, ioctl, 3, c.req)
+	}
+	denied := func(req uint32) bool {
+		if req == 0x5412 || req == 0x541c {
+			return true
+		}
+		switch req & 0xffff {
+		case 0x9409, 0x940d, 0x9436:
+			return false
+		}
+		return req&0xff00 == 0x9400 || req&0xff00 == 0xbc00
+	}
+	r := rand.New(rand.NewSource(1))
+	for i := 0; i < 20000; i++ {
+		req := r.Uint32()
+		switch i % 4 { // aim at the interesting types too
+		case 1:
+			req = req&^0xff00 | 0x9400
+		case 2:
+			req = req&^0xff00 | 0xbc00
+		case 3:
+			req = req&^0xffff | 0x5400 | req&0x3f
+		}
+		want := uint32(retAllow)
+		if denied(req) {
+			want = retUserNotif
+		}
+		if got := eval(t, prog, auditArchX8664, ioctl, 3, uint64(req)); got != want {
+			t.Fatalf("ioctl(%#x): got %s, want %s", req, retName(got), retName(want))
+		}
+	}
+}
