@@ -301,3 +301,41 @@ func mustMount(t *testing.T, src, dst, fstype, data string) {
 		}
 	})
 }
+
+// A writable grant the tool writes as root (a root-owned one, idmapped)
+// holding a set-ID program of root's is refused before anything runs: the
+// tool could rewrite the program (through a shared mapping the kernel
+// keeps the set-ID bit), and the host would run the tool's code as root.
+// A set-ID file of another user is not the tool's to write.
+func TestSetIDFileInGrantRefused(t *testing.T) {
+	testenv.NotApplicable(t, map[string]string{
+		testenv.KindRootlessHybrid: "only grants the tool writes as root are checked; unprivileged the tool writes as the caller",
+	})
+	testenv.RequireRoot(t)
+	testenv.RequireUserNS(t)
+	wd := workdir(t)
+	prog := filepath.Join(wd, "helper")
+	if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o755 | os.ModeSetuid, 0o755 | os.ModeSetgid} {
+		if err := os.Chmod(prog, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := sandbox.Run(context.Background(), base().InWorkdir(wd), sandbox.Command("/bin/true"))
+		if !errors.Is(err, sandbox.ErrPolicy) || !strings.Contains(err.Error(), prog) || !strings.Contains(err.Error(), "set-ID") {
+			t.Fatalf("mode %v: err %v, want ErrPolicy naming %s", mode, err, prog)
+		}
+	}
+	// Another user's set-ID file: the tool sees it as nobody's.
+	if err := os.Chown(prog, 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(prog, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, base().InWorkdir(wd), `stat -c '%u %A' helper; echo x >> helper || echo denied`)
+	if string(res.Stdout) != "65534 -rwsr-xr-x\ndenied\n" {
+		t.Errorf("another user's set-ID file: %q %q", res.Stdout, res.Stderr)
+	}
+}

@@ -191,6 +191,7 @@ type Process struct {
 	// tempDir is the run's temporary workdir on the host, "" if none.
 	tempDir    string
 	collectErr error
+	lingering  bool // the run's cgroup could not be removed: a process may be left
 	// idmapped maps an index into rec.Enforce.Mounts to the host owner its
 	// bind was planned idmapped to.
 	idmapped map[int]hostOwner
@@ -447,11 +448,19 @@ func (p *Process) setup() error {
 	// Only the host's root may idmap a mount of a host file system; the
 	// caller's own user namespace already maps the sandbox user to the
 	// caller, who then owns what the tool writes.
+	writesAs := plan.idmapped // the host ids the tool writes each writable grant as
 	if p.ids == nil {
+		writesAs = map[int]hostOwner{}
+		for i := range plan.idmapped {
+			writesAs[i] = hostOwner{uint32(os.Geteuid()), uint32(os.Getegid())}
+		}
 		plan.noIDMaps()
 	}
 	p.rec.Enforce.Mounts = plan.mounts
 	p.idmapped = plan.idmapped
+	if err := noSetIDFiles(plan.mounts, writesAs); err != nil {
+		return err
+	}
 
 	path, cwd, err := p.resolveCommand()
 	if err != nil {
@@ -1354,6 +1363,7 @@ func (p *Process) teardown() {
 	// namespace to empty), and the cgroup holding all of them is gone. A
 	// cgroup that could not be removed may still hold a process of the
 	// run: its ids stay leased until this host process exits.
+	p.lingering = !gone
 	if gone {
 		p.ids.release()
 	} else if p.ids != nil {
