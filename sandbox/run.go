@@ -45,7 +45,9 @@ type Cmd struct {
 	// tool and every process of the sandbox have ended, before the
 	// directory is removed: copy out what the caller wants to keep. Its
 	// error is Wait's (the Result is returned too). Not called when the
-	// sandbox was never complete (setup failed). The tool made everything
+	// sandbox was never complete (setup failed), nor when a process of the
+	// run may be left (its cgroup could not be removed; the directory is
+	// then kept, and Wait's error says so). The tool made everything
 	// in it: read it through an os.Root (no symlink leads out), and expect
 	// any file type (a FIFO blocks a plain read).
 	Collect func(dir string) error

@@ -23,7 +23,9 @@ import "strings"
 //     must never leave one for the host to find. The name is read from the
 //     caller's memory: a caller that rewrites it after the read gets past
 //     the supervisor, not past the kernel, which refuses those names to a
-//     tool without CAP_SETFCAP and CAP_SYS_ADMIN whatever it reads.
+//     tool without CAP_SETFCAP and CAP_SYS_ADMIN whatever it reads; but on
+//     SELinux hosts security.selinux is the policy's to allow (relabel
+//     rules), and the record names the attribute the supervisor read.
 //
 // Without a listener (Policy.Inspect off) these calls are plainly allowed
 // and the kernel's capability checks are the whole enforcement.
