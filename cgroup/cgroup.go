@@ -248,6 +248,12 @@ type Stats struct {
 	MemoryPeakBytes uint64
 	PidsPeak        uint64
 	OOMKills        uint64
+	// PidsMaxEvents counts forks refused by the pids limit (pids.events
+	// "max", v1 and v2).
+	PidsMaxEvents uint64
+	// CPUThrottled counts periods the cpu limit throttled the group
+	// (cpu.stat nr_throttled, v1 and v2).
+	CPUThrottled uint64
 	// Notes explain values reported as 0 because the kernel lacks the
 	// counter, e.g. "pids.peak not available on this kernel".
 	Notes []string

@@ -265,6 +265,16 @@ func statsV1(dirs map[string]string) (Stats, error) {
 		return st, fmt.Errorf("cgroup: stats: %w", err)
 	}
 
+	if ev, err := readFlatKeyed(filepath.Join(dirs["pids"], "pids.events")); err == nil {
+		st.PidsMaxEvents = ev["max"]
+	} else {
+		st.Notes = append(st.Notes, "pids.events not available on this kernel")
+	}
+	if cs, err := readFlatKeyed(filepath.Join(dirs["cpu"], "cpu.stat")); err == nil {
+		st.CPUThrottled = cs["nr_throttled"]
+	} else {
+		st.Notes = append(st.Notes, "cpu.stat not available: throttling not counted")
+	}
 	oc, err := readFlatKeyed(filepath.Join(memDir, "memory.oom_control"))
 	if err != nil {
 		return st, fmt.Errorf("cgroup: stats: %w", err)

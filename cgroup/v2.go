@@ -261,6 +261,12 @@ func statsV2(dir string) (Stats, error) {
 		return st, fmt.Errorf("cgroup: stats: %w", err)
 	}
 	st.CPUUserUsec, st.CPUSystemUsec = cpu["user_usec"], cpu["system_usec"]
+	st.CPUThrottled = cpu["nr_throttled"] // absent without the cpu controller: 0
+	if ev, err := readFlatKeyed(filepath.Join(dir, "pids.events")); err == nil {
+		st.PidsMaxEvents = ev["max"]
+	} else {
+		st.Notes = append(st.Notes, "pids.events not available (pids controller not enabled)")
+	}
 
 	if v, err := readUint(filepath.Join(dir, "memory.peak")); err == nil {
 		st.MemoryPeakBytes = v

@@ -73,7 +73,22 @@ type Exit struct {
 	Reason string `json:"reason"`
 	Code   int    `json:"code"`             // exit status, or -1
 	Signal string `json:"signal,omitempty"` // e.g. "SIGKILL"
+	// LimitsHit lists every limit the run ran into, whatever the exit
+	// status says (a child killed for memory under a shell that exited 0
+	// still shows): LimitMemory, LimitPids, LimitCPUThrottled,
+	// LimitFileSize, LimitOutput, LimitTimeout. Empty when none.
+	LimitsHit []string `json:"limits_hit"`
 }
+
+// Limits in Exit.LimitsHit, and the evidence for each.
+const (
+	LimitMemory       = "memory"        // the cgroup's OOM killer killed a process (oom_kill)
+	LimitPids         = "pids"          // a fork was refused by the pids limit (pids.events max)
+	LimitCPUThrottled = "cpu_throttled" // the cpu limit throttled the run (cpu.stat nr_throttled)
+	LimitFileSize     = "file_size"     // the tool died of SIGXFSZ (RLIMIT_FSIZE)
+	LimitOutput       = "output"        // an output stream passed max_output
+	LimitTimeout      = "timeout"       // the wall-clock limit ended the run
+)
 
 // Resources are read from the run's cgroup after the tool ended.
 type Resources struct {
@@ -82,6 +97,8 @@ type Resources struct {
 	MemoryPeakBytes uint64   `json:"memory_peak_bytes"`
 	PidsPeak        uint64   `json:"pids_peak"`
 	OOMKills        uint64   `json:"oom_kills"`
+	PidsMaxEvents   uint64   `json:"pids_max_events"` // forks the pids limit refused
+	CPUThrottled    uint64   `json:"cpu_throttled"`   // periods the cpu limit throttled
 	Notes           []string `json:"notes,omitempty"`
 }
 

@@ -229,7 +229,7 @@ func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Pro
 		err = p.explainAccess(err)
 		p.teardown()
 		p.endTempWorkdir(false)
-		p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1}
+		p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1, LimitsHit: []string{}}
 		p.rec.Error = err.Error()
 		p.finishTimes()
 		return nil, &RunError{Err: err, Record: p.rec}
@@ -1244,6 +1244,7 @@ out:
 		}
 		p.rec.Resources = Resources{CPUUserUS: st.CPUUserUsec, CPUSystemUS: st.CPUSystemUsec,
 			MemoryPeakBytes: st.MemoryPeakBytes, PidsPeak: st.PidsPeak, OOMKills: st.OOMKills,
+			PidsMaxEvents: st.PidsMaxEvents, CPUThrottled: st.CPUThrottled,
 			Notes: append(p.rec.Resources.Notes, st.Notes...)}
 	}
 	p.mu.Lock()
@@ -1278,9 +1279,10 @@ out:
 	if p.rec.Resources.OOMKills > 0 && (res.Reason == ReasonSignaled || (res.Reason == ReasonExited && res.ExitCode != 0)) {
 		res.Reason = ReasonOOM
 	}
-	p.rec.Exit = Exit{Reason: res.Reason, Code: res.ExitCode, Signal: res.Signal}
 	p.rec.Output = Output{StdoutBytes: p.stdout.n, StderrBytes: p.stderr.n,
 		StdoutTruncated: p.stdout.truncated, StderrTruncated: p.stderr.truncated}
+	p.rec.Exit = Exit{Reason: res.Reason, Code: res.ExitCode, Signal: res.Signal,
+		LimitsHit: limitsHit(res.Reason, res.Signal, p.rec.Resources, p.rec.Output)}
 	if p.cmd.Stdout == nil {
 		res.Stdout = p.stdout.buf.Bytes()
 	}
@@ -1292,6 +1294,24 @@ out:
 	p.finishTimes()
 	p.result = res
 	close(p.done)
+}
+
+// limitsHit says which limits the run ran into, from the cgroup's counters,
+// the exit and the output caps.
+func limitsHit(reason, signal string, r Resources, o Output) []string {
+	hit := []string{}
+	add := func(ok bool, l string) {
+		if ok {
+			hit = append(hit, l)
+		}
+	}
+	add(r.OOMKills > 0, LimitMemory)
+	add(r.PidsMaxEvents > 0, LimitPids)
+	add(r.CPUThrottled > 0, LimitCPUThrottled)
+	add(signal == "SIGXFSZ", LimitFileSize)
+	add(o.StdoutTruncated || o.StderrTruncated || reason == ReasonOutputLimit, LimitOutput)
+	add(reason == ReasonTimeout, LimitTimeout)
+	return hit
 }
 
 // Wait waits for the tool to end and returns its result.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -774,5 +775,40 @@ func TestUnreachableWorkdirNamesTheUID(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "needed access") || !strings.Contains(err.Error(), "mode 0700") || !strings.Contains(err.Error(), "host uid ") {
 		t.Fatalf("err %v, want the uid and the mode named", err)
+	}
+}
+
+// exit.limits_hit names each limit a run ran into from the kernel's
+// counters, also when the tool's exit status hides it (a child killed for
+// memory under a shell that exits 0).
+func TestLimitsHit(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		set    *capability.Set
+		script string
+		want   string
+	}{
+		{"memory", base().WithMemory(64 << 20), `python3 -c 'x = bytearray(400 << 20)'; exit 0`, sandbox.LimitMemory},
+		{"pids", base().WithPids(8), `i=0; while [ $i -lt 16 ]; do sleep 1 & i=$((i+1)); done 2>/dev/null; exit 0`, sandbox.LimitPids},
+		{"cpu", base().WithCPU(0.1), `i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done`, sandbox.LimitCPUThrottled},
+		{"output", base().WithMaxOutput(4 << 10), `head -c 100000 /dev/zero`, sandbox.LimitOutput},
+		{"timeout", base().WithTimeout(300 * time.Millisecond), `sleep 5`, sandbox.LimitTimeout},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res := run(t, c.set, c.script)
+			if !slices.Contains(res.Audit.Exit.LimitsHit, c.want) {
+				t.Errorf("limits_hit %q, want %s (exit %+v, resources %+v)", res.Audit.Exit.LimitsHit, c.want, res.Audit.Exit, res.Audit.Resources)
+			}
+		})
+	}
+	// The tool itself past max_file_size dies of SIGXFSZ.
+	wd := workdir(t)
+	cmd := sandbox.Command("/usr/bin/dd", "if=/dev/zero", "of=f", "bs=1M", "count=2")
+	res := runCmd(t, base().InWorkdir(wd).WithMaxFileSize(1<<20), cmd)
+	if !slices.Contains(res.Audit.Exit.LimitsHit, sandbox.LimitFileSize) || res.Signal != "SIGXFSZ" {
+		t.Errorf("file size: limits_hit %q signal %q", res.Audit.Exit.LimitsHit, res.Signal)
+	}
+	if res := run(t, base(), "true"); res.Audit.Exit.LimitsHit == nil || len(res.Audit.Exit.LimitsHit) != 0 {
+		t.Errorf("a quiet run: limits_hit %#v, want []", res.Audit.Exit.LimitsHit)
 	}
 }
