@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"time"
 
@@ -72,4 +73,24 @@ func ExampleCmd_Collect() {
 	}
 	fmt.Printf("exit %d, report %s", res.ExitCode, report)
 	// Output: exit 0, report 42
+}
+
+// Keep every run's record: one JSON line per run in a file, and a log
+// line per run (Warn when a limit was hit or something was denied); at
+// most 8 sandboxes at once, the rest wait.
+func ExampleRunner_audit() {
+	jsonl, err := sandbox.OpenJSONLAudit("/var/log/toolcell/audit.jsonl")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer jsonl.Close()
+	r := &sandbox.Runner{Audit: jsonl, MaxConcurrent: 8}
+	res, err := r.Run(context.Background(), capability.New().WithBase(), sandbox.Command("uname", "-a"))
+	if err == nil {
+		fmt.Println(res.Reason, res.Audit.Exit.LimitsHit)
+	}
+
+	logged := &sandbox.Runner{Audit: sandbox.SlogAudit{Logger: slog.Default()}}
+	logged.Run(context.Background(), capability.New().WithBase(), sandbox.Command("true"))
 }

@@ -131,6 +131,14 @@ type Runner struct {
 	UpstreamTLS *tls.Config
 	// Logger receives debug events; nil means no logging.
 	Logger *slog.Logger
+	// Audit receives every run's record once the run has ended (setup
+	// failures included): SlogAudit, JSONLAudit, or your own AuditSink.
+	Audit AuditSink
+	// MaxConcurrent bounds the runs of this Runner at once; a Start beyond
+	// it waits for a slot (or its context: then the error is the
+	// context's, and nothing ran). 0 means no bound. Set it before the
+	// first run; it is read once.
+	MaxConcurrent int
 }
 
 // DefaultRunner is used by the package-level Run and Start.
@@ -189,7 +197,8 @@ type Process struct {
 	netFlags   uint32
 	netClosers []io.Closer
 
-	ids *idLease // the host uid/gid this run holds (root only)
+	ids     *idLease // the host uid/gid this run holds (root only)
+	release func()   // gives the Runner.MaxConcurrent slot back
 	// tempDir is the run's temporary workdir on the host, "" if none.
 	tempDir    string
 	collectErr error
@@ -223,7 +232,11 @@ type ctlMsg struct {
 
 // Start builds the sandbox, starts the tool in it, and returns at once.
 func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Process, error) {
-	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{})}
+	release, err := r.acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: waiting for a run slot (Runner.MaxConcurrent %d): %w", r.MaxConcurrent, err)
+	}
+	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{}), release: release}
 	p.rec = newRecord(set, cmd, p.start)
 	if err := p.setup(); err != nil {
 		err = p.explainAccess(err)
@@ -232,6 +245,8 @@ func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Pro
 		p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1, LimitsHit: []string{}}
 		p.rec.Error = err.Error()
 		p.finishTimes()
+		release()
+		p.audit()
 		return nil, &RunError{Err: err, Record: p.rec}
 	}
 	return p, nil
@@ -1292,6 +1307,8 @@ out:
 	p.teardown()
 	p.endTempWorkdir(res.Reason != ReasonSetupFailed)
 	p.finishTimes()
+	p.release()
+	p.audit()
 	p.result = res
 	close(p.done)
 }
