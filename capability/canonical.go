@@ -36,6 +36,7 @@ type canonicalSet struct {
 	CPU         float64           `json:"cpu"`
 	Timeout     Duration          `json:"timeout"`
 	MaxOutput   Size              `json:"max_output"`
+	Overflow    string            `json:"output_overflow,omitempty"` // omitted when kill: older hashes stay valid
 	MaxFile     Size              `json:"max_file_size"`
 	Syscalls    []string          `json:"syscalls"`
 	Connect     []string          `json:"connect"`
@@ -110,6 +111,7 @@ func (s *Set) Canonical() ([]byte, error) {
 		CPU:         s.CPULimit(),
 		Timeout:     Duration(s.TimeoutLimit()),
 		MaxOutput:   s.OutputLimit(),
+		Overflow:    overflow(s.OutputOverflow),
 		MaxFile:     s.FileSizeLimit(),
 		Syscalls:    s.SyscallKinds(),
 		Connect:     sortedUnique(s.Egress),
@@ -145,4 +147,12 @@ func (s *Set) Hash() (string, error) {
 	}
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// overflow is the canonical OutputOverflow: "" for the default, kill.
+func overflow(m string) string {
+	if m == OverflowKill {
+		return ""
+	}
+	return m
 }

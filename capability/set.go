@@ -85,6 +85,11 @@ type Set struct {
 	// MaxOutput caps the bytes captured per output stream; 0 means
 	// DefaultMaxOutput.
 	MaxOutput Size `json:"max_output,omitempty"`
+	// OutputOverflow is what passing MaxOutput does: OverflowKill (the
+	// default, "kill": the sandbox ends, exit.reason output_limit) or
+	// OverflowTruncate ("truncate": the tool runs on, the rest of that
+	// stream is discarded and counted in output.*_bytes).
+	OutputOverflow string `json:"output_overflow,omitempty"`
 	// MaxFileSize caps the size of any one file the tool writes
 	// (RLIMIT_FSIZE: a write past it fails with EFBIG and raises SIGXFSZ,
 	// which terminates a process that does not handle it); 0 means
@@ -315,6 +320,16 @@ func (s *Set) WithTimeout(d time.Duration) *Set { s.Timeout = Duration(d); retur
 
 // WithMaxOutput sets the per-stream output cap in bytes.
 func (s *Set) WithMaxOutput(n Size) *Set { s.MaxOutput = n; return s }
+
+// WithOutputOverflow sets what passing MaxOutput does (OverflowKill or
+// OverflowTruncate).
+func (s *Set) WithOutputOverflow(mode string) *Set { s.OutputOverflow = mode; return s }
+
+// OutputOverflow values.
+const (
+	OverflowKill     = "kill"
+	OverflowTruncate = "truncate"
+)
 
 // Clone returns a deep copy of s.
 func (s *Set) Clone() *Set {

@@ -116,6 +116,11 @@ func (s *Set) checkStatic() (errs []error, ok []grant) {
 	errs = append(errs, conflicts(ok, nil)...)
 	errs = append(errs, checkFollow(s.FollowSymlinks, s.grants())...)
 	errs = append(errs, s.checkLimits()...)
+	switch s.OutputOverflow {
+	case "", OverflowKill, OverflowTruncate:
+	default:
+		errs = append(errs, &FieldError{Field: "output_overflow", Value: s.OutputOverflow, Reason: `must be "kill" or "truncate"`})
+	}
 	if s.WorkdirExec && s.Workdir == "" {
 		errs = append(errs, &FieldError{Field: "workdir_exec", Value: "true", Reason: "needs a workdir"})
 	}

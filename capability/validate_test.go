@@ -498,3 +498,21 @@ func TestTempWorkdirPolicy(t *testing.T) {
 		t.Error("relative workdir accepted")
 	}
 }
+
+func TestOutputOverflowPolicy(t *testing.T) {
+	for _, m := range []string{"", OverflowKill, OverflowTruncate} {
+		if err := New().WithOutputOverflow(m).Validate(); err != nil {
+			t.Errorf("%q: %v", m, err)
+		}
+	}
+	var fe *FieldError
+	if err := New().WithOutputOverflow("drop").Validate(); !errors.As(err, &fe) || fe.Field != "output_overflow" {
+		t.Errorf("drop: %v", err)
+	}
+	h0, _ := New().Hash()
+	hk, _ := New().WithOutputOverflow(OverflowKill).Hash()
+	ht, _ := New().WithOutputOverflow(OverflowTruncate).Hash()
+	if h0 != hk || h0 == ht {
+		t.Errorf("hashes: default %s kill %s truncate %s", h0, hk, ht)
+	}
+}

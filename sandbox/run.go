@@ -1095,6 +1095,9 @@ func (p *Process) stdio() ([3]*os.File, error) {
 		}
 		out[i+1] = pw
 		w := &capWriter{dst: dst, limit: limit, onLimit: func() { p.kill(ReasonOutputLimit) }}
+		if p.set.OutputOverflow == capability.OverflowTruncate {
+			w.onLimit = func() {} // the rest is counted, not kept
+		}
 		if dst == nil {
 			w.dst = &w.buf
 		}

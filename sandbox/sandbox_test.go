@@ -812,3 +812,19 @@ func TestLimitsHit(t *testing.T) {
 		t.Errorf("a quiet run: limits_hit %#v, want []", res.Audit.Exit.LimitsHit)
 	}
 }
+
+// output_overflow truncate: the tool runs on past max_output, the rest of
+// the stream is counted and dropped, and the record says the limit was
+// hit; kill (the default) ends the sandbox.
+func TestOutputOverflowTruncate(t *testing.T) {
+	res := run(t, base().WithMaxOutput(4<<10).WithOutputOverflow(capability.OverflowTruncate), `head -c 100000 /dev/zero; echo done >&2; exit 5`)
+	o := res.Audit.Output
+	if res.ExitCode != 5 || res.Reason != sandbox.ReasonExited || len(res.Stdout) != 4<<10 || string(res.Stderr) != "done\n" ||
+		o.StdoutBytes != 100000 || !o.StdoutTruncated || !slices.Contains(res.Audit.Exit.LimitsHit, sandbox.LimitOutput) {
+		t.Errorf("truncate: exit %d reason %s stdout %d bytes stderr %q output %+v limits %q", res.ExitCode, res.Reason, len(res.Stdout), res.Stderr, o, res.Audit.Exit.LimitsHit)
+	}
+	res = run(t, base().WithMaxOutput(4<<10), `head -c 100000 /dev/zero; sleep 5`)
+	if res.Reason != sandbox.ReasonOutputLimit {
+		t.Errorf("kill: reason %s", res.Reason)
+	}
+}

@@ -194,6 +194,10 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 		return nil
 	})
 	size("max-output", "bytes captured per output stream", func(n capability.Size) { o.set.MaxOutput = n })
+	fs.Func("output-overflow", "what passing --max-output does: kill (the default: the sandbox ends) or truncate (the tool runs on, the rest is counted) (output_overflow)", func(v string) error {
+		o.set.OutputOverflow = v
+		return nil
+	})
 	size("max-file-size", "largest file the tool may write (RLIMIT_FSIZE)", func(n capability.Size) { o.set.MaxFileSize = n })
 	list("connect", "grant egress to name:port or *.domain:port (DNS and relay by toolcell; see README)", func(v string) { o.set.Egress = append(o.set.Egress, v) })
 	list("allow-range", "CIDR range a granted name may resolve into although private/loopback/link-local (connect_allow_ranges)", func(v string) { o.set.EgressAllow = append(o.set.EgressAllow, v) })
@@ -306,6 +310,9 @@ func (o *policyOpts) build() (*capability.Set, error) {
 	}
 	if f.MaxOutput != 0 {
 		m.MaxOutput = f.MaxOutput
+	}
+	if f.OutputOverflow != "" {
+		m.OutputOverflow = f.OutputOverflow
 	}
 	if f.MaxFileSize != 0 {
 		m.MaxFileSize = f.MaxFileSize
