@@ -58,7 +58,7 @@ func invisible(r rune) bool {
 		r >= 0x2060 && r <= 0x2064, // word joiner, invisible operators
 		r >= 0x2066 && r <= 0x2069, // bidi isolates
 		r == 0x00ad, r == 0x061c, r == 0x180e, r == 0xfeff,
-		r >= 0xfff9 && r <= 0xfffb, // interlinear annotations
+		r >= 0xfff9 && r <= 0xfffb,   // interlinear annotations
 		r >= 0xe0000 && r <= 0xe007f: // tag characters
 		return true
 	}
