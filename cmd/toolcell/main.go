@@ -4,6 +4,7 @@
 //	toolcell run [flags] -- CMD [ARGS...]
 //	toolcell explain [flags]
 //	toolcell check
+//	toolcell mcp [--tool shell,python] [--http ADDR] [--audit FILE|-] [--audit-dir DIR]
 //
 // Exit status of run: the tool's own; 128+N when it was killed by signal N;
 // 125 when the sandbox could not be set up (with a one-line reason on
@@ -44,6 +45,8 @@ func usage(w io.Writer) {
   toolcell run [flags] -- CMD [ARGS...]   run CMD in a sandbox
   toolcell explain [flags]                print the policy as grant -> mechanism -> evidence
   toolcell check [--deep]                 report which mechanisms this host has
+  toolcell mcp [flags]                    serve sandboxed shell and python tools to MCP
+                                          clients (stdio, or --http ADDR)
 
 flags of run and explain:
 `)
@@ -93,6 +96,8 @@ func realMain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return cmdExplain(args[1:], stdout, stderr)
 	case "check":
 		return cmdCheck(args[1:], stdout, stderr)
+	case "mcp":
+		return cmdMCP(args[1:], stdin, stdout, stderr)
 	case "-h", "--help", "help":
 		usage(stdout)
 		printFlags(stdout, policyFlags(flag.NewFlagSet("", flag.ContinueOnError)).fs)
