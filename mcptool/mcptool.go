@@ -12,7 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/toolcell/toolcell/capability"
-	"github.com/toolcell/toolcell/internal/safetext"
+	"github.com/toolcell/toolcell/internal/toolresult"
 	"github.com/toolcell/toolcell/sandbox"
 )
 
@@ -107,90 +107,27 @@ func (t Tool[In]) handle(ctx context.Context, req *mcp.CallToolRequest, in In) (
 	stop := progress(ctx, req, &stdout, &stderr)
 	res, err := r.Run(ctx, set, cmd)
 	stop()
-	var rec *sandbox.Record
-	var re *sandbox.RunError
-	switch {
-	case res != nil:
-		rec = res.Audit
-	case errors.As(err, &re):
-		rec = re.Record
-	}
 	if res == nil {
 		return nil, Output{}, fmt.Errorf("the sandbox could not be set up: %w", err)
 	}
-	out := Output{ExitCode: res.ExitCode, Reason: res.Reason, Audit: summarise(rec),
-		StdoutTruncated: rec.Output.StdoutTruncated, StderrTruncated: rec.Output.StderrTruncated}
-	var n1, n2 int
-	out.Stdout, n1 = safetext.Clean(stdout.String())
-	out.Stderr, n2 = safetext.Clean(stderr.String())
-	out.Removed = n1 + n2
+	tr := toolresult.From(res, []byte(stdout.String()), []byte(stderr.String()), 0)
+	out := Output{ExitCode: tr.ExitCode, Reason: tr.Reason, Audit: summarise(res.Audit), Stdout: tr.Stdout, Stderr: tr.Stderr,
+		StdoutTruncated: tr.StdoutTruncated, StderrTruncated: tr.StderrTruncated, Removed: tr.Removed}
 	return &mcp.CallToolResult{
-		Content: []mcp.Content{&mcp.TextContent{Text: Text(out)}},
+		Content: []mcp.Content{&mcp.TextContent{Text: tr.Text()}},
 		IsError: out.Reason != sandbox.ReasonExited || out.ExitCode != 0,
 	}, out, nil
 }
 
 // Text is the result as a model reads it: stdout, stderr (marked) and a
-// one-line verdict.
-func Text(o Output) string {
-	var b strings.Builder
-	b.WriteString(o.Stdout)
-	if o.StdoutTruncated {
-		b.WriteString("\n[stdout truncated]")
-	}
-	if o.Stderr != "" {
-		if b.Len() > 0 && !strings.HasSuffix(b.String(), "\n") {
-			b.WriteByte('\n')
-		}
-		b.WriteString("[stderr]\n" + o.Stderr)
-		if o.StderrTruncated {
-			b.WriteString("\n[stderr truncated]")
-		}
-	}
-	if b.Len() > 0 && !strings.HasSuffix(b.String(), "\n") {
-		b.WriteByte('\n')
-	}
-	b.WriteString(Verdict(o))
-	return b.String()
-}
+// one-line verdict ("[exit 0]", "[killed: memory limit]", "[exit 1;
+// denied: socket ...]").
+func Text(o Output) string { return o.result().Text() }
 
-// Verdict is the one-line summary of a run: "[exit 0]", "[exit 1]",
-// "[killed: memory limit]", "[timeout]", "[denied: socket ...]".
-func Verdict(o Output) string {
-	var v string
-	switch o.Reason {
-	case sandbox.ReasonExited:
-		v = fmt.Sprintf("exit %d", o.ExitCode)
-	case sandbox.ReasonOOM:
-		v = "killed: memory limit"
-	case sandbox.ReasonTimeout:
-		v = "killed: time limit"
-	case sandbox.ReasonOutputLimit:
-		v = "killed: output limit"
-	case sandbox.ReasonCanceled:
-		v = "canceled"
-	default:
-		v = o.Reason
-	}
-	var extra []string
-	for _, l := range o.Audit.LimitsHit {
-		if l != sandbox.LimitTimeout && l != sandbox.LimitOutput {
-			extra = append(extra, "limit hit: "+l)
-		}
-	}
-	if len(o.Audit.FirstDenials) > 0 {
-		extra = append(extra, "denied: "+o.Audit.FirstDenials[0])
-		if o.Audit.Denials > 1 {
-			extra[len(extra)-1] += fmt.Sprintf(" (+%d more)", o.Audit.Denials-1)
-		}
-	}
-	if o.Removed > 0 {
-		extra = append(extra, fmt.Sprintf("%d hidden characters removed", o.Removed))
-	}
-	if len(extra) > 0 {
-		v += "; " + strings.Join(extra, "; ")
-	}
-	return "[" + v + "]"
+func (o Output) result() toolresult.Result {
+	return toolresult.Result{ExitCode: o.ExitCode, Reason: o.Reason, Stdout: o.Stdout, Stderr: o.Stderr,
+		StdoutTruncated: o.StdoutTruncated, StderrTruncated: o.StderrTruncated, Removed: o.Removed,
+		LimitsHit: o.Audit.LimitsHit, Denials: o.Audit.Denials, FirstDenials: o.Audit.FirstDenials}
 }
 
 func summarise(rec *sandbox.Record) Summary {
