@@ -273,14 +273,16 @@ func TestNewV2FakeMissingController(t *testing.T) {
 
 func TestStatsV2Fixture(t *testing.T) {
 	dir := t.TempDir()
-	os.WriteFile(filepath.Join(dir, "cpu.stat"), []byte("usage_usec 300\nuser_usec 200\nsystem_usec 100\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "cpu.stat"), []byte("usage_usec 300\nuser_usec 200\nsystem_usec 100\nnr_periods 9\nnr_throttled 5\nthrottled_usec 70\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "memory.peak"), []byte("104857600\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "memory.events"), []byte("low 0\nhigh 0\nmax 4\noom 1\noom_kill 1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "pids.events"), []byte("max 2\n"), 0o644)
 	st, err := statsV2(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.CPUUserUsec != 200 || st.CPUSystemUsec != 100 || st.MemoryPeakBytes != 104857600 || st.OOMKills != 1 || st.PidsPeak != 0 {
+	if st.CPUUserUsec != 200 || st.CPUSystemUsec != 100 || st.MemoryPeakBytes != 104857600 || st.OOMKills != 1 || st.PidsPeak != 0 ||
+		st.PidsMaxEvents != 2 || st.CPUThrottled != 5 {
 		t.Fatalf("%+v", st)
 	}
 	if len(st.Notes) != 1 || !strings.Contains(st.Notes[0], "pids.peak") {
