@@ -113,10 +113,10 @@ type Output struct {
 // Enforcement is what the kernel was asked to enforce, and what it reported
 // back from the running sandbox (read from /proc of the sandbox's pid 1).
 type Enforcement struct {
-	Namespaces   []string          `json:"namespaces"`
+	Namespaces   []string          `json:"namespaces,omitempty"`
 	UIDMap       string            `json:"uid_map"`
 	GIDMap       string            `json:"gid_map"`
-	Mounts       []MountInfo       `json:"mounts"`
+	Mounts       []MountInfo       `json:"mounts,omitempty"`
 	Seccomp      SeccompInfo       `json:"seccomp"`
 	Cgroup       CgroupInfo        `json:"cgroup"`
 	NoNewPrivs   bool              `json:"no_new_privs"`
@@ -150,17 +150,20 @@ type Enforcement struct {
 	// Notes says where evidence could not be read (the enforcement itself
 	// is unaffected); empty normally.
 	Notes []string `json:"notes,omitempty"`
+	// Compacted, in a record made by Record.Compact, names the fields left
+	// out and the sha256 that ties them to a full record.
+	Compacted *Compacted `json:"compacted,omitempty"`
 }
 
 // SeccompInfo describes the installed filter.
 type SeccompInfo struct {
-	DefaultAction     string   `json:"default_action"`
-	DeniedAction      string   `json:"denied_action"`
-	ForeignArchAction string   `json:"foreign_arch_action"`
-	Groups            []string `json:"groups"`         // the syscall groups allowed
-	GroupsVersion     string   `json:"groups_version"` // version of the groups' content
-	AllowedSyscalls   []string `json:"allowed_syscalls"`
-	Arches            []string `json:"arches"`
+	DefaultAction     string   `json:"default_action,omitempty"`
+	DeniedAction      string   `json:"denied_action,omitempty"`
+	ForeignArchAction string   `json:"foreign_arch_action,omitempty"`
+	Groups            []string `json:"groups,omitempty"`         // the syscall groups allowed
+	GroupsVersion     string   `json:"groups_version,omitempty"` // version of the groups' content
+	AllowedSyscalls   []string `json:"allowed_syscalls,omitempty"`
+	Arches            []string `json:"arches,omitempty"`
 	FilterHash        string   `json:"filter_hash"`
 	// MemfdCreate is the condition the filter puts on memfd_create when
 	// vm.memfd_noexec = 2 could not be set for the sandbox; empty otherwise.
@@ -177,7 +180,7 @@ type SeccompInfo struct {
 type CgroupInfo struct {
 	Version string            `json:"version"`
 	Path    string            `json:"path"`
-	Limits  map[string]string `json:"limits"`
+	Limits  map[string]string `json:"limits,omitempty"`
 }
 
 // Denial is one kind of denied syscall attempt: the supervisor received it

@@ -134,7 +134,7 @@ type LandlockInfo struct {
 	Missing []string `json:"missing"`
 	// Rules are the paths (inside the view) and what each allows beneath
 	// it; Ports the TCP ports and what each allows.
-	Rules []LandlockRule `json:"rules"`
+	Rules []LandlockRule `json:"rules,omitempty"`
 	Ports []LandlockPort `json:"ports"`
 }
 

@@ -156,3 +156,32 @@ func TestMaxConcurrent(t *testing.T) {
 		t.Errorf("%d runs", len(spans))
 	}
 }
+
+// Record.Compact: about 1 KB for a Base run, the run's own facts whole,
+// and each left-out field's hash that of its JSON in the full record.
+func TestRecordCompact(t *testing.T) {
+	testenv.RequireUserNS(t)
+	res := runCmd(t, base().InWorkdir(workdir(t)), sandbox.Command("/bin/sh", "-c", "sync; echo hi"))
+	full := res.Audit
+	c := full.Compact()
+	bf, _ := json.Marshal(full)
+	bc, _ := json.Marshal(c)
+	if len(bc) > 1700 || len(bc)*5 > len(bf) {
+		t.Errorf("compact %d bytes, full %d", len(bc), len(bf))
+	}
+	if len(full.Enforce.Mounts) == 0 || len(full.Enforce.Seccomp.AllowedSyscalls) == 0 {
+		t.Fatal("Compact changed the full record")
+	}
+	if c.Enforce.Compacted == nil || c.Enforce.Compacted.SHA256 != full.CompactedHash() || !strings.HasPrefix(c.Enforce.Compacted.SHA256, "sha256:") ||
+		len(c.Enforce.Compacted.Fields) != 8 {
+		t.Errorf("compacted %+v, full record's hash %s", c.Enforce.Compacted, full.CompactedHash())
+	}
+	again := runCmd(t, base().InWorkdir(full.Command.Cwd), sandbox.Command("/bin/true")).Audit
+	if again.CompactedHash() != full.CompactedHash() {
+		t.Errorf("two runs of one policy: %s and %s", again.CompactedHash(), full.CompactedHash())
+	}
+	if c.Enforce.Mounts != nil || c.Enforce.Seccomp.AllowedSyscalls != nil || len(c.Denials) != len(full.Denials) ||
+		c.Exit.Reason != full.Exit.Reason || c.Policy.Hash != full.Policy.Hash || c.Enforce.Seccomp.FilterHash == "" {
+		t.Errorf("compact record %s", bc)
+	}
+}

@@ -335,6 +335,7 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("run", " -- CMD [ARGS...]", stderr)
 	o := policyFlags(fs)
 	fs.StringVar(&o.audit, "audit", "", "write the audit record (JSON) to FILE; - means stderr")
+	compact := fs.Bool("audit-compact", false, "write the compact record (Record.Compact: mounts, allowed syscalls and Landlock rules as hashes)")
 	r := &sandbox.Runner{}
 	fs.BoolVar(&r.AllowNoIDMap, "allow-no-idmap", false, "where the kernel cannot idmap a writable grant's file system (overlayfs, say), bind it plain: the tool writes as the run's host uid, not as the owner (Runner.AllowNoIDMap; enforcement.degraded says so)")
 	if err := fs.Parse(args); err != nil {
@@ -363,6 +364,9 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		rec = res.Audit
 	}
 	if o.audit != "" && rec != nil {
+		if *compact {
+			rec = rec.Compact()
+		}
 		if werr := writeRecord(o.audit, rec, stderr); werr != nil {
 			fmt.Fprintf(stderr, "toolcell: audit: %v\n", werr)
 		}

@@ -29,6 +29,7 @@ func cmdMCP(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	httpAddr := fs.String("http", "", "serve streamable HTTP on ADDR (host:port) instead of stdio")
 	fs.StringVar(&o.audit, "audit", "", "append each run's record as a JSON line to FILE; - means stderr")
 	auditDir := fs.String("audit-dir", "", "write each run's record to DIR/<id>.json")
+	compact := fs.Bool("audit-compact", false, "write compact records (Record.Compact)")
 	maxConc := fs.Int("max-concurrent", 0, "sandboxes at once; further calls wait (0: no bound)")
 	if err := fs.Parse(args); err != nil {
 		return parseExit(err)
@@ -66,6 +67,9 @@ func cmdMCP(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	if len(sinks) > 0 {
 		r.Audit = sinks
+		if *compact {
+			r.Audit = compactSink{sinks}
+		}
 	}
 	server := mcp.NewServer(&mcp.Implementation{Name: "toolcell", Version: "v1"}, nil)
 	for _, name := range strings.Split(*tools, ",") {
@@ -121,6 +125,13 @@ func (m multiSink) Record(ctx context.Context, rec *sandbox.Record) error {
 		errs = append(errs, s.Record(ctx, rec))
 	}
 	return errors.Join(errs...)
+}
+
+// compactSink hands on the compact form of each record.
+type compactSink struct{ sandbox.AuditSink }
+
+func (c compactSink) Record(ctx context.Context, rec *sandbox.Record) error {
+	return c.AuditSink.Record(ctx, rec.Compact())
 }
 
 // dirSink writes each record to DIR/<id>.json.
