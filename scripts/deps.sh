@@ -58,6 +58,20 @@ else
   echo "deps: all ${#pkgs[@]} packages present"
 fi
 
+# The official TypeScript MCP client the tests drive toolcell mcp with
+# (testdata/mcp-client, pinned by its package-lock.json): installed once
+# per lock file, from npm.
+if [ "${1:-}" = "" ]; then
+  mc=$(cd "$(dirname "$0")/.." && pwd)/testdata/mcp-client
+  stamp=$mc/node_modules/.toolcell-lock
+  want=$(sha256sum "$mc/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "deps: npm ci in testdata/mcp-client (@modelcontextprotocol/sdk)"
+    (cd "$mc" && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || die "npm ci in $mc failed (npm registry reachable?)"
+    echo "$want" > "$stamp"
+  fi
+fi
+
 # Go: not from apt (bookworm's is too old); expected at /usr/local/go.
 [ -x /usr/local/go/bin/go ] && case ":$PATH:" in *:/usr/local/go/bin:*) ;; *) PATH=/usr/local/go/bin:$PATH ;; esac
 command -v go >/dev/null ||

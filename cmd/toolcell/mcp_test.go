@@ -169,3 +169,29 @@ func BenchmarkMCPStdio(b *testing.B) {
 	b.ReportMetric(d[len(d)/2], "ms-median/direct")
 	b.ReportMetric(m[len(m)/2]/d[len(d)/2], "ratio/mcp:direct")
 }
+
+// The official TypeScript SDK's client (testdata/mcp-client, npm ci by
+// scripts/deps.sh) drives toolcell mcp over stdio: listing, both tools, a
+// denial, an OOM, 20 MiB of output, 10 concurrent calls, a cancellation
+// and a timeout.
+func TestMCPTypeScriptClient(t *testing.T) {
+	testenv.RequireUserNS(t)
+	node, err := exec.LookPath("node")
+	testenv.Require(t, err == nil, "node (scripts/deps.sh installs nodejs)")
+	dir, _ := filepath.Abs("../../testdata/mcp-client")
+	_, err = os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json"))
+	testenv.Require(t, err == nil, "the TypeScript MCP SDK in testdata/mcp-client (scripts/deps.sh runs npm ci there)")
+	cmd := exec.Command(node, filepath.Join(dir, "client.mjs"), os.Args[0])
+	cmd.Env = append(os.Environ(), "TOOLCELL_TEST_MCP=--base\n--timeout\n15s\n--memory\n128M")
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	oks := 0
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "ok ") {
+			oks++
+		}
+	}
+	if err != nil || strings.Contains(string(out), "FAIL") || oks != 10 {
+		t.Fatalf("client: %v, %d checks ok of 10", err, oks)
+	}
+}
