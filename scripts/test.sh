@@ -86,6 +86,7 @@ stage_lint() {
   say "lint: gofmt -l"
   # the packages' own files only (testdata may hold deliberately odd Go code)
   files=$(go list -e -f '{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}} {{end}}{{range .CgoFiles}}{{$d}}/{{.}} {{end}}{{range .TestGoFiles}}{{$d}}/{{.}} {{end}}{{range .XTestGoFiles}}{{$d}}/{{.}} {{end}}{{range .IgnoredGoFiles}}{{$d}}/{{.}} {{end}}' $PKGS)
+  files="$files $(find examples/agentloop -name '*.go' 2>/dev/null | tr '\n' ' ')"
   out=$(gofmt -l $files 2>&1) || { echo "$out"; bad=1; }
   if [ -n "$out" ]; then echo "gofmt: these files need formatting (run gofmt -w):"; echo "$out"; bad=1; fi
   say "lint: go vet $PKGS"
@@ -110,7 +111,17 @@ stage_lint() {
 stage_root() {
   [ "$(id -u)" = 0 ] || { cannot "root stage: not running as root (uid $(id -u))"; return; }
   say "root: TOOLCELL_HOST_KIND=root-hybrid go test ${TFLAGS[*]} $PKGS"
-  TOOLCELL_HOST_KIND=root-hybrid go test "${TFLAGS[@]}" $PKGS
+  TOOLCELL_HOST_KIND=root-hybrid go test "${TFLAGS[@]}" $PKGS || return 1
+  agentloop_tests
+}
+
+# The agent-loop examples are a module of their own (the vendors' SDKs stay
+# out of the core module's dependencies): vet and test it against its fake
+# model servers, with the core module replaced by this tree.
+agentloop_tests() {
+  [ "$PKGS" = ./... ] || return 0
+  say "root: examples/agentloop (own module): go vet, go test"
+  (cd examples/agentloop && go vet ./... && TOOLCELL_HOST_KIND=root-hybrid go test "${TFLAGS[@]}" ./...)
 }
 
 # --- rootless ------------------------------------------------------------------
