@@ -100,7 +100,11 @@ func (r Result) Verdict() string {
 	}
 	var extra []string
 	for _, l := range r.LimitsHit {
-		if l != sandbox.LimitTimeout && l != sandbox.LimitOutput && !(l == sandbox.LimitMemory && r.Reason == sandbox.ReasonOOM) {
+		// The verdict names limits that changed the outcome: throttling
+		// only slowed the run (the record has it), and a timeout, an output
+		// cap or an OOM the reason says already.
+		if l != sandbox.LimitTimeout && l != sandbox.LimitOutput && l != sandbox.LimitCPUThrottled &&
+			!(l == sandbox.LimitMemory && r.Reason == sandbox.ReasonOOM) {
 			extra = append(extra, "limit hit: "+l)
 		}
 	}
