@@ -37,8 +37,7 @@ func (p *Process) audit() {
 }
 
 // SlogAudit logs one line per run to a *slog.Logger: at Info, or at Warn
-// when the run hit a limit, had a syscall denied, a network attempt
-// refused, ran degraded or failed to start. The attributes are the
+// when the run is Notable. The attributes are the
 // record's summary (Record.LogValue).
 type SlogAudit struct{ Logger *slog.Logger }
 
@@ -52,14 +51,19 @@ func (s SlogAudit) Record(ctx context.Context, rec *Record) error {
 	return nil
 }
 
-// Notable reports whether the run hit a limit, had a syscall denied or a
-// network attempt refused, ran degraded, or failed to start.
+// Notable reports whether the run hit a limit (other than cpu throttling,
+// which only slows a run), had a syscall denied or a network attempt
+// refused, ran degraded, or failed to start.
 func (r *Record) Notable() bool {
 	refused := false
 	for _, c := range r.Network {
 		refused = refused || !c.Allowed
 	}
-	return len(r.Exit.LimitsHit) > 0 || len(r.Denials) > 0 || refused ||
+	limited := false
+	for _, l := range r.Exit.LimitsHit {
+		limited = limited || l != LimitCPUThrottled
+	}
+	return limited || len(r.Denials) > 0 || refused ||
 		len(r.Enforce.Degraded) > 0 || r.Exit.Reason == ReasonSetupFailed
 }
 
