@@ -87,6 +87,19 @@ func TestMCPStdio(t *testing.T) {
 // toolcell mcp --http, driven by the Go SDK's streamable HTTP client.
 func TestMCPStreamableHTTP(t *testing.T) {
 	testenv.RequireUserNS(t)
+	addr := startHTTPServer(t, "--base")
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "v0"}, nil).Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: "http://" + addr + "/"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	useTools(t, cs)
+}
+
+// startHTTPServer starts toolcell mcp --http (this test binary) with args
+// (newline-separated) and returns its address once it listens.
+func startHTTPServer(t *testing.T, args string) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -94,30 +107,24 @@ func TestMCPStreamableHTTP(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "TOOLCELL_TEST_MCP=--base\n--http\n"+addr)
+	cmd.Env = append(os.Environ(), "TOOLCELL_TEST_MCP="+args+"\n--http\n"+addr)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for {
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			break
+			return addr
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("toolcell mcp --http did not listen: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "test", Version: "v0"}, nil).Connect(context.Background(), &mcp.StreamableClientTransport{Endpoint: "http://" + addr + "/"}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	useTools(t, cs)
 }
 
 // BenchmarkMCPStdio compares, interleaved, a tool call through toolcell
@@ -171,9 +178,10 @@ func BenchmarkMCPStdio(b *testing.B) {
 }
 
 // The official TypeScript SDK's client (testdata/mcp-client, npm ci by
-// scripts/deps.sh) drives toolcell mcp over stdio: listing, both tools, a
-// denial, an OOM, 20 MiB of output, 10 concurrent calls, a cancellation
-// and a timeout.
+// scripts/deps.sh) drives toolcell mcp over stdio and over streamable
+// HTTP: listing, both tools, a denial, an OOM, 20 MiB of output, 10
+// concurrent calls, a cancellation and a timeout (the server's 15 s:
+// python starts slowly under TCG).
 func TestMCPTypeScriptClient(t *testing.T) {
 	testenv.RequireUserNS(t)
 	node, err := exec.LookPath("node")
@@ -181,17 +189,25 @@ func TestMCPTypeScriptClient(t *testing.T) {
 	dir, _ := filepath.Abs("../../testdata/mcp-client")
 	_, err = os.Stat(filepath.Join(dir, "node_modules", "@modelcontextprotocol", "sdk", "package.json"))
 	testenv.Require(t, err == nil, "the TypeScript MCP SDK in testdata/mcp-client (scripts/deps.sh runs npm ci there)")
-	cmd := exec.Command(node, filepath.Join(dir, "client.mjs"), os.Args[0])
-	cmd.Env = append(os.Environ(), "TOOLCELL_TEST_MCP=--base\n--timeout\n15s\n--memory\n128M")
-	out, err := cmd.CombinedOutput()
-	t.Logf("%s", out)
-	oks := 0
-	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "ok ") {
-			oks++
+	serverArgs := "--base\n--timeout\n15s\n--memory\n128M"
+	client := func(t *testing.T, args ...string) {
+		cmd := exec.Command(node, append([]string{filepath.Join(dir, "client.mjs")}, args...)...)
+		cmd.Env = append(os.Environ(), "TOOLCELL_TEST_MCP="+serverArgs)
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s", out)
+		oks := 0
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "ok ") {
+				oks++
+			}
+		}
+		if err != nil || strings.Contains(string(out), "FAIL") || oks != 10 {
+			t.Fatalf("client: %v, %d checks ok of 10", err, oks)
 		}
 	}
-	if err != nil || strings.Contains(string(out), "FAIL") || oks != 10 {
-		t.Fatalf("client: %v, %d checks ok of 10", err, oks)
-	}
+	t.Run("stdio", func(t *testing.T) { client(t, os.Args[0]) })
+	t.Run("http", func(t *testing.T) {
+		addr := startHTTPServer(t, serverArgs)
+		client(t, "--http", "http://"+addr+"/")
+	})
 }

@@ -1,12 +1,16 @@
-// The official TypeScript MCP client against `toolcell mcp` over stdio.
-// Usage: node client.mjs COMMAND [ARGS...]   (the server to start)
+// The official TypeScript MCP client against `toolcell mcp`.
+// Usage: node client.mjs COMMAND [ARGS...]   (stdio: the server to start)
+//        node client.mjs --http URL          (streamable HTTP)
 // Prints one line per check, "ok NAME" or "FAIL NAME: why", and exits 1
 // if any failed. cmd/toolcell TestMCPTypeScriptClient runs it.
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 
 const [command, ...args] = process.argv.slice(2);
-const transport = new StdioClientTransport({ command, args, env: process.env, stderr: "inherit" });
+const transport = command === "--http"
+  ? new StreamableHTTPClientTransport(new URL(args[0]))
+  : new StdioClientTransport({ command, args, env: process.env, stderr: "inherit" });
 const client = new Client({ name: "toolcell-ts-test", version: "0.0.0" });
 let failed = false;
 function check(name, ok, why) {
