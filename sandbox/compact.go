@@ -20,9 +20,7 @@ import (
 func (r *Record) Compact() *Record {
 	c := *r
 	e := &c.Enforce
-	derived := policyDerived{Namespaces: e.Namespaces, Mounts: e.Mounts, Seccomp: e.Seccomp, Landlock: e.Landlock,
-		CapSets: e.CapSets, CgroupLimits: e.Cgroup.Limits, Rlimits: e.Rlimits, UserLimits: e.UserLimits}
-	e.Compacted = &Compacted{Fields: compactedFields, SHA256: derived.hash()}
+	e.Compacted = &Compacted{Fields: compactedFields, SHA256: r.CompactedHash()}
 	e.Namespaces, e.Mounts, e.CapSets, e.Rlimits, e.UserLimits, e.Landlock = nil, nil, nil, nil, nil, nil
 	e.Seccomp = SeccompInfo{FilterHash: e.Seccomp.FilterHash, GroupsVersion: e.Seccomp.GroupsVersion}
 	e.Cgroup.Limits = nil
@@ -51,19 +49,15 @@ type policyDerived struct {
 	UserLimits   map[string]int64  `json:"user_limits"`
 }
 
-func (d policyDerived) hash() string {
-	b, err := json.Marshal(d)
+// CompactedHash is the sha256 Compact puts in Compacted for a full record
+// r: compare it with a compact record's to tie the two together.
+func (r *Record) CompactedHash() string {
+	e := &r.Enforce
+	b, err := json.Marshal(policyDerived{Namespaces: e.Namespaces, Mounts: e.Mounts, Seccomp: e.Seccomp, Landlock: e.Landlock,
+		CapSets: e.CapSets, CgroupLimits: e.Cgroup.Limits, Rlimits: e.Rlimits, UserLimits: e.UserLimits})
 	if err != nil {
 		return ""
 	}
 	sum := sha256.Sum256(b)
 	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-// CompactedHash is the sha256 Compact puts in Compacted for a full record
-// r: compare it with a compact record's to tie the two together.
-func (r *Record) CompactedHash() string {
-	e := &r.Enforce
-	return policyDerived{Namespaces: e.Namespaces, Mounts: e.Mounts, Seccomp: e.Seccomp, Landlock: e.Landlock,
-		CapSets: e.CapSets, CgroupLimits: e.Cgroup.Limits, Rlimits: e.Rlimits, UserLimits: e.UserLimits}.hash()
 }

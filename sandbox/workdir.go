@@ -83,15 +83,11 @@ func removeTree(dir string) error {
 	if err == nil || !errors.Is(err, fs.ErrPermission) {
 		return err
 	}
+	// WalkDir visits a directory before it reads it: opened up there, it
+	// can be read and emptied.
 	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			_ = os.Chmod(p, 0o700)
-		} else if err != nil && d != nil && d.IsDir() {
-			// not readable yet: make it so and walk it again
-			if os.Chmod(p, 0o700) == nil {
-				_ = removeTree(p)
-			}
-			return filepath.SkipDir
 		}
 		return nil
 	})

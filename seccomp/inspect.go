@@ -1,6 +1,9 @@
 package seccomp
 
-import "strings"
+import (
+	"sort"
+	"strings"
+)
 
 // Inspected calls. A few syscalls are safe or not by their arguments in a
 // way a BPF filter cannot express cheaply or at all. With Policy.Inspect
@@ -46,10 +49,19 @@ var xattrCalls = map[string]bool{"setxattr": true, "lsetxattr": true, "fsetxattr
 
 // InspectedCalls lists, sorted, the syscalls Policy.Inspect sends to the
 // listener.
-func InspectedCalls() []string {
-	return []string{"fsetxattr", "lsetxattr", "setfsgid", "setfsuid", "setgid", "setregid",
-		"setresgid", "setresuid", "setreuid", "setuid", "setxattr"}
-}
+func InspectedCalls() []string { return append([]string(nil), inspectedCalls...) }
+
+var inspectedCalls = func() []string {
+	var l []string
+	for n := range idCalls {
+		l = append(l, n)
+	}
+	for n := range xattrCalls {
+		l = append(l, n)
+	}
+	sort.Strings(l)
+	return l
+}()
 
 // IsInspected reports whether name is one of InspectedCalls.
 func IsInspected(name string) bool { _, id := idCalls[name]; return id || xattrCalls[name] }
