@@ -202,3 +202,48 @@ func readMem(pid int, addr uint64, b []byte) (int, error) {
 	}
 	return n, err
 }
+
+// startDenialWatch takes the filter's listener, the last descriptor passed
+// with STARTED, after checking with the kernel that it is one.
+func (p *Process) startDenialWatch(fds []int) error {
+	if len(fds) != nsCount+1 {
+		return fmt.Errorf("%w: pid 1 passed %d descriptors with STARTED, want %d (namespaces and the seccomp listener)", ErrSetup, len(fds), nsCount+1)
+	}
+	fd := fds[len(fds)-1]
+	if link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || link != "anon_inode:seccomp notify" {
+		return fmt.Errorf("%w: descriptor passed as the seccomp listener is %q (%v)", ErrSetup, link, err)
+	}
+	l, err := seccomp.NewListener(fd)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrSetup, err)
+	}
+	p.listener = l
+	p.denialsDone = make(chan struct{})
+	go p.watchDenials(l)
+	return nil
+}
+
+// endDenialWatch waits for the watcher, which ends by itself once the
+// sandbox's last process is gone, and puts the denials in the record.
+func (p *Process) endDenialWatch() {
+	if p.listener == nil {
+		return
+	}
+	select {
+	case <-p.denialsDone:
+	case <-time.After(2 * time.Second):
+		p.log("seccomp listener still in use after the sandbox ended")
+	}
+	p.listener.Close()
+	select {
+	case <-p.denialsDone:
+	case <-time.After(2 * time.Second):
+		// Stuck reading the tool's memory (a hung file system under a
+		// mapping, say): the record says the audit may be incomplete.
+		p.denials.note("syscall audit: the supervisor was still decoding a denied call when the run ended; denials may be incomplete")
+	}
+	p.listener = nil
+	var notes []string
+	p.rec.Denials, p.rec.DenialsDropped, notes = p.denials.result()
+	p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, notes...)
+}

@@ -3,7 +3,10 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -64,4 +67,62 @@ func (e *SetupError) Unwrap() error {
 		return nil
 	}
 	return e.Errno
+}
+
+// explainAccess adds, to a setup step the kernel refused for lack of
+// permission on a path (the working directory, a grant's source), which
+// host uid needed the access and what the path allows: as root the tool is
+// a uid of the run's own, which a directory only its owner may enter keeps
+// out.
+func (p *Process) explainAccess(err error) error {
+	var se *SetupError
+	if errors.As(err, &se) && se.Step == "idmap" {
+		fsType := "?"
+		var sf unix.Statfs_t
+		if unix.Statfs(se.Detail, &sf) == nil {
+			fsType = fsName(sf.Type)
+		}
+		return fmt.Errorf("%w: the kernel cannot idmap the writable grant %s (file system %s), which would make the tool's files its owner's; Runner.AllowNoIDMap runs it without (the tool then writes as host uid %d)",
+			err, se.Detail, fsType, p.ids.uid)
+	}
+	if !errors.As(err, &se) || se.Errno != syscall.EACCES || se.Detail == "" ||
+		(se.Step != "chdir" && se.Step != "bind_open") {
+		return err
+	}
+	uid := os.Geteuid()
+	if p.ids != nil {
+		uid = p.ids.uid
+	}
+	var st unix.Stat_t
+	if unix.Stat(se.Detail, &st) != nil {
+		return err
+	}
+	return fmt.Errorf("%w: host uid %d (the sandbox's uid %d) needed access; %s belongs to uid %d, mode %04o, and every directory above it must let that uid pass",
+		err, uid, sandboxUID, se.Detail, st.Uid, st.Mode&0o7777)
+}
+
+// fsName names a file system magic number (statfs f_type) of those agents
+// commonly write to, else prints it in hex.
+func fsName(magic int64) string {
+	switch magic {
+	case unix.EXT4_SUPER_MAGIC:
+		return "ext4"
+	case unix.XFS_SUPER_MAGIC:
+		return "xfs"
+	case unix.BTRFS_SUPER_MAGIC:
+		return "btrfs"
+	case unix.TMPFS_MAGIC:
+		return "tmpfs"
+	case unix.OVERLAYFS_SUPER_MAGIC:
+		return "overlayfs"
+	case unix.RAMFS_MAGIC:
+		return "ramfs"
+	case unix.V9FS_MAGIC:
+		return "9p"
+	case unix.NFS_SUPER_MAGIC:
+		return "nfs"
+	case unix.FUSE_SUPER_MAGIC:
+		return "fuse"
+	}
+	return fmt.Sprintf("0x%x", magic)
 }

@@ -253,3 +253,25 @@ func (s *stage2Proc) release() {
 		s.pidfd = -1
 	}
 }
+
+// spareResult is a stage-2 taken from the fork server concurrently with the
+// rest of the setup.
+type spareResult struct {
+	s   *stage2Proc
+	ctl int
+	err error
+}
+
+// takeStage2 waits for the stage-2 asked for at the start of the setup.
+func (p *Process) takeStage2() error {
+	if p.spare == nil {
+		return nil
+	}
+	r := <-p.spare
+	p.spare = nil
+	if r.err != nil {
+		return fmt.Errorf("start stage-2: %w", r.err)
+	}
+	p.stage2, p.ctl = r.s, r.ctl
+	return nil
+}

@@ -384,3 +384,41 @@ func sandboxUserLimits(set *capability.Set) []userLimit {
 		{"max_user_namespaces", 0},
 	}
 }
+
+func (p *Process) planFlags() uint32 {
+	if p.ids != nil {
+		return planDropGroups | planRunIDs
+	}
+	return 0
+}
+
+// planIDs maps the sandbox user to an unprivileged host id: the run's own
+// leased ids when we are root, the caller's own ids otherwise. As root the
+// stage-2 becomes that uid/gid before it creates the user namespace, so the
+// namespace is owned, and its counts charged, by the run's uid, not root's.
+// Either way the stage-2 then writes pid 1's maps as an unprivileged owner
+// may: its own ids only, setgroups denied first.
+func (p *Process) planIDs() planIDs {
+	hu, hg := os.Geteuid(), os.Getegid()
+	if p.ids != nil {
+		hu, hg = p.ids.uid, p.ids.gid
+	}
+	ids := planIDs{uid: uint32(hu), gid: uint32(hg),
+		uidMap: fmt.Sprintf("%d %d 1\n", sandboxUID, hu),
+		gidMap: fmt.Sprintf("%d %d 1\n", sandboxGID, hg),
+		limits: sandboxUserLimits(p.set)}
+	p.rec.Enforce.UIDMap = strings.TrimSpace(ids.uidMap)
+	p.rec.Enforce.GIDMap = strings.TrimSpace(ids.gidMap)
+	p.rec.Enforce.UserLimits = map[string]int64{}
+	for _, l := range ids.limits {
+		p.rec.Enforce.UserLimits[l.name] = l.value
+	}
+	return ids
+}
+
+// planIDs is the identity part of the plan.
+type planIDs struct {
+	uid, gid       uint32 // host ids the stage-2 becomes (planRunIDs)
+	uidMap, gidMap string
+	limits         []userLimit
+}
