@@ -51,7 +51,10 @@ type Record struct {
 	// TempWorkdir is the host path of the run's temporary workdir (the
 	// tool saw it at capability.TempWorkdirPath), removed after the run.
 	TempWorkdir string `json:"temp_workdir,omitempty"`
-	Error       string `json:"error,omitempty"`
+	// Pool is present when the run was started through a Pool: whether
+	// it took a sandbox built ahead.
+	Pool  *PoolInfo `json:"pool,omitempty"`
+	Error string    `json:"error,omitempty"`
 }
 
 // PolicyRef names the capability set by its canonical hash.

@@ -234,6 +234,21 @@ func (s *stage2Proc) exited() bool {
 	}
 }
 
+// gone says, without waiting, whether the stage-2 has exited.
+func (s *stage2Proc) gone() bool {
+	if s.exited() {
+		return true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pidfd < 0 {
+		return true
+	}
+	pfd := []unix.PollFd{{Fd: int32(s.pidfd), Events: unix.POLLIN}}
+	n, _ := unix.Poll(pfd, 0)
+	return n > 0
+}
+
 // kill sends SIGKILL; through the pidfd it cannot reach a recycled pid.
 func (s *stage2Proc) kill() {
 	s.mu.Lock()

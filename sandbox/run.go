@@ -171,7 +171,8 @@ func (e *RunError) Unwrap() error { return e.Err }
 // Process is a running sandbox.
 type Process struct {
 	r      *Runner
-	set    *capability.Set
+	pl     *Plan
+	set    *capability.Set // pl.set
 	cmd    *Cmd
 	rec    *Record
 	start  time.Time
@@ -194,9 +195,14 @@ type Process struct {
 	ids     *idLease // the host uid/gid this run holds (root only)
 	release func()   // gives the Runner.MaxConcurrent slot back
 	// tempDir is the run's temporary workdir on the host, "" if none.
-	tempDir    string
-	collectErr error
-	lingering  bool // the run's cgroup could not be removed: a process may be left
+	tempDir   string
+	view      *view  // what the sandbox shows (prepare)
+	path, cwd string // the command's program and working directory in the view
+	// socketsServed: the egress relay serves the sockets pid 1 made.
+	socketsServed bool
+	creds         string // hostCreds when a pooled sandbox was built
+	collectErr    error
+	lingering     bool // the run's cgroup could not be removed: a process may be left
 	// idmapped maps an index into rec.Enforce.Mounts to the host owner its
 	// bind was planned idmapped to.
 	idmapped map[int]hostOwner
@@ -216,56 +222,70 @@ type Process struct {
 	ctx      context.Context
 }
 
-// Start builds the sandbox, starts the tool in it, and returns at once.
+// Start builds the sandbox, starts the tool in it, and returns at once. It
+// is Compile and Plan.Start in one; a caller that runs one policy many
+// times compiles it once instead.
 func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Process, error) {
-	release, err := r.acquire(ctx)
+	pl, err := r.Compile(set)
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: waiting for a run slot (Runner.MaxConcurrent %d): %w", r.MaxConcurrent, err)
+		p := newProcess(ctx, r, nil, cmd)
+		if set != nil {
+			p.rec.Policy.Name = set.Name
+		}
+		p.release = func() {}
+		return nil, p.failed(err)
 	}
-	p := &Process{r: r, set: set, cmd: cmd, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{}), release: release}
-	p.rec = newRecord(set, cmd, p.start)
-	if err := p.setup(); err != nil {
-		err = p.explainAccess(err)
-		p.teardown()
-		p.endTempWorkdir(false)
-		p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1, LimitsHit: []string{}}
-		p.rec.Error = err.Error()
-		p.finishTimes()
-		release()
-		p.audit()
-		return nil, &RunError{Err: err, Record: p.rec}
-	}
-	return p, nil
+	return pl.Start(ctx, cmd)
 }
 
-func newRecord(set *capability.Set, cmd *Cmd, start time.Time) *Record {
+// newProcess makes the Process of one run of pl (nil: a policy that did
+// not compile) with its record begun.
+func newProcess(ctx context.Context, r *Runner, pl *Plan, cmd *Cmd) *Process {
+	p := &Process{r: r, pl: pl, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{}), release: func() {}}
 	id := make([]byte, 8)
 	rand.Read(id)
-	rec := &Record{Schema: Schema, ID: hex.EncodeToString(id), StartedAt: start.UTC(),
+	p.rec = &Record{Schema: Schema, ID: hex.EncodeToString(id), StartedAt: p.start.UTC(),
 		Denials: []Denial{}, Network: []Conn{}}
-	if cmd != nil {
-		rec.Tool = cmd.Tool
-		if rec.Tool == "" {
-			rec.Tool = filepath.Base(cmd.Path)
-		}
-		rec.Command = CommandRef{Path: cmd.Path, Args: append([]string{}, cmd.Args...), Cwd: cmd.Dir, EnvNames: []string{"PATH"}}
+	p.rec.Enforce.Degraded = []string{}
+	p.rec.Enforce.Capabilities = []string{}
+	if pl != nil {
+		p.set = pl.set
+		p.rec.Policy = PolicyRef{Hash: pl.hash, Name: pl.set.Name}
+		p.rec.Enforce.Seccomp = pl.seccompInfo
+		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, pl.degraded...)
 	}
-	if set != nil {
-		rec.Policy.Name = set.Name
-		for k := range set.Env {
-			if k != "PATH" {
-				rec.Command.EnvNames = append(rec.Command.EnvNames, k)
-			}
-		}
-		for _, kv := range tempWorkdirEnv(set, "") {
-			k, _, _ := strings.Cut(kv, "=")
-			rec.Command.EnvNames = append(rec.Command.EnvNames, k)
-		}
-		sort.Strings(rec.Command.EnvNames)
+	p.setCommand(cmd)
+	return p
+}
+
+// setCommand puts cmd, as given, in the record.
+func (p *Process) setCommand(cmd *Cmd) {
+	p.cmd = cmd
+	if cmd == nil {
+		return
 	}
-	rec.Enforce.Degraded = []string{}
-	rec.Enforce.Capabilities = []string{}
-	return rec
+	p.rec.Tool = cmd.Tool
+	if p.rec.Tool == "" {
+		p.rec.Tool = filepath.Base(cmd.Path)
+	}
+	p.rec.Command = CommandRef{Path: cmd.Path, Args: append([]string{}, cmd.Args...), Cwd: cmd.Dir, EnvNames: []string{"PATH"}}
+	if p.pl != nil {
+		p.rec.Command.EnvNames = append([]string{}, p.pl.envNames...)
+	}
+}
+
+// failed ends a run whose sandbox was never complete: nothing of it is left
+// and its record goes out with the reason setup_failed.
+func (p *Process) failed(err error) error {
+	err = p.explainAccess(err)
+	p.teardown()
+	p.endTempWorkdir(false)
+	p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1, LimitsHit: []string{}}
+	p.rec.Error = err.Error()
+	p.finishTimes()
+	p.release()
+	p.audit()
+	return &RunError{Err: err, Record: p.rec}
 }
 
 func (p *Process) log(msg string, args ...any) {
@@ -274,21 +294,27 @@ func (p *Process) log(msg string, args ...any) {
 	}
 }
 
+// setup builds the sandbox and starts the tool in it.
 func (p *Process) setup() error {
+	if err := p.checkCommand(); err != nil {
+		return err
+	}
+	if err := p.prepare(); err != nil {
+		return err
+	}
+	return p.launch()
+}
+
+func (p *Process) checkCommand() error {
 	if p.cmd == nil || p.cmd.Path == "" {
 		return fmt.Errorf("%w: empty command", ErrPolicy)
 	}
-	if p.set == nil {
-		return fmt.Errorf("%w: nil capability set", ErrPolicy)
-	}
-	if err := p.set.Validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrPolicy, err)
-	}
-	hash, err := p.set.Hash()
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrPolicy, err)
-	}
-	p.rec.Policy.Hash = hash
+	return nil
+}
+
+// prepare builds the sandbox up to the point where its pid 1 waits for the
+// command: everything but the command itself.
+func (p *Process) prepare() error {
 	if p.set.HasTempWorkdir() {
 		if err := p.makeTempWorkdir(); err != nil {
 			return err
@@ -319,48 +345,6 @@ func (p *Process) setup() error {
 	}
 	if err := p.ctx.Err(); err != nil {
 		return err
-	}
-
-	pol := SyscallPolicy(p.set)
-	denied := pol.DeniedAction
-	if err := haveUserNotif(); err != nil {
-		if !p.r.AllowNoSyscallAudit {
-			return fmt.Errorf("%w: seccomp user notification (denied syscalls cannot be recorded): %w", ErrUnsupported, err)
-		}
-		denied = seccomp.ActionErrnoEPERM
-		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "seccomp_user_notif: denied syscalls get EPERM from the filter and are not recorded ("+err.Error()+")")
-	}
-	pol.DeniedAction = denied
-	// With a listener, the set*id and setxattr calls reach it too: ids
-	// other than the tool's own and security.* and trusted.* attribute
-	// names are refused and recorded (the kernel refuses them anyway: the
-	// tool holds no capability), the rest run.
-	pol.Inspect = denied == seccomp.ActionNotify
-	// Executable memfds: the kernel's vm.memfd_noexec = 2 where pid 1 can
-	// set it, else the filter refuses every memfd that is not sealed
-	// non-executable. The stage-2 sets it (see set_memfd_noexec) where
-	// the host process may write /proc/sys: only the global root uid.
-	memfdSysctl := memfdSysctlProbe() == nil
-	pol.MemfdNoexec = !memfdSysctl
-	filter, err := seccomp.CompileCached(pol)
-	if err != nil {
-		return fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
-	}
-	p.rec.Enforce.Seccomp = SeccompInfo{
-		DefaultAction: string(filter.DefaultAction), DeniedAction: string(filter.DeniedAction),
-		ForeignArchAction: string(filter.ForeignArchAction), Groups: groupNames(pol.Groups),
-		GroupsVersion: filter.GroupsVersion, AllowedSyscalls: filter.Allowed,
-		Arches: filter.Arches, FilterHash: filter.Hash,
-	}
-	if slices.Contains(filter.Conditional, "memfd_create") && pol.MemfdNoexec {
-		p.rec.Enforce.Seccomp.MemfdCreate = memfdCreateCondition
-	}
-	if pol.Inspect {
-		for _, n := range seccomp.InspectedCalls() {
-			if slices.Contains(filter.Conditional, n) {
-				p.rec.Enforce.Seccomp.Inspected = append(p.rec.Enforce.Seccomp.Inspected, n)
-			}
-		}
 	}
 
 	if testHookBeforeView != nil {
@@ -407,14 +391,14 @@ func (p *Process) setup() error {
 		return err
 	}
 
-	path, cwd, err := p.resolveCommand()
-	if err != nil {
-		return err
+	p.view = v
+	if p.cmd != nil {
+		// Known already: a command the view does not hold fails before
+		// a stage-2 is spent on it.
+		if err := p.resolveInView(); err != nil {
+			return err
+		}
 	}
-	if !v.shows(path) {
-		return fmt.Errorf("%w: %s is not in the sandbox's view (grant it with exec, or a directory holding it; /usr comes with base)", ErrNotFound, path)
-	}
-	p.rec.Command.Path, p.rec.Command.Cwd = path, cwd
 
 	if n := len(plan.files); n > maxPlanFDs-maxCgroupFDs {
 		return fmt.Errorf("%w: the view binds %d host paths, at most %d are supported", ErrPolicy, n, maxPlanFDs-maxCgroupFDs)
@@ -466,17 +450,17 @@ func (p *Process) setup() error {
 	}
 	ids := p.planIDs()
 	flags := p.planFlags()
-	if denied == seccomp.ActionNotify {
+	if p.pl.notify {
 		flags |= planNotify
 	}
 	flags |= p.netFlags
-	if memfdSysctl {
+	if p.pl.memfdSysctl {
 		flags |= planMemfd
 	}
 	if p.r.AllowNoIDMap {
 		flags |= planIDMapOpt
 	}
-	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), ids, len(procs), p.socks, ll)
+	m := encodePlan(flags, plan, p.pl.filter.BPF, uint64(p.set.FileSizeLimit()), ids, len(procs), p.socks, ll)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
 		var oob []byte
 		if j := min(i+fdChunk, len(give)); j > i {
@@ -493,26 +477,58 @@ func (p *Process) setup() error {
 	if testHookAfterPlan != nil {
 		testHookAfterPlan(p)
 	}
-	// The EXEC message is queued at once: pid 1 reads it once the view is
-	// built, and the supervisor does not sit between the two.
+	return nil
+}
+
+// resolveInView finds the command's path and working directory and checks
+// that the view holds the program.
+func (p *Process) resolveInView() error {
+	path, cwd, err := p.resolveCommand()
+	if err != nil {
+		return err
+	}
+	if !p.view.shows(path) {
+		return fmt.Errorf("%w: %s is not in the sandbox's view (grant it with exec, or a directory holding it; /usr comes with base)", ErrNotFound, path)
+	}
+	p.path, p.cwd = path, cwd
+	p.rec.Command.Path, p.rec.Command.Cwd = path, cwd
+	return nil
+}
+
+// awaitSockets serves the plan's egress sockets once pid 1 made them in
+// the sandbox's network namespace (before it waits for the command).
+func (p *Process) awaitSockets() error {
+	if len(p.socks) == 0 || p.socketsServed {
+		return nil
+	}
+	m, err := p.expect(msgSockets)
+	if err != nil {
+		return err
+	}
+	p.socketsServed = true
+	return p.serveEgress(m.fds)
+}
+
+// launch sends the command to a prepared sandbox, whose pid 1 starts the
+// tool as soon as its view is built, and returns once the tool runs and
+// its evidence was read.
+func (p *Process) launch() error {
+	if p.path == "" {
+		if err := p.resolveInView(); err != nil {
+			return err
+		}
+	}
+	path, cwd := p.path, p.cwd
 	stdio, err := p.stdio()
 	if err != nil {
 		return err
 	}
-	env := []string{"PATH=" + defaultPATH}
-	for _, k := range sortedKeys(p.set.Env) {
-		if k == "PATH" {
-			env[0] = "PATH=" + p.set.Env[k]
-			continue
-		}
-		env = append(env, k+"="+p.set.Env[k])
-	}
-	env = append(env, tempWorkdirEnv(p.set, cwd)...)
+	env := append(slices.Clone(p.pl.env), tempWorkdirEnv(p.set, cwd)...)
 	args := p.cmd.Args
 	if len(args) == 0 {
 		args = []string{p.cmd.Path}
 	}
-	m = u32msg(msgExec)
+	m := u32msg(msgExec)
 	m = putStr(m, path)
 	m = putStr(m, cwd)
 	m = putList(m, args)
@@ -524,14 +540,8 @@ func (p *Process) setup() error {
 	if err != nil {
 		return p.sendErr(err)
 	}
-	if len(p.socks) > 0 {
-		m, err := p.expect(msgSockets)
-		if err != nil {
-			return err
-		}
-		if err := p.serveEgress(m.fds); err != nil {
-			return err
-		}
+	if err := p.awaitSockets(); err != nil {
+		return err
 	}
 	m2, err := p.expect(msgStarted)
 	if err != nil {
@@ -539,11 +549,11 @@ func (p *Process) setup() error {
 	}
 	p.pid1 = m2.pid
 	nsFDs := m2.fds
-	if err := p.memfdEvidence(m2.body, memfdSysctl); err != nil {
+	if err := p.memfdEvidence(m2.body, p.pl.memfdSysctl); err != nil {
 		closeFDs(m2.fds)
 		return err
 	}
-	if denied == seccomp.ActionNotify {
+	if p.pl.notify {
 		// The tool may already be waiting on a denied call: answer first.
 		if err := p.startDenialWatch(m2.fds); err != nil {
 			closeFDs(m2.fds)

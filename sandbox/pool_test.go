@@ -1,0 +1,197 @@
+package sandbox_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/internal/testenv"
+	"github.com/toolcell/toolcell/sandbox"
+)
+
+func newPool(t *testing.T, set *capability.Set, size int) *sandbox.Pool {
+	t.Helper()
+	testenv.RequireUserNS(t)
+	pl, err := sandbox.Compile(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	po, err := sandbox.NewPool(pl, sandbox.PoolOptions{Size: size})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { po.Close() })
+	return po
+}
+
+func poolRun(t *testing.T, po *sandbox.Pool, script string) *sandbox.Result {
+	t.Helper()
+	res, err := po.Run(context.Background(), sandbox.Command("/bin/sh", "-c", script))
+	if err != nil {
+		t.Fatalf("pool run: %v", err)
+	}
+	return res
+}
+
+// A warm run gets a sandbox built ahead, used once: what one run left in
+// its sandbox is not there for the next.
+func TestPoolWarmRunsAreFresh(t *testing.T) {
+	po := newPool(t, base(), 1)
+	seen := map[string]bool{}
+	for i := 0; i < 3; i++ {
+		po.WaitReadyForTest(t, 1)
+		res := poolRun(t, po, "test -e /tmp/mark && echo stale; touch /tmp/mark; echo ok")
+		if string(res.Stdout) != "ok\n" || res.ExitCode != 0 {
+			t.Fatalf("run %d: stdout %q stderr %q exit %d", i, res.Stdout, res.Stderr, res.ExitCode)
+		}
+		rec := res.Audit
+		if rec.Pool == nil || rec.Pool.State != sandbox.PoolWarm || rec.Pool.WaitedMS <= 0 {
+			t.Fatalf("run %d: pool info %+v, want warm with a wait", i, rec.Pool)
+		}
+		if seen[rec.Enforce.Cgroup.Path] || seen[rec.ID] {
+			t.Fatalf("run %d reused a sandbox: %s %s", i, rec.ID, rec.Enforce.Cgroup.Path)
+		}
+		seen[rec.Enforce.Cgroup.Path], seen[rec.ID] = true, true
+		if rec.Command.Path != "/bin/sh" || rec.Tool != "sh" || len(rec.Enforce.Namespaces) != 7 {
+			t.Fatalf("run %d: record %+v %+v", i, rec.Command, rec.Enforce.Namespaces)
+		}
+		if !rec.Enforce.NoNewPrivs || len(rec.Enforce.Capabilities) != 0 {
+			t.Fatalf("run %d: privileges %+v", i, rec.Enforce)
+		}
+	}
+}
+
+// A ready sandbox whose stage-2 died is never handed out: the run builds
+// its own (cold) and succeeds.
+func TestPoolDeadSandboxNotUsed(t *testing.T) {
+	po := newPool(t, base(), 1)
+	po.WaitReadyForTest(t, 1)
+	po.KillReadyForTest()
+	res := poolRun(t, po, "echo ok")
+	if string(res.Stdout) != "ok\n" || res.Audit.Pool == nil || res.Audit.Pool.State != sandbox.PoolCold {
+		t.Fatalf("stdout %q pool %+v, want ok and cold", res.Stdout, res.Audit.Pool)
+	}
+	// The replacement is warm again.
+	po.WaitReadyForTest(t, 1)
+	if res := poolRun(t, po, "echo ok"); res.Audit.Pool.State != sandbox.PoolWarm {
+		t.Fatalf("after the replacement: pool %+v", res.Audit.Pool)
+	}
+}
+
+// Each pooled run gets its own temporary workdir, collected after the run.
+func TestPoolTempWorkdir(t *testing.T) {
+	po := newPool(t, base().InWorkdir(capability.TempWorkdir()), 2)
+	po.WaitReadyForTest(t, 2)
+	for i := 0; i < 2; i++ {
+		var got string
+		cmd := sandbox.Command("/bin/sh", "-c", "ls; echo run > out")
+		cmd.Collect = func(dir string) error {
+			b, err := os.ReadFile(filepath.Join(dir, "out"))
+			got = string(b)
+			return err
+		}
+		res, err := po.Run(context.Background(), cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Stdout) != 0 || got != "run\n" || res.Audit.Pool.State != sandbox.PoolWarm {
+			t.Fatalf("run %d: ls %q collected %q pool %+v", i, res.Stdout, got, res.Audit.Pool)
+		}
+		if _, err := os.Stat(res.Audit.TempWorkdir); !os.IsNotExist(err) {
+			t.Fatalf("temp workdir %s left behind: %v", res.Audit.TempWorkdir, err)
+		}
+	}
+}
+
+// A command the view does not hold fails on a warm sandbox as on a cold
+// one, with its record.
+func TestPoolMissingCommand(t *testing.T) {
+	po := newPool(t, base(), 1)
+	po.WaitReadyForTest(t, 1)
+	_, err := po.Run(context.Background(), sandbox.Command("/opt/not-there"))
+	var re *sandbox.RunError
+	if !errors.Is(err, sandbox.ErrNotFound) || !errors.As(err, &re) {
+		t.Fatalf("err %v, want ErrNotFound with a record", err)
+	}
+	if re.Record.Exit.Reason != sandbox.ReasonSetupFailed || re.Record.Pool.State != sandbox.PoolWarm {
+		t.Fatalf("record exit %+v pool %+v", re.Record.Exit, re.Record.Pool)
+	}
+}
+
+// A plan whose sandboxes cannot be built (its grant is gone) fails each run
+// with the setup error and its record; nothing is left behind.
+func TestPoolBuildFailure(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "gone")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := sandbox.Compile(base().ReadDir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(dir)
+	po, err := sandbox.NewPool(pl, sandbox.PoolOptions{Size: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer po.Close()
+	_, err = po.Run(context.Background(), sandbox.Command("/bin/true"))
+	var re *sandbox.RunError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), dir) || re.Record.Pool.State != sandbox.PoolCold {
+		t.Fatalf("err %v, want a setup error naming %s from a cold run", err, dir)
+	}
+}
+
+func TestPoolClosed(t *testing.T) {
+	po := newPool(t, base(), 2)
+	po.WaitReadyForTest(t, 2)
+	if err := po.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := po.Run(context.Background(), sandbox.Command("/bin/true")); !errors.Is(err, sandbox.ErrPoolClosed) {
+		t.Fatalf("run after Close: %v", err)
+	}
+	if err := po.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}
+
+func TestPoolOptionsChecked(t *testing.T) {
+	pl, err := sandbox.Compile(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []sandbox.PoolOptions{{Size: 0}, {Size: 1, MaxIdle: -1}} {
+		if _, err := sandbox.NewPool(pl, o); !errors.Is(err, sandbox.ErrPolicy) {
+			t.Fatalf("options %+v: %v, want ErrPolicy", o, err)
+		}
+	}
+	if _, err := sandbox.NewPool(nil, sandbox.PoolOptions{Size: 1}); !errors.Is(err, sandbox.ErrPolicy) {
+		t.Fatalf("nil plan: %v", err)
+	}
+}
+
+// A Plan is a copy: changing the set afterwards changes nothing of it.
+func TestPlanIsACopy(t *testing.T) {
+	set := base()
+	pl, err := sandbox.Compile(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := pl.Hash()
+	set.SetEnv("X", "1")
+	res, err := pl.Run(context.Background(), sandbox.Command("/bin/sh", "-c", "echo ${X:-unset}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(res.Stdout) != "unset\n" || res.Audit.Policy.Hash != h || res.Audit.Pool != nil {
+		t.Fatalf("stdout %q hash %s (plan %s) pool %+v", res.Stdout, res.Audit.Policy.Hash, h, res.Audit.Pool)
+	}
+	if _, err := sandbox.Compile(capability.New().WithMemory(-1)); !errors.Is(err, sandbox.ErrPolicy) {
+		t.Fatalf("bad policy: %v, want ErrPolicy", err)
+	}
+}
