@@ -8,7 +8,6 @@ import (
 	"math/rand"
 	"net"
 	"os/exec"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,28 +22,40 @@ import (
 // settle is the pause between two timed launches.
 const settle = 5 * time.Millisecond
 
-// heap is kept alive during the heap variant to give the host process a
-// big heap, as agent frameworks have.
-var heap [][]byte
-
-// BenchmarkLaunch compares, interleaved round by round so that machine
-// noise hits every launcher alike, the cold launch of `sh -c true` by:
+// launchers are what the launch benchmarks compare, each running
+// `sh -c true`:
 //
-//	exec:     plain os/exec (the floor)
-//	bwrap:    bubblewrap --unshare-all, read-only /usr, /proc, /dev
-//	toolcell: a full sandbox (7 namespaces, view, cgroup, seccomp)
-//	toolcell-heap256: the same with a 256 MiB live heap in the host process
-//
-// It reports the median of each in ms and the ratios the issue tracks.
-// Run: go test -run '^$' -bench Launch -benchtime 40x ./sandbox
-func BenchmarkLaunch(b *testing.B) {
+//	exec:          plain os/exec (the floor)
+//	bwrap:         bubblewrap --unshare-all, read-only /usr, /proc, /dev
+//	toolcell:      a full sandbox (7 namespaces, view, cgroup, seccomp)
+//	               from a compiled Plan, built on the run (cold)
+//	toolcell-pool: the same from a Pool: built ahead, the run only sends
+//	               its command (warm)
+func launchers(b *testing.B) (map[string]func() error, func()) {
+	b.Helper()
 	bwrap, err := exec.LookPath("bwrap")
 	if err != nil {
 		b.Fatalf("bubblewrap is needed for the comparison: %v", err)
 	}
-	set := base()
+	pl, err := sandbox.Compile(base())
+	if err != nil {
+		b.Fatal(err)
+	}
+	po, err := sandbox.NewPool(pl, sandbox.PoolOptions{Size: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
-	launchers := map[string]func() error{
+	check := func(res *sandbox.Result, err error, warm bool) error {
+		if err == nil && res.ExitCode != 0 {
+			b.Fatalf("toolcell run failed: %+v %s", res.Audit.Exit, res.Stderr)
+		}
+		if err == nil && warm && res.Audit.Pool.State != sandbox.PoolWarm {
+			b.Fatalf("pooled run was %s: the pool had no sandbox ready", res.Audit.Pool.State)
+		}
+		return err
+	}
+	return map[string]func() error{
 		"exec": func() error { return exec.Command("/bin/sh", "-c", "true").Run() },
 		"bwrap": func() error {
 			return exec.Command(bwrap, "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
@@ -52,55 +63,134 @@ func BenchmarkLaunch(b *testing.B) {
 				"--proc", "/proc", "--dev", "/dev", "--", "/bin/sh", "-c", "true").Run()
 		},
 		"toolcell": func() error {
-			res, err := sandbox.Run(ctx, set, sandbox.Command("/bin/sh", "-c", "true"))
-			if err == nil && res.ExitCode != 0 {
-				b.Fatalf("toolcell run failed: %+v %s", res.Audit.Exit, res.Stderr)
-			}
-			return err
+			res, err := pl.Run(ctx, sandbox.Command("/bin/sh", "-c", "true"))
+			return check(res, err, false)
 		},
-	}
-	names := []string{"exec", "bwrap", "toolcell", "toolcell-heap256"}
-	samples := map[string][]float64{}
-	// Warm up: seal the binary, compile the seccomp filter.
-	for _, n := range names[:3] {
-		if err := launchers[n](); err != nil {
+		"toolcell-pool": func() error {
+			res, err := po.Run(ctx, sandbox.Command("/bin/sh", "-c", "true"))
+			return check(res, err, true)
+		},
+		// Untimed, before each pooled launch: the pool's sandbox is ready
+		// (it is built while the caller does other things).
+		"before:toolcell-pool": func() error { return po.WaitReady(ctx) },
+	}, func() { po.Close() }
+}
+
+// interleave times each named launcher once per round, in a random order
+// per round so that machine noise hits every launcher alike, with gap of
+// idle time before each launch, and returns the samples in ms.
+func interleave(b *testing.B, l map[string]func() error, names []string, gap time.Duration) map[string][]float64 {
+	b.Helper()
+	for _, n := range names { // warm up: seal the binary, build the pool
+		if err := l[n](); err != nil {
 			b.Fatalf("%s: %v", n, err)
 		}
 	}
+	samples := map[string][]float64{}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		order := rand.Perm(len(names))
-		for _, j := range order {
+		for _, j := range rand.Perm(len(names)) {
 			n := names[j]
-			f := launchers[n]
-			if n == "toolcell-heap256" {
-				heap = make([][]byte, 256)
-				for k := range heap {
-					heap[k] = make([]byte, 1<<20)
-					heap[k][0] = 1
+			// Work a launcher leaves behind (the kernel tearing down its
+			// namespaces, the fork server forking its next stage-2, the
+			// pool building its next sandbox) ends before the next
+			// launcher is timed; then the launcher waits out the gap.
+			time.Sleep(settle + gap)
+			if before := l["before:"+n]; before != nil {
+				if err := before(); err != nil {
+					b.Fatalf("%s: %v", n, err)
 				}
-				f = launchers["toolcell"]
 			}
 			t0 := time.Now()
-			if err := f(); err != nil {
+			if err := l[n](); err != nil {
 				b.Fatalf("%s: %v", n, err)
 			}
 			samples[n] = append(samples[n], float64(time.Since(t0).Microseconds())/1000)
-			if n == "toolcell-heap256" {
-				heap = nil
-				runtime.GC()
-			}
-			// Work a launcher leaves behind (the kernel tearing down its
-			// namespaces, toolcell's fork server forking its next
-			// stage-2) ends before the next launcher is timed.
-			time.Sleep(settle)
 		}
 	}
 	b.StopTimer()
-	med := reportMedians(b, names, samples)
+	return samples
+}
+
+// BenchmarkLaunch compares the launchers (see launchers) back to back,
+// with only a short settle pause between launches. It reports the median
+// of each in ms and the ratios the issue tracks.
+// Run: go test -run '^$' -bench '^BenchmarkLaunch$' -benchtime 40x ./sandbox
+func BenchmarkLaunch(b *testing.B) {
+	l, done := launchers(b)
+	defer done()
+	names := []string{"exec", "bwrap", "toolcell", "toolcell-pool"}
+	med := reportMedians(b, names, interleave(b, l, names, 0))
 	b.ReportMetric(med["toolcell"]/med["bwrap"], "ratio/toolcell:bwrap")
 	b.ReportMetric(med["toolcell"]/med["exec"], "ratio/toolcell:exec")
-	b.ReportMetric(med["toolcell-heap256"]/med["toolcell"], "ratio/heap256:noheap")
+	b.ReportMetric(med["toolcell-pool"]/med["exec"], "ratio/pool:exec")
+	b.ReportMetric(med["toolcell-pool"]/med["bwrap"], "ratio/pool:bwrap")
+}
+
+// BenchmarkLaunchIdle is BenchmarkLaunch with 200 ms of idle time before
+// each launch, as an agent calls tools: seconds of model latency apart.
+// Costs that back-to-back launches share (a recent RCU grace period, warm
+// caches) are paid again here.
+// Run: go test -run '^$' -bench LaunchIdle -benchtime 20x ./sandbox
+func BenchmarkLaunchIdle(b *testing.B) {
+	l, done := launchers(b)
+	defer done()
+	names := []string{"exec", "bwrap", "toolcell", "toolcell-pool"}
+	med := reportMedians(b, names, interleave(b, l, names, 200*time.Millisecond))
+	b.ReportMetric(med["toolcell"]/med["bwrap"], "ratio/toolcell:bwrap")
+	b.ReportMetric(med["toolcell-pool"]/med["exec"], "ratio/pool:exec")
+	b.ReportMetric(med["toolcell-pool"]/med["bwrap"], "ratio/pool:bwrap")
+}
+
+// node is one object of the pointer-rich heap of BenchmarkLaunchHeap.
+type node struct {
+	next *node
+	data [48]byte
+}
+
+// liveHeap keeps BenchmarkLaunchHeap's heap reachable.
+var liveHeap []*node
+
+// BenchmarkLaunchHeap is BenchmarkLaunch with a 256 MiB pointer-rich heap
+// in the host process, allocated once and kept live across all rounds, as
+// an agent framework has: the garbage collector has real work to do while
+// runs are launched. heap:noheap compares toolcell's ratio to bubblewrap
+// here with the same ratio measured without the heap in the same run, so
+// machine drift cancels out.
+// Run: go test -run '^$' -bench LaunchHeap -benchtime 40x ./sandbox
+func BenchmarkLaunchHeap(b *testing.B) {
+	l, done := launchers(b)
+	defer done()
+	names := []string{"bwrap", "toolcell"}
+	base := reportMediansQuiet(interleave(b, l, names, 0))
+	const objs = 256 << 20 / 64
+	liveHeap = make([]*node, 0, objs/1024)
+	var prev *node
+	for i := 0; i < objs; i++ {
+		n := &node{next: prev}
+		n.data[0] = byte(i)
+		prev = n
+		if i%1024 == 0 {
+			liveHeap = append(liveHeap, n)
+		}
+	}
+	liveHeap = append(liveHeap, prev)
+	defer func() { liveHeap = nil }()
+	med := reportMedians(b, names, interleave(b, l, names, 0))
+	noheap := base["toolcell"] / base["bwrap"]
+	b.ReportMetric(noheap, "ratio/toolcell:bwrap-noheap")
+	b.ReportMetric(med["toolcell"]/med["bwrap"], "ratio/toolcell:bwrap-heap256")
+	b.ReportMetric(med["toolcell"]/med["bwrap"]/noheap, "ratio/heap256:noheap")
+}
+
+// reportMediansQuiet returns the median of each launcher's samples.
+func reportMediansQuiet(samples map[string][]float64) map[string]float64 {
+	med := map[string]float64{}
+	for n, s := range samples {
+		sort.Float64s(s)
+		med[n] = s[len(s)/2]
+	}
+	return med
 }
 
 // reportMedians reports the median of each launcher's samples (ms) and

@@ -1,6 +1,8 @@
 package sandbox
 
 import (
+	"os"
+	"sync"
 	"testing"
 	"time"
 )
@@ -35,24 +37,6 @@ func LandlockProbeForTest(t testing.TB, abi int, err error) {
 // LandlockABIForTest is the kernel's answer to the probe.
 func LandlockABIForTest() (int, error) { return landlockABI() }
 
-// WaitReadyForTest waits until the pool holds n ready sandboxes.
-func (po *Pool) WaitReadyForTest(t testing.TB, n int) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		po.mu.Lock()
-		got := len(po.ready)
-		po.mu.Unlock()
-		if got >= n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pool: %d ready sandboxes after 30s, want %d", got, n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // KillReadyForTest kills the stage-2 of every ready sandbox of the pool and
 // waits until each is gone, leaving them in the pool.
 func (po *Pool) KillReadyForTest() {
@@ -64,5 +48,37 @@ func (po *Pool) KillReadyForTest() {
 		for !p.stage2.gone() {
 			time.Sleep(time.Millisecond)
 		}
+	}
+}
+
+// TrackForTest records every Process made until the test ends; the
+// function returned lists what of theirs is still on the host: cgroup
+// directories and temporary workdirs.
+func TrackForTest(t testing.TB) func() []string {
+	var mu sync.Mutex
+	var ps []*Process
+	testHookProcess = func(p *Process) {
+		mu.Lock()
+		ps = append(ps, p)
+		mu.Unlock()
+	}
+	t.Cleanup(func() { testHookProcess = nil })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var left []string
+		for _, p := range ps {
+			if p.cg != nil {
+				for _, d := range p.cg.Dirs() {
+					if _, err := os.Stat(d); err == nil {
+						left = append(left, d)
+					}
+				}
+			}
+			if _, err := os.Stat(p.tempDir); p.tempDir != "" && err == nil {
+				left = append(left, p.tempDir)
+			}
+		}
+		return left
 	}
 }

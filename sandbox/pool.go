@@ -46,6 +46,8 @@ type Pool struct {
 	ready    []*Process // built, oldest first
 	building int
 	closed   bool
+	lastErr  error         // the last build's error, until a build succeeds
+	changed  chan struct{} // closed and replaced when ready or lastErr changes
 	builds   sync.WaitGroup
 }
 
@@ -61,7 +63,7 @@ func NewPool(pl *Plan, opts PoolOptions) (*Pool, error) {
 		return nil, fmt.Errorf("%w: pool max idle %v is negative", ErrPolicy, opts.MaxIdle)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	po := &Pool{pl: pl, opts: opts, ctx: ctx, cancel: cancel}
+	po := &Pool{pl: pl, opts: opts, ctx: ctx, cancel: cancel, changed: make(chan struct{})}
 	po.mu.Lock()
 	po.fill()
 	po.mu.Unlock()
@@ -118,6 +120,30 @@ func (po *Pool) Start(ctx context.Context, cmd *Cmd) (*Process, error) {
 	return p, nil
 }
 
+// WaitReady waits until the pool holds Size ready sandboxes, as after
+// NewPool, so that the next runs are warm. It returns the error of a build
+// that failed meanwhile, ErrPoolClosed, or ctx's error.
+func (po *Pool) WaitReady(ctx context.Context) error {
+	for {
+		po.mu.Lock()
+		n, err, ch, closed := len(po.ready), po.lastErr, po.changed, po.closed
+		po.mu.Unlock()
+		switch {
+		case closed:
+			return ErrPoolClosed
+		case n >= po.opts.Size:
+			return nil
+		case err != nil:
+			return err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // take hands out the oldest usable ready sandbox, ending the unusable
 // ones, and asks for replacements.
 func (po *Pool) take() (*Process, time.Duration) {
@@ -160,6 +186,9 @@ func (po *Pool) build() {
 	}
 	po.mu.Lock()
 	po.building--
+	po.lastErr = err
+	close(po.changed)
+	po.changed = make(chan struct{})
 	if err == nil && !po.closed {
 		po.ready = append(po.ready, p)
 		po.mu.Unlock()

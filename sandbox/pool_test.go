@@ -3,10 +3,16 @@ package sandbox_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
@@ -43,7 +49,7 @@ func TestPoolWarmRunsAreFresh(t *testing.T) {
 	po := newPool(t, base(), 1)
 	seen := map[string]bool{}
 	for i := 0; i < 3; i++ {
-		po.WaitReadyForTest(t, 1)
+		waitReady(t, po)
 		res := poolRun(t, po, "test -e /tmp/mark && echo stale; touch /tmp/mark; echo ok")
 		if string(res.Stdout) != "ok\n" || res.ExitCode != 0 {
 			t.Fatalf("run %d: stdout %q stderr %q exit %d", i, res.Stdout, res.Stderr, res.ExitCode)
@@ -69,14 +75,14 @@ func TestPoolWarmRunsAreFresh(t *testing.T) {
 // its own (cold) and succeeds.
 func TestPoolDeadSandboxNotUsed(t *testing.T) {
 	po := newPool(t, base(), 1)
-	po.WaitReadyForTest(t, 1)
+	waitReady(t, po)
 	po.KillReadyForTest()
 	res := poolRun(t, po, "echo ok")
 	if string(res.Stdout) != "ok\n" || res.Audit.Pool == nil || res.Audit.Pool.State != sandbox.PoolCold {
 		t.Fatalf("stdout %q pool %+v, want ok and cold", res.Stdout, res.Audit.Pool)
 	}
 	// The replacement is warm again.
-	po.WaitReadyForTest(t, 1)
+	waitReady(t, po)
 	if res := poolRun(t, po, "echo ok"); res.Audit.Pool.State != sandbox.PoolWarm {
 		t.Fatalf("after the replacement: pool %+v", res.Audit.Pool)
 	}
@@ -85,7 +91,7 @@ func TestPoolDeadSandboxNotUsed(t *testing.T) {
 // Each pooled run gets its own temporary workdir, collected after the run.
 func TestPoolTempWorkdir(t *testing.T) {
 	po := newPool(t, base().InWorkdir(capability.TempWorkdir()), 2)
-	po.WaitReadyForTest(t, 2)
+	waitReady(t, po)
 	for i := 0; i < 2; i++ {
 		var got string
 		cmd := sandbox.Command("/bin/sh", "-c", "ls; echo run > out")
@@ -111,7 +117,7 @@ func TestPoolTempWorkdir(t *testing.T) {
 // one, with its record.
 func TestPoolMissingCommand(t *testing.T) {
 	po := newPool(t, base(), 1)
-	po.WaitReadyForTest(t, 1)
+	waitReady(t, po)
 	_, err := po.Run(context.Background(), sandbox.Command("/opt/not-there"))
 	var re *sandbox.RunError
 	if !errors.Is(err, sandbox.ErrNotFound) || !errors.As(err, &re) {
@@ -148,7 +154,7 @@ func TestPoolBuildFailure(t *testing.T) {
 
 func TestPoolClosed(t *testing.T) {
 	po := newPool(t, base(), 2)
-	po.WaitReadyForTest(t, 2)
+	waitReady(t, po)
 	if err := po.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -193,5 +199,128 @@ func TestPlanIsACopy(t *testing.T) {
 	}
 	if _, err := sandbox.Compile(capability.New().WithMemory(-1)); !errors.Is(err, sandbox.ErrPolicy) {
 		t.Fatalf("bad policy: %v, want ErrPolicy", err)
+	}
+}
+
+func waitReady(t *testing.T, po *sandbox.Pool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := po.WaitReady(ctx); err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+}
+
+// A pooled sandbox with egress grants has its DNS and relay sockets made
+// ahead; the run that takes it connects through them, and each run records
+// only its own connections.
+func TestPoolEgress(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	}))
+	defer srv.Close()
+	u := newUpstreams()
+	u.add("api.example.com", "203.0.113.10", 80, srv.Listener.Addr().String())
+	pl, err := u.runner().Compile(base().Connect("api.example.com:80").WithTimeout(60 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	po, err := sandbox.NewPool(pl, sandbox.PoolOptions{Size: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer po.Close()
+	for i := 0; i < 2; i++ {
+		waitReady(t, po)
+		path := fmt.Sprintf("/run%d", i)
+		res := poolRun(t, po, "curl -sS http://api.example.com"+path)
+		if res.ExitCode != 0 || string(res.Stdout) != "hello "+path || res.Audit.Pool.State != sandbox.PoolWarm {
+			t.Fatalf("run %d: exit %d stdout %q stderr %q pool %+v", i, res.ExitCode, res.Stdout, res.Stderr, res.Audit.Pool)
+		}
+		if cs := conns(res.Audit, "connect", "api.example.com"); len(cs) != 1 || cs[0].Requests != 1 {
+			t.Fatalf("run %d: network %+v, want this run's one connection", i, res.Audit.Network)
+		}
+	}
+}
+
+// soak runs n commands through run with callers at once and checks that
+// every run succeeded and that nothing grew in the host process or on the
+// host: descriptors, goroutines, children, cgroups, mounts, temp files.
+func soak(t *testing.T, n, callers int, run func() (*sandbox.Result, error)) {
+	t.Helper()
+	before := testenv.Leaks(t)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	next := make(chan int)
+	for c := 0; c < callers; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range next {
+				res, err := run()
+				if err == nil && (res.ExitCode != 0 || string(res.Stdout) != "ok\n") {
+					err = fmt.Errorf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d runs failed; first: %s", len(failures), n, failures[0])
+	}
+	testenv.NoLeaks(t, before)
+}
+
+// TestSoak runs many short runs with 32 callers, cold and pooled. CI runs
+// a short soak; TOOLCELL_SOAK_RUNS sets a long one (scripts/bench.sh).
+func TestSoak(t *testing.T) {
+	testenv.RequireUserNS(t)
+	n := 300
+	if testenv.HostKind() == "vm-v2" {
+		n = 64 // an emulated VM (TCG) runs a sandbox ten times slower
+	}
+	if v := os.Getenv("TOOLCELL_SOAK_RUNS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil {
+			t.Fatalf("TOOLCELL_SOAK_RUNS=%q: %v", v, err)
+		}
+	}
+	// Each run gets a temporary workdir too, which must be gone after it.
+	pl, err := sandbox.Compile(base().InWorkdir(capability.TempWorkdir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := func() *sandbox.Cmd { return sandbox.Command("/bin/sh", "-c", "echo ok >out; cat out") }
+	if _, err := pl.Run(context.Background(), cmd()); err != nil { // starts the fork server
+		t.Fatal(err)
+	}
+	left := sandbox.TrackForTest(t)
+	t.Run("cold", func(t *testing.T) {
+		soak(t, n, 32, func() (*sandbox.Result, error) { return pl.Run(context.Background(), cmd()) })
+	})
+	t.Run("pool", func(t *testing.T) {
+		before := testenv.Leaks(t)
+		po, err := sandbox.NewPool(pl, sandbox.PoolOptions{Size: 4})
+		if err != nil {
+			t.Fatal(err)
+		}
+		soak(t, n, 32, func() (*sandbox.Result, error) { return po.Run(context.Background(), cmd()) })
+		if err := po.Close(); err != nil {
+			t.Fatal(err)
+		}
+		testenv.NoLeaks(t, before)
+	})
+	if l := left(); len(l) > 0 {
+		t.Fatalf("left on the host: %v", l)
 	}
 }

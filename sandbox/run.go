@@ -255,6 +255,9 @@ func newProcess(ctx context.Context, r *Runner, pl *Plan, cmd *Cmd) *Process {
 		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, pl.degraded...)
 	}
 	p.setCommand(cmd)
+	if testHookProcess != nil {
+		testHookProcess(p)
+	}
 	return p
 }
 
@@ -582,6 +585,9 @@ func (p *Process) launch() error {
 	go p.supervise()
 	return nil
 }
+
+// testHookProcess, when set (tests only), sees every Process made.
+var testHookProcess func(*Process)
 
 // testHookEvidence, when set (tests only), runs before the evidence of a
 // started sandbox is read: the tool already runs.
