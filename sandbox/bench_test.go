@@ -7,10 +7,13 @@ import (
 	"io"
 	"math/rand"
 	"net"
+	"os"
 	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -409,4 +412,88 @@ func BenchmarkWorkdir(b *testing.B) {
 	b.ReportMetric(med["toolcell-workdir"]/med["bwrap-bind"], "ratio/workdir:bwrap-bind")
 	b.ReportMetric((med["toolcell-workdir"]-med["toolcell"])*1000, "us-added/workdir")
 	b.ReportMetric((med["toolcell-temp"]-med["toolcell"])*1000, "us-added/temp")
+}
+
+// BenchmarkThroughput runs `sh -c true` from 32 callers at once for a
+// fixed time per launcher (TOOLCELL_BENCH_SECONDS, default 3; bench.sh
+// uses 10), launchers in a random order per round, and reports runs per
+// second of each and the ratios to bubblewrap. Every run must succeed.
+// Run: go test -run '^$' -bench Throughput -benchtime 1x ./sandbox
+func BenchmarkThroughput(b *testing.B) {
+	const callers = 32
+	secs := 3.0
+	if v := os.Getenv("TOOLCELL_BENCH_SECONDS"); v != "" {
+		var err error
+		if secs, err = strconv.ParseFloat(v, 64); err != nil {
+			b.Fatalf("TOOLCELL_BENCH_SECONDS=%q: %v", v, err)
+		}
+	}
+	l, done := launchers(b)
+	defer done()
+	pl, err := sandbox.Compile(base())
+	if err != nil {
+		b.Fatal(err)
+	}
+	po, err := sandbox.NewPool(pl, sandbox.PoolOptions{Size: callers})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer po.Close()
+	ctx := context.Background()
+	l["toolcell-pool"] = func() error {
+		res, err := po.Run(ctx, sandbox.Command("/bin/sh", "-c", "true"))
+		if err == nil && res.ExitCode != 0 {
+			err = fmt.Errorf("exit %d: %s", res.ExitCode, res.Stderr)
+		}
+		return err
+	}
+	names := []string{"bwrap", "toolcell", "toolcell-pool"}
+	runs := map[string]int{}
+	took := map[string]time.Duration{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, j := range rand.Perm(len(names)) {
+			n := names[j]
+			if n == "toolcell-pool" {
+				b.StopTimer()
+				if err := po.WaitReady(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+			var count atomic.Int64
+			var failed atomic.Value
+			stop := time.Now().Add(time.Duration(secs * float64(time.Second)))
+			t0 := time.Now()
+			var wg sync.WaitGroup
+			for c := 0; c < callers; c++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Now().Before(stop) {
+						if err := l[n](); err != nil {
+							failed.Store(err)
+							return
+						}
+						count.Add(1)
+					}
+				}()
+			}
+			wg.Wait()
+			if err := failed.Load(); err != nil {
+				b.Fatalf("%s: %v", n, err)
+			}
+			runs[n] += int(count.Load())
+			took[n] += time.Since(t0)
+			time.Sleep(200 * time.Millisecond) // the kernel ends what the last runs left
+		}
+	}
+	b.StopTimer()
+	rate := map[string]float64{}
+	for _, n := range names {
+		rate[n] = float64(runs[n]) / took[n].Seconds()
+		b.ReportMetric(rate[n], "runs/s/"+n)
+	}
+	b.ReportMetric(rate["toolcell"]/rate["bwrap"], "ratio/toolcell:bwrap")
+	b.ReportMetric(rate["toolcell-pool"]/rate["bwrap"], "ratio/pool:bwrap")
 }

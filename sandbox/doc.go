@@ -46,6 +46,30 @@
 // heap no longer matters to a run either. The server is started on first
 // use and replaced when it died or the host's credentials changed.
 //
+// # Plans and pools
+//
+// Compile (Runner.Compile) does once what depends only on the policy and
+// the kernel: validation, the policy hash, the seccomp program (libseccomp
+// is called once per distinct policy), the tool's environment. A Plan is
+// immutable and holds a copy of the set. What a run needs of its own is
+// made per run: the host uid lease, the cgroup, the temporary workdir, the
+// view (resolved and opened again, so a grant swapped since Compile is
+// caught as before), the egress relay, the stage-2.
+//
+// A Pool keeps Size sandboxes of a plan built up to the EXEC message: the
+// stage-2 has joined the cgroup and cloned pid 1, pid 1 has built the view,
+// made the egress sockets and dropped every privilege, and waits on its
+// control socket. Moving a process into a cgroup (a write to cgroup.procs)
+// waits for an RCU grace period unless another move ran just before, which
+// costs milliseconds after idle time; a pooled sandbox has paid it before
+// the run. A run through the pool sends only its command, then reads the
+// evidence as a cold run does. Each sandbox serves one run. Before one is
+// handed out, the pool checks that its stage-2 is alive, that it sent
+// nothing while it waited (an error would come that way), and that the
+// host process's credentials are those it was built under; else it is
+// ended and the next one tried, and with none ready the run builds its own
+// (record: pool.state "cold").
+//
 // # What the tool gets
 //
 //   - Namespaces: user, mount, net, pid, ipc, uts, cgroup, every run.

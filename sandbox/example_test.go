@@ -94,3 +94,56 @@ func ExampleRunner_audit() {
 	logged := &sandbox.Runner{Audit: sandbox.SlogAudit{Logger: slog.Default()}}
 	logged.Run(context.Background(), capability.New().WithBase(), sandbox.Command("true"))
 }
+
+// Compile a policy once and run it many times: validation, the policy hash
+// and the seccomp program are worked out once, not per call.
+func ExampleCompile() {
+	pl, err := sandbox.Compile(capability.New().WithBase().WithTimeout(10 * time.Second))
+	if err != nil {
+		fmt.Println(err) // names the bad field and value, or the missing kernel feature
+		return
+	}
+	for _, word := range []string{"one", "two"} {
+		res, err := pl.Run(context.Background(), sandbox.Command("echo", word))
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Printf("%s", res.Stdout)
+	}
+	// Output:
+	// one
+	// two
+}
+
+// Keep sandboxes built ahead for an agent's tool calls: a call then only
+// sends its command to a sandbox whose namespaces, view, cgroup and
+// privilege drop are done. Each sandbox serves one call and is replaced in
+// the background; the record says whether the call found one ready.
+func ExampleNewPool() {
+	pl, err := sandbox.Compile(capability.New().WithBase().InWorkdir(capability.TempWorkdir()))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	pool, err := sandbox.NewPool(pl, sandbox.PoolOptions{Size: 2})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer pool.Close()
+	// At start-up, wait until the first calls will be warm.
+	if err := pool.WaitReady(context.Background()); err != nil {
+		fmt.Println(err)
+		return
+	}
+	res, err := pool.Run(context.Background(), sandbox.Command("sh", "-c", "echo hi > f; cat f"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("%s%s\n", res.Stdout, res.Audit.Pool.State)
+	// Output:
+	// hi
+	// warm
+}
