@@ -314,6 +314,10 @@ func TestSoak(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer po.Close()
+		// The pool holds its ready sandboxes before and after the runs:
+		// soak compares with it full.
+		waitReady(t, po)
 		soak(t, n, 32, func() (*sandbox.Result, error) { return po.Run(context.Background(), cmd()) })
 		if err := po.Close(); err != nil {
 			t.Fatal(err)

@@ -196,8 +196,11 @@ type Process struct {
 	release func()   // gives the Runner.MaxConcurrent slot back
 	// tempDir is the run's temporary workdir on the host, "" if none.
 	tempDir   string
-	view      *view  // what the sandbox shows (prepare)
-	path, cwd string // the command's program and working directory in the view
+	view      *view     // what the sandbox shows (prepare)
+	path, cwd string    // the command's program and working directory in the view
+	vplan     *compiled // the view's mount plan and sources, until sent
+	landlock  llPlan
+	nsFDs     []int // pid 1's namespaces, from STARTED until read
 	// socketsServed: the egress relay serves the sockets pid 1 made.
 	socketsServed bool
 	creds         string // hostCreds when a pooled sandbox was built
@@ -318,11 +321,28 @@ func (p *Process) checkCommand() error {
 // prepare builds the sandbox up to the point where its pid 1 waits for the
 // command: everything but the command itself.
 func (p *Process) prepare() error {
-	if p.set.HasTempWorkdir() {
-		if err := p.makeTempWorkdir(); err != nil {
+	for _, step := range []func() error{
+		p.makeTempWorkdir, // the run's own workdir, when the policy asks for one
+		p.leaseHostIDs,    // as root: a host uid and gid no other run holds
+		p.startConcurrent, // the cgroup and the stage-2, made meanwhile
+		p.planEgress,      // the DNS and relay listeners, the APIs' secrets
+		p.ctx.Err,         // canceled meanwhile: stop before the view
+		p.planView,        // resolve and open the grants; the Landlock rules
+		p.connectStage2,   // the stage-2's control socket, its reader
+		p.sendPlan,        // the plan, the cgroup.procs files, the view's sources
+	} {
+		if err := step(); err != nil {
 			return err
 		}
 	}
+	if testHookAfterPlan != nil {
+		testHookAfterPlan(p)
+	}
+	return nil
+}
+
+// leaseHostIDs, as root, leases the run's host uid and gid.
+func (p *Process) leaseHostIDs() error {
 	if os.Geteuid() == 0 {
 		rg, from, err := p.r.hostIDRange()
 		if err != nil {
@@ -333,6 +353,13 @@ func (p *Process) prepare() error {
 		}
 		p.log("host ids", "uid", p.ids.uid, "gid", p.ids.gid, "range", from)
 	}
+	return nil
+}
+
+// startConcurrent starts making the cgroup and taking a stage-2 from the
+// fork server while the rest of the plan is computed; the stage-2 joins
+// the cgroup before it clones pid 1.
+func (p *Process) startConcurrent() error {
 	// The cgroup is made while the rest of the plan is computed; the
 	// stage-2 joins it before it clones pid 1.
 	p.cgDone = make(chan cgResult, 1)
@@ -343,13 +370,12 @@ func (p *Process) prepare() error {
 		s, ctl, err := theForkServer.take()
 		p.spare <- spareResult{s, ctl, err}
 	}()
-	if err := p.planEgress(); err != nil {
-		return err
-	}
-	if err := p.ctx.Err(); err != nil {
-		return err
-	}
+	return nil
+}
 
+// planView resolves the view's grants, opens their sources and checks
+// them, and computes the Landlock rules from the view.
+func (p *Process) planView() error {
 	if testHookBeforeView != nil {
 		testHookBeforeView()
 	}
@@ -362,8 +388,7 @@ func (p *Process) prepare() error {
 			return err
 		}
 	}
-	ll, err := p.planLandlock(v)
-	if err != nil {
+	if p.landlock, err = p.planLandlock(v); err != nil {
 		return err
 	}
 	if testHookView != nil {
@@ -376,7 +401,7 @@ func (p *Process) prepare() error {
 	if err != nil {
 		return err
 	}
-	defer plan.close()
+	p.vplan = plan // closed once sent, or by teardown
 	// Only the host's root may idmap a mount of a host file system; the
 	// caller's own user namespace already maps the sandbox user to the
 	// caller, who then owns what the tool writes.
@@ -406,6 +431,12 @@ func (p *Process) prepare() error {
 	if n := len(plan.files); n > maxPlanFDs-maxCgroupFDs {
 		return fmt.Errorf("%w: the view binds %d host paths, at most %d are supported", ErrPolicy, n, maxPlanFDs-maxCgroupFDs)
 	}
+	return nil
+}
+
+// connectStage2 waits for the stage-2 taken from the fork server and
+// starts reading its control socket.
+func (p *Process) connectStage2() error {
 	if testHookBeforeStage2 != nil {
 		testHookBeforeStage2()
 	}
@@ -422,13 +453,19 @@ func (p *Process) prepare() error {
 	}
 	p.msgs = make(chan ctlMsg, 8)
 	go p.readCtl()
+	return nil
+}
 
+// sendPlan sends the plan with the cgroup.procs files to join and the
+// view's sources.
+func (p *Process) sendPlan() error {
 	// The stage-2 joins the cgroup itself, through cgroup.procs files
 	// opened here, before it clones pid 1: pid 1 is born in it.
 	if err := p.joinCgroupSetup(); err != nil {
 		return err
 	}
 	var procs []*os.File
+	var err error
 	if p.cg != nil {
 		if procs, err = p.cg.OpenProcs(); err != nil {
 			return fmt.Errorf("%w: join cgroup: %w", ErrSetup, err)
@@ -444,6 +481,7 @@ func (p *Process) prepare() error {
 	}
 	// The PLAN carries the cgroup.procs files, then the view's sources (a
 	// bind names its source by index), fdChunk per packet.
+	plan := p.vplan
 	give := make([]int, 0, len(procs)+len(plan.files))
 	for _, f := range procs {
 		give = append(give, int(f.Fd()))
@@ -463,7 +501,7 @@ func (p *Process) prepare() error {
 	if p.r.AllowNoIDMap {
 		flags |= planIDMapOpt
 	}
-	m := encodePlan(flags, plan, p.pl.filter.BPF, uint64(p.set.FileSizeLimit()), ids, len(procs), p.socks, ll)
+	m := encodePlan(flags, plan, p.pl.filter.BPF, uint64(p.set.FileSizeLimit()), ids, len(procs), p.socks, p.landlock)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
 		var oob []byte
 		if j := min(i+fdChunk, len(give)); j > i {
@@ -477,9 +515,7 @@ func (p *Process) prepare() error {
 		}
 	}
 	plan.close()
-	if testHookAfterPlan != nil {
-		testHookAfterPlan(p)
-	}
+	p.vplan = nil
 	return nil
 }
 
@@ -516,24 +552,44 @@ func (p *Process) awaitSockets() error {
 // tool as soon as its view is built, and returns once the tool runs and
 // its evidence was read.
 func (p *Process) launch() error {
-	if p.path == "" {
-		if err := p.resolveInView(); err != nil {
+	for _, step := range []func() error{
+		p.resolveInViewOnce, // the program and working directory, checked against the view
+		p.sendExec,          // path, cwd, argv, envp and the tool's stdio
+		p.awaitSockets,      // the egress sockets pid 1 made (cold runs: now)
+		p.awaitStarted,      // STARTED: pid 1's pid, namespaces, the seccomp listener
+		p.evidence,          // read pid 1's state from the kernel; DONE
+	} {
+		if err := step(); err != nil {
 			return err
 		}
 	}
-	path, cwd := p.path, p.cwd
+	p.rec.SetupMS = ms(time.Since(p.start))
+	p.log("started", "setup_ms", p.rec.SetupMS)
+	go p.supervise()
+	return nil
+}
+
+func (p *Process) resolveInViewOnce() error {
+	if p.path != "" {
+		return nil
+	}
+	return p.resolveInView()
+}
+
+// sendExec sends the command; pid 1 reads it once its view is built.
+func (p *Process) sendExec() error {
 	stdio, err := p.stdio()
 	if err != nil {
 		return err
 	}
-	env := append(slices.Clone(p.pl.env), tempWorkdirEnv(p.set, cwd)...)
+	env := append(slices.Clone(p.pl.env), tempWorkdirEnv(p.set, p.cwd)...)
 	args := p.cmd.Args
 	if len(args) == 0 {
 		args = []string{p.cmd.Path}
 	}
 	m := u32msg(msgExec)
-	m = putStr(m, path)
-	m = putStr(m, cwd)
+	m = putStr(m, p.path)
+	m = putStr(m, p.cwd)
 	m = putList(m, args)
 	m = putList(m, env)
 	err = p.sendFDs(m, unix.UnixRights(int(stdio[0].Fd()), int(stdio[1].Fd()), int(stdio[2].Fd())))
@@ -543,31 +599,43 @@ func (p *Process) launch() error {
 	if err != nil {
 		return p.sendErr(err)
 	}
-	if err := p.awaitSockets(); err != nil {
-		return err
-	}
-	m2, err := p.expect(msgStarted)
+	return nil
+}
+
+// awaitStarted waits for STARTED: the tool runs. It takes pid 1's pid (the
+// kernel's, SO_PASSCRED), checks vm.memfd_noexec, starts answering denied
+// syscalls, and keeps pid 1's namespace descriptors for the evidence.
+func (p *Process) awaitStarted() error {
+	m, err := p.expect(msgStarted)
 	if err != nil {
 		return err
 	}
-	p.pid1 = m2.pid
-	nsFDs := m2.fds
-	if err := p.memfdEvidence(m2.body, p.pl.memfdSysctl); err != nil {
-		closeFDs(m2.fds)
+	p.pid1 = m.pid
+	p.nsFDs = m.fds
+	if err := p.memfdEvidence(m.body, p.pl.memfdSysctl); err != nil {
+		closeFDs(m.fds)
+		p.nsFDs = nil
 		return err
 	}
 	if p.pl.notify {
 		// The tool may already be waiting on a denied call: answer first.
-		if err := p.startDenialWatch(m2.fds); err != nil {
-			closeFDs(m2.fds)
+		if err := p.startDenialWatch(m.fds); err != nil {
+			closeFDs(m.fds)
+			p.nsFDs = nil
 			return err
 		}
-		nsFDs = m2.fds[:len(m2.fds)-1]
+		p.nsFDs = m.fds[:len(m.fds)-1]
 	}
-	// The tool runs while its evidence is read: pid 1 holds the state the
-	// tool started from and waits for DONE before it exits.
-	p.readEvidence(nsFDs)
-	closeFDs(nsFDs)
+	return nil
+}
+
+// evidence reads the evidence while the tool runs (pid 1 holds the state
+// the tool started from and waits for DONE before it exits), then sends
+// DONE.
+func (p *Process) evidence() error {
+	p.readEvidence(p.nsFDs)
+	closeFDs(p.nsFDs)
+	p.nsFDs = nil
 	if err := p.send(u32msg(msgDone)); err != nil {
 		// The tool runs from STARTED on: if it was killed meanwhile (it
 		// passed the output cap while its evidence was read, say), that
@@ -580,9 +648,6 @@ func (p *Process) launch() error {
 			return err
 		}
 	}
-	p.rec.SetupMS = ms(time.Since(p.start))
-	p.log("started", "setup_ms", p.rec.SetupMS)
-	go p.supervise()
 	return nil
 }
 

@@ -196,6 +196,10 @@ func (p *Process) teardown() {
 	p.takeStage2()      // a stage-2 still being taken is ended below
 	defer p.endDenialWatch()
 	defer p.endEgress()
+	if p.vplan != nil {
+		p.vplan.close()
+		p.vplan = nil
+	}
 	for _, c := range p.closers {
 		c.Close()
 	}

@@ -20,6 +20,9 @@ import (
 // nothing of the host path reaches the tool or the policy hash.
 
 func (p *Process) makeTempWorkdir() error {
+	if !p.set.HasTempWorkdir() {
+		return nil
+	}
 	dir, err := os.MkdirTemp("", "toolcell-workdir-")
 	if err != nil {
 		return fmt.Errorf("%w: temporary workdir: %w", ErrSetup, err)
