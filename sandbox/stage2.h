@@ -80,7 +80,8 @@ enum {
 #define TC_PLAN_MEMFD_NOEXEC 16 /* the stage-2 sets vm.memfd_noexec = 2 in pid 1's pid ns */
 
 /* Landlock, applied by the tool child before its seccomp filter (the
- * kernel's struct layouts are spelled out in stage2.c). The PLAN ends with:
+ * kernel's struct layouts are spelled out in stage2_pid1.c). The PLAN ends
+ * with:
  *   uint32 ABI to apply (0: none), then, when not 0:
  *   uint64 handled fs rights, uint64 handled net rights, uint64 scopes,
  *   uint32 n, n x (uint64 rights, string path)  path-beneath rules, paths
