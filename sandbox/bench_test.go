@@ -53,7 +53,7 @@ func BenchmarkLaunch(b *testing.B) {
 		},
 		"toolcell": func() error {
 			res, err := sandbox.Run(ctx, set, sandbox.Command("/bin/sh", "-c", "true"))
-			if err == nil && res.ExitCode != 0 {
+			if err == nil && res.Exit.Code != 0 {
 				b.Fatalf("toolcell run failed: %+v %s", res.Audit.Exit, res.Stderr)
 			}
 			return err
@@ -122,7 +122,7 @@ func BenchmarkRun(b *testing.B) {
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		res, err := sandbox.Run(ctx, set, sandbox.Command("/bin/sh", "-c", "true"))
-		if err != nil || res.ExitCode != 0 {
+		if err != nil || res.Exit.Code != 0 {
 			b.Fatalf("%v %+v", err, res)
 		}
 	}
@@ -144,7 +144,7 @@ func BenchmarkDeniedSyscall(b *testing.B) {
 	timeRun := func(r *sandbox.Runner, args ...string) time.Duration {
 		t0 := time.Now()
 		res, err := r.Run(ctx, set, sandbox.Command(bin, args...))
-		if err != nil || res.ExitCode != 0 {
+		if err != nil || res.Exit.Code != 0 {
 			b.Fatalf("%v %+v", err, res)
 		}
 		return time.Since(t0)
@@ -188,7 +188,7 @@ func BenchmarkEgress(b *testing.B) {
 	const conns, mib = 200, 1024
 	inside := func(args ...string) float64 {
 		res, err := r.Run(context.Background(), set, sandbox.Command(bin, args...))
-		if err != nil || res.ExitCode != 0 {
+		if err != nil || res.Exit.Code != 0 {
 			b.Fatalf("sandboxed netbench %v: %v %s %s", args, err, res.Stdout, res.Stderr)
 		}
 		return parseNS(b, res.Stdout)
@@ -279,7 +279,7 @@ func BenchmarkWorkdir(b *testing.B) {
 	run := func(set *capability.Set, script string) func() error {
 		return func() error {
 			res, err := sandbox.Run(ctx, set, sandbox.Command("/bin/sh", "-c", script))
-			if err == nil && res.ExitCode != 0 {
+			if err == nil && res.Exit.Code != 0 {
 				b.Fatalf("toolcell run failed: %+v %s", res.Audit.Exit, res.Stderr)
 			}
 			return err

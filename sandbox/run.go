@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/cgroup"
 	"github.com/toolcell/toolcell/internal/egress"
@@ -63,12 +64,13 @@ func Command(name string, arg ...string) *Cmd {
 
 // Result is the outcome of a run whose sandbox was set up.
 type Result struct {
-	ExitCode int    // the tool's exit status; -1 when it did not exit by itself
-	Signal   string // signal that killed the tool, if any
-	Reason   string // Record.Exit.Reason
-	Stdout   []byte // captured when Cmd.Stdout was nil
-	Stderr   []byte
-	Audit    *Record
+	// Exit says how the run ended, as Audit.Exit does: the reason, the
+	// tool's exit status (-1 when it did not exit by itself), the signal
+	// that killed it, the limits the run ran into.
+	Exit   audit.Exit
+	Stdout []byte // captured when Cmd.Stdout was nil
+	Stderr []byte
+	Audit  *audit.Record
 }
 
 // Runner holds the host-side configuration. The zero value is ready to use:
@@ -162,7 +164,7 @@ func (r *Runner) Run(ctx context.Context, set *capability.Set, cmd *Cmd) (*Resul
 // RunError is a setup failure together with its audit record.
 type RunError struct {
 	Err    error
-	Record *Record
+	Record *audit.Record
 }
 
 func (e *RunError) Error() string { return e.Err.Error() }
@@ -173,7 +175,7 @@ type Process struct {
 	r      *Runner
 	set    *capability.Set
 	cmd    *Cmd
-	rec    *Record
+	rec    *audit.Record
 	start  time.Time
 	cg     *cgroup.Cgroup
 	stage2 *stage2Proc
@@ -197,7 +199,7 @@ type Process struct {
 	tempDir    string
 	collectErr error
 	lingering  bool // the run's cgroup could not be removed: a process may be left
-	// idmapped maps an index into rec.Enforce.Mounts to the host owner its
+	// idmapped maps an index into rec.Enforcement.Mounts to the host owner its
 	// bind was planned idmapped to.
 	idmapped map[int]hostOwner
 
@@ -206,7 +208,7 @@ type Process struct {
 	denialsDone chan struct{} // closed when watchDenials ends
 
 	mu       sync.Mutex
-	killedBy string
+	killedBy audit.Reason
 	outWG    sync.WaitGroup
 	stdout   *capWriter
 	stderr   *capWriter
@@ -228,7 +230,7 @@ func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Pro
 		err = p.explainAccess(err)
 		p.teardown()
 		p.endTempWorkdir(false)
-		p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1, LimitsHit: []string{}}
+		p.rec.Exit = audit.Exit{Reason: audit.ReasonSetupFailed, Code: -1, LimitsHit: []audit.Limit{}}
 		p.rec.Error = err.Error()
 		p.finishTimes()
 		release()
@@ -238,17 +240,17 @@ func (r *Runner) Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Pro
 	return p, nil
 }
 
-func newRecord(set *capability.Set, cmd *Cmd, start time.Time) *Record {
+func newRecord(set *capability.Set, cmd *Cmd, start time.Time) *audit.Record {
 	id := make([]byte, 8)
 	rand.Read(id)
-	rec := &Record{Schema: Schema, ID: hex.EncodeToString(id), StartedAt: start.UTC(),
-		Denials: []Denial{}, Network: []Conn{}}
+	rec := &audit.Record{Schema: audit.Schema, ID: hex.EncodeToString(id), StartedAt: start.UTC(),
+		Denials: []audit.Denial{}, Network: []audit.Conn{}}
 	if cmd != nil {
 		rec.Tool = cmd.Tool
 		if rec.Tool == "" {
 			rec.Tool = filepath.Base(cmd.Path)
 		}
-		rec.Command = CommandRef{Path: cmd.Path, Args: append([]string{}, cmd.Args...), Cwd: cmd.Dir, EnvNames: []string{"PATH"}}
+		rec.Command = audit.CommandRef{Path: cmd.Path, Args: append([]string{}, cmd.Args...), Cwd: cmd.Dir, EnvNames: []string{"PATH"}}
 	}
 	if set != nil {
 		rec.Policy.Name = set.Name
@@ -263,8 +265,8 @@ func newRecord(set *capability.Set, cmd *Cmd, start time.Time) *Record {
 		}
 		sort.Strings(rec.Command.EnvNames)
 	}
-	rec.Enforce.Degraded = []string{}
-	rec.Enforce.Capabilities = []string{}
+	rec.Enforcement.Degraded = []string{}
+	rec.Enforcement.Capabilities = []string{}
 	return rec
 }
 
@@ -328,7 +330,7 @@ func (p *Process) setup() error {
 			return fmt.Errorf("%w: seccomp user notification (denied syscalls cannot be recorded): %w", ErrUnsupported, err)
 		}
 		denied = seccomp.ActionErrnoEPERM
-		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, "seccomp_user_notif: denied syscalls get EPERM from the filter and are not recorded ("+err.Error()+")")
+		p.rec.Enforcement.Degraded = append(p.rec.Enforcement.Degraded, "seccomp_user_notif: denied syscalls get EPERM from the filter and are not recorded ("+err.Error()+")")
 	}
 	pol.DeniedAction = denied
 	// With a listener, the set*id and setxattr calls reach it too: ids
@@ -346,19 +348,19 @@ func (p *Process) setup() error {
 	if err != nil {
 		return fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
 	}
-	p.rec.Enforce.Seccomp = SeccompInfo{
+	p.rec.Enforcement.Seccomp = audit.SeccompInfo{
 		DefaultAction: string(filter.DefaultAction), DeniedAction: string(filter.DeniedAction),
 		ForeignArchAction: string(filter.ForeignArchAction), Groups: groupNames(pol.Groups),
 		GroupsVersion: filter.GroupsVersion, AllowedSyscalls: filter.Allowed,
 		Arches: filter.Arches, FilterHash: filter.Hash,
 	}
 	if slices.Contains(filter.Conditional, "memfd_create") && pol.MemfdNoexec {
-		p.rec.Enforce.Seccomp.MemfdCreate = memfdCreateCondition
+		p.rec.Enforcement.Seccomp.MemfdCreate = memfdCreateCondition
 	}
 	if pol.Inspect {
 		for _, n := range seccomp.InspectedCalls() {
 			if slices.Contains(filter.Conditional, n) {
-				p.rec.Enforce.Seccomp.Inspected = append(p.rec.Enforce.Seccomp.Inspected, n)
+				p.rec.Enforcement.Seccomp.Inspected = append(p.rec.Enforcement.Seccomp.Inspected, n)
 			}
 		}
 	}
@@ -401,7 +403,7 @@ func (p *Process) setup() error {
 		}
 		plan.noIDMaps()
 	}
-	p.rec.Enforce.Mounts = plan.mounts
+	p.rec.Enforcement.Mounts = plan.mounts
 	p.idmapped = plan.idmapped
 	if err := noSetIDFiles(plan.mounts, writesAs); err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/mcptool"
@@ -77,9 +78,9 @@ func TestMCPStdio(t *testing.T) {
 	if len(recs) != 2 {
 		t.Fatalf("%d records in --audit-dir, want 2", len(recs))
 	}
-	var rec sandbox.Record
+	var rec audit.Record
 	b, _ := os.ReadFile(recs[0])
-	if err := json.Unmarshal(b, &rec); err != nil || rec.Schema != sandbox.Schema {
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Schema != audit.Schema {
 		t.Errorf("record: %v %.100s", err, b)
 	}
 }
