@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/toolcell/toolcell/audit"
+	"github.com/toolcell/toolcell/internal/testhook"
 )
 
 // AuditSink receives the audit record of every run of a Runner
@@ -28,6 +29,9 @@ const AuditTimeout = 5 * time.Second
 
 // audit hands the finished record to the Runner's sink.
 func (p *Process) audit() {
+	if h := testhook.AuditRecord; h != nil {
+		h(p.rec)
+	}
 	if p.r.Audit == nil {
 		return
 	}
