@@ -11,6 +11,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/toolresult"
 	"github.com/toolcell/toolcell/sandbox"
@@ -42,24 +43,24 @@ type Tool[In any] struct {
 
 // Output is a call's structured result.
 type Output struct {
-	ExitCode        int     `json:"exit_code" jsonschema:"the tool's exit status, -1 if it did not exit by itself"`
-	Reason          string  `json:"reason" jsonschema:"how the run ended: exited, signaled, timeout, oom, output_limit, canceled, seccomp_kill, setup_failed"`
-	Stdout          string  `json:"stdout" jsonschema:"standard output, up to the result cap, escapes and invisible characters removed"`
-	Stderr          string  `json:"stderr" jsonschema:"standard error, the same way"`
-	StdoutTruncated bool    `json:"stdout_truncated" jsonschema:"standard output was longer than the cap"`
-	StderrTruncated bool    `json:"stderr_truncated" jsonschema:"standard error was longer than the cap"`
-	Removed         int     `json:"removed_characters" jsonschema:"escape sequences and invisible characters removed from the output"`
-	Audit           Summary `json:"audit" jsonschema:"the run's audit record, summarised"`
+	ExitCode        int          `json:"exit_code" jsonschema:"the tool's exit status, -1 if it did not exit by itself"`
+	Reason          audit.Reason `json:"reason" jsonschema:"how the run ended: exited, signaled, timeout, oom, output_limit, canceled, seccomp_kill, setup_failed"`
+	Stdout          string       `json:"stdout" jsonschema:"standard output, up to the result cap, escapes and invisible characters removed"`
+	Stderr          string       `json:"stderr" jsonschema:"standard error, the same way"`
+	StdoutTruncated bool         `json:"stdout_truncated" jsonschema:"standard output was longer than the cap"`
+	StderrTruncated bool         `json:"stderr_truncated" jsonschema:"standard error was longer than the cap"`
+	Removed         int          `json:"removed_characters" jsonschema:"escape sequences and invisible characters removed from the output"`
+	Audit           Summary      `json:"audit" jsonschema:"the run's audit record, summarised"`
 }
 
 // Summary is the part of the audit record a client sees.
 type Summary struct {
-	ID           string   `json:"id" jsonschema:"the run's record id"`
-	PolicyHash   string   `json:"policy_hash" jsonschema:"sha256 of the policy"`
-	LimitsHit    []string `json:"limits_hit" jsonschema:"limits the run ran into"`
-	Denials      int      `json:"denials" jsonschema:"kinds of syscalls the sandbox refused"`
-	FirstDenials []string `json:"first_denials" jsonschema:"the first refused syscalls, decoded"`
-	DurationMS   float64  `json:"duration_ms" jsonschema:"wall time of the run"`
+	ID           string        `json:"id" jsonschema:"the run's record id"`
+	PolicyHash   string        `json:"policy_hash" jsonschema:"sha256 of the policy"`
+	LimitsHit    []audit.Limit `json:"limits_hit" jsonschema:"limits the run ran into"`
+	Denials      int           `json:"denials" jsonschema:"kinds of syscalls the sandbox refused"`
+	FirstDenials []string      `json:"first_denials" jsonschema:"the first refused syscalls, decoded"`
+	DurationMS   float64       `json:"duration_ms" jsonschema:"wall time of the run"`
 }
 
 // Add registers t on s. It panics, as mcp.AddTool does, if the tool cannot
@@ -115,7 +116,7 @@ func (t Tool[In]) handle(ctx context.Context, req *mcp.CallToolRequest, in In) (
 		StdoutTruncated: tr.StdoutTruncated, StderrTruncated: tr.StderrTruncated, Removed: tr.Removed}
 	return &mcp.CallToolResult{
 		Content: []mcp.Content{&mcp.TextContent{Text: tr.Text()}},
-		IsError: out.Reason != sandbox.ReasonExited || out.ExitCode != 0,
+		IsError: out.Reason != audit.ReasonExited || out.ExitCode != 0,
 	}, out, nil
 }
 
@@ -130,11 +131,11 @@ func (o Output) result() toolresult.Result {
 		LimitsHit: o.Audit.LimitsHit, Denials: o.Audit.Denials, FirstDenials: o.Audit.FirstDenials}
 }
 
-func summarise(rec *sandbox.Record) Summary {
+func summarise(rec *audit.Record) Summary {
 	s := Summary{ID: rec.ID, PolicyHash: rec.Policy.Hash, LimitsHit: rec.Exit.LimitsHit,
 		Denials: len(rec.Denials), DurationMS: rec.DurationMS, FirstDenials: []string{}}
 	if s.LimitsHit == nil {
-		s.LimitsHit = []string{}
+		s.LimitsHit = []audit.Limit{}
 	}
 	for _, d := range rec.Denials {
 		if len(s.FirstDenials) == 3 {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/mcptool"
@@ -27,10 +28,10 @@ func connect(t *testing.T, policy *capability.Set, progress func(*mcp.ProgressNo
 // records collects the audit records of a Runner's runs.
 type records struct {
 	mu   sync.Mutex
-	recs []*sandbox.Record
+	recs []*audit.Record
 }
 
-func (r *records) Record(_ context.Context, rec *sandbox.Record) error {
+func (r *records) Record(_ context.Context, rec *audit.Record) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.recs = append(r.recs, rec)
@@ -214,13 +215,13 @@ func TestCancelAndProgress(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		recs.mu.Lock()
-		var last *sandbox.Record
+		var last *audit.Record
 		if len(recs.recs) == 2 {
 			last = recs.recs[1]
 		}
 		recs.mu.Unlock()
 		if last != nil {
-			if last.Exit.Reason != sandbox.ReasonCanceled || last.DurationMS > 10000 {
+			if last.Exit.Reason != audit.ReasonCanceled || last.DurationMS > 10000 {
 				t.Errorf("canceled run's record: %+v after %.0f ms", last.Exit, last.DurationMS)
 			}
 			break

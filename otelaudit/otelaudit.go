@@ -21,7 +21,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/toolcell/toolcell/sandbox"
+	"github.com/toolcell/toolcell/audit"
 )
 
 // Sink is a sandbox.AuditSink writing spans with Tracer.
@@ -33,7 +33,7 @@ type Sink struct {
 func New(tracer trace.Tracer) *Sink { return &Sink{Tracer: tracer} }
 
 // Record makes rec's span.
-func (s *Sink) Record(ctx context.Context, rec *sandbox.Record) error {
+func (s *Sink) Record(ctx context.Context, rec *audit.Record) error {
 	_, span := s.Tracer.Start(ctx, "toolcell.run "+rec.Tool,
 		trace.WithTimestamp(rec.StartedAt), trace.WithSpanKind(trace.SpanKindInternal))
 	refused := 0
@@ -46,9 +46,9 @@ func (s *Sink) Record(ctx context.Context, rec *sandbox.Record) error {
 		attribute.String("toolcell.run.id", rec.ID),
 		attribute.String("toolcell.tool", rec.Tool),
 		attribute.String("toolcell.policy.hash", rec.Policy.Hash),
-		attribute.String("toolcell.exit.reason", rec.Exit.Reason),
+		attribute.String("toolcell.exit.reason", string(rec.Exit.Reason)),
 		attribute.Int("toolcell.exit.code", rec.Exit.Code),
-		attribute.StringSlice("toolcell.exit.limits_hit", rec.Exit.LimitsHit),
+		attribute.StringSlice("toolcell.exit.limits_hit", limits(rec.Exit.LimitsHit)),
 		attribute.Float64("toolcell.duration_ms", rec.DurationMS),
 		attribute.Float64("toolcell.setup_ms", rec.SetupMS),
 		attribute.Int64("toolcell.cpu_us", int64(rec.Resources.CPUUserUS+rec.Resources.CPUSystemUS)),
@@ -62,8 +62,8 @@ func (s *Sink) Record(ctx context.Context, rec *sandbox.Record) error {
 	if rec.Exit.Signal != "" {
 		span.SetAttributes(attribute.String("toolcell.exit.signal", rec.Exit.Signal))
 	}
-	if len(rec.Enforce.Degraded) > 0 {
-		span.SetAttributes(attribute.StringSlice("toolcell.degraded", rec.Enforce.Degraded))
+	if len(rec.Enforcement.Degraded) > 0 {
+		span.SetAttributes(attribute.StringSlice("toolcell.degraded", rec.Enforcement.Degraded))
 	}
 	for _, d := range rec.Denials {
 		span.AddEvent("toolcell.denial", trace.WithTimestamp(d.FirstAt), trace.WithAttributes(
@@ -85,11 +85,20 @@ func (s *Sink) Record(ctx context.Context, rec *sandbox.Record) error {
 		))
 	}
 	switch {
-	case rec.Exit.Reason == sandbox.ReasonSetupFailed:
+	case rec.Exit.Reason == audit.ReasonSetupFailed:
 		span.SetStatus(codes.Error, "setup failed: "+rec.Error)
-	case rec.Exit.Reason != sandbox.ReasonExited || rec.Exit.Code != 0:
+	case rec.Exit.Reason != audit.ReasonExited || rec.Exit.Code != 0:
 		span.SetStatus(codes.Error, fmt.Sprintf("%s (code %d)", rec.Exit.Reason, rec.Exit.Code))
 	}
 	span.End(trace.WithTimestamp(rec.EndedAt))
 	return nil
+}
+
+// limits is l as plain strings, for an attribute.
+func limits(l []audit.Limit) []string {
+	s := make([]string, len(l))
+	for i, x := range l {
+		s[i] = string(x)
+	}
+	return s
 }

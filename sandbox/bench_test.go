@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -50,10 +51,10 @@ func launchers(b *testing.B) (map[string]func() error, func()) {
 	}
 	ctx := context.Background()
 	check := func(res *sandbox.Result, err error, warm bool) error {
-		if err == nil && res.ExitCode != 0 {
+		if err == nil && res.Exit.Code != 0 {
 			b.Fatalf("toolcell run failed: %+v %s", res.Audit.Exit, res.Stderr)
 		}
-		if err == nil && warm && res.Audit.Pool.State != sandbox.PoolWarm {
+		if err == nil && warm && res.Audit.Pool.State != audit.PoolWarm {
 			b.Fatalf("pooled run was %s: the pool had no sandbox ready", res.Audit.Pool.State)
 		}
 		return err
@@ -215,7 +216,7 @@ func BenchmarkRun(b *testing.B) {
 	ctx := context.Background()
 	for i := 0; i < b.N; i++ {
 		res, err := sandbox.Run(ctx, set, sandbox.Command("/bin/sh", "-c", "true"))
-		if err != nil || res.ExitCode != 0 {
+		if err != nil || res.Exit.Code != 0 {
 			b.Fatalf("%v %+v", err, res)
 		}
 	}
@@ -237,7 +238,7 @@ func BenchmarkDeniedSyscall(b *testing.B) {
 	timeRun := func(r *sandbox.Runner, args ...string) time.Duration {
 		t0 := time.Now()
 		res, err := r.Run(ctx, set, sandbox.Command(bin, args...))
-		if err != nil || res.ExitCode != 0 {
+		if err != nil || res.Exit.Code != 0 {
 			b.Fatalf("%v %+v", err, res)
 		}
 		return time.Since(t0)
@@ -281,7 +282,7 @@ func BenchmarkEgress(b *testing.B) {
 	const conns, mib = 200, 1024
 	inside := func(args ...string) float64 {
 		res, err := r.Run(context.Background(), set, sandbox.Command(bin, args...))
-		if err != nil || res.ExitCode != 0 {
+		if err != nil || res.Exit.Code != 0 {
 			b.Fatalf("sandboxed netbench %v: %v %s %s", args, err, res.Stdout, res.Stderr)
 		}
 		return parseNS(b, res.Stdout)
@@ -372,7 +373,7 @@ func BenchmarkWorkdir(b *testing.B) {
 	run := func(set *capability.Set, script string) func() error {
 		return func() error {
 			res, err := sandbox.Run(ctx, set, sandbox.Command("/bin/sh", "-c", script))
-			if err == nil && res.ExitCode != 0 {
+			if err == nil && res.Exit.Code != 0 {
 				b.Fatalf("toolcell run failed: %+v %s", res.Audit.Exit, res.Stderr)
 			}
 			return err
@@ -442,8 +443,8 @@ func BenchmarkThroughput(b *testing.B) {
 	ctx := context.Background()
 	l["toolcell-pool"] = func() error {
 		res, err := po.Run(ctx, sandbox.Command("/bin/sh", "-c", "true"))
-		if err == nil && res.ExitCode != 0 {
-			err = fmt.Errorf("exit %d: %s", res.ExitCode, res.Stderr)
+		if err == nil && res.Exit.Code != 0 {
+			err = fmt.Errorf("exit %d: %s", res.Exit.Code, res.Stderr)
 		}
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/cgroup"
 )
 
@@ -19,10 +20,10 @@ func (p *Process) joinCgroupSetup() error {
 	p.cgDone = nil
 	if r.cg != nil {
 		p.cg = r.cg
-		p.rec.Enforce.Cgroup = r.info
+		p.rec.Enforcement.Cgroup = r.info
 	}
 	if r.degraded != "" {
-		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, r.degraded)
+		p.rec.Enforcement.Degraded = append(p.rec.Enforcement.Degraded, r.degraded)
 	}
 	return r.err
 }
@@ -31,7 +32,7 @@ func (p *Process) joinCgroupSetup() error {
 // reaches the record in joinCgroupSetup.
 type cgResult struct {
 	cg       *cgroup.Cgroup
-	info     CgroupInfo
+	info     audit.CgroupInfo
 	degraded string
 	err      error
 }
@@ -45,7 +46,7 @@ func (p *Process) makeCgroup() cgResult {
 		}
 		return cgResult{err: fmt.Errorf("%w: %w", ErrUnsupported, err)} // err says "cgroup: ..."
 	}
-	return cgResult{cg: cg, info: CgroupInfo{Version: cg.Version().String(), Path: cg.Path(), Limits: map[string]string{
+	return cgResult{cg: cg, info: audit.CgroupInfo{Version: cg.Version().String(), Path: cg.Path(), Limits: map[string]string{
 		"memory_bytes": strconv.FormatInt(lim.MemoryBytes, 10),
 		"swap_bytes":   "0",
 		"pids":         strconv.FormatInt(lim.Pids, 10),

@@ -12,13 +12,14 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/seccomp"
 )
 
-// maxDenials caps the entries of Record.Denials that are itemised by
+// maxDenials caps the entries of audit.Record.Denials that are itemised by
 // arguments. Past it, each further syscall still gets one entry of its own
 // (so no kind of attempt can be hidden behind junk), counting every attempt
-// whose arguments were not itemised; Record.DenialsDropped sums those.
+// whose arguments were not itemised; audit.Record.DenialsDropped sums those.
 const maxDenials = 128
 
 // overflowDetail marks the one entry per syscall that collects attempts
@@ -39,8 +40,8 @@ const (
 // does: at most maxDenials itemised entries plus one per syscall number.
 type denialLog struct {
 	mu      sync.Mutex
-	byKey   map[string]*Denial
-	order   []*Denial
+	byKey   map[string]*audit.Denial
+	order   []*audit.Denial
 	dropped int64
 	notes   []string
 }
@@ -82,10 +83,10 @@ func (d *denialLog) add(key string, n seccomp.Notif, name, detail, process, answ
 	for i, a := range n.Args {
 		args[i] = fmt.Sprintf("%#x", a)
 	}
-	e := &Denial{Syscall: name, Nr: int(n.Nr), Arch: seccomp.ArchName(n.Arch), Args: args, Detail: detail,
+	e := &audit.Denial{Syscall: name, Nr: int(n.Nr), Arch: seccomp.ArchName(n.Arch), Args: args, Detail: detail,
 		Process: process, Answer: answer, Count: 1, FirstAt: at.UTC(), LastAt: at.UTC()}
 	if d.byKey == nil {
-		d.byKey = map[string]*Denial{}
+		d.byKey = map[string]*audit.Denial{}
 	}
 	d.byKey[key] = e
 	d.order = append(d.order, e)
@@ -97,10 +98,10 @@ func (d *denialLog) note(s string) {
 	d.mu.Unlock()
 }
 
-func (d *denialLog) result() ([]Denial, int64, []string) {
+func (d *denialLog) result() ([]audit.Denial, int64, []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]Denial, len(d.order))
+	out := make([]audit.Denial, len(d.order))
 	for i, e := range d.order {
 		out[i] = *e
 	}
@@ -245,5 +246,5 @@ func (p *Process) endDenialWatch() {
 	p.listener = nil
 	var notes []string
 	p.rec.Denials, p.rec.DenialsDropped, notes = p.denials.result()
-	p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, notes...)
+	p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, notes...)
 }

@@ -1,6 +1,8 @@
 // Package sandbox runs one tool invocation in its own ephemeral Linux
 // sandbox, built from a capability.Set, and returns the tool's result with
-// an audit record of what was enforced.
+// an audit record of what was enforced. The record (audit.Record) and its
+// schema live in package audit, which builds without cgo; Result.Exit is
+// the record's Exit.
 //
 // # Why this shape
 //
@@ -88,7 +90,7 @@
 //   - Per-namespace limits: pid 1 writes /proc/sys/user of the sandbox's
 //     user namespace while it holds its capabilities there (inotify
 //     instances and watches from Set.InotifyInstances and InotifyWatches,
-//     no user namespace) and reads each back; Record.Enforce.UserLimits
+//     no user namespace) and reads each back; audit.Record.Enforcement.UserLimits
 //     lists them.
 //   - Filesystem: a fresh tmpfs root, read-only once built; each grant
 //     bind-mounted at its own path (the symlinks a FollowSymlinks grant met
@@ -158,7 +160,7 @@
 // Set.EgressAllow lists them), then dials it (Runner.Dialer) and copies
 // both ways under Runner.Egress caps. HTTP API grants are served by the
 // supervisor itself, adding the secret (Runner.Secrets) on its side. Every
-// query and connection is in Record.Network; the seccomp network group
+// query and connection is in audit.Record.Network; the seccomp network group
 // (AF_INET/AF_INET6 stream and datagram sockets only) is added to the
 // filter.
 //
@@ -170,7 +172,7 @@
 // denied call proceed (no SECCOMP_USER_NOTIF_FLAG_CONTINUE): the
 // notification is evidence, the filter is the enforcement. Two families
 // reach it on every call (seccomp.Policy.Inspect,
-// Record.Enforce.Seccomp.Inspected) and run when seccomp.Decide allows: the
+// audit.Record.Enforcement.Seccomp.Inspected) and run when seccomp.Decide allows: the
 // set*id calls naming only the tool's own id or -1 (register values, which
 // the tool cannot change after the check), and setxattr calls whose
 // attribute name is outside the security and trusted namespaces, so that
@@ -181,10 +183,10 @@
 // arguments (strings are read from the tool's memory with
 // process_vm_readv, at most 256 bytes, and kept only if the notification
 // is still pending afterwards, so a recycled pid cannot feed it another
-// process's memory). Record.Denials holds one entry per syscall and decoded
+// process's memory). audit.Record.Denials holds one entry per syscall and decoded
 // signature with a count and the first and last time. Past 128 such
 // entries, each further syscall still gets one entry that counts its
-// attempts without itemising their arguments (Record.DenialsDropped sums
+// attempts without itemising their arguments (audit.Record.DenialsDropped sums
 // those), so no kind of call can be hidden behind junk. A flood is
 // throttled: 10000 answers at full speed, then 2000 per second (the tool
 // waits; the supervisor's CPU, which is outside the tool's cgroup, stays
@@ -246,7 +248,7 @@
 //   - Each denied call costs a round trip through the supervisor (about
 //     27 µs here, then the flood throttle); a tool looping on one slows
 //     only itself.
-//   - Record.Denials lists what reached toolcell's filter. A tool may stack
+//   - audit.Record.Denials lists what reached toolcell's filter. A tool may stack
 //     a filter of its own (seccomp is allowed, as browsers and sshd need
 //     it); a call that filter refuses first is refused without reaching
 //     the supervisor, and so is not recorded. Detail is the arguments as

@@ -23,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -215,7 +216,7 @@ func failsWith(evidence func(*testing.T, *canaries, *sandbox.Result), errnos ...
 // killedBySeccomp: the kernel killed the tool for a foreign syscall ABI.
 func killedBySeccomp(t *testing.T, c *canaries, res *sandbox.Result, out string) {
 	t.Helper()
-	if res.Audit.Exit.Reason != sandbox.ReasonSeccompKill || res.Audit.Exit.Signal != "SIGSYS" {
+	if res.Audit.Exit.Reason != audit.ReasonSeccompKill || res.Audit.Exit.Signal != "SIGSYS" {
 		t.Errorf("exit %+v, want seccomp_kill by SIGSYS", res.Audit.Exit)
 	}
 }
@@ -223,7 +224,7 @@ func killedBySeccomp(t *testing.T, c *canaries, res *sandbox.Result, out string)
 // notMounted: the record's view has no mount at or above the canaries.
 func notMounted(t *testing.T, c *canaries, res *sandbox.Result) {
 	t.Helper()
-	for _, m := range res.Audit.Enforce.Mounts {
+	for _, m := range res.Audit.Enforcement.Mounts {
 		src := m.Src
 		if !strings.HasPrefix(src, "/") {
 			continue // tmpfs, proc: nothing of the host's file tree
@@ -238,7 +239,7 @@ func notMounted(t *testing.T, c *canaries, res *sandbox.Result) {
 func mountedWith(dst string, modes ...string) func(*testing.T, *canaries, *sandbox.Result) {
 	return func(t *testing.T, c *canaries, res *sandbox.Result) {
 		t.Helper()
-		for _, m := range res.Audit.Enforce.Mounts {
+		for _, m := range res.Audit.Enforcement.Mounts {
 			if m.Dst != dst {
 				continue
 			}
@@ -281,7 +282,7 @@ func maskedIfPresent(path string) func(*testing.T, *canaries, *sandbox.Result) {
 func lacksMount(dst string) func(*testing.T, *canaries, *sandbox.Result) {
 	return func(t *testing.T, c *canaries, res *sandbox.Result) {
 		t.Helper()
-		for _, m := range res.Audit.Enforce.Mounts {
+		for _, m := range res.Audit.Enforcement.Mounts {
 			if m.Dst == dst || strings.HasPrefix(m.Dst, dst+"/") {
 				t.Errorf("mount %+v: %s should not exist in the view", m, dst)
 			}
@@ -300,22 +301,22 @@ func rootReadOnly(t *testing.T, c *canaries, res *sandbox.Result) {
 // way), as the record's exit shows.
 func exitedNormally(t *testing.T, c *canaries, res *sandbox.Result) {
 	t.Helper()
-	if res.Audit.Exit.Reason != sandbox.ReasonExited || res.Audit.Exit.Code != 0 {
+	if res.Audit.Exit.Reason != audit.ReasonExited || res.Audit.Exit.Code != 0 {
 		t.Errorf("exit %+v, want exited 0", res.Audit.Exit)
 	}
 }
 
 func noNetwork(t *testing.T, c *canaries, res *sandbox.Result) {
 	t.Helper()
-	if !strings.Contains(strings.Join(res.Audit.Enforce.Namespaces, ","), "net") {
-		t.Errorf("record lacks the net namespace: %v", res.Audit.Enforce.Namespaces)
+	if !strings.Contains(strings.Join(res.Audit.Enforcement.Namespaces, ","), "net") {
+		t.Errorf("record lacks the net namespace: %v", res.Audit.Enforcement.Namespaces)
 	}
 }
 
 func seesNoHostPids(t *testing.T, c *canaries, res *sandbox.Result) {
 	t.Helper()
-	if !strings.Contains(strings.Join(res.Audit.Enforce.Namespaces, ","), "pid") {
-		t.Errorf("record lacks the pid namespace: %v", res.Audit.Enforce.Namespaces)
+	if !strings.Contains(strings.Join(res.Audit.Enforcement.Namespaces, ","), "pid") {
+		t.Errorf("record lacks the pid namespace: %v", res.Audit.Enforcement.Namespaces)
 	}
 }
 
@@ -458,7 +459,7 @@ func escapeCases() []escapeCase {
 				t.Errorf("setuid binary ran as root: %q", out)
 			}
 			mountedWith("/usr", "nosuid")(t, c, res)
-			if !res.Audit.Enforce.NoNewPrivs {
+			if !res.Audit.Enforcement.NoNewPrivs {
 				t.Error("record: no_new_privs not set")
 			}
 		}},
@@ -505,13 +506,13 @@ func escapeCases() []escapeCase {
 	)
 	add("symlink swaps on mount sources (CVE-2025-31133 class)",
 		escapeCase{attack: "plant_symlink", run: plantThenGrant, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
-			if res.Audit.Exit.Reason != sandbox.ReasonSetupFailed || !strings.Contains(res.Audit.Error, "inside the writable grant") {
+			if res.Audit.Exit.Reason != audit.ReasonSetupFailed || !strings.Contains(res.Audit.Error, "inside the writable grant") {
 				t.Errorf("second run: exit %+v error %q, want a refusal naming the writable grant", res.Audit.Exit, res.Audit.Error)
 			}
 			notMounted(t, c, res)
 		}},
 		escapeCase{attack: "plant_symlink_workdir", run: plantThenWorkdir, check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
-			if res.Audit.Exit.Reason != sandbox.ReasonSetupFailed || !strings.Contains(res.Audit.Error, "workdir") ||
+			if res.Audit.Exit.Reason != audit.ReasonSetupFailed || !strings.Contains(res.Audit.Error, "workdir") ||
 				!strings.Contains(res.Audit.Error, "passes through the symbolic link") || !strings.Contains(res.Audit.Error, " -> "+c.dir) {
 				t.Errorf("second run: exit %+v error %q, want the workdir refused naming the link to %s", res.Audit.Exit, res.Audit.Error, c.dir)
 			}
@@ -523,8 +524,8 @@ func escapeCases() []escapeCase {
 			if !strings.Contains(out, "RESULT EPERM") {
 				t.Errorf("caps: %q", out)
 			}
-			if len(res.Audit.Enforce.Capabilities) != 0 || !res.Audit.Enforce.NoNewPrivs {
-				t.Errorf("record: capabilities %v no_new_privs %v", res.Audit.Enforce.Capabilities, res.Audit.Enforce.NoNewPrivs)
+			if len(res.Audit.Enforcement.Capabilities) != 0 || !res.Audit.Enforcement.NoNewPrivs {
+				t.Errorf("record: capabilities %v no_new_privs %v", res.Audit.Enforcement.Capabilities, res.Audit.Enforcement.NoNewPrivs)
 			}
 		}, na: map[string]string{
 			testenv.KindRootlessHybrid: "an unprivileged user cannot give a file capabilities (security.capability needs CAP_SETFCAP), so there is nothing to escalate with",
@@ -570,25 +571,25 @@ func escapeCases() []escapeCase {
 			}},
 		escapeCase{attack: "memory_balloon", policy: func(s *capability.Set) { s.WithMemory(64 * capability.MiB) },
 			check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
-				if res.Audit.Exit.Reason != sandbox.ReasonOOM || res.Audit.Resources.OOMKills == 0 {
+				if res.Audit.Exit.Reason != audit.ReasonOOM || res.Audit.Resources.OOMKills == 0 {
 					t.Errorf("exit %+v resources %+v, want oom", res.Audit.Exit, res.Audit.Resources)
 				}
 			}},
 		escapeCase{attack: "tmpfs_fill", policy: func(s *capability.Set) { s.TmpSize(1 * capability.MiB) },
 			check: failsWith(mountedWith("/tmp", "rw"), "ENOSPC")},
 		escapeCase{attack: "fd_exhaustion", check: failsWith(func(t *testing.T, c *canaries, res *sandbox.Result) {
-			if got := res.Audit.Enforce.Rlimits["nofile"]; got != "1024/1024" {
+			if got := res.Audit.Enforcement.Rlimits["nofile"]; got != "1024/1024" {
 				t.Errorf("record rlimits nofile %q, want 1024/1024", got)
 			}
 		}, "EMFILE")},
 		escapeCase{attack: "cpu_spin", policy: func(s *capability.Set) { s.WithTimeout(time.Second).WithCPU(0.5) },
 			check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
-				if res.Audit.Exit.Reason != sandbox.ReasonTimeout || res.Audit.Resources.CPUUserUS == 0 {
+				if res.Audit.Exit.Reason != audit.ReasonTimeout || res.Audit.Resources.CPUUserUS == 0 {
 					t.Errorf("exit %+v resources %+v, want timeout with CPU used", res.Audit.Exit, res.Audit.Resources)
 				}
 			}},
 		escapeCase{attack: "outlive", check: func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
-			if !strings.Contains(out, "RESULT OK") || res.Audit.Exit.Reason != sandbox.ReasonExited {
+			if !strings.Contains(out, "RESULT OK") || res.Audit.Exit.Reason != audit.ReasonExited {
 				t.Errorf("outlive: %q %+v", out, res.Audit.Exit)
 			}
 			// canaries.intact checks that no process named c.name is left.
@@ -630,7 +631,7 @@ func memfdSysctlExpected() bool {
 func memfdRefused(flags string) func(*testing.T, *canaries, *sandbox.Result, string) {
 	return func(t *testing.T, c *canaries, res *sandbox.Result, out string) {
 		t.Helper()
-		e := res.Audit.Enforce
+		e := res.Audit.Enforcement
 		if memfdSysctlExpected() {
 			if !strings.Contains(out, "RESULT EACCES") {
 				t.Errorf("attack saw %q, want EACCES", out)

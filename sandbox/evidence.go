@@ -14,6 +14,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/audit"
 )
 
 // memfdEvidence records vm.memfd_noexec as pid 1 read it (STARTED's second
@@ -24,7 +26,7 @@ func (p *Process) memfdEvidence(body []byte, planned bool) error {
 	}
 	v := int(int32(binary.NativeEndian.Uint32(body[4:])))
 	if v >= 0 {
-		p.rec.Enforce.MemfdNoexec = &v
+		p.rec.Enforcement.MemfdNoexec = &v
 	}
 	if planned && v != 2 {
 		return fmt.Errorf("%w: vm.memfd_noexec in the sandbox is %d after pid 1 set it to 2", ErrSetup, v)
@@ -53,26 +55,26 @@ var sandboxNamespaces = []struct {
 // nsfs inode), so a wrong or missing descriptor is a note, never a claim.
 func (p *Process) namespaceEvidence(fds []int) {
 	if len(fds) != len(sandboxNamespaces) {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, fmt.Sprintf("evidence: pid 1 passed %d namespace descriptors, want %d", len(fds), len(sandboxNamespaces)))
+		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, fmt.Sprintf("evidence: pid 1 passed %d namespace descriptors, want %d", len(fds), len(sandboxNamespaces)))
 		return
 	}
 	for i, ns := range sandboxNamespaces {
 		typ, err := unix.IoctlRetInt(fds[i], nsGetNSType)
 		if err != nil || typ != ns.typ {
-			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, fmt.Sprintf("evidence: descriptor for namespace %s has type %#x (%v)", ns.name, typ, err))
+			p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, fmt.Sprintf("evidence: descriptor for namespace %s has type %#x (%v)", ns.name, typ, err))
 			continue
 		}
 		var theirs, mine unix.Stat_t
 		if err := unix.Fstat(fds[i], &theirs); err != nil {
-			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: namespace "+ns.name+": "+err.Error())
+			p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: namespace "+ns.name+": "+err.Error())
 			continue
 		}
 		if err := unix.Stat("/proc/self/ns/"+ns.name, &mine); err != nil {
-			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: own namespace "+ns.name+": "+err.Error())
+			p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: own namespace "+ns.name+": "+err.Error())
 			continue
 		}
 		if theirs.Dev != mine.Dev || theirs.Ino != mine.Ino {
-			p.rec.Enforce.Namespaces = append(p.rec.Enforce.Namespaces, ns.name)
+			p.rec.Enforcement.Namespaces = append(p.rec.Enforcement.Namespaces, ns.name)
 		}
 	}
 }
@@ -96,42 +98,42 @@ func (p *Process) readEvidence(nsFDs []int) {
 	// reads, its number was not reused in between.
 	pidfd, err := unix.PidfdOpen(p.pid1, 0)
 	if err != nil {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone: "+err.Error())
+		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: pid 1 is gone: "+err.Error())
 		return
 	}
 	defer unix.Close(pidfd)
 	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.pid) {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 is gone or not the stage-2's child")
+		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: pid 1 is gone or not the stage-2's child")
 		return
 	}
 	defer func() {
 		if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
-			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: pid 1 ended while it was read: "+err.Error())
-			p.rec.Enforce.CapSets, p.rec.Enforce.Capabilities, p.rec.Enforce.NoNewPrivs = nil, nil, false
+			p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: pid 1 ended while it was read: "+err.Error())
+			p.rec.Enforcement.CapSets, p.rec.Enforcement.Capabilities, p.rec.Enforcement.NoNewPrivs = nil, nil, false
 		}
 	}()
 	if b, err := readProc(p.pid1, "uid_map"); err == nil {
-		p.rec.Enforce.UIDMap = strings.Join(strings.Fields(string(b)), " ")
+		p.rec.Enforcement.UIDMap = strings.Join(strings.Fields(string(b)), " ")
 	}
 	if b, err := readProc(p.pid1, "gid_map"); err == nil {
-		p.rec.Enforce.GIDMap = strings.Join(strings.Fields(string(b)), " ")
+		p.rec.Enforcement.GIDMap = strings.Join(strings.Fields(string(b)), " ")
 	}
 	if b, err := readProc(p.pid1, "limits"); err == nil {
-		p.rec.Enforce.Rlimits = parseLimits(string(b))
+		p.rec.Enforcement.Rlimits = parseLimits(string(b))
 	}
 	if b, err := readProc(p.pid1, "mountinfo"); err == nil {
-		notes, idmapped := mountsFromKernel(p.rec.Enforce.Mounts, string(b))
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, notes...)
+		notes, idmapped := mountsFromKernel(p.rec.Enforcement.Mounts, string(b))
+		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, notes...)
 		p.idmapEvidence(idmapped)
 	} else {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read pid 1's mount table: "+err.Error())
-		for i := range p.rec.Enforce.Mounts {
-			p.rec.Enforce.Mounts[i].Mode = "unverified"
+		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: cannot read pid 1's mount table: "+err.Error())
+		for i := range p.rec.Enforcement.Mounts {
+			p.rec.Enforcement.Mounts[i].Mode = "unverified"
 		}
 	}
 	status, err := readProc(p.pid1, "status")
 	if err != nil {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: cannot read pid 1 status: "+err.Error())
+		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: cannot read pid 1 status: "+err.Error())
 		return
 	}
 	sets := map[string]string{}
@@ -145,14 +147,14 @@ func (p *Process) readEvidence(nsFDs []int) {
 		case "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb":
 			sets[k] = v
 		case "NoNewPrivs":
-			p.rec.Enforce.NoNewPrivs = v == "1"
+			p.rec.Enforcement.NoNewPrivs = v == "1"
 		}
 	}
-	p.rec.Enforce.CapSets = sets
+	p.rec.Enforcement.CapSets = sets
 	eff, _ := strconv.ParseUint(sets["CapEff"], 16, 64)
 	for i := 0; i < 64; i++ {
 		if eff&(1<<i) != 0 {
-			p.rec.Enforce.Capabilities = append(p.rec.Enforce.Capabilities, "cap_"+strconv.Itoa(i))
+			p.rec.Enforcement.Capabilities = append(p.rec.Enforcement.Capabilities, "cap_"+strconv.Itoa(i))
 		}
 	}
 }
@@ -173,17 +175,17 @@ func readProc(pid int, file string) ([]byte, error) {
 // plain only because the Runner allowed it) or, otherwise, a note.
 func (p *Process) idmapEvidence(idmapped map[string]bool) {
 	for _, i := range slices.Sorted(maps.Keys(p.idmapped)) {
-		m := &p.rec.Enforce.Mounts[i]
+		m := &p.rec.Enforcement.Mounts[i]
 		o := p.idmapped[i]
 		switch {
 		case idmapped[m.Dst]:
-			m.IDMap = &IDMap{UID: o.uid, GID: o.gid}
+			m.IDMap = &audit.IDMap{UID: o.uid, GID: o.gid}
 		case p.r.AllowNoIDMap:
-			p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, fmt.Sprintf(
+			p.rec.Enforcement.Degraded = append(p.rec.Enforcement.Degraded, fmt.Sprintf(
 				"idmap: %s is not idmapped (the kernel or its file system refused): the tool writes there as host uid %d, not as its owner %d",
 				m.Dst, p.ids.uid, o.uid))
 		default:
-			p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "evidence: planned idmapped mount "+m.Dst+" is not idmapped in pid 1's mount table")
+			p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: planned idmapped mount "+m.Dst+" is not idmapped in pid 1's mount table")
 		}
 	}
 }
@@ -191,7 +193,7 @@ func (p *Process) idmapEvidence(idmapped map[string]bool) {
 // mountsFromKernel sets each mount's mode from pid 1's mountinfo and
 // returns notes on mounts missing there and the mount points the kernel
 // reports idmapped.
-func mountsFromKernel(mounts []MountInfo, mountinfo string) ([]string, map[string]bool) {
+func mountsFromKernel(mounts []audit.MountInfo, mountinfo string) ([]string, map[string]bool) {
 	modes := map[string]string{}
 	idmapped := map[string]bool{}
 	for _, l := range strings.Split(mountinfo, "\n") {

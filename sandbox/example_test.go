@@ -32,7 +32,7 @@ func ExampleRun() {
 		fmt.Println("setup failed:", err)
 		return
 	}
-	fmt.Println(res.Reason, res.ExitCode)
+	fmt.Println(res.Exit.Reason, res.Exit.Code)
 	json.NewEncoder(os.Stdout).Encode(res.Audit)
 }
 
@@ -47,7 +47,7 @@ func ExampleStart() {
 	}
 	time.AfterFunc(1500*time.Millisecond, p.Kill)
 	res, _ := p.Wait()
-	fmt.Println(res.Reason) // canceled
+	fmt.Println(res.Exit.Reason) // canceled
 }
 
 // Give one tool call a fresh workdir, and copy out its result before the
@@ -71,7 +71,7 @@ func ExampleCmd_Collect() {
 		fmt.Println(err)
 		return
 	}
-	fmt.Printf("exit %d, report %s", res.ExitCode, report)
+	fmt.Printf("exit %d, report %s", res.Exit.Code, report)
 	// Output: exit 0, report 42
 }
 
@@ -88,7 +88,7 @@ func ExampleRunner_audit() {
 	r := &sandbox.Runner{Audit: jsonl, MaxConcurrent: 8}
 	res, err := r.Run(context.Background(), capability.New().WithBase(), sandbox.Command("uname", "-a"))
 	if err == nil {
-		fmt.Println(res.Reason, res.Audit.Exit.LimitsHit)
+		fmt.Println(res.Exit.Reason, res.Audit.Exit.LimitsHit)
 	}
 
 	logged := &sandbox.Runner{Audit: sandbox.SlogAudit{Logger: slog.Default()}}

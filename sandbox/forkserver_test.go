@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 )
@@ -23,7 +24,7 @@ import (
 func serverPid(t *testing.T) int {
 	t.Helper()
 	res, err := Run(context.Background(), capability.New().WithBase(), Command("/bin/true"))
-	if err != nil || res.ExitCode != 0 {
+	if err != nil || res.Exit.Code != 0 {
 		t.Fatalf("run: %v %+v", err, res)
 	}
 	theForkServer.mu.Lock()
@@ -208,7 +209,7 @@ func TestForkServerRestarts(t *testing.T) {
 	start := time.Now()
 	unix.Kill(server, unix.SIGKILL)
 	res, _ := p.Wait()
-	if res == nil || res.Reason == ReasonExited || time.Since(start) > 10*time.Second {
+	if res == nil || res.Exit.Reason == audit.ReasonExited || time.Since(start) > 10*time.Second {
 		t.Fatalf("a run outlived its fork server: %+v after %v", res, time.Since(start))
 	}
 	if now := serverPid(t); now == server {
@@ -247,7 +248,7 @@ func TestForkServerReplacedRunsGoOn(t *testing.T) {
 		t.Fatal("fork server not replaced")
 	}
 	res, err := p.Wait()
-	if err != nil || res.Reason != ReasonExited || res.ExitCode != 0 || string(res.Stdout) != "done\n" {
+	if err != nil || res.Exit.Reason != audit.ReasonExited || res.Exit.Code != 0 || string(res.Stdout) != "done\n" {
 		t.Fatalf("a run in flight did not survive its fork server's replacement: %v %+v %q", err, res, res.Stdout)
 	}
 	waitGone(t, old, "the replaced fork server")
@@ -283,7 +284,7 @@ func TestHostIgnoredSignalsNotInherited(t *testing.T) {
 	theForkServer.mu.Unlock()
 	// cat installs no handler of its own.
 	res, err := Run(context.Background(), capability.New().WithBase(), Command("/usr/bin/cat", "/proc/self/status"))
-	if err != nil || res.ExitCode != 0 {
+	if err != nil || res.Exit.Code != 0 {
 		t.Fatalf("%v %+v", err, res)
 	}
 	var got []string
@@ -380,8 +381,8 @@ func TestManyBindSources(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%d bind sources: %v", n, err)
 	}
-	if res.ExitCode != 0 || string(res.Stdout) != "0"+strconv.Itoa(n-1) {
-		t.Fatalf("%d bind sources: exit %d, %q %q", n, res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || string(res.Stdout) != "0"+strconv.Itoa(n-1) {
+		t.Fatalf("%d bind sources: exit %d, %q %q", n, res.Exit.Code, res.Stdout, res.Stderr)
 	}
 
 	for i := n; i < maxPlanFDs; i++ {

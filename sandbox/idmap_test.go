@@ -12,20 +12,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
 )
 
 // mountOf returns the record's mount at dst.
-func mountOf(t *testing.T, rec *sandbox.Record, dst string) sandbox.MountInfo {
+func mountOf(t *testing.T, rec *audit.Record, dst string) audit.MountInfo {
 	t.Helper()
-	for _, m := range rec.Enforce.Mounts {
+	for _, m := range rec.Enforcement.Mounts {
 		if m.Dst == dst {
 			return m
 		}
 	}
 	t.Fatalf("no mount %s in the record", dst)
-	return sandbox.MountInfo{}
+	return audit.MountInfo{}
 }
 
 // owner returns the host uid and gid of p.
@@ -53,8 +54,8 @@ func TestWorkdirOwnedByCaller(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := run(t, base().InWorkdir(wd), `echo ok > out && mkdir sub && echo x > sub/f && ln -s out link && stat -c '%u:%g' out`)
-	if res.ExitCode != 0 || string(res.Stdout) != "1000:1000\n" {
-		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || string(res.Stdout) != "1000:1000\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	uid, gid := uint32(os.Geteuid()), uint32(os.Getegid())
 	for _, f := range []string{"out", "sub", "sub/f", "link"} {
@@ -70,8 +71,8 @@ func TestWorkdirOwnedByCaller(t *testing.T) {
 	} else if m.IDMap != nil {
 		t.Errorf("workdir mount %+v: unprivileged, no idmap is made", m)
 	}
-	if len(res.Audit.Enforce.Degraded) != 0 {
-		t.Errorf("degraded %q", res.Audit.Enforce.Degraded)
+	if len(res.Audit.Enforcement.Degraded) != 0 {
+		t.Errorf("degraded %q", res.Audit.Enforcement.Degraded)
 	}
 }
 
@@ -99,8 +100,8 @@ func TestIDMapFollowsOwner(t *testing.T) {
 	}
 	set := base().InWorkdir(wd).WriteDir(other).ReadDir(ro)
 	res := run(t, set, `echo a > a && echo b > `+other+`/b && stat -c '%u:%g' theirs && { echo x >> theirs || echo denied; }`)
-	if res.ExitCode != 0 || string(res.Stdout) != "65534:65534\ndenied\n" {
-		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || string(res.Stdout) != "65534:65534\ndenied\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	if u, g := owner(t, filepath.Join(wd, "a")); u != 4242 || g != 4343 {
 		t.Errorf("workdir file is %d:%d on the host, want 4242:4343", u, g)
@@ -111,7 +112,7 @@ func TestIDMapFollowsOwner(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(wd, "theirs")); string(b) != "keep\n" {
 		t.Errorf("another user's file changed: %q", b)
 	}
-	for dir, want := range map[string]*sandbox.IDMap{wd: {UID: 4242, GID: 4343}, other: {UID: 5151, GID: 5252}, ro: nil} {
+	for dir, want := range map[string]*audit.IDMap{wd: {UID: 4242, GID: 4343}, other: {UID: 5151, GID: 5252}, ro: nil} {
 		m := mountOf(t, res.Audit, dir)
 		if (m.IDMap == nil) != (want == nil) || (want != nil && *m.IDMap != *want) {
 			t.Errorf("mount %+v: want idmap %+v", m, want)
@@ -149,17 +150,17 @@ func TestIDMapUnsupportedFileSystem(t *testing.T) {
 	}
 
 	res := runCmdWith(t, &sandbox.Runner{AllowNoIDMap: true}, set, cmd())
-	if res.ExitCode != 0 {
-		t.Fatalf("exit %d stderr %q", res.ExitCode, res.Stderr)
+	if res.Exit.Code != 0 {
+		t.Fatalf("exit %d stderr %q", res.Exit.Code, res.Stderr)
 	}
-	deg := strings.Join(res.Audit.Enforce.Degraded, "\n")
-	if len(res.Audit.Enforce.Degraded) != 1 || !strings.Contains(deg, "idmap: "+dir+" is not idmapped") {
-		t.Errorf("degraded %q: want one idmap entry naming %s", res.Audit.Enforce.Degraded, dir)
+	deg := strings.Join(res.Audit.Enforcement.Degraded, "\n")
+	if len(res.Audit.Enforcement.Degraded) != 1 || !strings.Contains(deg, "idmap: "+dir+" is not idmapped") {
+		t.Errorf("degraded %q: want one idmap entry naming %s", res.Audit.Enforcement.Degraded, dir)
 	}
 	if m := mountOf(t, res.Audit, dir); m.IDMap != nil {
 		t.Errorf("mount %+v claims an idmap", m)
 	}
-	runUID := strings.Fields(res.Audit.Enforce.UIDMap)[1]
+	runUID := strings.Fields(res.Audit.Enforcement.UIDMap)[1]
 	if u, _ := owner(t, filepath.Join(dir, "out")); runUID != fmt.Sprint(u) {
 		t.Errorf("file belongs to %d, want the run's host uid %s", u, runUID)
 	}
@@ -233,13 +234,13 @@ func TestIDMapFileSystems(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || res.ExitCode != 0 {
+			if err != nil || res.Exit.Code != 0 {
 				t.Fatalf("err %v res %+v", err, res)
 			}
 			if u, g := owner(t, filepath.Join(mnt, "out")); u != 4242 || g != 4343 {
 				t.Errorf("the tool's file is %d:%d on %s, want 4242:4343", u, g, fs.name)
 			}
-			if m := mountOf(t, res.Audit, mnt); m.IDMap == nil || *m.IDMap != (sandbox.IDMap{UID: 4242, GID: 4343}) {
+			if m := mountOf(t, res.Audit, mnt); m.IDMap == nil || *m.IDMap != (audit.IDMap{UID: 4242, GID: 4343}) {
 				t.Errorf("mount %+v: want idmap 4242:4343", m)
 			}
 		})

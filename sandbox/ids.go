@@ -407,11 +407,11 @@ func (p *Process) planIDs() planIDs {
 		uidMap: fmt.Sprintf("%d %d 1\n", sandboxUID, hu),
 		gidMap: fmt.Sprintf("%d %d 1\n", sandboxGID, hg),
 		limits: sandboxUserLimits(p.set)}
-	p.rec.Enforce.UIDMap = strings.TrimSpace(ids.uidMap)
-	p.rec.Enforce.GIDMap = strings.TrimSpace(ids.gidMap)
-	p.rec.Enforce.UserLimits = map[string]int64{}
+	p.rec.Enforcement.UIDMap = strings.TrimSpace(ids.uidMap)
+	p.rec.Enforcement.GIDMap = strings.TrimSpace(ids.gidMap)
+	p.rec.Enforcement.UserLimits = map[string]int64{}
 	for _, l := range ids.limits {
-		p.rec.Enforce.UserLimits[l.name] = l.value
+		p.rec.Enforcement.UserLimits[l.name] = l.value
 	}
 	return ids
 }

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 )
@@ -362,11 +363,11 @@ func runScript(t *testing.T, script string) *Result {
 }
 
 // hostUID is the host uid a run's record maps the sandbox user to.
-func hostUID(t *testing.T, rec *Record) int {
+func hostUID(t *testing.T, rec *audit.Record) int {
 	t.Helper()
-	f := strings.Fields(rec.Enforce.UIDMap)
+	f := strings.Fields(rec.Enforcement.UIDMap)
 	if len(f) != 3 {
-		t.Fatalf("uid_map %q", rec.Enforce.UIDMap)
+		t.Fatalf("uid_map %q", rec.Enforcement.UIDMap)
 	}
 	n, _ := strconv.Atoi(f[1])
 	return n
@@ -379,7 +380,7 @@ func hostUID(t *testing.T, rec *Record) int {
 func TestInotifyNotChargedToHostRoot(t *testing.T) {
 	rootOnly(t)
 	p, held, release := startHolding(t, takeInotify)
-	limit := p.rec.Enforce.UserLimits["max_inotify_instances"]
+	limit := p.rec.Enforcement.UserLimits["max_inotify_instances"]
 	if int64(held[0]) != limit || held[1] != int(unix.EMFILE) {
 		t.Errorf("the tool got %d inotify instances (then errno %d), want the sandbox's limit %d, then EMFILE", held[0], held[1], limit)
 	}
@@ -453,7 +454,7 @@ func TestConcurrentRunsCannotSignalEachOther(t *testing.T) {
 	if ua == ub || ua == 65534 || ub == 65534 {
 		t.Fatalf("host uids %d and %d: want two of their own", ua, ub)
 	}
-	ga, _ := strconv.Atoi(strings.Fields(a.rec.Enforce.GIDMap)[1])
+	ga, _ := strconv.Atoi(strings.Fields(a.rec.Enforcement.GIDMap)[1])
 	// The tool of b: pid 1's child.
 	kids, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", b.pid1, b.pid1))
 	if err != nil || len(strings.Fields(string(kids))) == 0 {
@@ -544,7 +545,7 @@ print(n, ctypes.get_errno())'; cat /proc/sys/user/max_inotify_watches`))
 	if want := fmt.Sprintf("20 %d\n100\n", unix.EMFILE); string(res.Stdout) != want {
 		t.Errorf("stdout %q stderr %q, want %q", res.Stdout, res.Stderr, want)
 	}
-	if l := res.Audit.Enforce.UserLimits; l["max_inotify_instances"] != 20 || l["max_inotify_watches"] != 100 || l["max_user_namespaces"] != 0 || len(l) != 3 {
+	if l := res.Audit.Enforcement.UserLimits; l["max_inotify_instances"] != 20 || l["max_inotify_watches"] != 100 || l["max_user_namespaces"] != 0 || len(l) != 3 {
 		t.Errorf("record user_limits %v", l)
 	}
 }

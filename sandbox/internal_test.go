@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/cgroup"
 	"github.com/toolcell/toolcell/internal/testenv"
@@ -177,25 +178,25 @@ func TestNamespaceEvidence(t *testing.T) {
 	for _, ns := range sandboxNamespaces {
 		own = append(own, open("/proc/self/ns/"+ns.name))
 	}
-	p := &Process{rec: &Record{}}
+	p := &Process{rec: &audit.Record{}}
 	p.namespaceEvidence(own)
-	if len(p.rec.Enforce.Namespaces) != 0 || len(p.rec.Enforce.Notes) != 0 {
-		t.Fatalf("own namespaces claimed: %v %v", p.rec.Enforce.Namespaces, p.rec.Enforce.Notes)
+	if len(p.rec.Enforcement.Namespaces) != 0 || len(p.rec.Enforcement.Notes) != 0 {
+		t.Fatalf("own namespaces claimed: %v %v", p.rec.Enforcement.Namespaces, p.rec.Enforcement.Notes)
 	}
 	// A descriptor of the wrong type (here: swapped user and mnt, and a
 	// plain file) is a note, not a claim.
 	bad := append([]int(nil), own...)
 	bad[0], bad[1] = own[1], own[0]
 	bad[2] = open("/dev/null")
-	p = &Process{rec: &Record{}}
+	p = &Process{rec: &audit.Record{}}
 	p.namespaceEvidence(bad)
-	if len(p.rec.Enforce.Namespaces) != 0 || len(p.rec.Enforce.Notes) != 3 {
-		t.Fatalf("wrong descriptors: namespaces %v notes %v", p.rec.Enforce.Namespaces, p.rec.Enforce.Notes)
+	if len(p.rec.Enforcement.Namespaces) != 0 || len(p.rec.Enforcement.Notes) != 3 {
+		t.Fatalf("wrong descriptors: namespaces %v notes %v", p.rec.Enforcement.Namespaces, p.rec.Enforcement.Notes)
 	}
-	p = &Process{rec: &Record{}}
+	p = &Process{rec: &audit.Record{}}
 	p.namespaceEvidence(own[:3])
-	if len(p.rec.Enforce.Notes) != 1 || len(p.rec.Enforce.Namespaces) != 0 {
-		t.Fatalf("short list: %v %v", p.rec.Enforce.Namespaces, p.rec.Enforce.Notes)
+	if len(p.rec.Enforcement.Notes) != 1 || len(p.rec.Enforcement.Namespaces) != 0 {
+		t.Fatalf("short list: %v %v", p.rec.Enforcement.Namespaces, p.rec.Enforcement.Notes)
 	}
 }
 
@@ -215,8 +216,8 @@ func TestListenerClosedAnswersENOSYS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(string(res.Stdout)); got != "after 2 EPERM: ENOSYS" || res.Reason != ReasonExited {
-		t.Fatalf("stdout %q reason %s, want %q", got, res.Reason, "after 2 EPERM: ENOSYS")
+	if got := strings.TrimSpace(string(res.Stdout)); got != "after 2 EPERM: ENOSYS" || res.Exit.Reason != audit.ReasonExited {
+		t.Fatalf("stdout %q reason %s, want %q", got, res.Exit.Reason, "after 2 EPERM: ENOSYS")
 	}
 	if len(res.Audit.Denials) != 1 || res.Audit.Denials[0].Count != 2 {
 		t.Fatalf("denials %+v, want acct twice", res.Audit.Denials)
@@ -238,7 +239,7 @@ func TestNoUserNotifFailsClosed(t *testing.T) {
 	if !errors.Is(err, ErrUnsupported) || !errors.As(err, &re) || !strings.Contains(err.Error(), "seccomp user notification") {
 		t.Fatalf("err = %v, want ErrUnsupported naming seccomp user notification", err)
 	}
-	if re.Record.Exit.Reason != ReasonSetupFailed {
+	if re.Record.Exit.Reason != audit.ReasonSetupFailed {
 		t.Fatalf("record exit %+v", re.Record.Exit)
 	}
 
@@ -249,9 +250,9 @@ func TestNoUserNotifFailsClosed(t *testing.T) {
 	}
 	rec := res.Audit
 	if strings.TrimSpace(string(res.Stdout)) == "rc=0" || len(rec.Denials) != 0 ||
-		rec.Enforce.Seccomp.DeniedAction != string(seccomp.ActionErrnoEPERM) ||
-		len(rec.Enforce.Degraded) != 1 || !strings.HasPrefix(rec.Enforce.Degraded[0], "seccomp_user_notif:") {
-		t.Fatalf("stdout %q denials %v seccomp %+v degraded %q", res.Stdout, rec.Denials, rec.Enforce.Seccomp, rec.Enforce.Degraded)
+		rec.Enforcement.Seccomp.DeniedAction != string(seccomp.ActionErrnoEPERM) ||
+		len(rec.Enforcement.Degraded) != 1 || !strings.HasPrefix(rec.Enforcement.Degraded[0], "seccomp_user_notif:") {
+		t.Fatalf("stdout %q denials %v seccomp %+v degraded %q", res.Stdout, rec.Denials, rec.Enforcement.Seccomp, rec.Enforcement.Degraded)
 	}
 }
 
@@ -276,20 +277,20 @@ func TestSelfTest(t *testing.T) {
 }
 
 func TestSelfTestJudgeEgress(t *testing.T) {
-	rec := &Record{Enforce: Enforcement{Egress: &EgressInfo{}},
-		Network: []Conn{{Kind: "dns", Name: "leak." + selfTestName, Reason: "not granted"}}}
+	rec := &audit.Record{Enforcement: audit.Enforcement{Egress: &audit.EgressInfo{}},
+		Network: []audit.Conn{{Kind: "dns", Name: "leak." + selfTestName, Reason: "not granted"}}}
 	good := "127.77.0.2      " + selfTestName + "\n"
 	if p := judgeEgress(good, rec); !p.OK {
 		t.Fatalf("good run judged broken: %+v", p)
 	}
 	for what, c := range map[string]struct {
 		out string
-		rec *Record
+		rec *audit.Record
 	}{
 		"leak resolved":    {good + "203.0.113.1 leak." + selfTestName + "\nleak-resolved\n", rec},
 		"granted missing":  {"", rec},
-		"refusal missing":  {good, &Record{Enforce: rec.Enforce}},
-		"no egress record": {good, &Record{Network: rec.Network}},
+		"refusal missing":  {good, &audit.Record{Enforcement: rec.Enforcement}},
+		"no egress record": {good, &audit.Record{Network: rec.Network}},
 	} {
 		if p := judgeEgress(c.out, c.rec); p.OK {
 			t.Errorf("%s: judged OK: %+v", what, p)
@@ -305,9 +306,9 @@ func TestSelfTestJudges(t *testing.T) {
 		"memfd_noexec 2\n" +
 		"landlock ls: cannot open directory '/': Permission denied\n"
 	two := 2
-	rec := &Record{Enforce: Enforcement{UIDMap: "1000 65534 1", NoNewPrivs: true,
-		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}, MemfdNoexec: &two, Landlock: &LandlockInfo{Applied: 7}},
-		Denials: []Denial{{Syscall: "sync", Answer: "EPERM", Count: 1}}}
+	rec := &audit.Record{Enforcement: audit.Enforcement{UIDMap: "1000 65534 1", NoNewPrivs: true,
+		Namespaces: []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}, MemfdNoexec: &two, Landlock: &audit.LandlockInfo{Applied: 7}},
+		Denials: []audit.Denial{{Syscall: "sync", Answer: "EPERM", Count: 1}}}
 	if err := selfTestErr(judgeInside(good, rec)); err != nil {
 		t.Fatalf("good host judged bad: %v", err)
 	}
@@ -334,10 +335,10 @@ func TestSelfTestJudges(t *testing.T) {
 			t.Errorf("broken %q: err %v", name, err)
 		}
 	}
-	for name, broken := range map[string]*Record{
-		"seven namespaces":         {Enforce: Enforcement{UIDMap: rec.Enforce.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforce.Namespaces[:6]}, Denials: rec.Denials},
-		"denied syscalls recorded": {Enforce: rec.Enforce},
-		"no executable memfds":     {Enforce: Enforcement{UIDMap: rec.Enforce.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforce.Namespaces}, Denials: rec.Denials},
+	for name, broken := range map[string]*audit.Record{
+		"seven namespaces":         {Enforcement: audit.Enforcement{UIDMap: rec.Enforcement.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforcement.Namespaces[:6]}, Denials: rec.Denials},
+		"denied syscalls recorded": {Enforcement: rec.Enforcement},
+		"no executable memfds":     {Enforcement: audit.Enforcement{UIDMap: rec.Enforcement.UIDMap, NoNewPrivs: true, Namespaces: rec.Enforcement.Namespaces}, Denials: rec.Denials},
 	} {
 		err := selfTestErr(judgeInside(good, broken))
 		if !errors.Is(err, ErrSelfTest) || !strings.Contains(err.Error(), name) {
@@ -346,13 +347,13 @@ func TestSelfTestJudges(t *testing.T) {
 	}
 	// Where the sysctl cannot be set, the filter's condition holds instead.
 	fallback := *rec
-	fallback.Enforce.MemfdNoexec, fallback.Enforce.Seccomp.MemfdCreate = nil, memfdCreateCondition
+	fallback.Enforcement.MemfdNoexec, fallback.Enforcement.Seccomp.MemfdCreate = nil, memfdCreateCondition
 	if err := selfTestErr(judgeInside(strings.Replace(good, "memfd_noexec 2", "memfd_noexec none", 1), &fallback)); err != nil {
 		t.Errorf("seccomp fallback judged bad: %v", err)
 	}
 	// Without Landlock (allowed by the Runner) its check is skipped.
 	noLL := *rec
-	noLL.Enforce.Landlock = nil
+	noLL.Enforcement.Landlock = nil
 	for _, p := range judgeInside(good, &noLL) {
 		if p.Name == "landlock" && (!p.Skipped || p.OK) {
 			t.Errorf("no Landlock: %+v", p)
@@ -366,23 +367,23 @@ func TestSelfTestJudges(t *testing.T) {
 		}
 	}
 	rootMap := *rec
-	rootMap.Enforce.UIDMap = "1000 0 1"
+	rootMap.Enforcement.UIDMap = "1000 0 1"
 	if err := selfTestErr(judgeInside(good, &rootMap)); !errors.Is(err, ErrSelfTest) {
 		t.Errorf("uid map to host root accepted")
 	}
-	if p := judgeMemory(&Record{Exit: Exit{Reason: ReasonExited}}, 32<<20); p.OK {
+	if p := judgeMemory(&audit.Record{Exit: audit.Exit{Reason: audit.ReasonExited}}, 32<<20); p.OK {
 		t.Errorf("memory limit held without an OOM kill")
 	}
-	if p := judgeMemory(&Record{Resources: Resources{OOMKills: 1, MemoryPeakBytes: 64 << 20}}, 32<<20); p.OK {
+	if p := judgeMemory(&audit.Record{Resources: audit.Resources{OOMKills: 1, MemoryPeakBytes: 64 << 20}}, 32<<20); p.OK {
 		t.Errorf("memory peak over the limit accepted")
 	}
-	if p := judgePids(&Record{Exit: Exit{Reason: ReasonExited}, Resources: Resources{PidsPeak: 17}}, 8); p.OK {
+	if p := judgePids(&audit.Record{Exit: audit.Exit{Reason: audit.ReasonExited}, Resources: audit.Resources{PidsPeak: 17}}, 8); p.OK {
 		t.Errorf("pids peak over the limit accepted")
 	}
-	if p := judgeTimeout(&Record{Exit: Exit{Reason: ReasonExited}}, 0); p.OK {
+	if p := judgeTimeout(&audit.Record{Exit: audit.Exit{Reason: audit.ReasonExited}}, 0); p.OK {
 		t.Errorf("timeout held without a timeout")
 	}
-	if p := judgeTimeout(&Record{Exit: Exit{Reason: ReasonTimeout}}, 1); p.OK {
+	if p := judgeTimeout(&audit.Record{Exit: audit.Exit{Reason: audit.ReasonTimeout}}, 1); p.OK {
 		t.Errorf("timeout held with a process left")
 	}
 }
@@ -466,7 +467,7 @@ func TestMountsFromKernel(t *testing.T) {
 26 25 0:42 /sys /proc/sys rw,nosuid,nodev,noexec - proc proc rw
 27 26 0:42 /sys /proc/sys ro,nosuid,nodev,noexec - proc proc rw
 `
-	mounts := []MountInfo{
+	mounts := []audit.MountInfo{
 		{Dst: "/usr", Src: "/usr", Mode: "ro,nosuid,nodev"},
 		{Dst: "/my dir", Src: "/host/my dir", Mode: "ro,nosuid,nodev,noexec"},
 		{Dst: "/proc/sys", Src: "mask", Mode: "ro,nosuid,nodev,noexec"},
@@ -502,8 +503,8 @@ func TestOutputLimitDuringEvidence(t *testing.T) {
 		if err != nil {
 			t.Fatalf("run %d: %v", i, err)
 		}
-		if res.Reason != ReasonOutputLimit {
-			t.Fatalf("run %d: reason %s", i, res.Reason)
+		if res.Exit.Reason != audit.ReasonOutputLimit {
+			t.Fatalf("run %d: reason %s", i, res.Exit.Reason)
 		}
 	}
 }
@@ -637,7 +638,7 @@ func TestMemfdNoexecSeccompFallback(t *testing.T) {
 		}
 		rec := res.Audit
 		out := string(res.Stdout)
-		var denied *Denial
+		var denied *audit.Denial
 		for i, d := range rec.Denials {
 			if d.Syscall == "memfd_create" {
 				denied = &rec.Denials[i]
@@ -651,12 +652,12 @@ func TestMemfdNoexecSeccompFallback(t *testing.T) {
 		case !strings.Contains(out, "RESULT EPERM") || denied == nil || denied.Detail != `name="payload" `+c.flags:
 			t.Errorf("%s: stdout %q denial %+v, want EPERM and a memfd_create denial with %s", c.attack, out, denied, c.flags)
 		}
-		if rec.Enforce.Seccomp.MemfdCreate != memfdCreateCondition {
-			t.Errorf("%s: record seccomp.memfd_create %q", c.attack, rec.Enforce.Seccomp.MemfdCreate)
+		if rec.Enforcement.Seccomp.MemfdCreate != memfdCreateCondition {
+			t.Errorf("%s: record seccomp.memfd_create %q", c.attack, rec.Enforcement.Seccomp.MemfdCreate)
 		}
 		// Not set by pid 1: the value the sandbox inherited from the host.
-		if (host == nil) != (rec.Enforce.MemfdNoexec == nil) || host != nil && *host != *rec.Enforce.MemfdNoexec {
-			t.Errorf("%s: record memfd_noexec %v, host has %v", c.attack, rec.Enforce.MemfdNoexec, host)
+		if (host == nil) != (rec.Enforcement.MemfdNoexec == nil) || host != nil && *host != *rec.Enforcement.MemfdNoexec {
+			t.Errorf("%s: record memfd_noexec %v, host has %v", c.attack, rec.Enforcement.MemfdNoexec, host)
 		}
 	}
 }
@@ -680,11 +681,11 @@ func TestMemfdEvidence(t *testing.T) {
 		{started(-1), true, false, "<nil>"},
 		{started(2)[:4], false, false, "<nil>"},
 	} {
-		p := &Process{rec: &Record{}}
+		p := &Process{rec: &audit.Record{}}
 		err := p.memfdEvidence(c.body, c.planned)
 		got := "<nil>"
-		if p.rec.Enforce.MemfdNoexec != nil {
-			got = strconv.Itoa(*p.rec.Enforce.MemfdNoexec)
+		if p.rec.Enforcement.MemfdNoexec != nil {
+			got = strconv.Itoa(*p.rec.Enforcement.MemfdNoexec)
 		}
 		if (err == nil) != c.ok || got != c.want || err != nil && !errors.Is(err, ErrSetup) {
 			t.Errorf("body %x planned %v: err %v, memfd_noexec %s; want ok %v, %s", c.body, c.planned, err, got, c.ok, c.want)
@@ -706,7 +707,7 @@ func TestCgroupErrorNamedOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := strings.Join(res.Audit.Enforce.Degraded, "; ")
+	d := strings.Join(res.Audit.Enforcement.Degraded, "; ")
 	if !strings.HasPrefix(d, "cgroup: no limits") || strings.Count(d, "cgroup:") != 1 {
 		t.Fatalf("degraded %q", d)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/toolcell/toolcell/audit"
 )
 
 // Landlock is the second file-system barrier, independent of the view: the
@@ -118,46 +120,6 @@ func llNames(v uint64, names []struct {
 	return out
 }
 
-// LandlockInfo is what the tool was restricted to by Landlock
-// (enforcement.landlock).
-type LandlockInfo struct {
-	// ABI is the kernel's Landlock ABI version; Applied is the version
-	// whose rights were used (the kernel's, at most the newest toolcell
-	// knows).
-	ABI     int `json:"abi"`
-	Applied int `json:"applied_abi"`
-	// Handled lists the rights the ruleset restricts: any of them not
-	// given by a rule is refused (EACCES).
-	Handled LandlockRights `json:"handled"`
-	// Missing lists the rights toolcell would handle that this ABI lacks
-	// (best effort beyond the minimum a run needs).
-	Missing []string `json:"missing"`
-	// Rules are the paths (inside the view) and what each allows beneath
-	// it; Ports the TCP ports and what each allows.
-	Rules []LandlockRule `json:"rules,omitempty"`
-	Ports []LandlockPort `json:"ports"`
-}
-
-// LandlockRights are rights by kind, named as in linux/landlock.h without
-// the prefix (LANDLOCK_ACCESS_FS_READ_FILE is "read_file").
-type LandlockRights struct {
-	FS    []string `json:"fs"`
-	Net   []string `json:"net"`
-	Scope []string `json:"scope"`
-}
-
-// LandlockRule is one path-beneath rule.
-type LandlockRule struct {
-	Path   string   `json:"path"`
-	Access []string `json:"access"`
-}
-
-// LandlockPort is one TCP port rule.
-type LandlockPort struct {
-	Port   uint16   `json:"port"`
-	Access []string `json:"access"`
-}
-
 // llPlan is the Landlock part of the plan.
 type llPlan struct {
 	abi             int // applied ABI; 0: no Landlock
@@ -243,7 +205,7 @@ func (p *Process) planLandlock(v *view) (llPlan, error) {
 		if !p.r.AllowNoLandlock {
 			return llPlan{}, fmt.Errorf("%w: %w", ErrUnsupported, err)
 		}
-		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, err.Error()+"; applied what the kernel has")
+		p.rec.Enforcement.Degraded = append(p.rec.Enforcement.Degraded, err.Error()+"; applied what the kernel has")
 		if abi <= 0 {
 			return llPlan{}, nil
 		}
@@ -275,14 +237,14 @@ func (p *Process) planLandlock(v *view) (llPlan, error) {
 	if len(pl.rules) > maxLLRules || len(pl.ports) > maxLLPorts {
 		return llPlan{}, fmt.Errorf("%w: landlock: %d rules and %d ports, at most %d and %d", ErrPolicy, len(pl.rules), len(pl.ports), maxLLRules, maxLLPorts)
 	}
-	p.rec.Enforce.Landlock = pl.info(abi)
+	p.rec.Enforcement.Landlock = pl.info(abi)
 	return pl, nil
 }
 
 // info describes the plan for the record.
-func (pl llPlan) info(kernelABI int) *LandlockInfo {
-	info := &LandlockInfo{ABI: kernelABI, Applied: pl.abi, Rules: []LandlockRule{}, Ports: []LandlockPort{},
-		Handled: LandlockRights{FS: llNames(pl.fs, llFSNames), Net: llNames(pl.net, llNetNames), Scope: llNames(pl.scoped, llScopeNames)}}
+func (pl llPlan) info(kernelABI int) *audit.LandlockInfo {
+	info := &audit.LandlockInfo{ABI: kernelABI, Applied: pl.abi, Rules: []audit.LandlockRule{}, Ports: []audit.LandlockPort{},
+		Handled: audit.LandlockRights{FS: llNames(pl.fs, llFSNames), Net: llNames(pl.net, llNetNames), Scope: llNames(pl.scoped, llScopeNames)}}
 	wantFS, wantNet, wantScope := llHandled(llMaxABI)
 	info.Missing = llNames(wantFS&^pl.fs, llFSNames)
 	for _, n := range llNames(wantNet&^pl.net, llNetNames) {
@@ -292,10 +254,10 @@ func (pl llPlan) info(kernelABI int) *LandlockInfo {
 		info.Missing = append(info.Missing, "scope."+n)
 	}
 	for _, r := range pl.rules {
-		info.Rules = append(info.Rules, LandlockRule{Path: r.path, Access: llNames(r.access, llFSNames)})
+		info.Rules = append(info.Rules, audit.LandlockRule{Path: r.path, Access: llNames(r.access, llFSNames)})
 	}
 	for _, r := range pl.ports {
-		info.Ports = append(info.Ports, LandlockPort{Port: r.port, Access: llNames(r.access, llNetNames)})
+		info.Ports = append(info.Ports, audit.LandlockPort{Port: r.port, Access: llNames(r.access, llNetNames)})
 	}
 	return info
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -43,7 +44,7 @@ func wantLines(t *testing.T, out string, want ...string) {
 	}
 }
 
-func rulesOf(info *sandbox.LandlockInfo) map[string][]string {
+func rulesOf(info *audit.LandlockInfo) map[string][]string {
 	m := map[string][]string{}
 	for _, r := range info.Rules {
 		m[r.Path] = r.Access
@@ -65,12 +66,12 @@ func TestLandlockRecorded(t *testing.T) {
 	if got := strings.TrimSpace(string(res.Stdout)); got != "rc=143" {
 		t.Errorf("signal to own child: %q, want rc=143", got)
 	}
-	ll := res.Audit.Enforce.Landlock
+	ll := res.Audit.Enforcement.Landlock
 	if ll == nil {
 		t.Fatal("no enforcement.landlock in the record")
 	}
-	if ll.ABI != abi || ll.Applied != min(abi, 7) || len(res.Audit.Enforce.Degraded) != 0 {
-		t.Errorf("abi %d applied %d degraded %v, want %d", ll.ABI, ll.Applied, res.Audit.Enforce.Degraded, abi)
+	if ll.ABI != abi || ll.Applied != min(abi, 7) || len(res.Audit.Enforcement.Degraded) != 0 {
+		t.Errorf("abi %d applied %d degraded %v, want %d", ll.ABI, ll.Applied, res.Audit.Enforcement.Degraded, abi)
 	}
 	for _, r := range []string{"read_file", "write_file", "execute", "make_reg", "truncate"} {
 		if !slices.Contains(ll.Handled.FS, r) {
@@ -162,16 +163,16 @@ func TestLandlockGuardsBrokenView(t *testing.T) {
 	wantLines(t, string(res.Stdout), "read EACCES", "write EACCES", "truncate EACCES", "create EACCES",
 		"mkdir EACCES", "exec EACCES", "list EACCES", "symlink EACCES")
 	mounted := false
-	for _, m := range res.Audit.Enforce.Mounts {
+	for _, m := range res.Audit.Enforcement.Mounts {
 		mounted = mounted || (m.Dst == "/canary" && m.Src == dir && strings.HasPrefix(m.Mode, "rw"))
 	}
 	if !mounted {
-		t.Errorf("the view was not broken: no rw mount of %s at /canary in %+v", dir, res.Audit.Enforce.Mounts)
+		t.Errorf("the view was not broken: no rw mount of %s at /canary in %+v", dir, res.Audit.Enforcement.Mounts)
 	}
-	if res.Audit.Enforce.Landlock == nil {
+	if res.Audit.Enforcement.Landlock == nil {
 		t.Fatal("no enforcement.landlock in the record")
 	}
-	for p := range rulesOf(res.Audit.Enforce.Landlock) {
+	for p := range rulesOf(res.Audit.Enforcement.Landlock) {
 		if p == "/canary" || strings.HasPrefix(p, "/canary/") || p == "/" {
 			t.Errorf("a Landlock rule covers the canary: %s", p)
 		}
@@ -183,8 +184,8 @@ func TestLandlockGuardsBrokenView(t *testing.T) {
 	sandbox.LandlockProbeForTest(t, 0, errors.New("landlock: switched off by the test"))
 	ctl := pyRun(t, &sandbox.Runner{AllowNoLandlock: true}, set, canaryAttempts)
 	wantLines(t, string(ctl.Stdout), "read OK", "write OK", "truncate OK", "create OK", "mkdir OK", "exec OK", "list OK", "symlink OK")
-	if ctl.Audit.Enforce.Landlock != nil || !strings.Contains(strings.Join(ctl.Audit.Enforce.Degraded, ";"), "landlock") {
-		t.Errorf("control run: landlock %+v degraded %v", ctl.Audit.Enforce.Landlock, ctl.Audit.Enforce.Degraded)
+	if ctl.Audit.Enforcement.Landlock != nil || !strings.Contains(strings.Join(ctl.Audit.Enforcement.Degraded, ";"), "landlock") {
+		t.Errorf("control run: landlock %+v degraded %v", ctl.Audit.Enforcement.Landlock, ctl.Audit.Enforcement.Degraded)
 	}
 }
 
@@ -206,9 +207,9 @@ func TestLandlockFailsClosed(t *testing.T) {
 		t.Errorf("no Landlock: err %v, want ErrUnsupported naming landlock", err)
 	}
 	res := runCmdWith(t, &sandbox.Runner{AllowNoLandlock: true}, set, cmd())
-	if res.Audit.Enforce.Landlock != nil || len(res.Audit.Enforce.Degraded) != 1 ||
-		!strings.Contains(res.Audit.Enforce.Degraded[0], "landlock: not built") {
-		t.Errorf("allowed, no Landlock: landlock %+v degraded %v", res.Audit.Enforce.Landlock, res.Audit.Enforce.Degraded)
+	if res.Audit.Enforcement.Landlock != nil || len(res.Audit.Enforcement.Degraded) != 1 ||
+		!strings.Contains(res.Audit.Enforcement.Degraded[0], "landlock: not built") {
+		t.Errorf("allowed, no Landlock: landlock %+v degraded %v", res.Audit.Enforcement.Landlock, res.Audit.Enforcement.Degraded)
 	}
 
 	if abi < 4 {
@@ -223,13 +224,13 @@ func TestLandlockFailsClosed(t *testing.T) {
 	res = pyRun(t, &sandbox.Runner{AllowNoLandlock: true}, set, canaryAttempts)
 	// ABI 2 has no truncate right: truncate(2) is not Landlock's to refuse.
 	wantLines(t, string(res.Stdout), "read EACCES", "write EACCES", "create EACCES", "exec EACCES", "truncate OK")
-	ll := res.Audit.Enforce.Landlock
+	ll := res.Audit.Enforcement.Landlock
 	if ll == nil || ll.ABI != 2 || ll.Applied != 2 || slices.Contains(ll.Handled.FS, "truncate") ||
 		!slices.Contains(ll.Missing, "truncate") || !slices.Contains(ll.Missing, "net.connect_tcp") || !slices.Contains(ll.Missing, "scope.signal") {
 		t.Errorf("ABI 2 record: %+v", ll)
 	}
-	if len(res.Audit.Enforce.Degraded) != 1 || !strings.Contains(res.Audit.Enforce.Degraded[0], "ABI 2") {
-		t.Errorf("ABI 2 degraded: %v", res.Audit.Enforce.Degraded)
+	if len(res.Audit.Enforcement.Degraded) != 1 || !strings.Contains(res.Audit.Enforcement.Degraded[0], "ABI 2") {
+		t.Errorf("ABI 2 degraded: %v", res.Audit.Enforcement.Degraded)
 	}
 }
 
@@ -257,7 +258,7 @@ t("relay", relay)
 	attack := netAttack([]string{"api.example.com:80"}, nil, pyTry+script, nil)
 	res, out := attack(t, c, set, "")
 	wantLines(t, out, "bind EACCES", "other EACCES", "relay OK")
-	ll := res.Audit.Enforce.Landlock
+	ll := res.Audit.Enforcement.Landlock
 	if ll == nil {
 		t.Fatal("no enforcement.landlock in the record")
 	}
@@ -316,7 +317,7 @@ func TestEscapeSuiteLandlockAlone(t *testing.T) {
 			if strings.Contains(out, "ESCAPED") || !strings.Contains(out, "RESULT EACCES") {
 				t.Errorf("Landlock alone: %q, want RESULT EACCES", out)
 			}
-			if res.Audit.Enforce.Landlock == nil {
+			if res.Audit.Enforcement.Landlock == nil {
 				t.Error("no enforcement.landlock in the record")
 			}
 			c.intact(t, before)
@@ -358,8 +359,8 @@ func TestEscapeSuiteViewAlone(t *testing.T) {
 			if strings.Contains(out, "ESCAPED") || strings.Contains(out, "RESULT EACCES") && ec.attack != "proc_pid1_root" {
 				t.Errorf("view alone: %q", out)
 			}
-			if res.Audit.Enforce.Landlock != nil {
-				t.Errorf("Landlock was applied: %+v", res.Audit.Enforce.Landlock)
+			if res.Audit.Enforcement.Landlock != nil {
+				t.Errorf("Landlock was applied: %+v", res.Audit.Enforcement.Landlock)
 			}
 			ec.check(t, c, res, out)
 			c.intact(t, before)

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/internal/egress"
 )
 
@@ -185,11 +186,11 @@ func (p *Process) planEgress() error {
 	}
 
 	hosts := p.proxy.Hosts()
-	info := &EgressInfo{Grants: append([]string{}, p.set.Egress...), DNS: egress.DNSAddr.String() + ":53",
+	info := &audit.EgressInfo{Grants: append([]string{}, p.set.Egress...), DNS: egress.DNSAddr.String() + ":53",
 		Hosts: map[string]string{}, Limits: egressLimits(cfg.Limits)}
 	info.Allow = append(info.Allow, p.set.EgressAllow...)
 	for _, a := range p.set.APIs {
-		info.APIs = append(info.APIs, APIInfo{Host: a.Host, Header: a.Header, Secret: a.Secret, Upstream: "https://" + a.Host + "/"})
+		info.APIs = append(info.APIs, audit.APIInfo{Host: a.Host, Header: a.Header, Secret: a.Secret, Upstream: "https://" + a.Host + "/"})
 	}
 	sort.Strings(info.Grants)
 	for n, a := range hosts {
@@ -198,7 +199,7 @@ func (p *Process) planEgress() error {
 	for _, s := range p.socks {
 		info.Listeners = append(info.Listeners, s.String())
 	}
-	p.rec.Enforce.Egress = info
+	p.rec.Enforcement.Egress = info
 	return nil
 }
 
@@ -285,7 +286,7 @@ func (p *Process) endEgress() {
 	ev, dropped := p.proxy.Events()
 	p.proxy = nil
 	for _, e := range ev {
-		c := Conn{Kind: e.Kind, Name: e.Name, Type: e.Type, Port: e.Port, Dst: e.Dst, IP: e.Addr,
+		c := audit.Conn{Kind: e.Kind, Name: e.Name, Type: e.Type, Port: e.Port, Dst: e.Dst, IP: e.Addr,
 			Protocol: e.Protocol, SNI: e.SNI, Allowed: e.Allowed, Reason: e.Reason, BytesOut: e.BytesOut,
 			BytesIn: e.BytesIn, Method: e.Method, Path: e.Path, Status: e.Status, Secret: e.Secret, Requests: e.Requests,
 			Count: e.Count, At: e.At.UTC()}

@@ -27,6 +27,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -115,8 +116,8 @@ func runWith(t *testing.T, r *sandbox.Runner, set *capability.Set, script string
 }
 
 // conns returns the record's network entries of kind with name.
-func conns(rec *sandbox.Record, kind, name string) []sandbox.Conn {
-	var out []sandbox.Conn
+func conns(rec *audit.Record, kind, name string) []audit.Conn {
+	var out []audit.Conn
 	for _, c := range rec.Network {
 		if c.Kind == kind && c.Name == name {
 			out = append(out, c)
@@ -166,8 +167,8 @@ print(s.makefile("rb").read().split(b"\r\n\r\n", 1)[1].decode(), end="")'`, "hel
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			res := runWith(t, u.runner(), set, c.script)
-			if res.ExitCode != 0 || string(res.Stdout) != c.want {
-				t.Fatalf("exit %d stdout %q stderr %q, want %q", res.ExitCode, res.Stdout, res.Stderr, c.want)
+			if res.Exit.Code != 0 || string(res.Stdout) != c.want {
+				t.Fatalf("exit %d stdout %q stderr %q, want %q", res.Exit.Code, res.Stdout, res.Stderr, c.want)
 			}
 			if len(res.Audit.Denials) != 0 {
 				t.Fatalf("denials: %+v", res.Audit.Denials)
@@ -187,7 +188,7 @@ print(s.makefile("rb").read().split(b"\r\n\r\n", 1)[1].decode(), end="")'`, "hel
 			if cs := conns(res.Audit, "connect", "api.example.com"); c.name == "curl_keepalive" && (len(cs) != 1 || cs[0].Requests != 2) {
 				t.Fatalf("want one kept-alive connection with two requests: %+v", res.Audit.Network)
 			}
-			if e := res.Audit.Enforce.Egress; e == nil || e.DNS != "127.77.0.1:53" || e.Hosts["api.example.com"] == "" {
+			if e := res.Audit.Enforcement.Egress; e == nil || e.DNS != "127.77.0.1:53" || e.Hosts["api.example.com"] == "" {
 				t.Fatalf("enforcement.egress: %+v", e)
 			}
 		})
@@ -226,7 +227,7 @@ func TestEgressRebindingRefused(t *testing.T) {
 	if c := conns(res.Audit, "connect", "meta.example.com"); len(c) != 1 || !c[0].Allowed || c[0].IP != "169.254.169.254" {
 		t.Errorf("with the range allowed: %+v", c)
 	}
-	if e := res.Audit.Enforce.Egress; e == nil || len(e.Allow) != 1 {
+	if e := res.Audit.Enforcement.Egress; e == nil || len(e.Allow) != 1 {
 		t.Errorf("enforcement.egress.allow: %+v", e)
 	}
 }
@@ -328,7 +329,7 @@ echo dumped
 	if calls != 3 {
 		t.Errorf("%d allowed http entries, want 3: %+v", calls, res.Audit.Network)
 	}
-	if e := res.Audit.Enforce.Egress; e == nil || len(e.APIs) != 1 || e.APIs[0].Secret != "env:TOOLCELL_TEST_API_KEY" {
+	if e := res.Audit.Enforcement.Egress; e == nil || len(e.APIs) != 1 || e.APIs[0].Secret != "env:TOOLCELL_TEST_API_KEY" {
 		t.Errorf("enforcement.egress %+v", e)
 	}
 }
@@ -381,8 +382,8 @@ func TestEgressGitClone(t *testing.T) {
 	u.add("git.example.com", "203.0.113.30", 443, srv.Listener.Addr().String())
 	set := base().InWorkdir(wd).Connect("git.example.com:443").WithTimeout(60 * time.Second)
 	res := runWith(t, u.runner(), set, `GIT_SSL_CAINFO=$PWD/ca.pem git clone -q https://git.example.com/tool.git clone && git -C clone log --format=%s`)
-	if res.ExitCode != 0 || string(res.Stdout) != "fetched through toolcell\n" {
-		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || string(res.Stdout) != "fetched through toolcell\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	c := conns(res.Audit, "connect", "git.example.com")
 	if len(c) == 0 || !c[0].Allowed || c[0].SNI != "git.example.com" || c[0].Protocol != "tls" || c[0].BytesIn == 0 {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/seccomp"
 )
@@ -28,7 +29,7 @@ type Plan struct {
 	hash string
 
 	filter      *seccomp.Filter
-	seccompInfo SeccompInfo
+	seccompInfo audit.SeccompInfo
 	notify      bool     // denied syscalls reach the supervisor's listener
 	memfdSysctl bool     // the stage-2 sets vm.memfd_noexec in the sandbox
 	degraded    []string // what the kernel lacks and the Runner allowed
@@ -83,7 +84,7 @@ func (r *Runner) Compile(set *capability.Set) (*Plan, error) {
 		return nil, fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
 	}
 	pl.filter = filter
-	pl.seccompInfo = SeccompInfo{
+	pl.seccompInfo = audit.SeccompInfo{
 		DefaultAction: string(filter.DefaultAction), DeniedAction: string(filter.DeniedAction),
 		ForeignArchAction: string(filter.ForeignArchAction), Groups: groupNames(pol.Groups),
 		GroupsVersion: filter.GroupsVersion, AllowedSyscalls: filter.Allowed,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/toolcell/toolcell/audit"
 )
 
 // PoolOptions configures a Pool.
@@ -100,7 +102,7 @@ func (po *Pool) Start(ctx context.Context, cmd *Cmd) (*Process, error) {
 	if p == nil {
 		p = newProcess(ctx, r, po.pl, cmd)
 		p.release = release
-		p.rec.Pool = &PoolInfo{State: PoolCold}
+		p.rec.Pool = &audit.PoolInfo{State: audit.PoolCold}
 		if err := p.setup(); err != nil {
 			return nil, p.failed(err)
 		}
@@ -109,7 +111,7 @@ func (po *Pool) Start(ctx context.Context, cmd *Cmd) (*Process, error) {
 	// The run starts now: its record, timer and context are the caller's.
 	p.ctx, p.release, p.start = ctx, release, time.Now()
 	p.rec.StartedAt = p.start.UTC()
-	p.rec.Pool = &PoolInfo{State: PoolWarm, WaitedMS: ms(waited)}
+	p.rec.Pool = &audit.PoolInfo{State: audit.PoolWarm, WaitedMS: ms(waited)}
 	p.setCommand(cmd)
 	if err := p.checkCommand(); err != nil {
 		return nil, p.failed(err)
@@ -251,18 +253,4 @@ func (po *Pool) Close() error {
 		p.discard()
 	}
 	return nil
-}
-
-// Pool states in PoolInfo.State.
-const (
-	PoolWarm = "warm" // the run took a sandbox built ahead
-	PoolCold = "cold" // none was ready: the run built its own
-)
-
-// PoolInfo is present in the record of a run started through a Pool.
-type PoolInfo struct {
-	State string `json:"state"`
-	// WaitedMS is how long a warm sandbox had been waiting, from the start
-	// of its build to the run.
-	WaitedMS float64 `json:"waited_ms,omitempty"`
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -51,22 +52,22 @@ func TestPoolWarmRunsAreFresh(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		waitReady(t, po)
 		res := poolRun(t, po, "test -e /tmp/mark && echo stale; touch /tmp/mark; echo ok")
-		if string(res.Stdout) != "ok\n" || res.ExitCode != 0 {
-			t.Fatalf("run %d: stdout %q stderr %q exit %d", i, res.Stdout, res.Stderr, res.ExitCode)
+		if string(res.Stdout) != "ok\n" || res.Exit.Code != 0 {
+			t.Fatalf("run %d: stdout %q stderr %q exit %d", i, res.Stdout, res.Stderr, res.Exit.Code)
 		}
 		rec := res.Audit
-		if rec.Pool == nil || rec.Pool.State != sandbox.PoolWarm || rec.Pool.WaitedMS <= 0 {
+		if rec.Pool == nil || rec.Pool.State != audit.PoolWarm || rec.Pool.WaitedMS <= 0 {
 			t.Fatalf("run %d: pool info %+v, want warm with a wait", i, rec.Pool)
 		}
-		if seen[rec.Enforce.Cgroup.Path] || seen[rec.ID] {
-			t.Fatalf("run %d reused a sandbox: %s %s", i, rec.ID, rec.Enforce.Cgroup.Path)
+		if seen[rec.Enforcement.Cgroup.Path] || seen[rec.ID] {
+			t.Fatalf("run %d reused a sandbox: %s %s", i, rec.ID, rec.Enforcement.Cgroup.Path)
 		}
-		seen[rec.Enforce.Cgroup.Path], seen[rec.ID] = true, true
-		if rec.Command.Path != "/bin/sh" || rec.Tool != "sh" || len(rec.Enforce.Namespaces) != 7 {
-			t.Fatalf("run %d: record %+v %+v", i, rec.Command, rec.Enforce.Namespaces)
+		seen[rec.Enforcement.Cgroup.Path], seen[rec.ID] = true, true
+		if rec.Command.Path != "/bin/sh" || rec.Tool != "sh" || len(rec.Enforcement.Namespaces) != 7 {
+			t.Fatalf("run %d: record %+v %+v", i, rec.Command, rec.Enforcement.Namespaces)
 		}
-		if !rec.Enforce.NoNewPrivs || len(rec.Enforce.Capabilities) != 0 {
-			t.Fatalf("run %d: privileges %+v", i, rec.Enforce)
+		if !rec.Enforcement.NoNewPrivs || len(rec.Enforcement.Capabilities) != 0 {
+			t.Fatalf("run %d: privileges %+v", i, rec.Enforcement)
 		}
 	}
 }
@@ -78,12 +79,12 @@ func TestPoolDeadSandboxNotUsed(t *testing.T) {
 	waitReady(t, po)
 	po.KillReadyForTest()
 	res := poolRun(t, po, "echo ok")
-	if string(res.Stdout) != "ok\n" || res.Audit.Pool == nil || res.Audit.Pool.State != sandbox.PoolCold {
+	if string(res.Stdout) != "ok\n" || res.Audit.Pool == nil || res.Audit.Pool.State != audit.PoolCold {
 		t.Fatalf("stdout %q pool %+v, want ok and cold", res.Stdout, res.Audit.Pool)
 	}
 	// The replacement is warm again.
 	waitReady(t, po)
-	if res := poolRun(t, po, "echo ok"); res.Audit.Pool.State != sandbox.PoolWarm {
+	if res := poolRun(t, po, "echo ok"); res.Audit.Pool.State != audit.PoolWarm {
 		t.Fatalf("after the replacement: pool %+v", res.Audit.Pool)
 	}
 }
@@ -104,7 +105,7 @@ func TestPoolTempWorkdir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res.Stdout) != 0 || got != "run\n" || res.Audit.Pool.State != sandbox.PoolWarm {
+		if len(res.Stdout) != 0 || got != "run\n" || res.Audit.Pool.State != audit.PoolWarm {
 			t.Fatalf("run %d: ls %q collected %q pool %+v", i, res.Stdout, got, res.Audit.Pool)
 		}
 		if _, err := os.Stat(res.Audit.TempWorkdir); !os.IsNotExist(err) {
@@ -123,7 +124,7 @@ func TestPoolMissingCommand(t *testing.T) {
 	if !errors.Is(err, sandbox.ErrNotFound) || !errors.As(err, &re) {
 		t.Fatalf("err %v, want ErrNotFound with a record", err)
 	}
-	if re.Record.Exit.Reason != sandbox.ReasonSetupFailed || re.Record.Pool.State != sandbox.PoolWarm {
+	if re.Record.Exit.Reason != audit.ReasonSetupFailed || re.Record.Pool.State != audit.PoolWarm {
 		t.Fatalf("record exit %+v pool %+v", re.Record.Exit, re.Record.Pool)
 	}
 }
@@ -147,7 +148,7 @@ func TestPoolBuildFailure(t *testing.T) {
 	defer po.Close()
 	_, err = po.Run(context.Background(), sandbox.Command("/bin/true"))
 	var re *sandbox.RunError
-	if !errors.As(err, &re) || !strings.Contains(err.Error(), dir) || re.Record.Pool.State != sandbox.PoolCold {
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), dir) || re.Record.Pool.State != audit.PoolCold {
 		t.Fatalf("err %v, want a setup error naming %s from a cold run", err, dir)
 	}
 }
@@ -234,8 +235,8 @@ func TestPoolEgress(t *testing.T) {
 		waitReady(t, po)
 		path := fmt.Sprintf("/run%d", i)
 		res := poolRun(t, po, "curl -sS http://api.example.com"+path)
-		if res.ExitCode != 0 || string(res.Stdout) != "hello "+path || res.Audit.Pool.State != sandbox.PoolWarm {
-			t.Fatalf("run %d: exit %d stdout %q stderr %q pool %+v", i, res.ExitCode, res.Stdout, res.Stderr, res.Audit.Pool)
+		if res.Exit.Code != 0 || string(res.Stdout) != "hello "+path || res.Audit.Pool.State != audit.PoolWarm {
+			t.Fatalf("run %d: exit %d stdout %q stderr %q pool %+v", i, res.Exit.Code, res.Stdout, res.Stderr, res.Audit.Pool)
 		}
 		if cs := conns(res.Audit, "connect", "api.example.com"); len(cs) != 1 || cs[0].Requests != 1 {
 			t.Fatalf("run %d: network %+v, want this run's one connection", i, res.Audit.Network)
@@ -259,8 +260,8 @@ func soak(t *testing.T, n, callers int, run func() (*sandbox.Result, error)) {
 			defer wg.Done()
 			for range next {
 				res, err := run()
-				if err == nil && (res.ExitCode != 0 || string(res.Stdout) != "ok\n") {
-					err = fmt.Errorf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+				if err == nil && (res.Exit.Code != 0 || string(res.Stdout) != "ok\n") {
+					err = fmt.Errorf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 				}
 				if err != nil {
 					mu.Lock()

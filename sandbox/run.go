@@ -19,6 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/cgroup"
 	"github.com/toolcell/toolcell/internal/egress"
@@ -63,12 +64,13 @@ func Command(name string, arg ...string) *Cmd {
 
 // Result is the outcome of a run whose sandbox was set up.
 type Result struct {
-	ExitCode int    // the tool's exit status; -1 when it did not exit by itself
-	Signal   string // signal that killed the tool, if any
-	Reason   string // Record.Exit.Reason
-	Stdout   []byte // captured when Cmd.Stdout was nil
-	Stderr   []byte
-	Audit    *Record
+	// Exit says how the run ended, as Audit.Exit does: the reason, the
+	// tool's exit status (-1 when it did not exit by itself), the signal
+	// that killed it, the limits the run ran into.
+	Exit   audit.Exit
+	Stdout []byte // captured when Cmd.Stdout was nil
+	Stderr []byte
+	Audit  *audit.Record
 }
 
 // Runner holds the host-side configuration. The zero value is ready to use:
@@ -150,7 +152,7 @@ func Start(ctx context.Context, set *capability.Set, cmd *Cmd) (*Process, error)
 
 // Run runs cmd in a new sandbox and waits for it. The error is non-nil only
 // when the sandbox could not be set up; the tool's own failure is in the
-// Result. Either way a Record is produced (Result.Audit, or *RunError).
+// Result. Either way a audit.Record is produced (Result.Audit, or *RunError).
 func (r *Runner) Run(ctx context.Context, set *capability.Set, cmd *Cmd) (*Result, error) {
 	p, err := r.Start(ctx, set, cmd)
 	if err != nil {
@@ -162,7 +164,7 @@ func (r *Runner) Run(ctx context.Context, set *capability.Set, cmd *Cmd) (*Resul
 // RunError is a setup failure together with its audit record.
 type RunError struct {
 	Err    error
-	Record *Record
+	Record *audit.Record
 }
 
 func (e *RunError) Error() string { return e.Err.Error() }
@@ -174,7 +176,7 @@ type Process struct {
 	pl     *Plan
 	set    *capability.Set // pl.set
 	cmd    *Cmd
-	rec    *Record
+	rec    *audit.Record
 	start  time.Time
 	cg     *cgroup.Cgroup
 	stage2 *stage2Proc
@@ -206,7 +208,7 @@ type Process struct {
 	creds         string // hostCreds when a pooled sandbox was built
 	collectErr    error
 	lingering     bool // the run's cgroup could not be removed: a process may be left
-	// idmapped maps an index into rec.Enforce.Mounts to the host owner its
+	// idmapped maps an index into rec.Enforcement.Mounts to the host owner its
 	// bind was planned idmapped to.
 	idmapped map[int]hostOwner
 
@@ -215,7 +217,7 @@ type Process struct {
 	denialsDone chan struct{} // closed when watchDenials ends
 
 	mu       sync.Mutex
-	killedBy string
+	killedBy audit.Reason
 	outWG    sync.WaitGroup
 	stdout   *capWriter
 	stderr   *capWriter
@@ -247,15 +249,15 @@ func newProcess(ctx context.Context, r *Runner, pl *Plan, cmd *Cmd) *Process {
 	p := &Process{r: r, pl: pl, ctx: ctx, ctl: -1, start: time.Now(), done: make(chan struct{}), release: func() {}}
 	id := make([]byte, 8)
 	rand.Read(id)
-	p.rec = &Record{Schema: Schema, ID: hex.EncodeToString(id), StartedAt: p.start.UTC(),
-		Denials: []Denial{}, Network: []Conn{}}
-	p.rec.Enforce.Degraded = []string{}
-	p.rec.Enforce.Capabilities = []string{}
+	p.rec = &audit.Record{Schema: audit.Schema, ID: hex.EncodeToString(id), StartedAt: p.start.UTC(),
+		Denials: []audit.Denial{}, Network: []audit.Conn{}}
+	p.rec.Enforcement.Degraded = []string{}
+	p.rec.Enforcement.Capabilities = []string{}
 	if pl != nil {
 		p.set = pl.set
-		p.rec.Policy = PolicyRef{Hash: pl.hash, Name: pl.set.Name}
-		p.rec.Enforce.Seccomp = pl.seccompInfo
-		p.rec.Enforce.Degraded = append(p.rec.Enforce.Degraded, pl.degraded...)
+		p.rec.Policy = audit.PolicyRef{Hash: pl.hash, Name: pl.set.Name}
+		p.rec.Enforcement.Seccomp = pl.seccompInfo
+		p.rec.Enforcement.Degraded = append(p.rec.Enforcement.Degraded, pl.degraded...)
 	}
 	p.setCommand(cmd)
 	if testHookProcess != nil {
@@ -274,7 +276,7 @@ func (p *Process) setCommand(cmd *Cmd) {
 	if p.rec.Tool == "" {
 		p.rec.Tool = filepath.Base(cmd.Path)
 	}
-	p.rec.Command = CommandRef{Path: cmd.Path, Args: append([]string{}, cmd.Args...), Cwd: cmd.Dir, EnvNames: []string{"PATH"}}
+	p.rec.Command = audit.CommandRef{Path: cmd.Path, Args: append([]string{}, cmd.Args...), Cwd: cmd.Dir, EnvNames: []string{"PATH"}}
 	if p.pl != nil {
 		p.rec.Command.EnvNames = append([]string{}, p.pl.envNames...)
 	}
@@ -286,7 +288,7 @@ func (p *Process) failed(err error) error {
 	err = p.explainAccess(err)
 	p.teardown()
 	p.endTempWorkdir(false)
-	p.rec.Exit = Exit{Reason: ReasonSetupFailed, Code: -1, LimitsHit: []string{}}
+	p.rec.Exit = audit.Exit{Reason: audit.ReasonSetupFailed, Code: -1, LimitsHit: []audit.Limit{}}
 	p.rec.Error = err.Error()
 	p.finishTimes()
 	p.release()
@@ -413,7 +415,7 @@ func (p *Process) planView() error {
 		}
 		plan.noIDMaps()
 	}
-	p.rec.Enforce.Mounts = plan.mounts
+	p.rec.Enforcement.Mounts = plan.mounts
 	p.idmapped = plan.idmapped
 	if err := noSetIDFiles(plan.mounts, writesAs); err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -67,22 +68,22 @@ func TestEchoAndRecord(t *testing.T) {
 	if string(res.Stdout) != "hello\n" || string(res.Stderr) != "oops\n" {
 		t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
 	}
-	if res.ExitCode != 3 || res.Reason != sandbox.ReasonExited {
-		t.Fatalf("exit %d reason %s", res.ExitCode, res.Reason)
+	if res.Exit.Code != 3 || res.Exit.Reason != audit.ReasonExited {
+		t.Fatalf("exit %d reason %s", res.Exit.Code, res.Exit.Reason)
 	}
 	rec := res.Audit
-	if rec.Schema != sandbox.Schema || rec.ID == "" || !strings.HasPrefix(rec.Policy.Hash, "sha256:") {
+	if rec.Schema != audit.Schema || rec.ID == "" || !strings.HasPrefix(rec.Policy.Hash, "sha256:") {
 		t.Fatalf("record header: %+v %+v", rec.Schema, rec.Policy)
 	}
 	want := []string{"user", "mnt", "net", "pid", "ipc", "uts", "cgroup"}
-	if strings.Join(rec.Enforce.Namespaces, ",") != strings.Join(want, ",") {
-		t.Fatalf("namespaces %v, want %v", rec.Enforce.Namespaces, want)
+	if strings.Join(rec.Enforcement.Namespaces, ",") != strings.Join(want, ",") {
+		t.Fatalf("namespaces %v, want %v", rec.Enforcement.Namespaces, want)
 	}
-	if !rec.Enforce.NoNewPrivs || len(rec.Enforce.Capabilities) != 0 {
-		t.Fatalf("nnp %v caps %v", rec.Enforce.NoNewPrivs, rec.Enforce.Capabilities)
+	if !rec.Enforcement.NoNewPrivs || len(rec.Enforcement.Capabilities) != 0 {
+		t.Fatalf("nnp %v caps %v", rec.Enforcement.NoNewPrivs, rec.Enforcement.Capabilities)
 	}
 	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
-		if v := rec.Enforce.CapSets[k]; v != "0000000000000000" {
+		if v := rec.Enforcement.CapSets[k]; v != "0000000000000000" {
 			t.Errorf("%s = %q, want all zero", k, v)
 		}
 	}
@@ -93,14 +94,14 @@ func TestEchoAndRecord(t *testing.T) {
 		t.Fatalf("exit %+v duration %v setup %v", rec.Exit, rec.DurationMS, rec.SetupMS)
 	}
 	wantCG := map[string]string{testenv.KindVMv2: "v2", testenv.KindRootHybrid: "v1", testenv.KindRootlessHybrid: "v1"}[testenv.HostKind()]
-	if rec.Enforce.Cgroup.Version == "" || (wantCG != "" && rec.Enforce.Cgroup.Version != wantCG) {
-		t.Fatalf("cgroup %+v on host kind %q, want version %q", rec.Enforce.Cgroup, testenv.HostKind(), wantCG)
+	if rec.Enforcement.Cgroup.Version == "" || (wantCG != "" && rec.Enforcement.Cgroup.Version != wantCG) {
+		t.Fatalf("cgroup %+v on host kind %q, want version %q", rec.Enforcement.Cgroup, testenv.HostKind(), wantCG)
 	}
-	if rec.Enforce.Cgroup.Limits["memory_bytes"] != strconv.FormatInt(int64(capability.DefaultMemory), 10) || rec.Enforce.Cgroup.Path == "" {
-		t.Fatalf("cgroup %+v", rec.Enforce.Cgroup)
+	if rec.Enforcement.Cgroup.Limits["memory_bytes"] != strconv.FormatInt(int64(capability.DefaultMemory), 10) || rec.Enforcement.Cgroup.Path == "" {
+		t.Fatalf("cgroup %+v", rec.Enforcement.Cgroup)
 	}
-	if len(rec.Enforce.Seccomp.AllowedSyscalls) == 0 || rec.Enforce.Seccomp.FilterHash == "" {
-		t.Fatalf("seccomp %+v", rec.Enforce.Seccomp)
+	if len(rec.Enforcement.Seccomp.AllowedSyscalls) == 0 || rec.Enforcement.Seccomp.FilterHash == "" {
+		t.Fatalf("seccomp %+v", rec.Enforcement.Seccomp)
 	}
 	if _, err := json.Marshal(rec); err != nil {
 		t.Fatal(err)
@@ -121,13 +122,13 @@ func TestIdentityAndPrivileges(t *testing.T) {
 	// which.
 	hostUID := os.Geteuid()
 	if hostUID == 0 {
-		f := strings.Fields(res.Audit.Enforce.UIDMap)
+		f := strings.Fields(res.Audit.Enforcement.UIDMap)
 		if len(f) != 3 {
-			t.Fatalf("record uid_map %q", res.Audit.Enforce.UIDMap)
+			t.Fatalf("record uid_map %q", res.Audit.Enforcement.UIDMap)
 		}
 		hostUID, _ = strconv.Atoi(f[1])
 		if hostUID <= 0 || hostUID == 65534 {
-			t.Fatalf("record uid_map %q: want a uid of the run's own", res.Audit.Enforce.UIDMap)
+			t.Fatalf("record uid_map %q: want a uid of the run's own", res.Audit.Enforcement.UIDMap)
 		}
 	}
 	if f := strings.Fields(strings.Split(out, "\n")[len(strings.Split(out, "\n"))-2]); len(f) != 3 || f[0] != "1000" || f[1] != strconv.Itoa(hostUID) || f[2] != "1" {
@@ -194,7 +195,7 @@ echo 1 > /proc/sys/kernel/hostname 2>/dev/null || echo proc-sys-ro
 	}
 	// The record lists the whole view.
 	var sawWD, sawRO bool
-	for _, m := range res.Audit.Enforce.Mounts {
+	for _, m := range res.Audit.Enforcement.Mounts {
 		if m.Dst == wd && m.Mode == "rw,nosuid,nodev,noexec" {
 			sawWD = true
 		}
@@ -206,7 +207,7 @@ echo 1 > /proc/sys/kernel/hostname 2>/dev/null || echo proc-sys-ro
 		}
 	}
 	if !sawWD || !sawRO {
-		t.Fatalf("mounts lack the grants: %+v", res.Audit.Enforce.Mounts)
+		t.Fatalf("mounts lack the grants: %+v", res.Audit.Enforcement.Mounts)
 	}
 }
 
@@ -260,11 +261,11 @@ func TestMergedUsrLinkGrant(t *testing.T) {
 		want = filepath.Join("/", text, "true")
 	}
 	found := false
-	for _, m := range res.Audit.Enforce.Mounts {
+	for _, m := range res.Audit.Enforcement.Mounts {
 		found = found || (m.Src == want && m.Dst == want)
 	}
 	if !found {
-		t.Fatalf("no mount of %s in %+v", want, res.Audit.Enforce.Mounts)
+		t.Fatalf("no mount of %s in %+v", want, res.Audit.Enforcement.Mounts)
 	}
 	if text, err := os.Readlink("/bin/sh"); err == nil {
 		_, err := sandbox.Run(context.Background(), base().ExecFile("/bin/sh"), sandbox.Command("/bin/true"))
@@ -323,10 +324,10 @@ func TestPlantedSymlinkRefused(t *testing.T) {
 				t.Fatalf("err %v, want %s %q refused naming the link %s -> %s", err, c.field, c.path, c.link, canary)
 			}
 			var re *sandbox.RunError
-			if !errors.As(err, &re) || re.Record.Exit.Reason != sandbox.ReasonSetupFailed || !strings.Contains(re.Record.Error, c.field) {
+			if !errors.As(err, &re) || re.Record.Exit.Reason != audit.ReasonSetupFailed || !strings.Contains(re.Record.Error, c.field) {
 				t.Fatalf("record: %+v", re)
 			}
-			for _, m := range re.Record.Enforce.Mounts {
+			for _, m := range re.Record.Enforcement.Mounts {
 				if strings.HasPrefix(m.Src, canary) {
 					t.Fatalf("record mounts the canary: %+v", m)
 				}
@@ -426,8 +427,8 @@ cat /sys/class/net/*/address 2>/dev/null; ls /sys 2>/dev/null | wc -l`, port))
 func TestOutputLimit(t *testing.T) {
 	set := base().WithMaxOutput(64 << 10)
 	res := run(t, set, `yes xxxxxxxxxxxxxxx`)
-	if res.Reason != sandbox.ReasonOutputLimit || !res.Audit.Output.StdoutTruncated {
-		t.Fatalf("reason %s output %+v", res.Reason, res.Audit.Output)
+	if res.Exit.Reason != audit.ReasonOutputLimit || !res.Audit.Output.StdoutTruncated {
+		t.Fatalf("reason %s output %+v", res.Exit.Reason, res.Audit.Output)
 	}
 	if len(res.Stdout) != 64<<10 {
 		t.Fatalf("captured %d bytes, want %d", len(res.Stdout), 64<<10)
@@ -439,8 +440,8 @@ func TestTimeoutKillsWholeTree(t *testing.T) {
 	set := base().WithTimeout(1500 * time.Millisecond)
 	start := time.Now()
 	res := run(t, set, fmt.Sprintf(`setsid sh -c 'exec -a %[1]s sleep 300' & (sh -c 'exec -a %[1]s sleep 300' &) ; sleep 300`, marker))
-	if res.Reason != sandbox.ReasonTimeout {
-		t.Fatalf("reason %s", res.Reason)
+	if res.Exit.Reason != audit.ReasonTimeout {
+		t.Fatalf("reason %s", res.Exit.Reason)
 	}
 	if d := time.Since(start); d > 20*time.Second {
 		t.Fatalf("timeout took %v", d)
@@ -467,26 +468,26 @@ func TestContextCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Reason != sandbox.ReasonCanceled {
-		t.Fatalf("reason %s", res.Reason)
+	if res.Exit.Reason != audit.ReasonCanceled {
+		t.Fatalf("reason %s", res.Exit.Reason)
 	}
 }
 
 func TestMemoryLimitOOM(t *testing.T) {
 	set := base().WithMemory(48 << 20)
 	// Also through a shell: the OOM killer takes the child, the shell exits 137.
-	if res := run(t, set, `python3 -c 'b = bytearray(400 << 20)'`); res.Reason != sandbox.ReasonOOM {
-		t.Fatalf("via shell: reason %s exit %+v", res.Reason, res.Audit.Exit)
+	if res := run(t, set, `python3 -c 'b = bytearray(400 << 20)'`); res.Exit.Reason != audit.ReasonOOM {
+		t.Fatalf("via shell: reason %s exit %+v", res.Exit.Reason, res.Audit.Exit)
 	}
 	res := runCmd(t, set, sandbox.Command("python3", "-c", "b = bytearray(400 << 20); print(len(b))"))
-	if res.Signal != "SIGKILL" {
+	if res.Exit.Signal != "SIGKILL" {
 		t.Fatalf("tool not killed: %+v", res.Audit.Exit)
 	}
-	if res.Reason != sandbox.ReasonOOM || res.Audit.Resources.OOMKills < 1 {
-		t.Fatalf("reason %s resources %+v", res.Reason, res.Audit.Resources)
+	if res.Exit.Reason != audit.ReasonOOM || res.Audit.Resources.OOMKills < 1 {
+		t.Fatalf("reason %s resources %+v", res.Exit.Reason, res.Audit.Resources)
 	}
-	if res.Audit.Enforce.Cgroup.Limits["memory_bytes"] != strconv.Itoa(48<<20) {
-		t.Fatalf("cgroup %+v", res.Audit.Enforce.Cgroup)
+	if res.Audit.Enforcement.Cgroup.Limits["memory_bytes"] != strconv.Itoa(48<<20) {
+		t.Fatalf("cgroup %+v", res.Audit.Enforcement.Cgroup)
 	}
 }
 
@@ -525,8 +526,8 @@ func TestRealPrograms(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			res := run(t, set, c.script)
-			if res.ExitCode != 0 || string(res.Stdout) != c.want {
-				t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+			if res.Exit.Code != 0 || string(res.Stdout) != c.want {
+				t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 			}
 			if len(res.Audit.Denials) != 0 {
 				t.Fatalf("denials: %+v", res.Audit.Denials)
@@ -541,7 +542,7 @@ func TestBadPolicyIsSetupError(t *testing.T) {
 		t.Fatalf("err %v, want ErrPolicy", err)
 	}
 	var re *sandbox.RunError
-	if !errors.As(err, &re) || re.Record.Exit.Reason != sandbox.ReasonSetupFailed || re.Record.Error == "" {
+	if !errors.As(err, &re) || re.Record.Exit.Reason != audit.ReasonSetupFailed || re.Record.Error == "" {
 		t.Fatalf("no setup_failed record: %v", err)
 	}
 }
@@ -600,7 +601,7 @@ func TestExecOfNoexecFileIsSetupError(t *testing.T) {
 		t.Fatalf("err %v, want setup step execve: EACCES", err)
 	}
 	var re *sandbox.RunError
-	if !errors.As(err, &re) || re.Record.Exit.Reason != sandbox.ReasonSetupFailed {
+	if !errors.As(err, &re) || re.Record.Exit.Reason != audit.ReasonSetupFailed {
 		t.Fatalf("no setup_failed record: %v", err)
 	}
 }
@@ -658,7 +659,7 @@ func TestMaxFileSize(t *testing.T) {
 func TestCgroupNamespaceRootedAtRun(t *testing.T) {
 	res := run(t, base(), "cat /proc/self/cgroup")
 	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
-	if len(lines) == 0 || res.ExitCode != 0 {
+	if len(lines) == 0 || res.Exit.Code != 0 {
 		t.Fatalf("no /proc/self/cgroup: %q %q", res.Stdout, res.Stderr)
 	}
 	for _, l := range lines {
@@ -674,7 +675,7 @@ func TestRlimitsRecorded(t *testing.T) {
 	res := run(t, base().WithMaxFileSize(3*capability.MiB), "true")
 	want := map[string]string{"core": "0/0", "nofile": "1024/1024", "fsize": "3145728/3145728"}
 	for k, v := range want {
-		if got := res.Audit.Enforce.Rlimits[k]; got != v {
+		if got := res.Audit.Enforcement.Rlimits[k]; got != v {
 			t.Errorf("rlimits[%s] = %q, want %q", k, got, v)
 		}
 	}
@@ -721,7 +722,7 @@ func TestExecDirs(t *testing.T) {
 		t.Fatalf("exec dir and read dir: %q %q", out, res.Stderr)
 	}
 	var mode string
-	for _, m := range res.Audit.Enforce.Mounts {
+	for _, m := range res.Audit.Enforcement.Mounts {
 		if m.Dst == bin {
 			mode = m.Mode
 		}
@@ -734,12 +735,12 @@ func TestExecDirs(t *testing.T) {
 	os.WriteFile(filepath.Join(wd, "hello.c"), []byte("#include <stdio.h>\nint main(void){puts(\"hello from gcc\");return 0;}\n"), 0o644)
 	build := "gcc -o hello hello.c && ./hello"
 	res = run(t, base().InWorkdir(wd), build)
-	if res.ExitCode == 0 || !strings.Contains(string(res.Stderr), "Permission denied") {
-		t.Fatalf("noexec workdir ran what gcc built: %d %q %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code == 0 || !strings.Contains(string(res.Stderr), "Permission denied") {
+		t.Fatalf("noexec workdir ran what gcc built: %d %q %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	res = run(t, base().InWorkdir(wd).ExecDir(wd), build)
-	if res.ExitCode != 0 || string(res.Stdout) != "hello from gcc\n" {
-		t.Fatalf("workdir granted exec: %d %q %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || string(res.Stdout) != "hello from gcc\n" {
+		t.Fatalf("workdir granted exec: %d %q %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 }
 
@@ -786,13 +787,13 @@ func TestLimitsHit(t *testing.T) {
 		name   string
 		set    *capability.Set
 		script string
-		want   string
+		want   audit.Limit
 	}{
-		{"memory", base().WithMemory(64 << 20), `python3 -c 'x = bytearray(400 << 20)'; exit 0`, sandbox.LimitMemory},
-		{"pids", base().WithPids(8), `i=0; while [ $i -lt 16 ]; do sleep 1 & i=$((i+1)); done 2>/dev/null; exit 0`, sandbox.LimitPids},
-		{"cpu", base().WithCPU(0.1), `i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done`, sandbox.LimitCPUThrottled},
-		{"output", base().WithMaxOutput(4 << 10), `head -c 100000 /dev/zero`, sandbox.LimitOutput},
-		{"timeout", base().WithTimeout(300 * time.Millisecond), `sleep 5`, sandbox.LimitTimeout},
+		{"memory", base().WithMemory(64 << 20), `python3 -c 'x = bytearray(400 << 20)'; exit 0`, audit.LimitMemory},
+		{"pids", base().WithPids(8), `i=0; while [ $i -lt 16 ]; do sleep 1 & i=$((i+1)); done 2>/dev/null; exit 0`, audit.LimitPids},
+		{"cpu", base().WithCPU(0.1), `i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done`, audit.LimitCPUThrottled},
+		{"output", base().WithMaxOutput(4 << 10), `head -c 100000 /dev/zero`, audit.LimitOutput},
+		{"timeout", base().WithTimeout(300 * time.Millisecond), `sleep 5`, audit.LimitTimeout},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res := run(t, c.set, c.script)
@@ -805,8 +806,8 @@ func TestLimitsHit(t *testing.T) {
 	wd := workdir(t)
 	cmd := sandbox.Command("/usr/bin/dd", "if=/dev/zero", "of=f", "bs=1M", "count=2")
 	res := runCmd(t, base().InWorkdir(wd).WithMaxFileSize(1<<20), cmd)
-	if !slices.Contains(res.Audit.Exit.LimitsHit, sandbox.LimitFileSize) || res.Signal != "SIGXFSZ" {
-		t.Errorf("file size: limits_hit %q signal %q", res.Audit.Exit.LimitsHit, res.Signal)
+	if !slices.Contains(res.Audit.Exit.LimitsHit, audit.LimitFileSize) || res.Exit.Signal != "SIGXFSZ" {
+		t.Errorf("file size: limits_hit %q signal %q", res.Audit.Exit.LimitsHit, res.Exit.Signal)
 	}
 	if res := run(t, base(), "true"); res.Audit.Exit.LimitsHit == nil || len(res.Audit.Exit.LimitsHit) != 0 {
 		t.Errorf("a quiet run: limits_hit %#v, want []", res.Audit.Exit.LimitsHit)
@@ -819,12 +820,12 @@ func TestLimitsHit(t *testing.T) {
 func TestOutputOverflowTruncate(t *testing.T) {
 	res := run(t, base().WithMaxOutput(4<<10).WithOutputOverflow(capability.OverflowTruncate), `head -c 100000 /dev/zero; echo done >&2; exit 5`)
 	o := res.Audit.Output
-	if res.ExitCode != 5 || res.Reason != sandbox.ReasonExited || len(res.Stdout) != 4<<10 || string(res.Stderr) != "done\n" ||
-		o.StdoutBytes != 100000 || !o.StdoutTruncated || !slices.Contains(res.Audit.Exit.LimitsHit, sandbox.LimitOutput) {
-		t.Errorf("truncate: exit %d reason %s stdout %d bytes stderr %q output %+v limits %q", res.ExitCode, res.Reason, len(res.Stdout), res.Stderr, o, res.Audit.Exit.LimitsHit)
+	if res.Exit.Code != 5 || res.Exit.Reason != audit.ReasonExited || len(res.Stdout) != 4<<10 || string(res.Stderr) != "done\n" ||
+		o.StdoutBytes != 100000 || !o.StdoutTruncated || !slices.Contains(res.Audit.Exit.LimitsHit, audit.LimitOutput) {
+		t.Errorf("truncate: exit %d reason %s stdout %d bytes stderr %q output %+v limits %q", res.Exit.Code, res.Exit.Reason, len(res.Stdout), res.Stderr, o, res.Audit.Exit.LimitsHit)
 	}
 	res = run(t, base().WithMaxOutput(4<<10), `head -c 100000 /dev/zero; sleep 5`)
-	if res.Reason != sandbox.ReasonOutputLimit {
-		t.Errorf("kill: reason %s", res.Reason)
+	if res.Exit.Reason != audit.ReasonOutputLimit {
+		t.Errorf("kill: reason %s", res.Exit.Reason)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 )
 
@@ -136,14 +137,14 @@ exit 0`))
 
 // judgeFiles: the file is the caller's on the host, without set-ID bits,
 // the chmod failed, and the refusal is in the record.
-func judgeFiles(stdout, hostSide string, rec *Record, collectErr error) Protection {
+func judgeFiles(stdout, hostSide string, rec *audit.Record, collectErr error) Protection {
 	want := fmt.Sprintf("%d:%d", os.Geteuid(), os.Getegid())
 	denied := false
 	for _, d := range rec.Denials {
 		denied = denied || strings.HasPrefix(d.Syscall, "fchmodat") || d.Syscall == "chmod"
 	}
 	idmapOK := os.Geteuid() != 0
-	for _, m := range rec.Enforce.Mounts {
+	for _, m := range rec.Enforcement.Mounts {
 		if m.Dst == capability.TempWorkdirPath && m.IDMap != nil {
 			idmapOK = true
 		}
@@ -171,7 +172,7 @@ func selfTestErr(ps []Protection) error {
 
 // judgeInside judges the first self-test run: what the tool printed and
 // the record of its run.
-func judgeInside(out string, rec *Record) []Protection {
+func judgeInside(out string, rec *audit.Record) []Protection {
 	lines := map[string]string{}
 	for _, l := range strings.Split(out, "\n") {
 		k, v, _ := strings.Cut(l, ":")
@@ -192,11 +193,11 @@ func judgeInside(out string, rec *Record) []Protection {
 	}
 	var ps []Protection
 
-	m := strings.Fields(rec.Enforce.UIDMap)
+	m := strings.Fields(rec.Enforcement.UIDMap)
 	uidOK := strings.HasPrefix(lines["Uid"], strconv.Itoa(sandboxUID)+"\t") && len(m) == 3 &&
 		m[0] == strconv.Itoa(sandboxUID) && m[1] != "0"
-	ps = append(ps, p("unprivileged mapped user", uidOK, fmt.Sprintf("uid inside %q, uid_map %q", lines["Uid"], rec.Enforce.UIDMap)))
-	ps = append(ps, p("seven namespaces", len(rec.Enforce.Namespaces) == 7, strings.Join(rec.Enforce.Namespaces, ",")))
+	ps = append(ps, p("unprivileged mapped user", uidOK, fmt.Sprintf("uid inside %q, uid_map %q", lines["Uid"], rec.Enforcement.UIDMap)))
+	ps = append(ps, p("seven namespaces", len(rec.Enforcement.Namespaces) == 7, strings.Join(rec.Enforcement.Namespaces, ",")))
 	capsOK := true
 	var caps []string
 	for _, k := range []string{"CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"} {
@@ -204,7 +205,7 @@ func judgeInside(out string, rec *Record) []Protection {
 		capsOK = capsOK && lines[k] == "0000000000000000"
 	}
 	ps = append(ps, p("no capabilities", capsOK, strings.Join(caps, " ")))
-	ps = append(ps, p("no_new_privs", lines["NoNewPrivs"] == "1" && rec.Enforce.NoNewPrivs, "NoNewPrivs="+lines["NoNewPrivs"]))
+	ps = append(ps, p("no_new_privs", lines["NoNewPrivs"] == "1" && rec.Enforcement.NoNewPrivs, "NoNewPrivs="+lines["NoNewPrivs"]))
 	ps = append(ps, p("seccomp filter", lines["Seccomp"] == "2", "Seccomp="+lines["Seccomp"]))
 
 	if _, ok := lines["sync"]; !ok {
@@ -233,9 +234,9 @@ func judgeInside(out string, rec *Record) []Protection {
 	ps = append(ps, p("no network", lines["ifaces"] == "lo", "interfaces: "+lines["ifaces"]))
 	// Either the kernel seals every memfd (the tool reads 2, as the record
 	// does), or the filter refuses the ones that are not sealed.
-	sealed := lines["memfd_noexec"] == "2" && rec.Enforce.MemfdNoexec != nil && *rec.Enforce.MemfdNoexec == 2
-	ps = append(ps, p("no executable memfds", sealed || rec.Enforce.Seccomp.MemfdCreate != "",
-		fmt.Sprintf("vm.memfd_noexec inside %q; seccomp memfd_create %q", lines["memfd_noexec"], rec.Enforce.Seccomp.MemfdCreate)))
+	sealed := lines["memfd_noexec"] == "2" && rec.Enforcement.MemfdNoexec != nil && *rec.Enforcement.MemfdNoexec == 2
+	ps = append(ps, p("no executable memfds", sealed || rec.Enforcement.Seccomp.MemfdCreate != "",
+		fmt.Sprintf("vm.memfd_noexec inside %q; seccomp memfd_create %q", lines["memfd_noexec"], rec.Enforcement.Seccomp.MemfdCreate)))
 	envOK := true
 	for _, k := range strings.Fields(lines["env"]) {
 		switch k {
@@ -247,11 +248,11 @@ func judgeInside(out string, rec *Record) []Protection {
 	ps = append(ps, p("host environment withheld", envOK && lines["env"] != "", "names: "+lines["env"]))
 	// Landlock: "/" exists in the view but no rule covers it, so listing
 	// it is refused (the view alone would allow it).
-	if rec.Enforce.Landlock == nil {
-		ps = append(ps, Protection{Name: "landlock", Skipped: true, Detail: "not applied: " + strings.Join(rec.Enforce.Degraded, "; ")})
+	if rec.Enforcement.Landlock == nil {
+		ps = append(ps, Protection{Name: "landlock", Skipped: true, Detail: "not applied: " + strings.Join(rec.Enforcement.Degraded, "; ")})
 	} else {
 		ps = append(ps, p("landlock", strings.HasSuffix(lines["landlock"], "Permission denied"),
-			fmt.Sprintf("ABI %d; listing / gave %q", rec.Enforce.Landlock.Applied, lines["landlock"])))
+			fmt.Sprintf("ABI %d; listing / gave %q", rec.Enforcement.Landlock.Applied, lines["landlock"])))
 	}
 	return ps
 }
@@ -262,7 +263,7 @@ const selfTestName = "granted.toolcell-selftest.invalid"
 
 // judgeEgress: the granted name got the first synthetic address, the other
 // name got nothing, and the record shows the refused query.
-func judgeEgress(out string, rec *Record) Protection {
+func judgeEgress(out string, rec *audit.Record) Protection {
 	name := "egress only to granted names"
 	if strings.Contains(out, "no-getent") {
 		return Protection{Name: name, Skipped: true, Detail: "no getent(1) on this host to resolve names"}
@@ -273,26 +274,26 @@ func judgeEgress(out string, rec *Record) Protection {
 	for _, c := range rec.Network {
 		recorded = recorded || (c.Kind == "dns" && c.Name == "leak."+selfTestName && !c.Allowed && c.Reason == "not granted")
 	}
-	return Protection{Name: name, OK: granted && !leaked && recorded && rec.Enforce.Egress != nil,
+	return Protection{Name: name, OK: granted && !leaked && recorded && rec.Enforcement.Egress != nil,
 		Detail: fmt.Sprintf("granted name resolved to 127.77.0.2: %v; other name resolved: %v; refusal recorded: %v", granted, leaked, recorded)}
 }
 
-func judgePids(rec *Record, limit uint64) Protection {
+func judgePids(rec *audit.Record, limit uint64) Protection {
 	peak := rec.Resources.PidsPeak
-	return Protection{Name: "pids limit", OK: rec.Exit.Reason == ReasonExited && peak > 1 && peak <= limit,
+	return Protection{Name: "pids limit", OK: rec.Exit.Reason == audit.ReasonExited && peak > 1 && peak <= limit,
 		Detail: fmt.Sprintf("peak %d with limit %d (exit %s)", peak, limit, rec.Exit.Reason)}
 }
 
 // judgeMemory: the kernel killed a process of the pipeline at the limit
 // (which one it picks, and so the shell's exit status, varies).
-func judgeMemory(rec *Record, limit uint64) Protection {
+func judgeMemory(rec *audit.Record, limit uint64) Protection {
 	peak := rec.Resources.MemoryPeakBytes
 	return Protection{Name: "memory limit", OK: rec.Resources.OOMKills > 0 && peak <= limit,
 		Detail: fmt.Sprintf("exit %s, oom kills %d, peak %d bytes with limit %d", rec.Exit.Reason, rec.Resources.OOMKills, peak, limit)}
 }
 
-func judgeTimeout(rec *Record, survivors int) Protection {
-	return Protection{Name: "timeout kills the sandbox", OK: rec.Exit.Reason == ReasonTimeout && survivors == 0,
+func judgeTimeout(rec *audit.Record, survivors int) Protection {
+	return Protection{Name: "timeout kills the sandbox", OK: rec.Exit.Reason == audit.ReasonTimeout && survivors == 0,
 		Detail: fmt.Sprintf("exit %s after %.0f ms, %d process(es) left", rec.Exit.Reason, rec.DurationMS, survivors)}
 }
 

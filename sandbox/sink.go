@@ -9,6 +9,9 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/toolcell/toolcell/audit"
+	"github.com/toolcell/toolcell/internal/testhook"
 )
 
 // AuditSink receives the audit record of every run of a Runner
@@ -18,7 +21,7 @@ import (
 // run up for long (Wait returns after it). An error is logged to
 // Runner.Logger; the run's result is unaffected.
 type AuditSink interface {
-	Record(ctx context.Context, rec *Record) error
+	Record(ctx context.Context, rec *audit.Record) error
 }
 
 // AuditTimeout bounds each AuditSink call.
@@ -26,6 +29,9 @@ const AuditTimeout = 5 * time.Second
 
 // audit hands the finished record to the Runner's sink.
 func (p *Process) audit() {
+	if h := testhook.AuditRecord; h != nil {
+		h(p.rec)
+	}
 	if p.r.Audit == nil {
 		return
 	}
@@ -38,79 +44,17 @@ func (p *Process) audit() {
 
 // SlogAudit logs one line per run to a *slog.Logger: at Info, or at Warn
 // when the run is Notable. The attributes are the
-// record's summary (Record.LogValue).
+// record's summary (audit.Record.LogValue).
 type SlogAudit struct{ Logger *slog.Logger }
 
 // Record logs rec.
-func (s SlogAudit) Record(ctx context.Context, rec *Record) error {
+func (s SlogAudit) Record(ctx context.Context, rec *audit.Record) error {
 	level := slog.LevelInfo
 	if rec.Notable() {
 		level = slog.LevelWarn
 	}
 	s.Logger.LogAttrs(ctx, level, "toolcell run", slog.Any("run", rec))
 	return nil
-}
-
-// Notable reports whether the run hit a limit (other than cpu throttling,
-// which only slows a run), had a syscall denied or a network attempt
-// refused, ran degraded, or failed to start.
-func (r *Record) Notable() bool {
-	refused := false
-	for _, c := range r.Network {
-		refused = refused || !c.Allowed
-	}
-	limited := false
-	for _, l := range r.Exit.LimitsHit {
-		limited = limited || l != LimitCPUThrottled
-	}
-	return limited || len(r.Denials) > 0 || refused ||
-		len(r.Enforce.Degraded) > 0 || r.Exit.Reason == ReasonSetupFailed
-}
-
-// LogValue is the record's summary for log/slog: id, tool, policy hash,
-// exit (reason, code, signal, limits hit), timing, resources, the number
-// of denials with the first three, network attempts and refusals,
-// degradations, and the error of a failed setup.
-func (r *Record) LogValue() slog.Value {
-	var first []string
-	for _, d := range r.Denials {
-		if len(first) == 3 {
-			break
-		}
-		first = append(first, d.Syscall+" "+d.Detail)
-	}
-	refused := 0
-	for _, c := range r.Network {
-		if !c.Allowed {
-			refused++
-		}
-	}
-	attrs := []slog.Attr{
-		slog.String("id", r.ID),
-		slog.String("tool", r.Tool),
-		slog.String("policy", r.Policy.Hash),
-		slog.String("reason", r.Exit.Reason),
-		slog.Int("code", r.Exit.Code),
-		slog.Any("limits_hit", r.Exit.LimitsHit),
-		slog.Float64("duration_ms", r.DurationMS),
-		slog.Float64("setup_ms", r.SetupMS),
-		slog.Uint64("cpu_us", r.Resources.CPUUserUS+r.Resources.CPUSystemUS),
-		slog.Uint64("memory_peak_bytes", r.Resources.MemoryPeakBytes),
-		slog.Int("denials", len(r.Denials)),
-		slog.Any("first_denials", first),
-		slog.Int("network", len(r.Network)),
-		slog.Int("network_refused", refused),
-	}
-	if r.Exit.Signal != "" {
-		attrs = append(attrs, slog.String("signal", r.Exit.Signal))
-	}
-	if len(r.Enforce.Degraded) > 0 {
-		attrs = append(attrs, slog.Any("degraded", r.Enforce.Degraded))
-	}
-	if r.Error != "" {
-		attrs = append(attrs, slog.String("error", r.Error))
-	}
-	return slog.GroupValue(attrs...)
 }
 
 // JSONLAudit writes each record as one line of JSON to W, whole: records
@@ -134,7 +78,7 @@ func OpenJSONLAudit(path string) (*JSONLAudit, error) {
 }
 
 // Record writes rec and a newline in one Write.
-func (j *JSONLAudit) Record(_ context.Context, rec *Record) error {
+func (j *JSONLAudit) Record(_ context.Context, rec *audit.Record) error {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("sandbox: audit record: %w", err)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
 )
@@ -35,12 +36,13 @@ func TestSlogAudit(t *testing.T) {
 		Level string
 		Msg   string
 		Run   struct {
-			ID, Tool, Policy, Reason string
-			Code                     int
-			Denials                  int
-			FirstDenials             []string `json:"first_denials"`
-			LimitsHit                []string `json:"limits_hit"`
-			Error                    string
+			ID, Tool, Policy string
+			Reason           audit.Reason
+			Code             int
+			Denials          int
+			FirstDenials     []string `json:"first_denials"`
+			LimitsHit        []string `json:"limits_hit"`
+			Error            string
 		}
 	}
 	var lines []line
@@ -56,13 +58,13 @@ func TestSlogAudit(t *testing.T) {
 		t.Fatalf("%d lines, want 3", len(lines))
 	}
 	q, d, f := lines[0], lines[1], lines[2]
-	if q.Level != "INFO" || q.Msg != "toolcell run" || q.Run.ID == "" || !strings.HasPrefix(q.Run.Policy, "sha256:") || q.Run.Reason != sandbox.ReasonExited || q.Run.Tool != "true" {
+	if q.Level != "INFO" || q.Msg != "toolcell run" || q.Run.ID == "" || !strings.HasPrefix(q.Run.Policy, "sha256:") || q.Run.Reason != audit.ReasonExited || q.Run.Tool != "true" {
 		t.Errorf("quiet run: %+v", q)
 	}
 	if d.Level != "WARN" || d.Run.Code != 3 || d.Run.Denials == 0 || len(d.Run.FirstDenials) == 0 || !strings.HasPrefix(d.Run.FirstDenials[0], "sync") {
 		t.Errorf("run with a denial: %+v", d)
 	}
-	if f.Level != "WARN" || f.Run.Reason != sandbox.ReasonSetupFailed || !strings.Contains(f.Run.Error, "/no/such/tool") {
+	if f.Level != "WARN" || f.Run.Reason != audit.ReasonSetupFailed || !strings.Contains(f.Run.Error, "/no/such/tool") {
 		t.Errorf("setup failure: %+v", f)
 	}
 }
@@ -82,7 +84,7 @@ func TestJSONLAuditConcurrent(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			res, err := r.Run(context.Background(), base(), sandbox.Command("/bin/sh", "-c", fmt.Sprintf("head -c %d /dev/zero | tr '\\0' x", 20000+i)))
-			if err != nil || res.ExitCode != 0 {
+			if err != nil || res.Exit.Code != 0 {
 				t.Errorf("run %d: %v", i, err)
 			}
 		}(i)
@@ -98,7 +100,7 @@ func TestJSONLAuditConcurrent(t *testing.T) {
 	var sizes []int64
 	ids := map[string]bool{}
 	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
-		var rec sandbox.Record
+		var rec audit.Record
 		if err := json.Unmarshal([]byte(l), &rec); err != nil {
 			t.Fatalf("line is not a record: %v (%.80s)", err, l)
 		}
@@ -157,7 +159,7 @@ func TestMaxConcurrent(t *testing.T) {
 	}
 }
 
-// Record.Compact: about 1 KB for a Base run, the run's own facts whole,
+// audit.Record.Compact: about 1 KB for a Base run, the run's own facts whole,
 // and each left-out field's hash that of its JSON in the full record.
 func TestRecordCompact(t *testing.T) {
 	testenv.RequireUserNS(t)
@@ -169,19 +171,19 @@ func TestRecordCompact(t *testing.T) {
 	if len(bc) > 1700 || len(bc)*5 > len(bf) {
 		t.Errorf("compact %d bytes, full %d", len(bc), len(bf))
 	}
-	if len(full.Enforce.Mounts) == 0 || len(full.Enforce.Seccomp.AllowedSyscalls) == 0 {
+	if len(full.Enforcement.Mounts) == 0 || len(full.Enforcement.Seccomp.AllowedSyscalls) == 0 {
 		t.Fatal("Compact changed the full record")
 	}
-	if c.Enforce.Compacted == nil || c.Enforce.Compacted.SHA256 != full.CompactedHash() || !strings.HasPrefix(c.Enforce.Compacted.SHA256, "sha256:") ||
-		len(c.Enforce.Compacted.Fields) != 8 {
-		t.Errorf("compacted %+v, full record's hash %s", c.Enforce.Compacted, full.CompactedHash())
+	if c.Enforcement.Compacted == nil || c.Enforcement.Compacted.SHA256 != full.CompactedHash() || !strings.HasPrefix(c.Enforcement.Compacted.SHA256, "sha256:") ||
+		len(c.Enforcement.Compacted.Fields) != 8 {
+		t.Errorf("compacted %+v, full record's hash %s", c.Enforcement.Compacted, full.CompactedHash())
 	}
 	again := runCmd(t, base().InWorkdir(full.Command.Cwd), sandbox.Command("/bin/true")).Audit
 	if again.CompactedHash() != full.CompactedHash() {
 		t.Errorf("two runs of one policy: %s and %s", again.CompactedHash(), full.CompactedHash())
 	}
-	if c.Enforce.Mounts != nil || c.Enforce.Seccomp.AllowedSyscalls != nil || len(c.Denials) != len(full.Denials) ||
-		c.Exit.Reason != full.Exit.Reason || c.Policy.Hash != full.Policy.Hash || c.Enforce.Seccomp.FilterHash == "" {
+	if c.Enforcement.Mounts != nil || c.Enforcement.Seccomp.AllowedSyscalls != nil || len(c.Denials) != len(full.Denials) ||
+		c.Exit.Reason != full.Exit.Reason || c.Policy.Hash != full.Policy.Hash || c.Enforcement.Seccomp.FilterHash == "" {
 		t.Errorf("compact record %s", bc)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"golang.org/x/sys/unix"
 )
@@ -65,7 +66,7 @@ func (p *Process) stdio() ([3]*os.File, error) {
 			return fail(err)
 		}
 		out[i+1] = pw
-		w := &capWriter{dst: dst, limit: limit, onLimit: func() { p.kill(ReasonOutputLimit) }}
+		w := &capWriter{dst: dst, limit: limit, onLimit: func() { p.kill(audit.ReasonOutputLimit) }}
 		if p.set.OutputOverflow == capability.OverflowTruncate {
 			w.onLimit = func() {} // the rest is counted, not kept
 		}

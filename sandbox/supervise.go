@@ -8,12 +8,13 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/cgroup"
 	"golang.org/x/sys/unix"
 )
 
 // kill ends the whole sandbox, remembering the first reason.
-func (p *Process) kill(reason string) {
+func (p *Process) kill(reason audit.Reason) {
 	p.mu.Lock()
 	if p.killedBy == "" {
 		p.killedBy = reason
@@ -62,10 +63,10 @@ func (p *Process) supervise() {
 				status = &ws
 			}
 		case <-timer.C:
-			p.kill(ReasonTimeout)
+			p.kill(audit.ReasonTimeout)
 		case <-done:
 			done = nil // once: a closed channel would spin
-			p.kill(ReasonCanceled)
+			p.kill(audit.ReasonCanceled)
 		}
 	}
 out:
@@ -96,7 +97,7 @@ out:
 	p.outWG.Wait()
 	p.endDenialWatch()
 	p.endEgress()
-	res := &Result{ExitCode: -1, Audit: p.rec}
+	res := &Result{Exit: audit.Exit{Code: -1}, Audit: p.rec}
 	if p.cg != nil {
 		if !statsRead {
 			st, stErr = p.cg.Stats()
@@ -105,7 +106,7 @@ out:
 		if err != nil {
 			p.rec.Resources.Notes = append(p.rec.Resources.Notes, "stats: "+err.Error())
 		}
-		p.rec.Resources = Resources{CPUUserUS: st.CPUUserUsec, CPUSystemUS: st.CPUSystemUsec,
+		p.rec.Resources = audit.Resources{CPUUserUS: st.CPUUserUsec, CPUSystemUS: st.CPUSystemUsec,
 			MemoryPeakBytes: st.MemoryPeakBytes, PidsPeak: st.PidsPeak, OOMKills: st.OOMKills,
 			PidsMaxEvents: st.PidsMaxEvents, CPUThrottled: st.CPUThrottled,
 			Notes: append(p.rec.Resources.Notes, st.Notes...)}
@@ -115,37 +116,37 @@ out:
 	p.mu.Unlock()
 	switch {
 	case execErr != nil:
-		res.Reason = ReasonSetupFailed
+		res.Exit.Reason = audit.ReasonSetupFailed
 		p.rec.Error = execErr.Error()
-		res.ExitCode = 127
+		res.Exit.Code = 127
 	case status != nil && status.Exited():
-		res.ExitCode = status.ExitStatus()
-		res.Reason = ReasonExited
+		res.Exit.Code = status.ExitStatus()
+		res.Exit.Reason = audit.ReasonExited
 	case status != nil && status.Signaled():
-		res.Signal = unix.SignalName(status.Signal())
-		res.Reason = ReasonSignaled
+		res.Exit.Signal = unix.SignalName(status.Signal())
+		res.Exit.Reason = audit.ReasonSignaled
 		if status.Signal() == unix.SIGSYS {
-			res.Reason = ReasonSeccompKill
+			res.Exit.Reason = audit.ReasonSeccompKill
 		}
 	default:
-		res.Signal = "SIGKILL"
-		res.Reason = ReasonSignaled
+		res.Exit.Signal = "SIGKILL"
+		res.Exit.Reason = audit.ReasonSignaled
 	}
 	if killedBy != "" && (status == nil || !status.Exited()) {
-		res.Reason = killedBy
-	} else if killedBy == ReasonOutputLimit {
-		res.Reason = killedBy
+		res.Exit.Reason = killedBy
+	} else if killedBy == audit.ReasonOutputLimit {
+		res.Exit.Reason = killedBy
 	}
 	// The kernel's OOM killer picks a process of the cgroup, not always the
 	// tool itself (a shell's child, say): any OOM kill in a run that did not
 	// succeed is the reason.
-	if p.rec.Resources.OOMKills > 0 && (res.Reason == ReasonSignaled || (res.Reason == ReasonExited && res.ExitCode != 0)) {
-		res.Reason = ReasonOOM
+	if p.rec.Resources.OOMKills > 0 && (res.Exit.Reason == audit.ReasonSignaled || (res.Exit.Reason == audit.ReasonExited && res.Exit.Code != 0)) {
+		res.Exit.Reason = audit.ReasonOOM
 	}
-	p.rec.Output = Output{StdoutBytes: p.stdout.n, StderrBytes: p.stderr.n,
+	p.rec.Output = audit.Output{StdoutBytes: p.stdout.n, StderrBytes: p.stderr.n,
 		StdoutTruncated: p.stdout.truncated, StderrTruncated: p.stderr.truncated}
-	p.rec.Exit = Exit{Reason: res.Reason, Code: res.ExitCode, Signal: res.Signal,
-		LimitsHit: limitsHit(res.Reason, res.Signal, p.rec.Resources, p.rec.Output)}
+	res.Exit.LimitsHit = limitsHit(res.Exit.Reason, res.Exit.Signal, p.rec.Resources, p.rec.Output)
+	p.rec.Exit = res.Exit
 	if p.cmd.Stdout == nil {
 		res.Stdout = p.stdout.buf.Bytes()
 	}
@@ -153,7 +154,7 @@ out:
 		res.Stderr = p.stderr.buf.Bytes()
 	}
 	p.teardown()
-	p.endTempWorkdir(res.Reason != ReasonSetupFailed)
+	p.endTempWorkdir(res.Exit.Reason != audit.ReasonSetupFailed)
 	p.finishTimes()
 	p.release()
 	p.audit()
@@ -163,33 +164,33 @@ out:
 
 // limitsHit says which limits the run ran into, from the cgroup's counters,
 // the exit and the output caps.
-func limitsHit(reason, signal string, r Resources, o Output) []string {
-	hit := []string{}
-	add := func(ok bool, l string) {
+func limitsHit(reason audit.Reason, signal string, r audit.Resources, o audit.Output) []audit.Limit {
+	hit := []audit.Limit{}
+	add := func(ok bool, l audit.Limit) {
 		if ok {
 			hit = append(hit, l)
 		}
 	}
-	add(r.OOMKills > 0, LimitMemory)
-	add(r.PidsMaxEvents > 0, LimitPids)
-	add(r.CPUThrottled > 0, LimitCPUThrottled)
-	add(signal == "SIGXFSZ", LimitFileSize)
-	add(o.StdoutTruncated || o.StderrTruncated || reason == ReasonOutputLimit, LimitOutput)
-	add(reason == ReasonTimeout, LimitTimeout)
+	add(r.OOMKills > 0, audit.LimitMemory)
+	add(r.PidsMaxEvents > 0, audit.LimitPids)
+	add(r.CPUThrottled > 0, audit.LimitCPUThrottled)
+	add(signal == "SIGXFSZ", audit.LimitFileSize)
+	add(o.StdoutTruncated || o.StderrTruncated || reason == audit.ReasonOutputLimit, audit.LimitOutput)
+	add(reason == audit.ReasonTimeout, audit.LimitTimeout)
 	return hit
 }
 
 // Wait waits for the tool to end and returns its result.
 func (p *Process) Wait() (*Result, error) {
 	<-p.done
-	if p.rec.Exit.Reason == ReasonSetupFailed {
+	if p.rec.Exit.Reason == audit.ReasonSetupFailed {
 		return p.result, &RunError{Err: fmt.Errorf("%w: %s", ErrSetup, p.rec.Error), Record: p.rec}
 	}
 	return p.result, p.collectErr
 }
 
 // Kill ends the sandbox now; Wait reports the reason "canceled".
-func (p *Process) Kill() { p.kill(ReasonCanceled) }
+func (p *Process) Kill() { p.kill(audit.ReasonCanceled) }
 
 func (p *Process) teardown() {
 	p.joinCgroupSetup() // a cgroup still being made is removed below

@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -36,8 +37,8 @@ func probeLines(out []byte) map[string]string {
 	return m
 }
 
-func denialsBySyscall(rec *sandbox.Record) map[string][]sandbox.Denial {
-	m := map[string][]sandbox.Denial{}
+func denialsBySyscall(rec *audit.Record) map[string][]audit.Denial {
+	m := map[string][]audit.Denial{}
 	for _, d := range rec.Denials {
 		m[d.Syscall] = append(m[d.Syscall], d)
 	}
@@ -49,8 +50,8 @@ func denialsBySyscall(rec *sandbox.Record) map[string][]sandbox.Denial {
 func TestDeniedSyscallsRecorded(t *testing.T) {
 	bin := probe(t)
 	res := runCmd(t, probeSet(t, bin), sandbox.Command(bin, "denied"))
-	if res.Reason != sandbox.ReasonExited || res.ExitCode != 0 {
-		t.Fatalf("probe: reason %s code %d stderr %q", res.Reason, res.ExitCode, res.Stderr)
+	if res.Exit.Reason != audit.ReasonExited || res.Exit.Code != 0 {
+		t.Fatalf("probe: reason %s code %d stderr %q", res.Exit.Reason, res.Exit.Code, res.Stderr)
 	}
 	got := probeLines(res.Stdout)
 	byName := denialsBySyscall(res.Audit)
@@ -150,8 +151,8 @@ func TestForeignABIsKilled(t *testing.T) {
 			if strings.Contains(string(res.Stdout), "survived") {
 				t.Fatalf("%s: tool survived: %q", mode, res.Stdout)
 			}
-			if res.Reason != sandbox.ReasonSeccompKill || res.Signal != "SIGSYS" || res.Audit.Exit.Reason != "seccomp_kill" {
-				t.Fatalf("%s: reason %q signal %q, want seccomp_kill/SIGSYS", mode, res.Reason, res.Signal)
+			if res.Exit.Reason != audit.ReasonSeccompKill || res.Exit.Signal != "SIGSYS" || res.Audit.Exit.Reason != "seccomp_kill" {
+				t.Fatalf("%s: reason %q signal %q, want seccomp_kill/SIGSYS", mode, res.Exit.Reason, res.Exit.Signal)
 			}
 			if len(res.Audit.Denials) != 0 {
 				t.Fatalf("killed calls must not be notified: %+v", res.Audit.Denials)
@@ -333,7 +334,7 @@ func TestSyscallKindNarrowsFilter(t *testing.T) {
 	if forks == 0 {
 		t.Fatalf("no fork attempt recorded: %+v", res.Audit.Denials)
 	}
-	if got := strings.Join(res.Audit.Enforce.Seccomp.Groups, ","); got != "base,exec,file_read" {
+	if got := strings.Join(res.Audit.Enforcement.Seccomp.Groups, ","); got != "base,exec,file_read" {
 		t.Fatalf("record groups %q", got)
 	}
 	// The same script with the capability runs.
@@ -374,7 +375,7 @@ print(os.getresuid(), os.getresgid())'`)
 	if _, ok := seen["setresuid"]; ok {
 		t.Errorf("the tool's own ids recorded as a denial: %+v", res.Audit.Denials)
 	}
-	if !slices.Contains(res.Audit.Enforce.Seccomp.Inspected, "setresuid") || !slices.Contains(res.Audit.Enforce.Seccomp.Inspected, "setxattr") {
-		t.Errorf("enforcement.seccomp.inspected %q", res.Audit.Enforce.Seccomp.Inspected)
+	if !slices.Contains(res.Audit.Enforcement.Seccomp.Inspected, "setresuid") || !slices.Contains(res.Audit.Enforcement.Seccomp.Inspected, "setxattr") {
+		t.Errorf("enforcement.seccomp.inspected %q", res.Audit.Enforcement.Seccomp.Inspected)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/seccomp"
 )
@@ -428,28 +429,11 @@ type planOp struct {
 // idmapped so that the sandbox user writes as that owner.
 type hostOwner struct{ uid, gid uint32 }
 
-// MountInfo is one mount of the view, as the audit record lists it.
-type MountInfo struct {
-	Dst  string `json:"dst"`
-	Src  string `json:"src"`
-	Mode string `json:"mode"`
-	// IDMap is set on a writable grant's mount that the kernel reports
-	// idmapped (pid 1's mountinfo): files of the owner it names show as
-	// the sandbox user there, and what the tool creates belongs to it.
-	IDMap *IDMap `json:"idmap,omitempty"`
-}
-
-// IDMap is the host owner an idmapped mount gives the sandbox user's files.
-type IDMap struct {
-	UID uint32 `json:"uid"` // host uid the sandbox's uid 1000 reads and writes as
-	GID uint32 `json:"gid"` // host gid the sandbox's gid 1000 reads and writes as
-}
-
 // compiled is a view turned into operations plus the host files they bind.
 type compiled struct {
 	ops    []planOp
 	files  []*os.File // O_PATH descriptors, passed to the stage-2
-	mounts []MountInfo
+	mounts []audit.MountInfo
 	// owners of the writable grants, one per distinct owner; binds index
 	// it (planOp.idmap). Dropped by the supervisor when not root.
 	owners []hostOwner
@@ -596,15 +580,15 @@ func (v *view) compile() (*compiled, error) {
 			c.ops = append(c.ops, planOp{kind: opSymlink, fd: -1, a: rel(p), b: e.text})
 		case kindFile:
 			c.ops = append(c.ops, planOp{kind: opFile, mode: e.mode, fd: -1, a: rel(p), b: e.text})
-			c.mounts = append(c.mounts, MountInfo{Dst: p, Src: "generated", Mode: "ro"})
+			c.mounts = append(c.mounts, audit.MountInfo{Dst: p, Src: "generated", Mode: "ro"})
 		case kindTmpfs, kindProc:
 			c.ops = append(c.ops, planOp{kind: opMkdir, mode: 0o755, fd: -1, a: rel(p)})
 			if e.kind == kindProc {
 				c.ops = append(c.ops, planOp{kind: opProc, fd: -1, a: rel(p)})
-				c.mounts = append(c.mounts, MountInfo{Dst: p, Src: "proc", Mode: "rw,nosuid,nodev,noexec"})
+				c.mounts = append(c.mounts, audit.MountInfo{Dst: p, Src: "proc", Mode: "rw,nosuid,nodev,noexec"})
 			} else {
 				c.ops = append(c.ops, planOp{kind: opTmpfs, attr: e.mode, fd: -1, a: rel(p), b: e.text})
-				c.mounts = append(c.mounts, MountInfo{Dst: p, Src: "tmpfs(" + e.text + ")", Mode: attrString(e.mode)})
+				c.mounts = append(c.mounts, audit.MountInfo{Dst: p, Src: "tmpfs(" + e.text + ")", Mode: attrString(e.mode)})
 			}
 		case kindBind:
 			if !underBind(p) {
@@ -639,7 +623,7 @@ func (v *view) compile() (*compiled, error) {
 				c.idmapped[len(c.mounts)] = c.owners[op.idmap-1]
 			}
 			c.ops = append(c.ops, op)
-			c.mounts = append(c.mounts, MountInfo{Dst: p, Src: e.src, Mode: attrString(attr)})
+			c.mounts = append(c.mounts, audit.MountInfo{Dst: p, Src: e.src, Mode: attrString(attr)})
 		}
 		created[p] = true
 	}
@@ -655,7 +639,7 @@ func (v *view) compile() (*compiled, error) {
 		if m.kind == opReadonly {
 			mode = "ro"
 		}
-		c.mounts = append(c.mounts, MountInfo{Dst: m.path, Src: "mask", Mode: mode})
+		c.mounts = append(c.mounts, audit.MountInfo{Dst: m.path, Src: "mask", Mode: mode})
 	}
 	return c, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 )
 
@@ -62,7 +63,7 @@ func (p *Process) endTempWorkdir(ran bool) {
 		// Collect's promise (every process ended) does not hold, and a
 		// process left could write on: keep the directory, say so.
 		p.collectErr = fmt.Errorf("sandbox: the run's cgroup could not be removed, a process may be left: Collect not called, %s kept", p.tempDir)
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "temporary workdir kept: a process of the run may be left")
+		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "temporary workdir kept: a process of the run may be left")
 		p.tempDir = ""
 		return
 	}
@@ -72,7 +73,7 @@ func (p *Process) endTempWorkdir(ran bool) {
 		}
 	}
 	if err := removeTree(p.tempDir); err != nil {
-		p.rec.Enforce.Notes = append(p.rec.Enforce.Notes, "temporary workdir not fully removed: "+err.Error())
+		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "temporary workdir not fully removed: "+err.Error())
 		p.log("temporary workdir", "err", err)
 	}
 	p.tempDir = ""
@@ -107,7 +108,7 @@ func removeTree(dir string) error {
 // a stat per file (BENCHMARKS.md); a set-ID file the host puts there
 // during the run is the host's doing. Grants of other owners are not
 // walked: the tool acts as that owner there already (THREAT_MODEL.md).
-func noSetIDFiles(mounts []MountInfo, idmapped map[int]hostOwner) error {
+func noSetIDFiles(mounts []audit.MountInfo, idmapped map[int]hostOwner) error {
 	idx := make([]int, 0, len(idmapped))
 	for i := range idmapped {
 		idx = append(idx, i)

@@ -32,8 +32,8 @@ func TestTempWorkdir(t *testing.T) {
 			return err
 		}
 		res := runCmd(t, set, cmd)
-		if res.ExitCode != 0 || string(res.Stdout) != "/workspace\n/workspace /workspace\n" {
-			t.Fatalf("run %d: exit %d stdout %q stderr %q (want an empty /workspace)", i, res.ExitCode, res.Stdout, res.Stderr)
+		if res.Exit.Code != 0 || string(res.Stdout) != "/workspace\n/workspace /workspace\n" {
+			t.Fatalf("run %d: exit %d stdout %q stderr %q (want an empty /workspace)", i, res.Exit.Code, res.Stdout, res.Stderr)
 		}
 		if seen != "run\n" {
 			t.Errorf("Collect read %q", seen)
@@ -69,7 +69,7 @@ func TestTempWorkdirCollectError(t *testing.T) {
 	boom := errors.New("boom")
 	cmd.Collect = func(string) error { return boom }
 	res, err := sandbox.Run(context.Background(), set, cmd)
-	if !errors.Is(err, boom) || res == nil || res.ExitCode != 0 {
+	if !errors.Is(err, boom) || res == nil || res.Exit.Code != 0 {
 		t.Fatalf("res %v err %v: want the result and Collect's error", res, err)
 	}
 	if _, err := os.Lstat(res.Audit.TempWorkdir); !errors.Is(err, os.ErrNotExist) {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/sandbox"
@@ -41,7 +42,7 @@ func workloadPolicy(t *testing.T, name string) *capability.Set {
 
 // onlyDenials fails the test for a denial not in want ("syscall" or
 // "syscall detail-prefix").
-func onlyDenials(t *testing.T, rec *sandbox.Record, want ...string) {
+func onlyDenials(t *testing.T, rec *audit.Record, want ...string) {
 	t.Helper()
 next:
 	for _, d := range rec.Denials {
@@ -99,8 +100,8 @@ func TestWorkloadC(t *testing.T) {
 	})
 	set := workloadPolicy(t, "c-build").InWorkdir(dir)
 	res := run(t, set, `gcc -o single single.c && ./single && make -s && ./app`)
-	if res.ExitCode != 0 || string(res.Stdout) != "single\n42\n" {
-		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || string(res.Stdout) != "single\n42\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	for _, f := range []string{"single", "main.o", "util.o", "app"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
@@ -186,8 +187,8 @@ venv/bin/python -c 'import toolcell_demo, toolcell_index_demo; print(toolcell_de
 		return err
 	}
 	res := runCmd(t, set, cmd)
-	if res.ExitCode != 0 || string(res.Stdout) != "42 7\n" {
-		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || string(res.Stdout) != "42 7\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	if len(site) < 2 {
 		t.Errorf("site-packages in the workdir: %q", site)
@@ -226,8 +227,8 @@ func TestWorkloadNode(t *testing.T) {
 	}
 	set := workloadPolicy(t, "node-npm").ReadFile(tgz)
 	res := run(t, set, `npm install --offline --silent `+tgz+` && node -e 'console.log(require("toolcell-demo").value)' && test -f node_modules/toolcell-demo/index.js`)
-	if res.ExitCode != 0 || !strings.HasSuffix(string(res.Stdout), "42\n") {
-		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || !strings.HasSuffix(string(res.Stdout), "42\n") {
+		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	// npm lists the network interfaces (libuv reads them over netlink);
 	// the sandbox's network namespace has only loopback, and npm goes on.
@@ -281,8 +282,8 @@ echo two >> README
 git commit -qam second
 git log --format=%s
 git diff HEAD~1 --stat`)
-	if res.ExitCode != 0 || !strings.HasPrefix(string(res.Stdout), "second\nfirst\n README | 1 +\n") {
-		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || !strings.HasPrefix(string(res.Stdout), "second\nfirst\n README | 1 +\n") {
+		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	if c := conns(res.Audit, "connect", "github.com"); len(c) == 0 || !c[0].Allowed || c[0].SNI != "github.com" {
 		t.Errorf("connect entries %+v", c)
@@ -301,8 +302,8 @@ func TestWorkloadBulkFiles(t *testing.T) {
 mkdir many && cd many
 i=0; while [ $i -lt 10000 ]; do echo $i > f$i; i=$((i+1)); done
 cd .. && head -c 200M /dev/zero > big && echo done`)
-	if res.ExitCode != 0 || string(res.Stdout) != "done\n" {
-		t.Fatalf("exit %d stdout %q stderr %q", res.ExitCode, res.Stdout, res.Stderr)
+	if res.Exit.Code != 0 || string(res.Stdout) != "done\n" {
+		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
 	if fi, err := os.Stat(filepath.Join(dir, "big")); err != nil || fi.Size() != 200<<20 {
 		t.Fatalf("big: %v %v", fi, err)
@@ -325,8 +326,8 @@ cd .. && head -c 200M /dev/zero > big && echo done`)
 	}
 
 	res = run(t, set, `head -c 1M /dev/zero`)
-	if !res.Audit.Output.StdoutTruncated || int64(len(res.Stdout)) != int64(set.OutputLimit()) || res.Reason != sandbox.ReasonOutputLimit {
-		t.Errorf("output cap: %d bytes kept, truncated %v, reason %s; want %d", len(res.Stdout), res.Audit.Output.StdoutTruncated, res.Reason, set.OutputLimit())
+	if !res.Audit.Output.StdoutTruncated || int64(len(res.Stdout)) != int64(set.OutputLimit()) || res.Exit.Reason != audit.ReasonOutputLimit {
+		t.Errorf("output cap: %d bytes kept, truncated %v, reason %s; want %d", len(res.Stdout), res.Audit.Output.StdoutTruncated, res.Exit.Reason, set.OutputLimit())
 	}
 	onlyDenials(t, res.Audit)
 }

@@ -6,7 +6,8 @@
 #   scripts/test.sh --stage NAME    deps and one stage: lint|root|rootless|vm
 #                                   (repeatable)
 # Stages:
-#   lint      gofmt -l (must be empty), go vet, staticcheck (pinned)
+#   lint      gofmt -l (must be empty), go vet, staticcheck (pinned); package
+#             audit builds with CGO_ENABLED=0 from the standard library alone
 #   root      go test ./... as root on this host      TOOLCELL_HOST_KIND=root-hybrid
 #   rootless  compiled test binaries run as uid/gid 65534 without capabilities,
 #             with a delegated cgroup v1 subtree       TOOLCELL_HOST_KIND=rootless-hybrid
@@ -103,6 +104,18 @@ stage_lint() {
   out=$(CGO_ENABLED=0 go build ./... 2>&1) && { echo "CGO_ENABLED=0 go build succeeded?"; bad=1; }
   if [ "$(grep -c . <<<"$out")" -ne 2 ] || ! grep -q 'toolcell_needs_cgo_and_libseccomp_dev' <<<"$out"; then
     echo "CGO_ENABLED=0 go build said:"; echo "$out"; bad=1
+  fi
+  say "lint: package audit builds without cgo and imports the standard library only"
+  if ! out=$(CGO_ENABLED=0 go build ./audit 2>&1); then
+    echo "package audit must build with CGO_ENABLED=0 (log pipelines parse records without libseccomp); CGO_ENABLED=0 go build ./audit said:"
+    echo "$out"; bad=1
+  fi
+  # with cgo on, so that a dependency's cgo files show (std's too: net, os/user)
+  if ! out=$(go list -deps -f '{{if not .Standard}}{{if ne .ImportPath "github.com/toolcell/toolcell/audit"}}{{.ImportPath}} (not in the standard library){{"\n"}}{{end}}{{end}}{{if .CgoFiles}}{{.ImportPath}} (uses cgo){{"\n"}}{{end}}' ./audit 2>&1); then
+    echo "go list -deps ./audit failed:"; echo "$out"; bad=1
+  elif [ -n "$out" ]; then
+    echo "package audit must import the standard library only, without cgo; its dependencies include:"
+    echo "$out"; bad=1
   fi
   return $bad
 }

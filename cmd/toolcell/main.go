@@ -27,6 +27,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/sandbox"
 )
@@ -356,7 +357,7 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmd := sandbox.Command(argv[0], argv[1:]...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
 	res, err := r.Run(ctx, set, cmd)
-	var rec *sandbox.Record
+	var rec *audit.Record
 	var re *sandbox.RunError
 	if errors.As(err, &re) {
 		rec = re.Record
@@ -379,15 +380,15 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitSetup
 	}
 	switch {
-	case res.Signal != "":
-		return 128 + int(signalNumber(res.Signal))
-	case res.ExitCode >= 0:
-		return res.ExitCode
+	case res.Exit.Signal != "":
+		return 128 + int(signalNumber(res.Exit.Signal))
+	case res.Exit.Code >= 0:
+		return res.Exit.Code
 	}
 	return exitSetup
 }
 
-func writeRecord(dst string, rec *sandbox.Record, stderr io.Writer) error {
+func writeRecord(dst string, rec *audit.Record, stderr io.Writer) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err

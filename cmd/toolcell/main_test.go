@@ -10,14 +10,47 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/toolcell/toolcell/internal/auditschema"
 	"github.com/toolcell/toolcell/internal/testenv"
 )
 
+// cli runs toolcell with args. The records it wrote to an --audit file or
+// an --audit-dir are kept for TestMain's check against the schema.
 func cli(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := realMain(args, strings.NewReader(stdin), &out, &errb)
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		if i+1 < len(args) && (a == "--audit" || a == "-audit") && args[i+1] != "-" {
+			auditFiles(t, args[i+1])
+		}
+		if i+1 < len(args) && (a == "--audit-dir" || a == "-audit-dir") {
+			auditFiles(t, filepath.Join(args[i+1], "*.json"))
+		}
+	}
 	return code, out.String(), errb.String()
+}
+
+// auditFiles hands the records in the files pattern matches (one record,
+// or JSON lines, each) to TestMain's check against the schema, and returns
+// the files' names.
+func auditFiles(t *testing.T, pattern string) []string {
+	t.Helper()
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a run that wrote no record
+		}
+		auditschema.AddJSON(f, b)
+	}
+	return files
 }
 
 func TestRunExitStatusContract(t *testing.T) {
@@ -74,6 +107,20 @@ func TestRunAuditFileAndPolicyManifest(t *testing.T) {
 	if rec.Schema != "toolcell.audit/v1" || rec.Policy.Name != "cli-test" || rec.Exit.Reason != "exited" ||
 		rec.Enf.Cgroup.Limits["pids"] != "32" || rec.Enf.Cgroup.Limits["memory_bytes"] != "134217728" {
 		t.Fatalf("record %s", b)
+	}
+	// The compact form, and the record of a run that could not be set up.
+	compact := filepath.Join(dir, "compact.json")
+	if code, _, errs := cli(t, "", "run", "--base", "--audit", compact, "--audit-compact", "--", "true"); code != 0 {
+		t.Fatalf("compact: %d %q", code, errs)
+	}
+	failed := filepath.Join(dir, "failed.json")
+	if code, _, errs := cli(t, "", "run", "--base", "--read", "/definitely/not/here", "--audit", failed, "--", "true"); code != exitSetup {
+		t.Fatalf("setup failure: %d %q", code, errs)
+	}
+	for f, want := range map[string]string{compact: `"compacted"`, failed: `"reason": "setup_failed"`} {
+		if b, err := os.ReadFile(f); err != nil || !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s: %v %s", f, want, err, b)
+		}
 	}
 	if code, _, errs := cli(t, "", "run", "--policy", filepath.Join(dir, "missing.yaml"), "--", "true"); code != exitSetup || !strings.Contains(errs, "missing.yaml") {
 		t.Fatalf("missing manifest: %d %q", code, errs)

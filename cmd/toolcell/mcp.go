@@ -16,6 +16,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/mcptool"
 	"github.com/toolcell/toolcell/sandbox"
 )
@@ -119,7 +120,7 @@ func (nopWriteCloser) Close() error { return nil }
 // multiSink hands a record to each of its sinks.
 type multiSink []sandbox.AuditSink
 
-func (m multiSink) Record(ctx context.Context, rec *sandbox.Record) error {
+func (m multiSink) Record(ctx context.Context, rec *audit.Record) error {
 	var errs []error
 	for _, s := range m {
 		errs = append(errs, s.Record(ctx, rec))
@@ -130,14 +131,14 @@ func (m multiSink) Record(ctx context.Context, rec *sandbox.Record) error {
 // compactSink hands on the compact form of each record.
 type compactSink struct{ sandbox.AuditSink }
 
-func (c compactSink) Record(ctx context.Context, rec *sandbox.Record) error {
+func (c compactSink) Record(ctx context.Context, rec *audit.Record) error {
 	return c.AuditSink.Record(ctx, rec.Compact())
 }
 
 // dirSink writes each record to DIR/<id>.json.
 type dirSink string
 
-func (d dirSink) Record(_ context.Context, rec *sandbox.Record) error {
+func (d dirSink) Record(_ context.Context, rec *audit.Record) error {
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return err

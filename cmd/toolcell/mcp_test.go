@@ -14,19 +14,23 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/internal/auditschema"
 	"github.com/toolcell/toolcell/internal/testenv"
 	"github.com/toolcell/toolcell/mcptool"
 	"github.com/toolcell/toolcell/sandbox"
 )
 
 // TestMain lets the test binary be `toolcell mcp` for the client tests:
-// TOOLCELL_TEST_MCP holds its arguments, one per line.
+// TOOLCELL_TEST_MCP holds its arguments, one per line. As the tests'
+// binary, it checks every audit record the tests' runs finished and every
+// record the CLI wrote (cli, auditFiles) against audit's JSON Schema.
 func TestMain(m *testing.M) {
 	if a := os.Getenv("TOOLCELL_TEST_MCP"); a != "" {
 		os.Exit(realMain(append([]string{"mcp"}, strings.Split(a, "\n")...), os.Stdin, os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(auditschema.Main("cmd/toolcell", m.Run))
 }
 
 // useTools lists both tools and calls each through session cs.
@@ -73,13 +77,13 @@ func TestMCPStdio(t *testing.T) {
 	}
 	useTools(t, cs)
 	cs.Close()
-	recs, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	recs := auditFiles(t, filepath.Join(dir, "*.json"))
 	if len(recs) != 2 {
 		t.Fatalf("%d records in --audit-dir, want 2", len(recs))
 	}
-	var rec sandbox.Record
+	var rec audit.Record
 	b, _ := os.ReadFile(recs[0])
-	if err := json.Unmarshal(b, &rec); err != nil || rec.Schema != sandbox.Schema {
+	if err := json.Unmarshal(b, &rec); err != nil || rec.Schema != audit.Schema {
 		t.Errorf("record: %v %.100s", err, b)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/toolcell/toolcell/audit"
 	"github.com/toolcell/toolcell/internal/safetext"
 	"github.com/toolcell/toolcell/sandbox"
 )
@@ -14,12 +15,12 @@ import (
 // Result is a run's outcome as a model reads it.
 type Result struct {
 	ExitCode        int
-	Reason          string
+	Reason          audit.Reason
 	Stdout, Stderr  string // cleaned (safetext), cut to the cap
 	StdoutTruncated bool
 	StderrTruncated bool
 	Removed         int // escape sequences and invisible characters removed
-	LimitsHit       []string
+	LimitsHit       []audit.Limit
 	Denials         int
 	FirstDenials    []string
 }
@@ -27,7 +28,7 @@ type Result struct {
 // From builds a Result from a run, its captured output, and the cap (0:
 // none) on each stream.
 func From(res *sandbox.Result, stdout, stderr []byte, limit int) Result {
-	r := Result{ExitCode: res.ExitCode, Reason: res.Reason, FirstDenials: []string{}, LimitsHit: []string{}}
+	r := Result{ExitCode: res.Exit.Code, Reason: res.Exit.Reason, FirstDenials: []string{}, LimitsHit: []audit.Limit{}}
 	rec := res.Audit
 	if rec != nil {
 		r.StdoutTruncated, r.StderrTruncated = rec.Output.StdoutTruncated, rec.Output.StderrTruncated
@@ -85,27 +86,27 @@ func (r Result) Text() string {
 func (r Result) Verdict() string {
 	var v string
 	switch r.Reason {
-	case sandbox.ReasonExited:
+	case audit.ReasonExited:
 		v = fmt.Sprintf("exit %d", r.ExitCode)
-	case sandbox.ReasonOOM:
+	case audit.ReasonOOM:
 		v = "killed: memory limit"
-	case sandbox.ReasonTimeout:
+	case audit.ReasonTimeout:
 		v = "killed: time limit"
-	case sandbox.ReasonOutputLimit:
+	case audit.ReasonOutputLimit:
 		v = "killed: output limit"
-	case sandbox.ReasonCanceled:
+	case audit.ReasonCanceled:
 		v = "canceled"
 	default:
-		v = r.Reason
+		v = string(r.Reason)
 	}
 	var extra []string
 	for _, l := range r.LimitsHit {
 		// The verdict names limits that changed the outcome: throttling
 		// only slowed the run (the record has it), and a timeout, an output
 		// cap or an OOM the reason says already.
-		if l != sandbox.LimitTimeout && l != sandbox.LimitOutput && l != sandbox.LimitCPUThrottled &&
-			!(l == sandbox.LimitMemory && r.Reason == sandbox.ReasonOOM) {
-			extra = append(extra, "limit hit: "+l)
+		if l != audit.LimitTimeout && l != audit.LimitOutput && l != audit.LimitCPUThrottled &&
+			!(l == audit.LimitMemory && r.Reason == audit.ReasonOOM) {
+			extra = append(extra, "limit hit: "+string(l))
 		}
 	}
 	if len(r.FirstDenials) > 0 {

@@ -3,7 +3,7 @@ package toolresult
 import (
 	"testing"
 
-	"github.com/toolcell/toolcell/sandbox"
+	"github.com/toolcell/toolcell/audit"
 )
 
 func TestVerdict(t *testing.T) {
@@ -11,14 +11,14 @@ func TestVerdict(t *testing.T) {
 		r    Result
 		want string
 	}{
-		{Result{Reason: sandbox.ReasonExited}, "[exit 0]"},
-		{Result{Reason: sandbox.ReasonExited, ExitCode: 2, LimitsHit: []string{sandbox.LimitCPUThrottled}}, "[exit 2]"},
-		{Result{Reason: sandbox.ReasonExited, LimitsHit: []string{sandbox.LimitMemory}}, "[exit 0; limit hit: memory]"},
-		{Result{Reason: sandbox.ReasonOOM, LimitsHit: []string{sandbox.LimitMemory}}, "[killed: memory limit]"},
-		{Result{Reason: sandbox.ReasonTimeout, LimitsHit: []string{sandbox.LimitTimeout}}, "[killed: time limit]"},
-		{Result{Reason: sandbox.ReasonExited, ExitCode: 1, Denials: 3, FirstDenials: []string{"socket family=AF_INET"}, Removed: 2},
+		{Result{Reason: audit.ReasonExited}, "[exit 0]"},
+		{Result{Reason: audit.ReasonExited, ExitCode: 2, LimitsHit: []audit.Limit{audit.LimitCPUThrottled}}, "[exit 2]"},
+		{Result{Reason: audit.ReasonExited, LimitsHit: []audit.Limit{audit.LimitMemory}}, "[exit 0; limit hit: memory]"},
+		{Result{Reason: audit.ReasonOOM, LimitsHit: []audit.Limit{audit.LimitMemory}}, "[killed: memory limit]"},
+		{Result{Reason: audit.ReasonTimeout, LimitsHit: []audit.Limit{audit.LimitTimeout}}, "[killed: time limit]"},
+		{Result{Reason: audit.ReasonExited, ExitCode: 1, Denials: 3, FirstDenials: []string{"socket family=AF_INET"}, Removed: 2},
 			"[exit 1; denied: socket family=AF_INET (+2 more); 2 hidden characters removed]"},
-		{Result{Reason: sandbox.ReasonSeccompKill}, "[seccomp_kill]"},
+		{Result{Reason: audit.ReasonSeccompKill}, "[seccomp_kill]"},
 	} {
 		if got := c.r.Verdict(); got != c.want {
 			t.Errorf("Verdict(%+v) = %q, want %q", c.r, got, c.want)

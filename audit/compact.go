@@ -1,4 +1,4 @@
-package sandbox
+package audit
 
 import (
 	"crypto/sha256"
@@ -19,7 +19,7 @@ import (
 // vouches for many compact ones. r is unchanged.
 func (r *Record) Compact() *Record {
 	c := *r
-	e := &c.Enforce
+	e := &c.Enforcement
 	e.Compacted = &Compacted{Fields: compactedFields, SHA256: r.CompactedHash()}
 	e.Namespaces, e.Mounts, e.CapSets, e.Rlimits, e.UserLimits, e.Landlock = nil, nil, nil, nil, nil, nil
 	e.Seccomp = SeccompInfo{FilterHash: e.Seccomp.FilterHash, GroupsVersion: e.Seccomp.GroupsVersion}
@@ -52,7 +52,7 @@ type policyDerived struct {
 // CompactedHash is the sha256 Compact puts in Compacted for a full record
 // r: compare it with a compact record's to tie the two together.
 func (r *Record) CompactedHash() string {
-	e := &r.Enforce
+	e := &r.Enforcement
 	b, err := json.Marshal(policyDerived{Namespaces: e.Namespaces, Mounts: e.Mounts, Seccomp: e.Seccomp, Landlock: e.Landlock,
 		CapSets: e.CapSets, CgroupLimits: e.Cgroup.Limits, Rlimits: e.Rlimits, UserLimits: e.UserLimits})
 	if err != nil {

@@ -1,43 +1,48 @@
-package sandbox
+package audit
 
 import "time"
 
-// Schema names the version of the audit record's JSON shape.
+// Schema names the version of the record's JSON shape, the value of
+// Record.Schema. A change that removes or redefines a field changes it;
+// new optional fields do not.
 const Schema = "toolcell.audit/v1"
+
+// Reason says how a run ended (Exit.Reason): exactly one per run.
+type Reason string
 
 // Exit reasons in Record.Exit.Reason.
 const (
-	ReasonExited      = "exited"       // the tool exited by itself; see Code
-	ReasonSignaled    = "signaled"     // the tool died of a signal it got inside
-	ReasonTimeout     = "timeout"      // the wall-clock limit killed the sandbox
-	ReasonOOM         = "oom"          // the memory limit killed the tool
-	ReasonOutputLimit = "output_limit" // an output stream passed MaxOutput
-	ReasonSetupFailed = "setup_failed" // the sandbox was never complete; nothing ran
-	ReasonCanceled    = "canceled"     // the caller's context ended the run
+	ReasonExited      Reason = "exited"       // the tool exited by itself; see Code
+	ReasonSignaled    Reason = "signaled"     // the tool died of a signal it got inside
+	ReasonTimeout     Reason = "timeout"      // the wall-clock limit killed the sandbox
+	ReasonOOM         Reason = "oom"          // the memory limit killed the tool
+	ReasonOutputLimit Reason = "output_limit" // an output stream passed max_output
+	ReasonSetupFailed Reason = "setup_failed" // the sandbox was never complete; nothing ran
+	ReasonCanceled    Reason = "canceled"     // the caller's context ended the run
 	// ReasonSeccompKill: the tool died of SIGSYS, which is what the filter's
 	// KILL_PROCESS action (a foreign syscall ABI: int 0x80, x32) does. A
 	// tool that sends itself SIGSYS looks the same.
-	ReasonSeccompKill = "seccomp_kill"
+	ReasonSeccompKill Reason = "seccomp_kill"
 )
 
 // Record is the audit record of one run: what was enforced, and what the
 // tool did. One is produced for every run, setup failures included. It is
 // plain data meant to be serialised as JSON (schema toolcell.audit/v1).
 type Record struct {
-	Schema     string      `json:"schema"`
-	ID         string      `json:"id"`
-	Tool       string      `json:"tool"`
-	Policy     PolicyRef   `json:"policy"`
-	Command    CommandRef  `json:"command"`
-	StartedAt  time.Time   `json:"started_at"`
-	EndedAt    time.Time   `json:"ended_at"`
-	DurationMS float64     `json:"duration_ms"`
-	SetupMS    float64     `json:"setup_ms"`
-	Exit       Exit        `json:"exit"`
-	Resources  Resources   `json:"resources"`
-	Output     Output      `json:"output"`
-	Enforce    Enforcement `json:"enforcement"`
-	Denials    []Denial    `json:"denials"`
+	Schema      string      `json:"schema"`
+	ID          string      `json:"id"`
+	Tool        string      `json:"tool"`
+	Policy      PolicyRef   `json:"policy"`
+	Command     CommandRef  `json:"command"`
+	StartedAt   time.Time   `json:"started_at"`
+	EndedAt     time.Time   `json:"ended_at"`
+	DurationMS  float64     `json:"duration_ms"`
+	SetupMS     float64     `json:"setup_ms"`
+	Exit        Exit        `json:"exit"`
+	Resources   Resources   `json:"resources"`
+	Output      Output      `json:"output"`
+	Enforcement Enforcement `json:"enforcement"`
+	Denials     []Denial    `json:"denials"`
 	// DenialsDropped counts denied attempts not itemised in Denials because
 	// it already held its maximum of distinct entries (128).
 	DenialsDropped int64  `json:"denials_dropped"`
@@ -73,24 +78,28 @@ type CommandRef struct {
 
 // Exit says how the run ended.
 type Exit struct {
-	Reason string `json:"reason"`
+	Reason Reason `json:"reason"`
 	Code   int    `json:"code"`             // exit status, or -1
 	Signal string `json:"signal,omitempty"` // e.g. "SIGKILL"
 	// LimitsHit lists every limit the run ran into, whatever the exit
 	// status says (a child killed for memory under a shell that exited 0
 	// still shows): LimitMemory, LimitPids, LimitCPUThrottled,
 	// LimitFileSize, LimitOutput, LimitTimeout. Empty when none.
-	LimitsHit []string `json:"limits_hit"`
+	LimitsHit []Limit `json:"limits_hit"`
 }
+
+// Limit names a limit a run ran into (Exit.LimitsHit); a run may hit
+// several.
+type Limit string
 
 // Limits in Exit.LimitsHit, and the evidence for each.
 const (
-	LimitMemory       = "memory"        // the cgroup's OOM killer killed a process (oom_kill)
-	LimitPids         = "pids"          // a fork was refused by the pids limit (pids.events max)
-	LimitCPUThrottled = "cpu_throttled" // the cpu limit throttled the run (cpu.stat nr_throttled)
-	LimitFileSize     = "file_size"     // the tool died of SIGXFSZ (RLIMIT_FSIZE)
-	LimitOutput       = "output"        // an output stream passed max_output
-	LimitTimeout      = "timeout"       // the wall-clock limit ended the run
+	LimitMemory       Limit = "memory"        // the cgroup's OOM killer killed a process (oom_kill)
+	LimitPids         Limit = "pids"          // a fork was refused by the pids limit (pids.events max)
+	LimitCPUThrottled Limit = "cpu_throttled" // the cpu limit throttled the run (cpu.stat nr_throttled)
+	LimitFileSize     Limit = "file_size"     // the tool died of SIGXFSZ (RLIMIT_FSIZE)
+	LimitOutput       Limit = "output"        // an output stream passed max_output
+	LimitTimeout      Limit = "timeout"       // the wall-clock limit ended the run
 )
 
 // Resources are read from the run's cgroup after the tool ended.
@@ -256,4 +265,76 @@ type EgressInfo struct {
 	Allow     []string          `json:"allow,omitempty"` // ranges exempt from the address checks
 	APIs      []APIInfo         `json:"http_api,omitempty"`
 	Limits    map[string]string `json:"limits"`
+}
+
+// MountInfo is one mount of the view, as the audit record lists it.
+type MountInfo struct {
+	Dst  string `json:"dst"`
+	Src  string `json:"src"`
+	Mode string `json:"mode"`
+	// IDMap is set on a writable grant's mount that the kernel reports
+	// idmapped (pid 1's mountinfo): files of the owner it names show as
+	// the sandbox user there, and what the tool creates belongs to it.
+	IDMap *IDMap `json:"idmap,omitempty"`
+}
+
+// IDMap is the host owner an idmapped mount gives the sandbox user's files.
+type IDMap struct {
+	UID uint32 `json:"uid"` // host uid the sandbox's uid 1000 reads and writes as
+	GID uint32 `json:"gid"` // host gid the sandbox's gid 1000 reads and writes as
+}
+
+// LandlockInfo is what the tool was restricted to by Landlock
+// (enforcement.landlock).
+type LandlockInfo struct {
+	// ABI is the kernel's Landlock ABI version; Applied is the version
+	// whose rights were used (the kernel's, at most the newest toolcell
+	// knows).
+	ABI     int `json:"abi"`
+	Applied int `json:"applied_abi"`
+	// Handled lists the rights the ruleset restricts: any of them not
+	// given by a rule is refused (EACCES).
+	Handled LandlockRights `json:"handled"`
+	// Missing lists the rights toolcell would handle that this ABI lacks
+	// (best effort beyond the minimum a run needs).
+	Missing []string `json:"missing"`
+	// Rules are the paths (inside the view) and what each allows beneath
+	// it; Ports the TCP ports and what each allows.
+	Rules []LandlockRule `json:"rules,omitempty"`
+	Ports []LandlockPort `json:"ports"`
+}
+
+// LandlockRights are rights by kind, named as in linux/landlock.h without
+// the prefix (LANDLOCK_ACCESS_FS_READ_FILE is "read_file").
+type LandlockRights struct {
+	FS    []string `json:"fs"`
+	Net   []string `json:"net"`
+	Scope []string `json:"scope"`
+}
+
+// LandlockRule is one path-beneath rule.
+type LandlockRule struct {
+	Path   string   `json:"path"`
+	Access []string `json:"access"`
+}
+
+// LandlockPort is one TCP port rule.
+type LandlockPort struct {
+	Port   uint16   `json:"port"`
+	Access []string `json:"access"`
+}
+
+// Pool states in PoolInfo.State.
+const (
+	PoolWarm = "warm" // the run took a sandbox built ahead
+	PoolCold = "cold" // none was ready: the run built its own
+)
+
+// PoolInfo is present in the record of a run started through a
+// sandbox.Pool.
+type PoolInfo struct {
+	State string `json:"state"`
+	// WaitedMS is how long a warm sandbox had been waiting, from the start
+	// of its build to the run.
+	WaitedMS float64 `json:"waited_ms,omitempty"`
 }

@@ -1,0 +1,15 @@
+package sandbox
+
+import (
+	"os"
+	"testing"
+
+	"github.com/toolcell/toolcell/internal/auditschema"
+)
+
+// TestMain checks, after the tests, every audit record the package's runs
+// finished (setup failures included) against audit's JSON Schema: an
+// invalid record fails the test binary.
+func TestMain(m *testing.M) {
+	os.Exit(auditschema.Main("sandbox", m.Run))
+}
