@@ -321,7 +321,7 @@ func (p *Process) setup() error {
 		return err
 	}
 
-	pol := SyscallPolicy(p.set)
+	pol := seccomp.PolicyFor(p.set)
 	denied := pol.DeniedAction
 	if err := haveUserNotif(); err != nil {
 		if !p.r.AllowNoSyscallAudit {
@@ -476,7 +476,7 @@ func (p *Process) setup() error {
 	if p.r.AllowNoIDMap {
 		flags |= planIDMapOpt
 	}
-	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.FileSizeLimit()), ids, len(procs), p.socks, ll)
+	m := encodePlan(flags, plan, filter.BPF, uint64(p.set.MaxFileSizeOrDefault()), ids, len(procs), p.socks, ll)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
 		var oob []byte
 		if j := min(i+fdChunk, len(give)); j > i {

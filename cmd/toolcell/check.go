@@ -17,7 +17,7 @@ import (
 func cmdCheck(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("check", "", stderr)
 	deep := fs.Bool("deep", false, "also run a sandbox and verify the protections from inside (sandbox.SelfTest)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return parseExit(err)
 	}
 	rep := sandbox.CheckHost()
