@@ -5,7 +5,7 @@
 // to hand back to a model, without toolcell importing any framework.
 //
 //	grep := agenttool.New("grep_docs", "Search the docs for a pattern.",
-//		capability.New().WithBase().ReadDir("/srv/docs"),
+//		capability.New().WithBase().WithReadDirs("/srv/docs"),
 //		func(input string) ([]string, error) { return []string{"grep", "-rn", "--", input, "/srv/docs"}, nil })
 //	text, err := grep.Call(ctx, "timeout")
 //
@@ -118,7 +118,7 @@ func (t *Tool) Run(ctx context.Context, input string) (*Result, error) {
 	}
 	set := t.policy.Clone()
 	if set.Workdir == "" {
-		set.InWorkdir(capability.TempWorkdir())
+		set.WithWorkdir(capability.TempWorkdir())
 	}
 	if set.OutputOverflow == "" {
 		set.OutputOverflow = capability.OverflowTruncate

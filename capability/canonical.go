@@ -16,32 +16,38 @@ const Schema = "toolcell.policy/v1"
 // is always present, so an absent field and a default one cannot differ;
 // fields added later are omitted when empty, which is their default, so
 // the hashes of policies that do not use them stay the same.
+//
+// Its keys are frozen with Schema: two of them still spell the names the
+// manifest keys had in v1 (connect for egress, connect_allow_ranges for
+// egress_allow), since renaming them would change every hash. The
+// canonical document is a hash input, not a manifest (it has a schema key
+// no manifest may have).
 type canonicalSet struct {
-	Schema      string            `json:"schema"`
-	Name        string            `json:"name"`
-	Base        bool              `json:"base"`
-	ReadFiles   []string          `json:"read_files"`
-	ReadDirs    []string          `json:"read_dirs"`
-	WriteFiles  []string          `json:"write_files"`
-	WriteDirs   []string          `json:"write_dirs"`
-	Exec        []string          `json:"exec"`
-	Workdir     string            `json:"workdir"`
-	ExecDirs    []string          `json:"exec_dirs,omitempty"`       // omitted when empty: older hashes stay valid
-	Follow      []string          `json:"follow_symlinks,omitempty"` // omitted when empty: older hashes stay valid
-	WorkdirExec bool              `json:"workdir_exec,omitempty"`    // omitted when false: older hashes stay valid
-	Tmp         Size              `json:"tmp"`
-	Env         map[string]string `json:"env"`
-	Memory      Size              `json:"memory"`
-	Pids        int64             `json:"pids"`
-	CPU         float64           `json:"cpu"`
-	Timeout     Duration          `json:"timeout"`
-	MaxOutput   Size              `json:"max_output"`
-	Overflow    string            `json:"output_overflow,omitempty"` // omitted when kill: older hashes stay valid
-	MaxFile     Size              `json:"max_file_size"`
-	Syscalls    []string          `json:"syscalls"`
-	Connect     []string          `json:"connect"`
-	Allow       []string          `json:"connect_allow_ranges,omitempty"`
-	APIs        []HTTPAPI         `json:"http_api,omitempty"` // omitted when empty: older hashes stay valid
+	Schema         string            `json:"schema"`
+	Name           string            `json:"name"`
+	Base           bool              `json:"base"`
+	ReadFiles      []string          `json:"read_files"`
+	ReadDirs       []string          `json:"read_dirs"`
+	WriteFiles     []string          `json:"write_files"`
+	WriteDirs      []string          `json:"write_dirs"`
+	Exec           []string          `json:"exec"`
+	Workdir        string            `json:"workdir"`
+	ExecDirs       []string          `json:"exec_dirs,omitempty"`       // omitted when empty: older hashes stay valid
+	FollowSymlinks []string          `json:"follow_symlinks,omitempty"` // omitted when empty: older hashes stay valid
+	WorkdirExec    bool              `json:"workdir_exec,omitempty"`    // omitted when false: older hashes stay valid
+	Tmp            Size              `json:"tmp"`
+	Env            map[string]string `json:"env"`
+	Memory         Size              `json:"memory"`
+	Pids           int64             `json:"pids"`
+	CPU            float64           `json:"cpu"`
+	Timeout        Duration          `json:"timeout"`
+	MaxOutput      Size              `json:"max_output"`
+	OutputOverflow string            `json:"output_overflow,omitempty"` // omitted when kill: older hashes stay valid
+	MaxFileSize    Size              `json:"max_file_size"`
+	Syscalls       []string          `json:"syscalls"`
+	Egress         []string          `json:"connect"`                        // the v1 name of egress: hashes stay valid
+	EgressAllow    []string          `json:"connect_allow_ranges,omitempty"` // the v1 name of egress_allow
+	HTTPAPI        []HTTPAPI         `json:"http_api,omitempty"`             // omitted when empty: older hashes stay valid
 	// Omitted at their defaults: older hashes stay valid, and a zero limit
 	// and the explicit default still encode the same.
 	InotifyInstances int64 `json:"inotify_instances,omitempty"`
@@ -92,36 +98,36 @@ func (s *Set) Canonical() ([]byte, error) {
 		env[k] = v
 	}
 	c := canonicalSet{
-		Schema:      Schema,
-		Name:        s.Name,
-		Base:        s.Base,
-		ReadFiles:   sorted(s.ReadFiles),
-		ReadDirs:    sorted(s.ReadDirs),
-		WriteFiles:  sorted(s.WriteFiles),
-		WriteDirs:   sorted(s.WriteDirs),
-		Exec:        sorted(s.Exec),
-		Workdir:     s.Workdir,
-		ExecDirs:    sortedUnique(s.ExecDirs),
-		Follow:      sortedUnique(s.FollowSymlinks),
-		WorkdirExec: s.WorkdirExec,
-		Tmp:         s.TmpLimit(),
-		Env:         env,
-		Memory:      s.MemoryLimit(),
-		Pids:        s.PidsLimit(),
-		CPU:         s.CPULimit(),
-		Timeout:     Duration(s.TimeoutLimit()),
-		MaxOutput:   s.OutputLimit(),
-		Overflow:    overflow(s.OutputOverflow),
-		MaxFile:     s.FileSizeLimit(),
-		Syscalls:    s.SyscallKinds(),
-		Connect:     sortedUnique(s.Egress),
-		Allow:       sortedUnique(s.EgressAllow),
-		APIs:        sortedAPIs(s.APIs),
+		Schema:         Schema,
+		Name:           s.Name,
+		Base:           s.Base,
+		ReadFiles:      sorted(s.ReadFiles),
+		ReadDirs:       sorted(s.ReadDirs),
+		WriteFiles:     sorted(s.WriteFiles),
+		WriteDirs:      sorted(s.WriteDirs),
+		Exec:           sorted(s.Exec),
+		Workdir:        s.Workdir,
+		ExecDirs:       sortedUnique(s.ExecDirs),
+		FollowSymlinks: sortedUnique(s.FollowSymlinks),
+		WorkdirExec:    s.WorkdirExec,
+		Tmp:            s.TmpOrDefault(),
+		Env:            env,
+		Memory:         s.MemoryOrDefault(),
+		Pids:           s.PidsOrDefault(),
+		CPU:            s.CPUOrDefault(),
+		Timeout:        Duration(s.TimeoutOrDefault()),
+		MaxOutput:      s.MaxOutputOrDefault(),
+		OutputOverflow: overflow(s.OutputOverflow),
+		MaxFileSize:    s.MaxFileSizeOrDefault(),
+		Syscalls:       s.SyscallsOrDefault(),
+		Egress:         sortedUnique(s.Egress),
+		EgressAllow:    sortedUnique(s.EgressAllow),
+		HTTPAPI:        sortedAPIs(s.HTTPAPI),
 	}
-	if n := s.InotifyInstancesLimit(); n != DefaultInotifyInstances {
+	if n := s.InotifyInstancesOrDefault(); n != DefaultInotifyInstances {
 		c.InotifyInstances = n
 	}
-	if n := s.InotifyWatchesLimit(); n != DefaultInotifyWatches {
+	if n := s.InotifyWatchesOrDefault(); n != DefaultInotifyWatches {
 		c.InotifyWatches = n
 	}
 	var buf bytes.Buffer

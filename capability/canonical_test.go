@@ -9,8 +9,8 @@ import (
 )
 
 func TestCanonicalReorderAndDefaults(t *testing.T) {
-	a := New().ReadFile("/b", "/a").ReadDir("/y", "/x").WriteDir("/w2", "/w1").ExecFile("/e2", "/e1").
-		SetEnv("B", "2").SetEnv("A", "1")
+	a := New().WithReadFiles("/b", "/a").WithReadDirs("/y", "/x").WithWriteDirs("/w2", "/w1").WithExec("/e2", "/e1").
+		WithEnv("B", "2").WithEnv("A", "1")
 	b := &Set{
 		ReadFiles: []string{"/a", "/b"},
 		ReadDirs:  []string{"/x", "/y"},
@@ -96,7 +96,7 @@ func TestHashChangesWithEveryField(t *testing.T) {
 		"max_output":        func(s *Set) { s.MaxOutput = 2 * MiB },
 		"max_file_size":     func(s *Set) { s.MaxFileSize = 3 * MiB },
 		"syscalls":          func(s *Set) { s.Syscalls = []string{SyscallsFileRead} },
-		"connect":           func(s *Set) { s.Egress = []string{"api.example.com:443"} },
+		"egress":            func(s *Set) { s.Egress = []string{"api.example.com:443"} },
 		"follow_symlinks":   func(s *Set) { s.FollowSymlinks = []string{"/work"} },
 	}
 	seen := map[string]string{mustHash(t, base()): "original"}
@@ -113,7 +113,7 @@ func TestHashChangesWithEveryField(t *testing.T) {
 
 func TestCanonicalDoesNotTouchFileSystem(t *testing.T) {
 	// None of these paths exist; Canonical still succeeds.
-	s := New().ReadFile("/nonexistent/toolcell/a").WriteDir("/nonexistent/toolcell/b")
+	s := New().WithReadFiles("/nonexistent/toolcell/a").WithWriteDirs("/nonexistent/toolcell/b")
 	if _, err := s.Canonical(); err != nil {
 		t.Fatal(err)
 	}
@@ -121,8 +121,8 @@ func TestCanonicalDoesNotTouchFileSystem(t *testing.T) {
 
 func TestCanonicalRejectsInvalid(t *testing.T) {
 	for name, s := range map[string]*Set{
-		"relative":  New().ReadFile("rel"),
-		"duplicate": New().ReadFile("/a", "/a"),
+		"relative":  New().WithReadFiles("rel"),
+		"duplicate": New().WithReadFiles("/a", "/a"),
 		"memory":    New().WithMemory(-1),
 		"nil":       nil,
 	} {
@@ -132,20 +132,20 @@ func TestCanonicalRejectsInvalid(t *testing.T) {
 	}
 }
 
-func TestSyscallKindsCanonical(t *testing.T) {
-	all := New().AllowSyscalls(AllSyscalls()...)
+func TestSyscallsOrDefaultCanonical(t *testing.T) {
+	all := New().WithSyscalls(AllSyscalls()...)
 	if mustHash(t, all) != mustHash(t, New()) {
 		t.Error("listing every syscall kind differs from the default")
 	}
-	a := New().AllowSyscalls(SyscallsProcess, SyscallsFileRead, SyscallsProcess)
-	b := New().AllowSyscalls(SyscallsFileRead, SyscallsProcess)
+	a := New().WithSyscalls(SyscallsProcess, SyscallsFileRead, SyscallsProcess)
+	b := New().WithSyscalls(SyscallsFileRead, SyscallsProcess)
 	if mustHash(t, a) != mustHash(t, b) {
 		t.Error("order or duplicates of syscall kinds change the hash")
 	}
-	if got := a.SyscallKinds(); len(got) != 2 || got[0] != SyscallsFileRead || got[1] != SyscallsProcess {
-		t.Errorf("SyscallKinds = %v", got)
+	if got := a.SyscallsOrDefault(); len(got) != 2 || got[0] != SyscallsFileRead || got[1] != SyscallsProcess {
+		t.Errorf("SyscallsOrDefault = %v", got)
 	}
-	err := New().AllowSyscalls(SyscallsFileRead, "network").Validate()
+	err := New().WithSyscalls(SyscallsFileRead, "network").Validate()
 	var fe *FieldError
 	if !errors.As(err, &fe) || fe.Field != "syscalls[1]" || fe.Value != "network" {
 		t.Fatalf("unknown syscall kind: %v", err)
@@ -156,7 +156,7 @@ func TestSyscallKindsCanonical(t *testing.T) {
 // policies written before it existed do not change; when set, its order
 // does not matter.
 func TestCanonicalFollowSymlinks(t *testing.T) {
-	plain := New().ReadDir("/a", "/b")
+	plain := New().WithReadDirs("/a", "/b")
 	c, err := plain.Canonical()
 	if err != nil {
 		t.Fatal(err)
@@ -164,11 +164,11 @@ func TestCanonicalFollowSymlinks(t *testing.T) {
 	if strings.Contains(string(c), "follow_symlinks") {
 		t.Errorf("canonical form of a policy without follow_symlinks mentions it: %s", c)
 	}
-	if h := mustHash(t, plain.Clone().FollowSymlinksFor()); h != mustHash(t, plain) {
+	if h := mustHash(t, plain.Clone().WithFollowSymlinks()); h != mustHash(t, plain) {
 		t.Error("an empty follow_symlinks changes the hash")
 	}
-	a := plain.Clone().FollowSymlinksFor("/b", "/a")
-	b := plain.Clone().FollowSymlinksFor("/a", "/b")
+	a := plain.Clone().WithFollowSymlinks("/b", "/a")
+	b := plain.Clone().WithFollowSymlinks("/a", "/b")
 	ca, err := a.Canonical()
 	if err != nil {
 		t.Fatal(err)
@@ -179,10 +179,10 @@ func TestCanonicalFollowSymlinks(t *testing.T) {
 	if mustHash(t, a) != mustHash(t, b) {
 		t.Error("the order of follow_symlinks changes the hash")
 	}
-	if mustHash(t, a) == mustHash(t, plain.Clone().FollowSymlinksFor("/a")) {
+	if mustHash(t, a) == mustHash(t, plain.Clone().WithFollowSymlinks("/a")) {
 		t.Error("a path more in follow_symlinks keeps the hash")
 	}
-	if _, err := New().ReadDir("/a").FollowSymlinksFor("/b").Hash(); !errors.Is(err, ErrInvalid) {
+	if _, err := New().WithReadDirs("/a").WithFollowSymlinks("/b").Hash(); !errors.Is(err, ErrInvalid) {
 		t.Errorf("follow_symlinks naming no grant: Hash() error %v, want ErrInvalid", err)
 	}
 }

@@ -9,11 +9,11 @@ import (
 
 func Example() {
 	// A relative path is refused, naming the field and the value.
-	bad := capability.New().ReadFile("data/in.json")
+	bad := capability.New().WithReadFiles("data/in.json")
 	fmt.Println(bad.Validate())
 
 	// A policy of limits only: no host paths, so it validates anywhere.
-	set := capability.New().Named("limits-only").
+	set := capability.New().WithName("limits-only").
 		WithMemory(256 * capability.MiB).
 		WithPids(32).
 		WithTimeout(30 * time.Second)
@@ -40,25 +40,25 @@ func Example() {
 
 // A tool that may fetch from one host and its CDN, and call an API whose
 // key it never holds: the supervisor adds the header on the host side.
-func ExampleSet_Connect() {
-	set := capability.New().Named("fetcher").
-		Connect("docs.example.com:443", "*.cdn.example.com:443").
-		HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:EXAMPLE_API_KEY")
+func ExampleSet_WithEgress() {
+	set := capability.New().WithName("fetcher").
+		WithEgress("docs.example.com:443", "*.cdn.example.com:443").
+		WithHTTPAPI("api.example.com", "Authorization", "Bearer ", "env:EXAMPLE_API_KEY")
 	if err := set.Validate(); err != nil {
 		fmt.Println(err)
 		return
 	}
 	fmt.Println(set)
 	// A wildcard covers subdomains only, and a grant needs its port.
-	fmt.Println(capability.New().Connect("example.com").Validate())
+	fmt.Println(capability.New().WithEgress("example.com").Validate())
 	// Output:
 	// policy "fetcher"
 	// no file access
 	// tmp 64MiB
 	// env empty (PATH only)
-	// connect *.cdn.example.com:443
-	// connect docs.example.com:443
+	// egress *.cdn.example.com:443
+	// egress docs.example.com:443
 	// http api api.example.com: header Authorization from secret env:EXAMPLE_API_KEY
 	// memory 512MiB, pids 128, cpu 1, timeout 1m0s, max output 16MiB, max file size 1GiB
-	// capability: connect[0] "example.com": the port is required (name:port)
+	// capability: egress[0] "example.com": the port is required (name:port)
 }

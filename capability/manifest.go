@@ -27,6 +27,16 @@ var manifestFields = func() map[string]bool {
 	return m
 }()
 
+// renamedKeys maps each manifest key an earlier version accepted to the
+// key that replaced it. A manifest that uses an old key is refused with an
+// error naming the new one: the old keys are not aliases (one name per
+// concept), and accepting them silently could hide a policy written
+// against other semantics.
+var renamedKeys = map[string]string{
+	"connect":              "egress",
+	"connect_allow_ranges": "egress_allow",
+}
+
 // ParseManifest parses a policy manifest: one JSON object or one YAML
 // mapping whose keys are the json names of Set's fields ("read_files",
 // "max_output", ...). JSON is parsed as YAML, of which it is a subset.
@@ -108,6 +118,9 @@ func checkManifestShape(data []byte) error {
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
+		if k.Kind == yamlv3.ScalarNode && renamedKeys[k.Value] != "" {
+			return &manifestError{msg: fmt.Sprintf("line %d: unknown field %q: renamed to %q", k.Line, k.Value, renamedKeys[k.Value])}
+		}
 		if k.Kind != yamlv3.ScalarNode || !manifestFields[k.Value] {
 			return &manifestError{msg: fmt.Sprintf("unknown field %q", k.Value)}
 		}

@@ -12,11 +12,11 @@ import (
 )
 
 func builderPolicy() *Set {
-	return New().Named("report").WithBase().
-		ReadFile("/data/in.json").ReadDir("/data/lib").
-		WriteFile("/data/log.txt").WriteDir("/data/out").
-		ExecFile("/usr/bin/python3").InWorkdir("/work").
-		TmpSize(32*MiB).SetEnv("LANG", "C.UTF-8").SetEnv("MODE", "0755").
+	return New().WithName("report").WithBase().
+		WithReadFiles("/data/in.json").WithReadDirs("/data/lib").
+		WithWriteFiles("/data/log.txt").WithWriteDirs("/data/out").
+		WithExec("/usr/bin/python3").WithWorkdir("/work").
+		WithTmp(32*MiB).WithEnv("LANG", "C.UTF-8").WithEnv("MODE", "0755").
 		WithMemory(256 * MiB).WithPids(64).WithCPU(0.5).
 		WithTimeout(90 * time.Second).WithMaxOutput(MiB)
 }
@@ -97,7 +97,7 @@ func TestManifestRoundTrip(t *testing.T) {
 
 // follow_symlinks reads the same in JSON, YAML and the builder.
 func TestManifestFollowSymlinks(t *testing.T) {
-	want := New().ReadDir("/data/lib").InWorkdir("/work").FollowSymlinksFor("/data/lib")
+	want := New().WithReadDirs("/data/lib").WithWorkdir("/work").WithFollowSymlinks("/data/lib")
 	for name, text := range map[string]string{
 		"json": `{"read_dirs": ["/data/lib"], "workdir": "/work", "follow_symlinks": ["/data/lib"]}`,
 		"yaml": "read_dirs: [/data/lib]\nworkdir: /work\nfollow_symlinks:\n  - /data/lib\n",
@@ -133,7 +133,7 @@ func TestManifestInotify(t *testing.T) {
 	if err != nil || s.InotifyInstances != 16 || s.InotifyWatches != 1000 {
 		t.Fatalf("got %+v %v", s, err)
 	}
-	if s.InotifyInstancesLimit() != 16 || New().InotifyInstancesLimit() != DefaultInotifyInstances || New().InotifyWatchesLimit() != DefaultInotifyWatches {
+	if s.InotifyInstancesOrDefault() != 16 || New().InotifyInstancesOrDefault() != DefaultInotifyInstances || New().InotifyWatchesOrDefault() != DefaultInotifyWatches {
 		t.Fatal("limits with defaults")
 	}
 }
@@ -227,5 +227,76 @@ func TestExampleManifestInTestdata(t *testing.T) {
 	}
 	if s.Name != "example-python-tool" || !s.Base || s.Memory != 256*MiB || s.MaxFileSize != 64*MiB || s.Env["LANG"] != "C.UTF-8" {
 		t.Fatalf("parsed %+v", s)
+	}
+}
+
+// A manifest key an earlier version accepted is refused with an error that
+// names the key replacing it, and the new key works.
+func TestManifestRenamedKeys(t *testing.T) {
+	for old, key := range renamedKeys {
+		if !manifestFields[key] {
+			t.Errorf("%q is renamed to %q, which is no manifest key", old, key)
+		}
+		for _, text := range []string{old + ": [x]\n", `{"` + old + `": ["x"]}`} {
+			_, err := ParseManifest([]byte(text))
+			want := `unknown field "` + old + `": renamed to "` + key + `"`
+			if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, ErrInvalid) {
+				t.Errorf("%s: err %v, want %q", text, err, want)
+			}
+		}
+	}
+	s, err := ParseManifest([]byte("egress: [api.example.com:443]\negress_allow: [10.0.0.0/8]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := New().WithEgress("api.example.com:443").WithEgressAllow("10.0.0.0/8"); !reflect.DeepEqual(s, want) {
+		t.Errorf("got %+v, want %+v", s, want)
+	}
+}
+
+// One name per concept (see the package documentation): each field's
+// manifest key is its name in snake case, its builder method is With and
+// its name, and a field with a default has the accessor name + OrDefault.
+func TestOneNamePerConcept(t *testing.T) {
+	irregular := map[string]string{"HTTPAPI": "http_api", "CPU": "cpu"}
+	withDefault := map[string]bool{"Tmp": true, "Memory": true, "Pids": true, "CPU": true, "Timeout": true,
+		"MaxOutput": true, "OutputOverflow": true, "MaxFileSize": true, "InotifyInstances": true,
+		"InotifyWatches": true, "Syscalls": true}
+	st := reflect.TypeOf(Set{})
+	pt := reflect.TypeOf(&Set{})
+	for i := 0; i < st.NumField(); i++ {
+		f := st.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		want := irregular[f.Name]
+		if want == "" {
+			for j, r := range f.Name {
+				if j > 0 && r >= 'A' && r <= 'Z' {
+					want += "_"
+				}
+				want += strings.ToLower(string(r))
+			}
+		}
+		if key != want {
+			t.Errorf("field %s: manifest key %q, want %q", f.Name, key, want)
+		}
+		if _, ok := pt.MethodByName("With" + f.Name); !ok {
+			t.Errorf("field %s: no builder With%s", f.Name, f.Name)
+		}
+		if _, ok := pt.MethodByName(f.Name + "OrDefault"); ok != withDefault[f.Name] {
+			t.Errorf("field %s: method %sOrDefault exists: %v, want %v", f.Name, f.Name, ok, withDefault[f.Name])
+		}
+	}
+	for i := 0; i < pt.NumMethod(); i++ {
+		m := pt.Method(i).Name
+		if field, ok := strings.CutPrefix(m, "With"); ok {
+			if _, ok := st.FieldByName(field); !ok {
+				t.Errorf("builder %s sets no field %s", m, field)
+			}
+		}
+		if field, ok := strings.CutSuffix(m, "OrDefault"); ok {
+			if _, ok := st.FieldByName(field); !ok {
+				t.Errorf("accessor %s reads no field %s", m, field)
+			}
+		}
 	}
 }

@@ -8,7 +8,7 @@ import (
 // value grants nothing: no files, no network, an empty environment (plus
 // PATH), and the default limits.
 //
-// Set is a plain value. The builder methods (New().ReadFile(...)...) and the
+// Set is a plain value. The builder methods (New().WithReadFiles(...)...) and the
 // struct literal are two spellings of the same policy; the JSON and YAML
 // manifests are a third. Call Validate (sandbox.Run does) before use.
 type Set struct {
@@ -118,24 +118,24 @@ type Set struct {
 	// at all. Package sandbox enforces them: only granted names resolve,
 	// only granted name:port pairs are relayed, and each attempt is in the
 	// audit record.
-	Egress []string `json:"connect,omitempty"`
+	Egress []string `json:"egress,omitempty"`
 
 	// EgressAllow lists address ranges ("10.20.0.0/16") a granted name may
 	// resolve into although they are private, loopback, link-local or
 	// otherwise refused by default (an internal service, say). Empty: the
 	// defaults hold for every grant.
-	EgressAllow []string `json:"connect_allow_ranges,omitempty"`
+	EgressAllow []string `json:"egress_allow,omitempty"`
 
-	// APIs are HTTP APIs the supervisor calls for the tool with a
+	// HTTPAPI lists HTTP APIs the supervisor calls for the tool with a
 	// credential the tool never holds: the tool speaks plain HTTP to
 	// http://<host>/ inside the sandbox; the supervisor adds the header
 	// from a host-side secret and forwards over TLS to https://<host>/.
-	APIs []HTTPAPI `json:"http_api,omitempty"`
+	HTTPAPI []HTTPAPI `json:"http_api,omitempty"`
 }
 
-// HTTPAPI is one API call-through grant (Set.APIs).
+// HTTPAPI is one API call-through grant (Set.HTTPAPI).
 type HTTPAPI struct {
-	// Host is the API's name (as in Connect, without port or wildcard).
+	// Host is the API's name (as in Egress, without port or wildcard).
 	Host string `json:"host"`
 	// Header is the request header the supervisor sets, replacing any the
 	// tool sent (e.g. "Authorization").
@@ -198,74 +198,139 @@ const (
 // New returns an empty Set, the start of a builder chain.
 func New() *Set { return &Set{} }
 
-// AllowSyscalls limits the tool's syscalls to these kinds (Syscalls*
-// constants) besides the ones every run gets. Without it a Set allows every
-// kind (AllSyscalls).
-func (s *Set) AllowSyscalls(kinds ...string) *Set {
-	s.Syscalls = append(s.Syscalls, kinds...)
-	return s
-}
+// The builder: one method per field, named With + the field's name. A
+// method of a list field appends to it, of a map field adds to it, of any
+// other field assigns it.
 
-// SyscallKinds returns the granted syscall capabilities, sorted and
-// deduplicated, with the default (AllSyscalls) applied.
-func (s *Set) SyscallKinds() []string {
-	if len(s.Syscalls) == 0 {
-		return AllSyscalls()
-	}
-	return sortedUnique(s.Syscalls)
-}
+// WithName sets the policy's name (Name).
+func (s *Set) WithName(name string) *Set { s.Name = name; return s }
 
-// Connect grants egress to endpoints ("api.example.com:443",
-// "*.example.com:443"); see Set.Egress.
-func (s *Set) Connect(endpoints ...string) *Set { s.Egress = append(s.Egress, endpoints...); return s }
-
-// AllowRanges lets granted names resolve into the given address ranges
-// (CIDR), which the relay refuses by default; see Set.EgressAllow.
-func (s *Set) AllowRanges(cidrs ...string) *Set {
-	s.EgressAllow = append(s.EgressAllow, cidrs...)
-	return s
-}
-
-// HTTPAPI lets the tool call https://host through the supervisor, which
-// sets header to prefix + the secret named by secretRef; see Set.APIs.
-func (s *Set) HTTPAPI(host, header, prefix, secretRef string) *Set {
-	s.APIs = append(s.APIs, HTTPAPI{Host: host, Header: header, Prefix: prefix, Secret: secretRef})
-	return s
-}
-
-// Named sets the policy's name.
-func (s *Set) Named(name string) *Set { s.Name = name; return s }
-
-// WithBase grants the read-only system view (see Set.Base).
+// WithBase grants the read-only system view (Base).
 func (s *Set) WithBase() *Set { s.Base = true; return s }
 
-// ReadFile grants read-only access to the files at paths.
-func (s *Set) ReadFile(paths ...string) *Set { s.ReadFiles = append(s.ReadFiles, paths...); return s }
+// WithReadFiles grants read-only access to the files at paths (ReadFiles).
+func (s *Set) WithReadFiles(paths ...string) *Set {
+	s.ReadFiles = append(s.ReadFiles, paths...)
+	return s
+}
 
-// ReadDir grants read-only access to the directory trees at paths.
-func (s *Set) ReadDir(paths ...string) *Set { s.ReadDirs = append(s.ReadDirs, paths...); return s }
+// WithReadDirs grants read-only access to the directory trees at paths
+// (ReadDirs).
+func (s *Set) WithReadDirs(paths ...string) *Set {
+	s.ReadDirs = append(s.ReadDirs, paths...)
+	return s
+}
 
-// WriteFile grants read-write access to the existing files at paths.
-func (s *Set) WriteFile(paths ...string) *Set {
+// WithWriteFiles grants read-write access to the existing files at paths
+// (WriteFiles).
+func (s *Set) WithWriteFiles(paths ...string) *Set {
 	s.WriteFiles = append(s.WriteFiles, paths...)
 	return s
 }
 
-// WriteDir grants read-write access to the directory trees at paths.
-func (s *Set) WriteDir(paths ...string) *Set { s.WriteDirs = append(s.WriteDirs, paths...); return s }
+// WithWriteDirs grants read-write access to the directory trees at paths
+// (WriteDirs).
+func (s *Set) WithWriteDirs(paths ...string) *Set {
+	s.WriteDirs = append(s.WriteDirs, paths...)
+	return s
+}
 
-// ExecFile lets the files at paths be executed.
-func (s *Set) ExecFile(paths ...string) *Set { s.Exec = append(s.Exec, paths...); return s }
+// WithExec lets the files at paths be executed (Exec).
+func (s *Set) WithExec(paths ...string) *Set { s.Exec = append(s.Exec, paths...); return s }
 
-// ExecDir lets every file below each directory be executed (ExecDirs).
-func (s *Set) ExecDir(paths ...string) *Set { s.ExecDirs = append(s.ExecDirs, paths...); return s }
+// WithExecDirs lets every file below each directory be executed
+// (ExecDirs).
+func (s *Set) WithExecDirs(paths ...string) *Set {
+	s.ExecDirs = append(s.ExecDirs, paths...)
+	return s
+}
 
-// InWorkdir grants dir read-write and makes it the working directory;
-// InWorkdir(TempWorkdir()) gives each run a fresh one.
-func (s *Set) InWorkdir(dir string) *Set { s.Workdir = dir; return s }
+// WithWorkdir grants dir read-write and makes it the working directory
+// (Workdir); WithWorkdir(TempWorkdir()) gives each run a fresh one.
+func (s *Set) WithWorkdir(dir string) *Set { s.Workdir = dir; return s }
 
 // WithWorkdirExec lets files in the workdir be executed (WorkdirExec).
 func (s *Set) WithWorkdirExec() *Set { s.WorkdirExec = true; return s }
+
+// WithFollowSymlinks lets the grants of these paths resolve through
+// symbolic links (FollowSymlinks).
+func (s *Set) WithFollowSymlinks(paths ...string) *Set {
+	s.FollowSymlinks = append(s.FollowSymlinks, paths...)
+	return s
+}
+
+// WithTmp sets the size cap of /tmp (Tmp).
+func (s *Set) WithTmp(n Size) *Set { s.Tmp = n; return s }
+
+// WithEnv adds one variable to the tool's environment (Env).
+func (s *Set) WithEnv(name, value string) *Set {
+	if s.Env == nil {
+		s.Env = map[string]string{}
+	}
+	s.Env[name] = value
+	return s
+}
+
+// WithMemory sets the memory limit in bytes (Memory).
+func (s *Set) WithMemory(n Size) *Set { s.Memory = n; return s }
+
+// WithPids sets the task limit (Pids).
+func (s *Set) WithPids(n int64) *Set { s.Pids = n; return s }
+
+// WithCPU sets the CPU limit as a fraction of one CPU (CPU).
+func (s *Set) WithCPU(f float64) *Set { s.CPU = f; return s }
+
+// WithTimeout sets the wall-clock limit (Timeout).
+func (s *Set) WithTimeout(d time.Duration) *Set { s.Timeout = Duration(d); return s }
+
+// WithMaxOutput sets the per-stream output cap in bytes (MaxOutput).
+func (s *Set) WithMaxOutput(n Size) *Set { s.MaxOutput = n; return s }
+
+// WithOutputOverflow sets what passing MaxOutput does (OutputOverflow:
+// OverflowKill or OverflowTruncate).
+func (s *Set) WithOutputOverflow(mode string) *Set { s.OutputOverflow = mode; return s }
+
+// WithMaxFileSize sets the largest file the tool may write, in bytes
+// (MaxFileSize).
+func (s *Set) WithMaxFileSize(n Size) *Set { s.MaxFileSize = n; return s }
+
+// WithInotifyInstances sets how many inotify instances the tool may hold
+// (InotifyInstances).
+func (s *Set) WithInotifyInstances(n int64) *Set { s.InotifyInstances = n; return s }
+
+// WithInotifyWatches sets how many inotify watches the tool may hold
+// (InotifyWatches).
+func (s *Set) WithInotifyWatches(n int64) *Set { s.InotifyWatches = n; return s }
+
+// WithSyscalls limits the tool's syscalls to these kinds (Syscalls*
+// constants) besides the ones every run gets (Syscalls). Without it a Set
+// allows every kind (AllSyscalls).
+func (s *Set) WithSyscalls(kinds ...string) *Set {
+	s.Syscalls = append(s.Syscalls, kinds...)
+	return s
+}
+
+// WithEgress grants egress to endpoints ("api.example.com:443",
+// "*.example.com:443"); see Egress.
+func (s *Set) WithEgress(endpoints ...string) *Set {
+	s.Egress = append(s.Egress, endpoints...)
+	return s
+}
+
+// WithEgressAllow lets granted names resolve into the given address
+// ranges (CIDR), which the relay refuses by default; see EgressAllow.
+func (s *Set) WithEgressAllow(cidrs ...string) *Set {
+	s.EgressAllow = append(s.EgressAllow, cidrs...)
+	return s
+}
+
+// WithHTTPAPI lets the tool call https://host through the supervisor,
+// which sets header to prefix + the secret named by secretRef; see
+// Set.HTTPAPI.
+func (s *Set) WithHTTPAPI(host, header, prefix, secretRef string) *Set {
+	s.HTTPAPI = append(s.HTTPAPI, HTTPAPI{Host: host, Header: header, Prefix: prefix, Secret: secretRef})
+	return s
+}
 
 // TempWorkdir returns the Workdir value that asks for a fresh, empty,
 // writable directory per run: "temp", as the manifest (workdir: temp) and
@@ -280,50 +345,6 @@ const TempWorkdirPath = "/workspace"
 
 // HasTempWorkdir reports whether s asks for a fresh workdir per run.
 func (s *Set) HasTempWorkdir() bool { return s.Workdir == tempWorkdir }
-
-// FollowSymlinksFor lets the grants of these paths resolve through
-// symbolic links; see Set.FollowSymlinks.
-func (s *Set) FollowSymlinksFor(paths ...string) *Set {
-	s.FollowSymlinks = append(s.FollowSymlinks, paths...)
-	return s
-}
-
-// TmpSize sets the size cap of /tmp.
-func (s *Set) TmpSize(n Size) *Set { s.Tmp = n; return s }
-
-// SetEnv adds one variable to the tool's environment.
-func (s *Set) SetEnv(name, value string) *Set {
-	if s.Env == nil {
-		s.Env = map[string]string{}
-	}
-	s.Env[name] = value
-	return s
-}
-
-// WithMemory sets the memory limit in bytes.
-func (s *Set) WithMemory(n Size) *Set { s.Memory = n; return s }
-
-// WithPids sets the task limit.
-func (s *Set) WithPids(n int64) *Set { s.Pids = n; return s }
-
-// WithInotifyInstances sets how many inotify instances the tool may hold.
-func (s *Set) WithInotifyInstances(n int64) *Set { s.InotifyInstances = n; return s }
-
-// WithInotifyWatches sets how many inotify watches the tool may hold.
-func (s *Set) WithInotifyWatches(n int64) *Set { s.InotifyWatches = n; return s }
-
-// WithCPU sets the CPU limit as a fraction of one CPU.
-func (s *Set) WithCPU(f float64) *Set { s.CPU = f; return s }
-
-// WithTimeout sets the wall-clock limit.
-func (s *Set) WithTimeout(d time.Duration) *Set { s.Timeout = Duration(d); return s }
-
-// WithMaxOutput sets the per-stream output cap in bytes.
-func (s *Set) WithMaxOutput(n Size) *Set { s.MaxOutput = n; return s }
-
-// WithOutputOverflow sets what passing MaxOutput does (OverflowKill or
-// OverflowTruncate).
-func (s *Set) WithOutputOverflow(mode string) *Set { s.OutputOverflow = mode; return s }
 
 // OutputOverflow values.
 const (
@@ -343,7 +364,7 @@ func (s *Set) Clone() *Set {
 	c.FollowSymlinks = append([]string(nil), s.FollowSymlinks...)
 	c.Syscalls = append([]string(nil), s.Syscalls...)
 	c.Egress = append([]string(nil), s.Egress...)
-	c.APIs = append([]HTTPAPI(nil), s.APIs...)
+	c.HTTPAPI = append([]HTTPAPI(nil), s.HTTPAPI...)
 	c.EgressAllow = append([]string(nil), s.EgressAllow...)
 	if s.Env != nil {
 		c.Env = make(map[string]string, len(s.Env))
@@ -354,42 +375,58 @@ func (s *Set) Clone() *Set {
 	return &c
 }
 
-// Effective limits, with defaults applied.
+// Effective values: one method per field with a default, named the
+// field's name + OrDefault, returning the field or, where it is zero, its
+// Default* constant.
 
-// MemoryLimit returns the memory limit with the default applied.
-func (s *Set) MemoryLimit() Size { return orDefault(s.Memory, DefaultMemory) }
+// TmpOrDefault returns Tmp, or DefaultTmp where it is zero.
+func (s *Set) TmpOrDefault() Size { return orDefault(s.Tmp, DefaultTmp) }
 
-// TmpLimit returns the /tmp size with the default applied.
-func (s *Set) TmpLimit() Size { return orDefault(s.Tmp, DefaultTmp) }
+// MemoryOrDefault returns Memory, or DefaultMemory where it is zero.
+func (s *Set) MemoryOrDefault() Size { return orDefault(s.Memory, DefaultMemory) }
 
-// WithMaxFileSize sets the largest file the tool may write, in bytes.
-func (s *Set) WithMaxFileSize(n Size) *Set { s.MaxFileSize = n; return s }
+// PidsOrDefault returns Pids, or DefaultPids where it is zero.
+func (s *Set) PidsOrDefault() int64 { return orDefault(s.Pids, DefaultPids) }
 
-// FileSizeLimit returns the file size cap with the default applied.
-func (s *Set) FileSizeLimit() Size { return orDefault(s.MaxFileSize, DefaultMaxFileSize) }
+// CPUOrDefault returns CPU, or DefaultCPU where it is zero.
+func (s *Set) CPUOrDefault() float64 { return orDefault(s.CPU, DefaultCPU) }
 
-// OutputLimit returns the per-stream output cap with the default applied.
-func (s *Set) OutputLimit() Size { return orDefault(s.MaxOutput, DefaultMaxOutput) }
+// TimeoutOrDefault returns Timeout, or DefaultTimeout where it is zero.
+func (s *Set) TimeoutOrDefault() time.Duration {
+	return time.Duration(orDefault(s.Timeout, DefaultTimeout))
+}
 
-// PidsLimit returns the task limit with the default applied.
-func (s *Set) PidsLimit() int64 { return orDefault(s.Pids, DefaultPids) }
+// MaxOutputOrDefault returns MaxOutput, or DefaultMaxOutput where it is
+// zero.
+func (s *Set) MaxOutputOrDefault() Size { return orDefault(s.MaxOutput, DefaultMaxOutput) }
 
-// InotifyInstancesLimit returns the inotify instance limit with the default
-// applied.
-func (s *Set) InotifyInstancesLimit() int64 {
+// OutputOverflowOrDefault returns OutputOverflow, or OverflowKill where it
+// is empty.
+func (s *Set) OutputOverflowOrDefault() string { return orDefault(s.OutputOverflow, OverflowKill) }
+
+// MaxFileSizeOrDefault returns MaxFileSize, or DefaultMaxFileSize where it
+// is zero.
+func (s *Set) MaxFileSizeOrDefault() Size { return orDefault(s.MaxFileSize, DefaultMaxFileSize) }
+
+// InotifyInstancesOrDefault returns InotifyInstances, or
+// DefaultInotifyInstances where it is zero.
+func (s *Set) InotifyInstancesOrDefault() int64 {
 	return orDefault(s.InotifyInstances, DefaultInotifyInstances)
 }
 
-// InotifyWatchesLimit returns the inotify watch limit with the default
-// applied.
-func (s *Set) InotifyWatchesLimit() int64 { return orDefault(s.InotifyWatches, DefaultInotifyWatches) }
+// InotifyWatchesOrDefault returns InotifyWatches, or DefaultInotifyWatches
+// where it is zero.
+func (s *Set) InotifyWatchesOrDefault() int64 {
+	return orDefault(s.InotifyWatches, DefaultInotifyWatches)
+}
 
-// CPULimit returns the CPU fraction with the default applied.
-func (s *Set) CPULimit() float64 { return orDefault(s.CPU, DefaultCPU) }
-
-// TimeoutLimit returns the wall-clock limit with the default applied.
-func (s *Set) TimeoutLimit() time.Duration {
-	return time.Duration(orDefault(s.Timeout, DefaultTimeout))
+// SyscallsOrDefault returns Syscalls sorted and deduplicated, or
+// AllSyscalls where it is empty.
+func (s *Set) SyscallsOrDefault() []string {
+	if len(s.Syscalls) == 0 {
+		return AllSyscalls()
+	}
+	return sortedUnique(s.Syscalls)
 }
 
 func orDefault[T comparable](v, d T) T {

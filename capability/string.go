@@ -53,7 +53,7 @@ func (s *Set) String() string {
 	if len(s.ReadFiles)+len(s.ReadDirs)+len(s.WriteFiles)+len(s.WriteDirs)+len(s.Exec)+len(s.ExecDirs) == 0 && s.Workdir == "" && !s.Base {
 		line("no file access")
 	}
-	line("tmp %s", s.TmpLimit())
+	line("tmp %s", s.TmpOrDefault())
 	if len(s.Env) > 0 {
 		names := make([]string, 0, len(s.Env))
 		for k := range s.Env {
@@ -65,21 +65,21 @@ func (s *Set) String() string {
 		line("env empty (PATH only)")
 	}
 	for _, ep := range sortedUnique(s.Egress) {
-		line("connect %s", showPath(ep))
+		line("egress %s", showPath(ep))
 	}
 	for _, r := range sortedUnique(s.EgressAllow) {
-		line("connect may reach %s (refused by default)", showPath(r))
+		line("egress may reach %s (refused by default)", showPath(r))
 	}
-	for _, a := range sortedAPIs(s.APIs) {
+	for _, a := range sortedAPIs(s.HTTPAPI) {
 		line("http api %s: header %s from secret %s", showPath(a.Host), showPath(a.Header), showPath(a.Secret))
 	}
 	if len(s.Syscalls) > 0 {
-		line("syscalls %s (and the base set, exec)", strings.Join(s.SyscallKinds(), ", "))
+		line("syscalls %s (and the base set, exec)", strings.Join(s.SyscallsOrDefault(), ", "))
 	}
 	fmt.Fprintf(&b, "memory %s, pids %d, cpu %s, timeout %s, max output %s, max file size %s",
-		s.MemoryLimit(), s.PidsLimit(), strconv.FormatFloat(s.CPULimit(), 'g', -1, 64), s.TimeoutLimit(), s.OutputLimit(), s.FileSizeLimit())
-	if s.InotifyInstancesLimit() != DefaultInotifyInstances || s.InotifyWatchesLimit() != DefaultInotifyWatches {
-		fmt.Fprintf(&b, ", inotify instances %d, inotify watches %d", s.InotifyInstancesLimit(), s.InotifyWatchesLimit())
+		s.MemoryOrDefault(), s.PidsOrDefault(), strconv.FormatFloat(s.CPUOrDefault(), 'g', -1, 64), s.TimeoutOrDefault(), s.MaxOutputOrDefault(), s.MaxFileSizeOrDefault())
+	if s.InotifyInstancesOrDefault() != DefaultInotifyInstances || s.InotifyWatchesOrDefault() != DefaultInotifyWatches {
+		fmt.Fprintf(&b, ", inotify instances %d, inotify watches %d", s.InotifyInstancesOrDefault(), s.InotifyWatchesOrDefault())
 	}
 	return b.String()
 }

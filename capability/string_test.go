@@ -6,7 +6,7 @@ import (
 )
 
 func TestString(t *testing.T) {
-	s := builderPolicy().SetEnv("API_TOKEN", "s3cr3t-value")
+	s := builderPolicy().WithEnv("API_TOKEN", "s3cr3t-value")
 	got := s.String()
 	for _, want := range []string{
 		`policy "report"`,
@@ -39,10 +39,10 @@ func TestStringEmptyAndQuoting(t *testing.T) {
 			t.Errorf("String() does not contain %q:\n%s", want, got)
 		}
 	}
-	if got := New().ReadDir("/data").FollowSymlinksFor("/data").String(); !strings.Contains(got, "symlinks followed for /data\n") {
+	if got := New().WithReadDirs("/data").WithFollowSymlinks("/data").String(); !strings.Contains(got, "symlinks followed for /data\n") {
 		t.Errorf("String() does not show follow_symlinks:\n%s", got)
 	}
-	got = New().ReadFile("/a\nwrite /etc").String()
+	got = New().WithReadFiles("/a\nwrite /etc").String()
 	if strings.Contains(got, "\nwrite /etc") {
 		t.Errorf("a path forged a line:\n%s", got)
 	}

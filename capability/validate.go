@@ -127,7 +127,7 @@ func (s *Set) checkStatic() (errs []error, ok []grant) {
 	errs = append(errs, checkEnv(s.Env)...)
 	errs = append(errs, checkSyscalls(s.Syscalls)...)
 	errs = append(errs, checkEgress(s.Egress)...)
-	errs = append(errs, checkAPIs(s.APIs, s.Egress)...)
+	errs = append(errs, checkAPIs(s.HTTPAPI, s.Egress)...)
 	errs = append(errs, checkRanges(s.EgressAllow)...)
 	return errs, ok
 }
@@ -488,7 +488,7 @@ func checkEgress(eps []string) []error {
 	var errs []error
 	for i, ep := range eps {
 		if reason := egressProblem(ep); reason != "" {
-			errs = append(errs, &FieldError{Field: fmt.Sprintf("connect[%d]", i), Value: shorten(ep), Reason: reason})
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("egress[%d]", i), Value: shorten(ep), Reason: reason})
 		}
 	}
 	return errs
@@ -608,7 +608,7 @@ func checkRanges(rs []string) []error {
 			reason = "allows every address; list the ranges the tool needs"
 		}
 		if reason != "" {
-			errs = append(errs, &FieldError{Field: fmt.Sprintf("connect_allow_ranges[%d]", i), Value: shorten(r), Reason: reason})
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("egress_allow[%d]", i), Value: shorten(r), Reason: reason})
 		}
 	}
 	return errs

@@ -52,11 +52,11 @@ func newFixture(t *testing.T) fixture {
 
 // valid returns a policy that uses every kind of grant and passes.
 func (f fixture) valid() *Set {
-	return New().Named("fixture").WithBase().
-		ReadFile(f.file).ReadDir(f.dir).WriteDir(f.sub).ExecFile(f.file2).
-		InWorkdir(f.sub).SetEnv("FOO", "bar").SetEnv("PATH", "/usr/bin").
+	return New().WithName("fixture").WithBase().
+		WithReadFiles(f.file).WithReadDirs(f.dir).WithWriteDirs(f.sub).WithExec(f.file2).
+		WithWorkdir(f.sub).WithEnv("FOO", "bar").WithEnv("PATH", "/usr/bin").
 		WithMemory(256 * MiB).WithPids(64).WithCPU(0.5).WithTimeout(time.Minute).
-		TmpSize(8 * MiB).WithMaxOutput(MiB)
+		WithTmp(8 * MiB).WithMaxOutput(MiB)
 }
 
 func TestValidate(t *testing.T) {
@@ -169,11 +169,11 @@ func TestValidate(t *testing.T) {
 		{"timeout max ok", func(s *Set) { s.Timeout = MaxTimeout }, "", ""},
 
 		// Env.
-		{"env bad name", func(s *Set) { s.SetEnv("1FOO", "x") }, "env", "invalid variable name"},
-		{"env name with =", func(s *Set) { s.SetEnv("A=B", "x") }, "env", "invalid variable name"},
-		{"env empty name", func(s *Set) { s.SetEnv("", "x") }, "env", "empty"},
-		{"env NUL value", func(s *Set) { s.SetEnv("SECRET", "hunter2\x00") }, `env["SECRET"]`, "NUL"},
-		{"env underscore ok", func(s *Set) { s.SetEnv("_x9", "") }, "", ""},
+		{"env bad name", func(s *Set) { s.WithEnv("1FOO", "x") }, "env", "invalid variable name"},
+		{"env name with =", func(s *Set) { s.WithEnv("A=B", "x") }, "env", "invalid variable name"},
+		{"env empty name", func(s *Set) { s.WithEnv("", "x") }, "env", "empty"},
+		{"env NUL value", func(s *Set) { s.WithEnv("SECRET", "hunter2\x00") }, `env["SECRET"]`, "NUL"},
+		{"env underscore ok", func(s *Set) { s.WithEnv("_x9", "") }, "", ""},
 
 		// Name.
 		{"name long", func(s *Set) { s.Name = strings.Repeat("n", MaxNameLen+1) }, "name", "longer than"},
@@ -217,7 +217,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestValidateMessage(t *testing.T) {
-	err := New().ReadFile("/tmp", "/etc/../etc/passwd").Validate()
+	err := New().WithReadFiles("/tmp", "/etc/../etc/passwd").Validate()
 	want := `capability: read_files[1] "/etc/../etc/passwd": path is not clean (want "/etc/passwd")`
 	if !strings.Contains(err.Error(), want) {
 		t.Fatalf("error:\n%v\nwant it to contain:\n%s", err, want)
@@ -225,7 +225,7 @@ func TestValidateMessage(t *testing.T) {
 }
 
 func TestValidateReportsAll(t *testing.T) {
-	s := New().ReadFile("rel").WithMemory(-1).WithPids(-1).SetEnv("1X", "")
+	s := New().WithReadFiles("rel").WithMemory(-1).WithPids(-1).WithEnv("1X", "")
 	err := s.Validate()
 	var fields []string
 	var walk func(error)
@@ -259,7 +259,7 @@ func TestValidateNil(t *testing.T) {
 func TestEgressValidation(t *testing.T) {
 	good := []string{"api.example.com:443", "*.example.com:443", "localhost:8080", "a-b.c9.example:1", "x.example.com:65535"}
 	for _, ep := range good {
-		if err := New().Connect(ep).Validate(); err != nil {
+		if err := New().WithEgress(ep).Validate(); err != nil {
 			t.Errorf("%q refused: %v", ep, err)
 		}
 	}
@@ -288,34 +288,34 @@ func TestEgressValidation(t *testing.T) {
 		"http://example.com:443": "not a URL",
 	}
 	for ep, want := range bad {
-		err := New().Connect("ok.example.com:443", ep).Validate()
+		err := New().WithEgress("ok.example.com:443", ep).Validate()
 		var fe *FieldError
-		if !errors.As(err, &fe) || fe.Field != "connect[1]" || fe.Value != ep || !strings.Contains(fe.Reason, want) {
-			t.Errorf("%q: err %v, want connect[1] naming %q", ep, err, want)
+		if !errors.As(err, &fe) || fe.Field != "egress[1]" || fe.Value != ep || !strings.Contains(fe.Reason, want) {
+			t.Errorf("%q: err %v, want egress[1] naming %q", ep, err, want)
 		}
 	}
 }
 
 func TestEgressCanonical(t *testing.T) {
-	a := New().Connect("b.example.com:443", "a.example.com:443", "b.example.com:443")
-	b := New().Connect("a.example.com:443", "b.example.com:443")
+	a := New().WithEgress("b.example.com:443", "a.example.com:443", "b.example.com:443")
+	b := New().WithEgress("a.example.com:443", "b.example.com:443")
 	if mustHash(t, a) != mustHash(t, b) {
-		t.Error("order or duplicates of connect grants change the hash")
+		t.Error("order or duplicates of egress grants change the hash")
 	}
-	if mustHash(t, a) == mustHash(t, New()) || mustHash(t, a) == mustHash(t, New().Connect("a.example.com:443")) {
-		t.Error("connect grants do not change the hash")
+	if mustHash(t, a) == mustHash(t, New()) || mustHash(t, a) == mustHash(t, New().WithEgress("a.example.com:443")) {
+		t.Error("egress grants do not change the hash")
 	}
-	s, err := ParseManifest([]byte("connect: [api.example.com:443, \"*.example.org:443\"]\n"))
+	s, err := ParseManifest([]byte("egress: [api.example.com:443, \"*.example.org:443\"]\n"))
 	if err != nil || len(s.Egress) != 2 || s.Egress[1] != "*.example.org:443" {
 		t.Fatalf("manifest: %+v %v", s, err)
 	}
-	if !strings.Contains(s.String(), "connect api.example.com:443") {
+	if !strings.Contains(s.String(), "egress api.example.com:443") {
 		t.Errorf("String lacks the grant:\n%s", s)
 	}
 }
 
 func TestHTTPAPIValidation(t *testing.T) {
-	ok := New().HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:API_KEY")
+	ok := New().WithHTTPAPI("api.example.com", "Authorization", "Bearer ", "env:API_KEY")
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -324,21 +324,21 @@ func TestHTTPAPIValidation(t *testing.T) {
 		field string
 		want  string
 	}{
-		{New().HTTPAPI("*.example.com", "Authorization", "", "env:K"), "http_api[0].host", "wildcard"},
-		{New().HTTPAPI("1.2.3.4", "Authorization", "", "env:K"), "http_api[0].host", "IP address"},
-		{New().HTTPAPI("api.example.com:443", "Authorization", "", "env:K"), "http_api[0].host", ""},
-		{New().Connect("api.example.com:80").HTTPAPI("api.example.com", "X-Key", "", "env:K"), "http_api[0].host", "granted twice"},
-		{New().HTTPAPI("api.example.com", "X-Key", "", "env:K").HTTPAPI("api.example.com", "X-Key", "", "env:K"), "http_api[1].host", "granted twice"},
-		{New().HTTPAPI("api.example.com", "Bad Header", "", "env:K"), "http_api[0].header", "header name"},
-		{New().HTTPAPI("api.example.com", "Host", "", "env:K"), "http_api[0].header", "frames the request"},
-		{New().HTTPAPI("api.example.com", "X-Key", "a\r\nX-Evil: 1", "env:K"), "http_api[0].prefix", "line break"},
-		{New().HTTPAPI("api.example.com", "X-Key", "", ""), "http_api[0].secret", "required"},
+		{New().WithHTTPAPI("*.example.com", "Authorization", "", "env:K"), "http_api[0].host", "wildcard"},
+		{New().WithHTTPAPI("1.2.3.4", "Authorization", "", "env:K"), "http_api[0].host", "IP address"},
+		{New().WithHTTPAPI("api.example.com:443", "Authorization", "", "env:K"), "http_api[0].host", ""},
+		{New().WithEgress("api.example.com:80").WithHTTPAPI("api.example.com", "X-Key", "", "env:K"), "http_api[0].host", "granted twice"},
+		{New().WithHTTPAPI("api.example.com", "X-Key", "", "env:K").WithHTTPAPI("api.example.com", "X-Key", "", "env:K"), "http_api[1].host", "granted twice"},
+		{New().WithHTTPAPI("api.example.com", "Bad Header", "", "env:K"), "http_api[0].header", "header name"},
+		{New().WithHTTPAPI("api.example.com", "Host", "", "env:K"), "http_api[0].header", "frames the request"},
+		{New().WithHTTPAPI("api.example.com", "X-Key", "a\r\nX-Evil: 1", "env:K"), "http_api[0].prefix", "line break"},
+		{New().WithHTTPAPI("api.example.com", "X-Key", "", ""), "http_api[0].secret", "required"},
 	}
 	for _, c := range bad {
 		err := c.set.Validate()
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != c.field || !strings.Contains(fe.Reason, c.want) {
-			t.Errorf("%+v: err %v, want %s: %s", c.set.APIs, err, c.field, c.want)
+			t.Errorf("%+v: err %v, want %s: %s", c.set.HTTPAPI, err, c.field, c.want)
 		}
 	}
 }
@@ -348,14 +348,14 @@ func TestHTTPAPIManifestAndHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := New().WithBase().HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:API_KEY")
+	b := New().WithBase().WithHTTPAPI("api.example.com", "Authorization", "Bearer ", "env:API_KEY")
 	h1, _ := s.Hash()
 	h2, _ := b.Hash()
 	h3, _ := New().WithBase().Hash()
 	if h1 != h2 || h1 == h3 {
 		t.Fatalf("hashes %s %s %s", h1, h2, h3)
 	}
-	other, _ := New().WithBase().HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:OTHER").Hash()
+	other, _ := New().WithBase().WithHTTPAPI("api.example.com", "Authorization", "Bearer ", "env:OTHER").Hash()
 	if other == h1 {
 		t.Fatal("the secret reference is not part of the hash")
 	}
@@ -364,21 +364,21 @@ func TestHTTPAPIManifestAndHash(t *testing.T) {
 	}
 }
 
-func TestAllowRanges(t *testing.T) {
-	if err := New().Connect("db.internal.example:5432").AllowRanges("10.20.0.0/16", "fd00::/8").Validate(); err != nil {
+func TestEgressAllow(t *testing.T) {
+	if err := New().WithEgress("db.internal.example:5432").WithEgressAllow("10.20.0.0/16", "fd00::/8").Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for r, want := range map[string]string{
 		"10.20.0.1/16": "host bits", "0.0.0.0/0": "every address", "::/0": "every address",
 		"10.0.0.0": "not a CIDR", "internal": "not a CIDR",
 	} {
-		err := New().AllowRanges("10.0.0.0/8", r).Validate()
+		err := New().WithEgressAllow("10.0.0.0/8", r).Validate()
 		var fe *FieldError
-		if !errors.As(err, &fe) || fe.Field != "connect_allow_ranges[1]" || !strings.Contains(fe.Reason, want) {
+		if !errors.As(err, &fe) || fe.Field != "egress_allow[1]" || !strings.Contains(fe.Reason, want) {
 			t.Errorf("%q: err %v, want %q", r, err, want)
 		}
 	}
-	a, _ := New().AllowRanges("10.0.0.0/8").Hash()
+	a, _ := New().WithEgressAllow("10.0.0.0/8").Hash()
 	b, _ := New().Hash()
 	if a == b {
 		t.Error("allowed ranges are not part of the hash")
@@ -429,12 +429,12 @@ func TestMergedUsrLinks(t *testing.T) {
 			}
 		}
 		if file != "" {
-			if err := New().ReadFile(file).Validate(); err != nil {
+			if err := New().WithReadFiles(file).Validate(); err != nil {
 				t.Errorf("grant through the merged-/usr link %s: %v", l, err)
 			}
 		}
 		if link != "" {
-			err := New().ReadFile(link).Validate()
+			err := New().WithReadFiles(link).Validate()
 			var fe *FieldError
 			if !errors.As(err, &fe) || !strings.Contains(fe.Reason, "symbolic link "+link+" -> ") {
 				t.Errorf("grant of the link %s: %v, want a refusal naming it", link, err)
@@ -447,20 +447,20 @@ func TestMergedUsrLinks(t *testing.T) {
 // same as the builder; the CLI sorts --exec by what the path is.
 func TestExecDirsValidate(t *testing.T) {
 	var fe *FieldError
-	if err := New().ExecDir("/etc/passwd").Validate(); !errors.As(err, &fe) || fe.Field != "exec_dirs[0]" {
+	if err := New().WithExecDirs("/etc/passwd").Validate(); !errors.As(err, &fe) || fe.Field != "exec_dirs[0]" {
 		t.Errorf("a file as exec dir: %v", err)
 	}
-	if err := New().ExecDir("usr/bin").Validate(); !errors.As(err, &fe) || fe.Field != "exec_dirs[0]" {
+	if err := New().WithExecDirs("usr/bin").Validate(); !errors.As(err, &fe) || fe.Field != "exec_dirs[0]" {
 		t.Errorf("a relative exec dir: %v", err)
 	}
-	if err := New().ExecDir("/usr/bin").Validate(); err != nil {
+	if err := New().WithExecDirs("/usr/bin").Validate(); err != nil {
 		t.Errorf("/usr/bin: %v", err)
 	}
 	m, err := ParseManifest([]byte("exec_dirs: [/usr/bin]\n"))
 	if err != nil || !reflect.DeepEqual(m.ExecDirs, []string{"/usr/bin"}) {
 		t.Errorf("manifest: %+v %v", m, err)
 	}
-	if a, b := mustHash(t, New().ExecDir("/usr/bin", "/usr/sbin")), mustHash(t, New().ExecDir("/usr/sbin", "/usr/bin")); a != b {
+	if a, b := mustHash(t, New().WithExecDirs("/usr/bin", "/usr/sbin")), mustHash(t, New().WithExecDirs("/usr/sbin", "/usr/bin")); a != b {
 		t.Error("the order of exec_dirs changes the hash")
 	}
 }
@@ -468,11 +468,11 @@ func TestExecDirsValidate(t *testing.T) {
 // "temp" asks for a fresh workdir per run: it names no host path, so it is
 // valid anywhere, and the manifest and the builder hash alike.
 func TestTempWorkdirPolicy(t *testing.T) {
-	s := New().WithBase().InWorkdir(TempWorkdir()).WithWorkdirExec()
+	s := New().WithBase().WithWorkdir(TempWorkdir()).WithWorkdirExec()
 	if err := s.Validate(); err != nil {
 		t.Fatalf("temp workdir: %v", err)
 	}
-	if !s.HasTempWorkdir() || New().InWorkdir("/tmp").HasTempWorkdir() {
+	if !s.HasTempWorkdir() || New().WithWorkdir("/tmp").HasTempWorkdir() {
 		t.Fatal("HasTempWorkdir")
 	}
 	m, err := ParseManifest([]byte("base: true\nworkdir: temp\nworkdir_exec: true\n"))
@@ -481,7 +481,7 @@ func TestTempWorkdirPolicy(t *testing.T) {
 	}
 	h1, _ := s.Hash()
 	h2, _ := m.Hash()
-	h3, _ := New().WithBase().InWorkdir(TempWorkdir()).Hash()
+	h3, _ := New().WithBase().WithWorkdir(TempWorkdir()).Hash()
 	if h1 != h2 || h1 == h3 {
 		t.Errorf("hashes builder %s manifest %s without workdir_exec %s", h1, h2, h3)
 	}
@@ -494,7 +494,7 @@ func TestTempWorkdirPolicy(t *testing.T) {
 		t.Errorf("workdir_exec without a workdir: %v", err)
 	}
 	// A relative path is still not a workdir.
-	if err := New().InWorkdir("temp2").Validate(); err == nil {
+	if err := New().WithWorkdir("temp2").Validate(); err == nil {
 		t.Error("relative workdir accepted")
 	}
 }

@@ -54,8 +54,8 @@ type Limits struct {
 	CPU float64
 }
 
-// Validate returns an error naming the first invalid field.
-func (l Limits) Validate() error {
+// validate returns an error naming the first invalid field.
+func (l Limits) validate() error {
 	if l.MemoryBytes <= 0 {
 		return fmt.Errorf("cgroup: Limits.MemoryBytes must be > 0, got %d", l.MemoryBytes)
 	}
@@ -128,7 +128,7 @@ func validName(name string) error {
 // New creates the run cgroup name below the parent selected by cfg and
 // applies lim. On error nothing created by New is left behind.
 func New(cfg Config, name string, lim Limits) (*Cgroup, error) {
-	if err := lim.Validate(); err != nil {
+	if err := lim.validate(); err != nil {
 		return nil, err
 	}
 	if err := validName(name); err != nil {
@@ -155,14 +155,6 @@ func (c *Cgroup) Version() Version { return c.version }
 // (see Dirs for every hierarchy).
 func (c *Cgroup) Path() string { return c.path }
 
-// Limits returns the limits applied by New.
-func (c *Cgroup) Limits() Limits { return c.lim }
-
-// SwapLimited reports whether swap use is forbidden for the run
-// (memory.swap.max=0 on v2, memory.memsw.limit_in_bytes on v1). It is false
-// when the kernel has no swap accounting.
-func (c *Cgroup) SwapLimited() bool { return c.swapLimited }
-
 // Dirs returns the absolute directories of the cgroup: one for v2, one per
 // hierarchy (memory, pids, cpu, cpuacct) for v1.
 func (c *Cgroup) Dirs() map[string]string {
@@ -177,16 +169,16 @@ func (c *Cgroup) Dirs() map[string]string {
 	return out
 }
 
-// AddProc moves the process pid (all its threads) into the cgroup, in every
+// addProc moves the process pid (all its threads) into the cgroup, in every
 // hierarchy used.
-func (c *Cgroup) AddProc(pid int) error {
+func (c *Cgroup) addProc(pid int) error {
 	if pid <= 0 {
-		return fmt.Errorf("cgroup: AddProc: invalid pid %d", pid)
+		return fmt.Errorf("cgroup: addProc: invalid pid %d", pid)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.deleted {
-		return errors.New("cgroup: AddProc: cgroup " + c.path + " was deleted")
+		return errors.New("cgroup: addProc: cgroup " + c.path + " was deleted")
 	}
 	var err error
 	if c.version == V2 {
@@ -226,12 +218,12 @@ func (c *Cgroup) OpenProcs() ([]*os.File, error) {
 	return files, nil
 }
 
-// OpenFD opens the cgroup directory with O_PATH|O_DIRECTORY|O_CLOEXEC for
+// openFD opens the cgroup directory with O_PATH|O_DIRECTORY|O_CLOEXEC for
 // use as syscall.SysProcAttr.CgroupFD (with UseCgroupFD). v2 only. The
 // caller closes the file once the child has started.
-func (c *Cgroup) OpenFD() (*os.File, error) {
+func (c *Cgroup) openFD() (*os.File, error) {
 	if c.version != V2 {
-		return nil, fmt.Errorf("cgroup: OpenFD: CLONE_INTO_CGROUP needs cgroup v2, this cgroup is %s", c.version)
+		return nil, fmt.Errorf("cgroup: openFD: CLONE_INTO_CGROUP needs cgroup v2, this cgroup is %s", c.version)
 	}
 	dir := c.mount + c.path
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

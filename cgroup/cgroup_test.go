@@ -25,14 +25,14 @@ func TestLimitsApplied(t *testing.T) {
 	v := requireCgroups(t)
 	lim := Limits{MemoryBytes: 64 << 20, Pids: 16, CPU: 0.5}
 	cg := newTestCgroup(t, lim)
-	if cg.Version() != v || cg.Limits() != lim {
-		t.Fatalf("version %v limits %+v", cg.Version(), cg.Limits())
+	if cg.Version() != v || cg.lim != lim {
+		t.Fatalf("version %v limits %+v", cg.Version(), cg.lim)
 	}
 	dirs := cg.Dirs()
 	if v == V2 {
 		d := dirs["unified"]
 		want := map[string]string{"memory.max": "67108864", "pids.max": "16", "cpu.max": "50000 100000"}
-		if cg.SwapLimited() {
+		if cg.swapLimited {
 			want["memory.swap.max"] = "0"
 		}
 		for f, w := range want {
@@ -46,7 +46,7 @@ func TestLimitsApplied(t *testing.T) {
 		t.Errorf("memory.limit_in_bytes = %q", got)
 	}
 	if _, err := os.Stat(filepath.Join(dirs["memory"], "memory.memsw.limit_in_bytes")); err == nil {
-		if !cg.SwapLimited() {
+		if !cg.swapLimited {
 			t.Error("memsw exists but SwapLimited is false")
 		}
 		if got := readTrim(t, dirs["memory"], "memory.memsw.limit_in_bytes"); got != "67108864" {
@@ -62,7 +62,7 @@ func TestLimitsApplied(t *testing.T) {
 	if got := readTrim(t, dirs["cpu"], "cpu.cfs_quota_us"); got != "50000" {
 		t.Errorf("cpu.cfs_quota_us = %q", got)
 	}
-	if _, err := cg.OpenFD(); err == nil {
+	if _, err := cg.openFD(); err == nil {
 		t.Error("OpenFD succeeded on v1")
 	}
 }
@@ -75,7 +75,7 @@ func TestAddProcAndKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	if err := cg.AddProc(cmd.Process.Pid); err != nil {
+	if err := cg.addProc(cmd.Process.Pid); err != nil {
 		t.Fatal(err)
 	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/cgroup")
@@ -172,7 +172,7 @@ func TestOOMKill(t *testing.T) {
 	if serr != nil {
 		t.Fatal(serr)
 	}
-	t.Logf("stats: %+v swapLimited=%v", st, cg.SwapLimited())
+	t.Logf("stats: %+v swapLimited=%v", st, cg.swapLimited)
 	if st.OOMKills < 1 {
 		t.Errorf("OOMKills = %d, want >= 1", st.OOMKills)
 	}
@@ -248,7 +248,7 @@ func TestDeleteRemovesDirs(t *testing.T) {
 	if err := cg.Delete(); err != nil {
 		t.Errorf("second Delete: %v", err)
 	}
-	if err := cg.AddProc(os.Getpid()); err == nil {
+	if err := cg.addProc(os.Getpid()); err == nil {
 		t.Error("AddProc after Delete succeeded")
 	}
 }

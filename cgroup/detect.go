@@ -16,21 +16,21 @@ import (
 // nor the required cgroup v1 hierarchies are available.
 var ErrUnsupported = errors.New("cgroup: not supported")
 
-// UnsupportedError explains which controllers are missing. It matches
+// unsupportedError explains which controllers are missing. It matches
 // ErrUnsupported with errors.Is.
-type UnsupportedError struct {
+type unsupportedError struct {
 	// Missing lists the missing controllers, e.g. "v2:memory" or "v1:pids".
 	Missing []string
 	// Detail is a human readable explanation.
 	Detail string
 }
 
-func (e *UnsupportedError) Error() string {
+func (e *unsupportedError) Error() string {
 	return fmt.Sprintf("%v: missing %s: %s", ErrUnsupported, strings.Join(e.Missing, ", "), e.Detail)
 }
 
 // Unwrap makes errors.Is(err, ErrUnsupported) true.
-func (e *UnsupportedError) Unwrap() error { return ErrUnsupported }
+func (e *unsupportedError) Unwrap() error { return ErrUnsupported }
 
 // Paths of the kernel interfaces; variables so unit tests can point them
 // at fixtures.
@@ -337,18 +337,5 @@ func detect(cfg Config) (*detected, error) {
 	} else {
 		details = append(details, "v1 not considered because Config.Mountpoint names a cgroup2 mount")
 	}
-	return nil, &UnsupportedError{Missing: missing, Detail: strings.Join(details, "; ")}
-}
-
-// Detect reports which cgroup version New would use with a zero Config: V2
-// when the cgroup2 tree offers memory, pids and cpu where run cgroups would
-// be created, otherwise V1 when the memory, pids, cpu and cpuacct v1
-// hierarchies are mounted. Otherwise the error wraps ErrUnsupported and
-// names the missing controllers.
-func Detect() (Version, error) {
-	d, err := detect(Config{})
-	if err != nil {
-		return 0, err
-	}
-	return d.version, nil
+	return nil, &unsupportedError{Missing: missing, Detail: strings.Join(details, "; ")}
 }

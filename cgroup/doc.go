@@ -25,7 +25,7 @@
 // cgroup. New writes
 //
 //	memory.max       = Limits.MemoryBytes
-//	memory.swap.max  = 0            (only if the file exists; see Cgroup.SwapLimited)
+//	memory.swap.max  = 0            (only if the file exists)
 //	pids.max         = Limits.Pids
 //	cpu.max          = "<CPU*100000> 100000"
 //
@@ -34,12 +34,10 @@
 // When a file is missing the value is reported as 0 and a note explains why
 // (Stats.Notes). Kill writes "1" to cgroup.kill (Linux 5.14+), which makes the
 // kernel SIGKILL every task of the cgroup atomically with respect to forks.
-// OpenFD returns an O_PATH directory descriptor suitable for
-// syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd}, so the child is born
-// inside the cgroup (clone3 CLONE_INTO_CGROUP) and never runs unconfined.
-// OpenProcs (v1 and v2) opens the cgroup.procs files instead, for a process
-// that joins by writing "0" before it starts anything to confine (the
-// sandbox's stage-2 does so before it clones the sandbox's pid 1).
+// A process joins through OpenProcs (v1 and v2), which opens the
+// cgroup.procs files for it to write "0" to before it starts anything to
+// confine (the sandbox's stage-2 does so before it clones the sandbox's
+// pid 1), so nothing of the run is ever unconfined.
 //
 // The no-internal-process rule: a non-root v2 cgroup may only hand the
 // memory, pids and cpu controllers to its children (cgroup.subtree_control)
@@ -91,9 +89,7 @@
 //     a note when the counter is missing.
 //   - CPU time is cpuacct.usage_user / cpuacct.usage_sys (nanoseconds),
 //     falling back to the tick counts of cpuacct.stat.
-//   - There is no CLONE_INTO_CGROUP, so OpenFD fails; the caller must start
-//     the child stopped (or in a helper) and call AddProc, or let it join
-//     through OpenProcs, before it runs the tool.
+//   - There is no CLONE_INTO_CGROUP; OpenProcs works the same on both.
 //
 // The kernel interfaces used here are described in
 // Documentation/admin-guide/cgroup-v2.rst and

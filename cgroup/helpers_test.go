@@ -32,7 +32,11 @@ func requireRoot(t *testing.T) {
 // CI runs the rootless host kind).
 func requireCgroups(t *testing.T) Version {
 	t.Helper()
-	v, err := Detect()
+	d, err := detect(Config{})
+	var v Version
+	if d != nil {
+		v = d.version
+	}
 	if err != nil {
 		skipOrFail(t, "cgroups not usable: %v", err)
 	}
@@ -106,7 +110,7 @@ func startGated(t *testing.T, cg *Cgroup, args ...string) *gated {
 			_ = g.cmd.Wait()
 		}
 	})
-	if err := cg.AddProc(g.cmd.Process.Pid); err != nil {
+	if err := cg.addProc(g.cmd.Process.Pid); err != nil {
 		t.Fatalf("AddProc: %v", err)
 	}
 	if _, err := w.Write([]byte("go\n")); err != nil {

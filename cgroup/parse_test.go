@@ -12,7 +12,7 @@ import (
 
 func TestLimitsValidate(t *testing.T) {
 	good := Limits{MemoryBytes: 1 << 20, Pids: 1, CPU: 0.5}
-	if err := good.Validate(); err != nil {
+	if err := good.validate(); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -32,7 +32,7 @@ func TestLimitsValidate(t *testing.T) {
 	for _, c := range cases {
 		l := good
 		c.mut(&l)
-		err := l.Validate()
+		err := l.validate()
 		if err == nil || !strings.Contains(err.Error(), "Limits."+c.field) {
 			t.Errorf("%+v: got %v, want error naming %s", l, err, c.field)
 		}
@@ -184,7 +184,7 @@ func TestKernelRelease(t *testing.T) {
 }
 
 func TestUnsupportedErrorIs(t *testing.T) {
-	var err error = &UnsupportedError{Missing: []string{"v1:pids"}, Detail: "x"}
+	var err error = &unsupportedError{Missing: []string{"v1:pids"}, Detail: "x"}
 	if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), "v1:pids") {
 		t.Fatal(err)
 	}
@@ -225,8 +225,8 @@ func TestNewV2Fake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cg.Path() != "/toolcell/run-1" || cg.Version() != V2 || cg.Limits() != lim {
-		t.Fatalf("path %q version %v limits %+v", cg.Path(), cg.Version(), cg.Limits())
+	if cg.Path() != "/toolcell/run-1" || cg.Version() != V2 || cg.lim != lim {
+		t.Fatalf("path %q version %v limits %+v", cg.Path(), cg.Version(), cg.lim)
 	}
 	dir := filepath.Join(mount, "toolcell", "run-1")
 	for file, want := range map[string]string{
@@ -249,7 +249,7 @@ func TestNewV2Fake(t *testing.T) {
 			}
 		}
 	}
-	if cg.SwapLimited() {
+	if cg.swapLimited {
 		t.Error("swap limited although memory.swap.max does not exist")
 	}
 	// A second run with the same name must fail.

@@ -26,8 +26,8 @@ type Info struct {
 	// KillSupported reports whether Kill works (v2: cgroup.kill exists;
 	// v1: always, by signalling members).
 	KillSupported bool
-	// MemoryPeakSupported reports whether peak memory is available.
-	MemoryPeakSupported bool
+	// memoryPeakSupported reports whether peak memory is available.
+	memoryPeakSupported bool
 	// Problems lists human readable issues.
 	Problems []string
 }
@@ -92,14 +92,14 @@ func Probe() (Info, error) {
 		if err := os.Mkdir(probe, 0o755); err != nil {
 			info.Problems = append(info.Problems, fmt.Sprintf("cannot create cgroups under %s: %v", base, err))
 			info.KillSupported = kernelAtLeast(rel, 5, 14)
-			info.MemoryPeakSupported = kernelAtLeast(rel, 5, 19)
+			info.memoryPeakSupported = kernelAtLeast(rel, 5, 19)
 		} else {
 			info.Writable = true
 			info.KillSupported = exists(filepath.Join(probe, "cgroup.kill"))
 			if exists(filepath.Join(probe, "memory.current")) {
-				info.MemoryPeakSupported = exists(filepath.Join(probe, "memory.peak"))
+				info.memoryPeakSupported = exists(filepath.Join(probe, "memory.peak"))
 			} else {
-				info.MemoryPeakSupported = kernelAtLeast(rel, 5, 19)
+				info.memoryPeakSupported = kernelAtLeast(rel, 5, 19)
 			}
 			if err := rmdirRetry(probe, 0); err != nil {
 				info.Problems = append(info.Problems, err.Error())
@@ -108,7 +108,7 @@ func Probe() (Info, error) {
 		if !info.KillSupported {
 			info.Problems = append(info.Problems, "cgroup.kill not supported (needs Linux 5.14+); Kill will fail")
 		}
-		if !info.MemoryPeakSupported {
+		if !info.memoryPeakSupported {
 			info.Problems = append(info.Problems, "memory.peak not supported (needs Linux 5.19+); peak memory reported as 0")
 		}
 		return info, nil
@@ -140,7 +140,7 @@ func Probe() (Info, error) {
 			continue
 		}
 		if c == "memory" {
-			info.MemoryPeakSupported = exists(filepath.Join(probe, "memory.max_usage_in_bytes"))
+			info.memoryPeakSupported = exists(filepath.Join(probe, "memory.max_usage_in_bytes"))
 			if !exists(filepath.Join(probe, "memory.memsw.limit_in_bytes")) {
 				info.Problems = append(info.Problems, "memory.memsw.limit_in_bytes missing (swap accounting off): runs are not prevented from swapping")
 			}

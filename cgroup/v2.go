@@ -162,7 +162,7 @@ func enableControllers(mount, parent, evacuate string) error {
 		}
 		if miss := missingFrom(avail, need); len(miss) > 0 {
 			return fmt.Errorf("cgroup: %s does not offer %s: %w", ctrlFile, strings.Join(miss, ","),
-				&UnsupportedError{Missing: prefixAll("v2:", miss), Detail: "controller not delegated to " + dir})
+				&unsupportedError{Missing: prefixAll("v2:", miss), Detail: "controller not delegated to " + dir})
 		}
 		err = writeSubtreeControl(stFile, need)
 		if err != nil && errors.Is(err, unix.EBUSY) && lvl != "/" {

@@ -46,7 +46,7 @@ func TestV2MechanicsOnUnifiedTree(t *testing.T) {
 	if _, err := os.Stat(l.V2Mount + own + "/" + "cgroup.kill"); err != nil && own != "/" {
 		t.Logf("no cgroup.kill in own cgroup: %v", err)
 	}
-	f, err := cg.OpenFD()
+	f, err := cg.openFD()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func ExampleAdd() {
 	mcptool.Add(server, mcptool.Tool[grepInput]{
 		Name:        "grep_docs",
 		Description: "Search the documentation for a pattern.",
-		Policy:      capability.New().WithBase().ReadDir("/srv/docs"),
+		Policy:      capability.New().WithBase().WithReadDirs("/srv/docs"),
 		Args: func(in grepInput) ([]string, error) {
 			return []string{"grep", "-rn", "--", in.Pattern, "/srv/docs"}, nil
 		},

@@ -86,9 +86,9 @@ func (t Tool[In]) handle(ctx context.Context, req *mcp.CallToolRequest, in In) (
 	}
 	set := t.Policy.Clone()
 	if set.Workdir == "" {
-		set.InWorkdir(capability.TempWorkdir())
+		set.WithWorkdir(capability.TempWorkdir())
 	}
-	if set.OutputLimit() > capability.Size(limit) {
+	if set.MaxOutputOrDefault() > capability.Size(limit) {
 		set.MaxOutput = capability.Size(limit)
 	}
 	if set.OutputOverflow == "" {

@@ -27,7 +27,7 @@ func TestSpans(t *testing.T) {
 	r := &sandbox.Runner{Audit: otelaudit.New(tp.Tracer("toolcell-test"))}
 
 	ctx, parent := tp.Tracer("agent").Start(context.Background(), "agent step")
-	set := capability.New().WithBase().Connect("granted.toolcell.test:443")
+	set := capability.New().WithBase().WithEgress("granted.toolcell.test:443")
 	cmd := sandbox.Command("/bin/sh", "-c", "sync; getent hosts other.toolcell.test; exit 4")
 	res, err := r.Run(ctx, set, cmd)
 	if err != nil {

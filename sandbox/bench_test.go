@@ -232,7 +232,7 @@ func BenchmarkRun(b *testing.B) {
 // Run: go test -run '^$' -bench DeniedSyscall -benchtime 10000x ./sandbox
 func BenchmarkDeniedSyscall(b *testing.B) {
 	bin := testenv.BuildC(b, "../testdata/probe/probe.c")
-	set := base().ExecFile(bin)
+	set := base().WithExec(bin)
 	ctx := context.Background()
 	n := fmt.Sprint(b.N)
 	timeRun := func(r *sandbox.Runner, args ...string) time.Duration {
@@ -278,7 +278,7 @@ func BenchmarkEgress(b *testing.B) {
 	u.add("bench.example.com", "203.0.113.40", 7000, echo)
 	u.add("bench.example.com", "203.0.113.40", 7001, sink)
 	r := u.runner()
-	set := base().ExecFile(bin).Connect("bench.example.com:7000", "bench.example.com:7001").WithTimeout(5 * time.Minute)
+	set := base().WithExec(bin).WithEgress("bench.example.com:7000", "bench.example.com:7001").WithTimeout(5 * time.Minute)
 	const conns, mib = 200, 1024
 	inside := func(args ...string) float64 {
 		res, err := r.Run(context.Background(), set, sandbox.Command(bin, args...))
@@ -386,8 +386,8 @@ func BenchmarkWorkdir(b *testing.B) {
 				"--proc", "/proc", "--dev", "/dev", "--bind", wd, wd, "--chdir", wd, "--", "/bin/sh", "-c", "echo x > f").Run()
 		},
 		"toolcell":         run(base(), "echo x > /tmp/f"),
-		"toolcell-workdir": run(base().InWorkdir(wd), "echo x > f"),
-		"toolcell-temp":    run(base().InWorkdir(capability.TempWorkdir()), "echo x > f"),
+		"toolcell-workdir": run(base().WithWorkdir(wd), "echo x > f"),
+		"toolcell-temp":    run(base().WithWorkdir(capability.TempWorkdir()), "echo x > f"),
 	}
 	names := []string{"bwrap-bind", "toolcell", "toolcell-workdir", "toolcell-temp"}
 	for _, n := range names {

@@ -38,7 +38,7 @@ type cgResult struct {
 }
 
 func (p *Process) makeCgroup() cgResult {
-	lim := cgroup.Limits{MemoryBytes: int64(p.set.MemoryLimit()), Pids: p.set.PidsLimit(), CPU: p.set.CPULimit()}
+	lim := cgroup.Limits{MemoryBytes: int64(p.set.MemoryOrDefault()), Pids: p.set.PidsOrDefault(), CPU: p.set.CPUOrDefault()}
 	cg, err := cgroup.New(p.r.Cgroup, "toolcell-"+p.rec.ID, lim)
 	if err != nil {
 		if p.r.AllowNoCgroup {

@@ -141,11 +141,11 @@
 //   - Network: an empty network namespace with loopback up; with egress
 //     grants, the relay below.
 //   - Syscalls: the seccomp allowlist compiled by package seccomp
-//     (SyscallPolicy), installed as the last step before execve.
+//     (seccomp.PolicyFor), installed as the last step before execve.
 //
 // # Egress
 //
-// With Set.Egress or Set.APIs the namespace stays empty, and pid 1 (still
+// With Set.Egress or Set.HTTPAPI the namespace stays empty, and pid 1 (still
 // holding its capabilities there) adds local routes for all of IPv4 and
 // IPv6 on loopback and opens the relay's sockets: UDP and TCP on port 53
 // and a TCP listener (plus a recording UDP socket) per granted port. It

@@ -139,7 +139,7 @@ func netAttack(grants []string, r func(*sandbox.Runner), script string, more fun
 		if r != nil {
 			r(runner)
 		}
-		set = set.Clone().Connect(grants...)
+		set = set.Clone().WithEgress(grants...)
 		res := runWith(t, runner, set, "exec python3 -c '"+strings.ReplaceAll(pyPrelude+script, "'", `'"'"'`)+"'")
 		if more != nil {
 			more(t, e, res)

@@ -575,7 +575,7 @@ func escapeCases() []escapeCase {
 					t.Errorf("exit %+v resources %+v, want oom", res.Audit.Exit, res.Audit.Resources)
 				}
 			}},
-		escapeCase{attack: "tmpfs_fill", policy: func(s *capability.Set) { s.TmpSize(1 * capability.MiB) },
+		escapeCase{attack: "tmpfs_fill", policy: func(s *capability.Set) { s.WithTmp(1 * capability.MiB) },
 			check: failsWith(mountedWith("/tmp", "rw"), "ENOSPC")},
 		escapeCase{attack: "fd_exhaustion", check: failsWith(func(t *testing.T, c *canaries, res *sandbox.Result) {
 			if got := res.Audit.Enforcement.Rlimits["nofile"]; got != "1024/1024" {
@@ -664,7 +664,7 @@ func plantThenGrant(t *testing.T, c *canaries, set *capability.Set, bin string) 
 	// the same policy is refused even then (plant_symlink_workdir is the
 	// grant without it).
 	p := filepath.Join(set.Workdir, "planted", "secret.txt")
-	grant := set.Clone().ReadFile(p).FollowSymlinksFor(p)
+	grant := set.Clone().WithReadFiles(p).WithFollowSymlinks(p)
 	_, err := sandbox.Run(context.Background(), grant, sandbox.Command(bin, "read_canary"))
 	var re *sandbox.RunError
 	if !errors.As(err, &re) || !errors.Is(err, sandbox.ErrPolicy) {
@@ -796,7 +796,7 @@ func plantThenWorkdir(t *testing.T, c *canaries, set *capability.Set, bin string
 	if !strings.Contains(string(res.Stdout), "RESULT OK") {
 		t.Fatalf("plant: %q %q", res.Stdout, res.Stderr)
 	}
-	next := set.Clone().InWorkdir(filepath.Join(set.Workdir, "planted"))
+	next := set.Clone().WithWorkdir(filepath.Join(set.Workdir, "planted"))
 	res, err := sandbox.Run(context.Background(), next, sandbox.Command(bin, "read_canary"))
 	if err == nil {
 		return res, string(res.Stdout)
@@ -850,7 +850,7 @@ func runWithFileCaps(t *testing.T, c *canaries, set *capability.Set, bin string)
 	if err := unix.Setxattr(cp, "security.capability", data, 0); err != nil {
 		t.Fatalf("set file capabilities: %v", err)
 	}
-	res := runCmd(t, set.Clone().ExecFile(cp), sandbox.Command(cp, "caps"))
+	res := runCmd(t, set.Clone().WithExec(cp), sandbox.Command(cp, "caps"))
 	return res, string(res.Stdout)
 }
 
@@ -879,11 +879,11 @@ func TestEscapeSuite(t *testing.T) {
 				testenv.NotApplicable(t, ec.na)
 			}
 			wd := workdir(t)
-			set := base().InWorkdir(wd).ExecFile(bin).
-				SetEnv("CANARY_FILE", c.file).SetEnv("CANARY_DIR", c.dir).SetEnv("CANARY_HOME", c.home).
-				SetEnv("CANARY_SOCKET", c.socket).SetEnv("CANARY_ABSTRACT", c.abstract).
-				SetEnv("CANARY_NAME", c.name).SetEnv("CANARY_PORT", fmt.Sprint(c.port)).
-				SetEnv("CANARY_PID", fmt.Sprint(c.victim.Process.Pid)).WithTimeout(20 * time.Second)
+			set := base().WithWorkdir(wd).WithExec(bin).
+				WithEnv("CANARY_FILE", c.file).WithEnv("CANARY_DIR", c.dir).WithEnv("CANARY_HOME", c.home).
+				WithEnv("CANARY_SOCKET", c.socket).WithEnv("CANARY_ABSTRACT", c.abstract).
+				WithEnv("CANARY_NAME", c.name).WithEnv("CANARY_PORT", fmt.Sprint(c.port)).
+				WithEnv("CANARY_PID", fmt.Sprint(c.victim.Process.Pid)).WithTimeout(20 * time.Second)
 			if ec.policy != nil {
 				ec.policy(set)
 			}

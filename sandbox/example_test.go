@@ -18,8 +18,8 @@ import (
 func ExampleRun() {
 	set := capability.New().
 		WithBase().
-		ReadFile("/data/in.json").
-		InWorkdir("/data/work").
+		WithReadFiles("/data/in.json").
+		WithWorkdir("/data/work").
 		WithMemory(256 << 20).WithPids(64).WithCPU(0.5).
 		WithTimeout(30 * time.Second)
 
@@ -54,7 +54,7 @@ func ExampleStart() {
 // directory is removed. The tool wrote everything in it: read it through
 // an os.Root, which does not follow the tool's symlinks out of it.
 func ExampleCmd_Collect() {
-	set := capability.New().WithBase().InWorkdir(capability.TempWorkdir())
+	set := capability.New().WithBase().WithWorkdir(capability.TempWorkdir())
 	cmd := sandbox.Command("sh", "-c", "echo 42 > report.txt")
 	var report []byte
 	cmd.Collect = func(dir string) error {
@@ -121,7 +121,7 @@ func ExampleCompile() {
 // privilege drop are done. Each sandbox serves one call and is replaced in
 // the background; the record says whether the call found one ready.
 func ExampleNewPool() {
-	pl, err := sandbox.Compile(capability.New().WithBase().InWorkdir(capability.TempWorkdir()))
+	pl, err := sandbox.Compile(capability.New().WithBase().WithWorkdir(capability.TempWorkdir()))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -1,33 +1,14 @@
-// The seccomp side of a run: which syscall groups it gets, and the memfd
-// fallback when vm.memfd_noexec cannot be set.
+// The seccomp side of a run: the memfd fallback when vm.memfd_noexec
+// cannot be set. Which syscall groups it gets is seccomp.PolicyFor.
 
 package sandbox
 
 import (
 	"sort"
 
-	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/seccomp"
 	"golang.org/x/sys/unix"
 )
-
-// SyscallPolicy is the seccomp policy a run of set gets: the base and exec
-// groups always (every program needs the first; the tool itself is exec'd
-// under the filter), plus one group per syscall capability of set
-// (capability.Set.SyscallKinds; all of them by default). Denied syscalls go
-// to the supervisor, which records them and answers EPERM. (With
-// Runner.AllowNoSyscallAudit on a kernel without user notification, the
-// filter answers EPERM itself.)
-func SyscallPolicy(set *capability.Set) seccomp.Policy {
-	groups := []seccomp.Group{seccomp.GroupBase, seccomp.GroupExec}
-	for _, k := range set.SyscallKinds() {
-		groups = append(groups, seccomp.Group(k))
-	}
-	if len(set.Egress) > 0 || len(set.APIs) > 0 {
-		groups = append(groups, seccomp.GroupNetwork)
-	}
-	return seccomp.Policy{Groups: groups, DeniedAction: seccomp.ActionNotify}
-}
 
 func groupNames(gs []seccomp.Group) []string {
 	out := make([]string, len(gs))

@@ -375,7 +375,7 @@ func TestManyBindSources(t *testing.T) {
 		if err := os.WriteFile(p, []byte(strconv.Itoa(i)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		set = set.ReadFile(p)
+		set = set.WithReadFiles(p)
 	}
 	res, err := Run(context.Background(), set, Command("/bin/sh", "-c", "cat "+filepath.Join(dir, "f000")+" "+filepath.Join(dir, fmt.Sprintf("f%03d", n-1))))
 	if err != nil {
@@ -390,7 +390,7 @@ func TestManyBindSources(t *testing.T) {
 		if err := os.WriteFile(p, nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		set = set.ReadFile(p)
+		set = set.WithReadFiles(p)
 	}
 	_, err = Run(context.Background(), set, Command("/bin/true"))
 	if !errors.Is(err, ErrPolicy) || !strings.Contains(err.Error(), "binds") {

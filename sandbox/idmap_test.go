@@ -53,7 +53,7 @@ func TestWorkdirOwnedByCaller(t *testing.T) {
 	if err := os.Chmod(wd, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	res := run(t, base().InWorkdir(wd), `echo ok > out && mkdir sub && echo x > sub/f && ln -s out link && stat -c '%u:%g' out`)
+	res := run(t, base().WithWorkdir(wd), `echo ok > out && mkdir sub && echo x > sub/f && ln -s out link && stat -c '%u:%g' out`)
 	if res.Exit.Code != 0 || string(res.Stdout) != "1000:1000\n" {
 		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
@@ -98,7 +98,7 @@ func TestIDMapFollowsOwner(t *testing.T) {
 	if err := os.Chown(filepath.Join(wd, "theirs"), 6000, 6000); err != nil {
 		t.Fatal(err)
 	}
-	set := base().InWorkdir(wd).WriteDir(other).ReadDir(ro)
+	set := base().WithWorkdir(wd).WithWriteDirs(other).WithReadDirs(ro)
 	res := run(t, set, `echo a > a && echo b > `+other+`/b && stat -c '%u:%g' theirs && { echo x >> theirs || echo denied; }`)
 	if res.Exit.Code != 0 || string(res.Stdout) != "65534:65534\ndenied\n" {
 		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
@@ -137,7 +137,7 @@ func TestIDMapUnsupportedFileSystem(t *testing.T) {
 			t.Errorf("unmount ramfs: %v", err)
 		}
 	})
-	set := base().InWorkdir(dir)
+	set := base().WithWorkdir(dir)
 	cmd := func() *sandbox.Cmd { return sandbox.Command("/bin/sh", "-c", "echo ok > out") }
 	_, err := sandbox.Run(context.Background(), set, cmd())
 	var se *sandbox.SetupError
@@ -227,7 +227,7 @@ func TestIDMapFileSystems(t *testing.T) {
 			if fs.name == "btrfs" {
 				snapshotRefused(t, mnt)
 			}
-			res, err := sandbox.Run(context.Background(), base().InWorkdir(mnt), sandbox.Command("/bin/sh", "-c", "echo ok > out"))
+			res, err := sandbox.Run(context.Background(), base().WithWorkdir(mnt), sandbox.Command("/bin/sh", "-c", "echo ok > out"))
 			if !fs.idmap {
 				if !errors.Is(err, sandbox.ErrUnsupported) || !strings.Contains(err.Error(), "overlayfs") || !strings.Contains(err.Error(), mnt) {
 					t.Fatalf("err %v: want ErrUnsupported naming overlayfs and %s", err, mnt)
@@ -274,7 +274,7 @@ try:
 except OSError as e:
     print("snapshot", errno.errorcode[e.errno])
 `
-	res := runCmd(t, base().InWorkdir(wd).ReadDir(src), sandbox.Command("python3", "-c", script))
+	res := runCmd(t, base().WithWorkdir(wd).WithReadDirs(src), sandbox.Command("python3", "-c", script))
 	if string(res.Stdout) != "snapshot EPERM\n" {
 		t.Errorf("snapshot of a root-owned subvolume: %q %q", res.Stdout, res.Stderr)
 	}
@@ -323,7 +323,7 @@ func TestSetIDFileInGrantRefused(t *testing.T) {
 		if err := os.Chmod(prog, mode); err != nil {
 			t.Fatal(err)
 		}
-		_, err := sandbox.Run(context.Background(), base().InWorkdir(wd), sandbox.Command("/bin/true"))
+		_, err := sandbox.Run(context.Background(), base().WithWorkdir(wd), sandbox.Command("/bin/true"))
 		if !errors.Is(err, sandbox.ErrPolicy) || !strings.Contains(err.Error(), prog) || !strings.Contains(err.Error(), "set-ID") {
 			t.Fatalf("mode %v: err %v, want ErrPolicy naming %s", mode, err, prog)
 		}
@@ -335,7 +335,7 @@ func TestSetIDFileInGrantRefused(t *testing.T) {
 	if err := os.Chmod(prog, 0o755|os.ModeSetuid); err != nil {
 		t.Fatal(err)
 	}
-	res := run(t, base().InWorkdir(wd), `stat -c '%u %A' helper; echo x >> helper || echo denied`)
+	res := run(t, base().WithWorkdir(wd), `stat -c '%u %A' helper; echo x >> helper || echo denied`)
 	if string(res.Stdout) != "65534 -rwsr-xr-x\ndenied\n" {
 		t.Errorf("another user's set-ID file: %q %q", res.Stdout, res.Stderr)
 	}

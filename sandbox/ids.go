@@ -379,8 +379,8 @@ type userLimit struct {
 // kernel without one of them fails the run naming it (step "user_limit").
 func sandboxUserLimits(set *capability.Set) []userLimit {
 	return []userLimit{
-		{"max_inotify_instances", set.InotifyInstancesLimit()},
-		{"max_inotify_watches", set.InotifyWatchesLimit()},
+		{"max_inotify_instances", set.InotifyInstancesOrDefault()},
+		{"max_inotify_watches", set.InotifyWatchesOrDefault()},
 		{"max_user_namespaces", 0},
 	}
 }

@@ -317,7 +317,7 @@ func startHolding(t *testing.T, take string) (*Process, [2]int, func() *Result) 
 	if err := os.Chmod(wd, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	set := capability.New().WithBase().InWorkdir(wd).WithTimeout(60 * time.Second)
+	set := capability.New().WithBase().WithWorkdir(wd).WithTimeout(60 * time.Second)
 	p, err := Start(context.Background(), set, Command("/bin/sh", "-c", holdScript(take)))
 	if err != nil {
 		t.Fatal(err)

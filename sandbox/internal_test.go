@@ -212,7 +212,7 @@ func TestListenerClosedAnswersENOSYS(t *testing.T) {
 		return seen < 3 // answer two, then close the listener unanswered
 	}
 	t.Cleanup(func() { testHookNotif = nil })
-	res, err := Run(context.Background(), capability.New().WithBase().ExecFile(bin), Command(bin, "until-not"))
+	res, err := Run(context.Background(), capability.New().WithBase().WithExec(bin), Command(bin, "until-not"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,7 +440,7 @@ func TestGrantSwapRefused(t *testing.T) {
 				}
 				t.Cleanup(func() { testHookAfterPlan = nil })
 			}
-			res, err := Run(context.Background(), capability.New().WithBase().ReadDir(data), Command("/bin/cat", data+"/key"))
+			res, err := Run(context.Background(), capability.New().WithBase().WithReadDirs(data), Command("/bin/cat", data+"/key"))
 			if err == nil {
 				t.Fatalf("swapped grant ran: stdout %q", res.Stdout)
 			}
@@ -543,29 +543,29 @@ func TestSymlinkSwapAfterValidateRefused(t *testing.T) {
 				field, path := "", proj
 				switch kind {
 				case "workdir":
-					set.InWorkdir(proj)
+					set.WithWorkdir(proj)
 					field = "workdir"
 				case "read_dirs":
-					set.ReadDir(filepath.Join(canary, "b"), proj)
+					set.WithReadDirs(filepath.Join(canary, "b"), proj)
 					field = "read_dirs[1]"
 				case "write_dirs":
-					set.WriteDir(proj)
+					set.WithWriteDirs(proj)
 					field = "write_dirs[0]"
 				case "read_files":
 					path = filepath.Join(proj, "secret")
-					set.ReadFile(path)
+					set.WithReadFiles(path)
 					field = "read_files[0]"
 				case "write_files":
 					path = filepath.Join(proj, "secret")
-					set.WriteFile(path)
+					set.WithWriteFiles(path)
 					field = "write_files[0]"
 				case "exec":
 					path = filepath.Join(proj, "secret")
-					set.ExecFile(path)
+					set.WithExec(path)
 					field = "exec[0]"
 				case "nested":
 					path = filepath.Join(proj, "b")
-					set.ReadDir(path)
+					set.WithReadDirs(path)
 					field = "read_dirs[0]"
 				}
 				*w.hook = func() {
@@ -627,7 +627,7 @@ func TestMemfdNoexecSeccompFallback(t *testing.T) {
 		v, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 		host = &v
 	}
-	set := capability.New().WithBase().ExecFile(bin)
+	set := capability.New().WithBase().WithExec(bin)
 	for _, c := range []struct{ attack, flags string }{
 		{"memfd_exec", "flags=0x0"}, {"memfd_exec_flag", "flags=MFD_EXEC"}, {"memfd_exec_procfd", "flags=0x0"},
 		{"memfd_exec_sealed", ""},

@@ -62,7 +62,7 @@ func TestLandlockRecorded(t *testing.T) {
 		t.Fatalf("this host has no Landlock: %v", err)
 	}
 	wd := workdir(t)
-	res := run(t, base().InWorkdir(wd), "sleep 5 & kill $!; wait $!; echo rc=$?")
+	res := run(t, base().WithWorkdir(wd), "sleep 5 & kill $!; wait $!; echo rc=$?")
 	if got := strings.TrimSpace(string(res.Stdout)); got != "rc=143" {
 		t.Errorf("signal to own child: %q, want rc=143", got)
 	}
@@ -158,7 +158,7 @@ t("symlink", lambda: os.symlink("/canary/secret", "/canary/link"))
 // Landlock's doing.
 func TestLandlockGuardsBrokenView(t *testing.T) {
 	dir := brokenView(t)
-	set := base().InWorkdir(workdir(t))
+	set := base().WithWorkdir(workdir(t))
 	res := pyRun(t, sandbox.DefaultRunner, set, canaryAttempts)
 	wantLines(t, string(res.Stdout), "read EACCES", "write EACCES", "truncate EACCES", "create EACCES",
 		"mkdir EACCES", "exec EACCES", "list EACCES", "symlink EACCES")
@@ -254,7 +254,7 @@ t("bind", bind)
 t("other", other)
 t("relay", relay)
 `
-	set := base().InWorkdir(workdir(t)).WithTimeout(30 * time.Second)
+	set := base().WithWorkdir(workdir(t)).WithTimeout(30 * time.Second)
 	attack := netAttack([]string{"api.example.com:80"}, nil, pyTry+script, nil)
 	res, out := attack(t, c, set, "")
 	wantLines(t, out, "bind EACCES", "other EACCES", "relay OK")
@@ -304,15 +304,15 @@ func TestEscapeSuiteLandlockAlone(t *testing.T) {
 	}
 	sandbox.BreakViewForTest(t, map[string]string{"/canary": c.dir})
 	env := func(s *capability.Set) *capability.Set {
-		return s.ExecFile(bin).SetEnv("CANARY_FILE", "/canary/secret.txt").SetEnv("CANARY_DIR", "/canary").
-			SetEnv("CANARY_HOME", "/canary/home").SetEnv("CANARY_PID", fmt.Sprint(c.victim.Process.Pid)).
+		return s.WithExec(bin).WithEnv("CANARY_FILE", "/canary/secret.txt").WithEnv("CANARY_DIR", "/canary").
+			WithEnv("CANARY_HOME", "/canary/home").WithEnv("CANARY_PID", fmt.Sprint(c.victim.Process.Pid)).
 			WithTimeout(20 * time.Second)
 	}
 	for _, attack := range []string{"read_canary", "write_canary", "create_outside", "symlink_to_canary",
 		"dotdot_from_workdir", "ssh_dir", "aws_credentials"} {
 		t.Run(attack, func(t *testing.T) {
 			before := c.snapshot(t)
-			res := runCmd(t, env(base().InWorkdir(workdir(t))), sandbox.Command(bin, attack))
+			res := runCmd(t, env(base().WithWorkdir(workdir(t))), sandbox.Command(bin, attack))
 			out := string(res.Stdout)
 			if strings.Contains(out, "ESCAPED") || !strings.Contains(out, "RESULT EACCES") {
 				t.Errorf("Landlock alone: %q, want RESULT EACCES", out)
@@ -323,7 +323,7 @@ func TestEscapeSuiteLandlockAlone(t *testing.T) {
 			c.intact(t, before)
 
 			sandbox.LandlockProbeForTest(t, 0, errors.New("landlock: switched off by the test"))
-			ctl := runCmdWith(t, &sandbox.Runner{AllowNoLandlock: true}, env(base().InWorkdir(workdir(t))), sandbox.Command(bin, attack))
+			ctl := runCmdWith(t, &sandbox.Runner{AllowNoLandlock: true}, env(base().WithWorkdir(workdir(t))), sandbox.Command(bin, attack))
 			if !strings.Contains(string(ctl.Stdout), "ESCAPED") {
 				t.Errorf("control run without Landlock did not escape (%q): the case tests nothing here", ctl.Stdout)
 			}
@@ -349,9 +349,9 @@ func TestEscapeSuiteViewAlone(t *testing.T) {
 		}
 		n++
 		t.Run(ec.attack, func(t *testing.T) {
-			set := base().InWorkdir(workdir(t)).ExecFile(bin).
-				SetEnv("CANARY_FILE", c.file).SetEnv("CANARY_DIR", c.dir).SetEnv("CANARY_HOME", c.home).
-				SetEnv("CANARY_SOCKET", c.socket).SetEnv("CANARY_PID", fmt.Sprint(c.victim.Process.Pid)).
+			set := base().WithWorkdir(workdir(t)).WithExec(bin).
+				WithEnv("CANARY_FILE", c.file).WithEnv("CANARY_DIR", c.dir).WithEnv("CANARY_HOME", c.home).
+				WithEnv("CANARY_SOCKET", c.socket).WithEnv("CANARY_PID", fmt.Sprint(c.victim.Process.Pid)).
 				WithTimeout(20 * time.Second)
 			before := c.snapshot(t)
 			res := runCmdWith(t, r, set, sandbox.Command(bin, ec.attack))

@@ -103,9 +103,9 @@ var hostHasIPv6 = sync.OnceValue(func() bool {
 // planEgress sets up the relay for a set with egress grants: the proxy, the
 // sockets pid 1 will make, and the record's description of both.
 func (p *Process) planEgress() error {
-	if len(p.set.Egress) == 0 && len(p.set.APIs) == 0 {
+	if len(p.set.Egress) == 0 && len(p.set.HTTPAPI) == 0 {
 		if len(p.set.EgressAllow) > 0 {
-			return fmt.Errorf("%w: connect_allow_ranges %v without any connect grant", ErrPolicy, p.set.EgressAllow)
+			return fmt.Errorf("%w: egress_allow %v without any egress grant", ErrPolicy, p.set.EgressAllow)
 		}
 		return nil
 	}
@@ -122,7 +122,7 @@ func (p *Process) planEgress() error {
 	if src == nil {
 		src = HostSecrets{}
 	}
-	for i, a := range p.set.APIs {
+	for i, a := range p.set.HTTPAPI {
 		v, err := src.Secret(p.ctx, a.Secret)
 		if err != nil {
 			return fmt.Errorf("%w: http_api[%d] (%s): %w", ErrSetup, i, a.Host, err)
@@ -135,13 +135,13 @@ func (p *Process) planEgress() error {
 	}
 	ports := egress.Ports(grants)
 	if len(ports) > maxEgressPorts {
-		return fmt.Errorf("%w: connect: %d distinct ports, at most %d", ErrPolicy, len(ports), maxEgressPorts)
+		return fmt.Errorf("%w: egress: %d distinct ports, at most %d", ErrPolicy, len(ports), maxEgressPorts)
 	}
 	var allow []netip.Prefix
 	for _, r := range p.set.EgressAllow {
 		pr, err := netip.ParsePrefix(r)
 		if err != nil {
-			return fmt.Errorf("%w: connect_allow_ranges: %w", ErrPolicy, err)
+			return fmt.Errorf("%w: egress_allow: %w", ErrPolicy, err)
 		}
 		allow = append(allow, pr)
 	}
@@ -189,7 +189,7 @@ func (p *Process) planEgress() error {
 	info := &audit.EgressInfo{Grants: append([]string{}, p.set.Egress...), DNS: egress.DNSAddr.String() + ":53",
 		Hosts: map[string]string{}, Limits: egressLimits(cfg.Limits)}
 	info.Allow = append(info.Allow, p.set.EgressAllow...)
-	for _, a := range p.set.APIs {
+	for _, a := range p.set.HTTPAPI {
 		info.APIs = append(info.APIs, audit.APIInfo{Host: a.Host, Header: a.Header, Secret: a.Secret, Upstream: "https://" + a.Host + "/"})
 	}
 	sort.Strings(info.Grants)

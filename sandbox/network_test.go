@@ -143,8 +143,8 @@ func TestEgressRealClients(t *testing.T) {
 	u.add("api.example.com", "203.0.113.10", 80, plain.Listener.Addr().String())
 	u.add("api.example.com", "203.0.113.10", 443, secure.Listener.Addr().String())
 	u.add("files.cdn.example.org", "203.0.113.11", 443, secure.Listener.Addr().String())
-	set := base().InWorkdir(wd).Connect("api.example.com:80", "api.example.com:443", "*.cdn.example.org:443").
-		SetEnv("SSL_CERT_FILE", filepath.Join(wd, "ca.pem")).WithTimeout(60 * time.Second)
+	set := base().WithWorkdir(wd).WithEgress("api.example.com:80", "api.example.com:443", "*.cdn.example.org:443").
+		WithEnv("SSL_CERT_FILE", filepath.Join(wd, "ca.pem")).WithTimeout(60 * time.Second)
 
 	cases := []struct{ name, script, want string }{
 		{"curl_http", `curl -sS http://api.example.com/a`, "hello api.example.com /a"},
@@ -204,7 +204,7 @@ func TestEgressRebindingRefused(t *testing.T) {
 	u := newUpstreams()
 	u.add("api.example.com", "127.0.0.1", 80, canary.Listener.Addr().String())
 	u.add("meta.example.com", "169.254.169.254", 80, canary.Listener.Addr().String())
-	set := base().Connect("api.example.com:80", "meta.example.com:80")
+	set := base().WithEgress("api.example.com:80", "meta.example.com:80")
 	res := runWith(t, u.runner(), set, `curl -sS -m 10 http://api.example.com/; curl -sS -m 10 http://meta.example.com/; exit 0`)
 	if strings.Contains(string(res.Stdout), "canary") {
 		t.Fatalf("reached the canary: %q", res.Stdout)
@@ -220,7 +220,7 @@ func TestEgressRebindingRefused(t *testing.T) {
 	}
 
 	// The policy may allow a range explicitly: then the same name connects.
-	res = runWith(t, u.runner(), set.Clone().AllowRanges("169.254.169.254/32"), `curl -sS -m 10 http://meta.example.com/`)
+	res = runWith(t, u.runner(), set.Clone().WithEgressAllow("169.254.169.254/32"), `curl -sS -m 10 http://meta.example.com/`)
 	if string(res.Stdout) != "canary reached" {
 		t.Fatalf("with the range allowed: stdout %q stderr %q", res.Stdout, res.Stderr)
 	}
@@ -259,7 +259,7 @@ func TestEgressHTTPAPI(t *testing.T) {
 	u.add("api.example.com", "203.0.113.20", 443, up.Listener.Addr().String())
 	r := u.runner()
 	r.UpstreamTLS = &tls.Config{RootCAs: pool}
-	set := base().InWorkdir(wd).HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:TOOLCELL_TEST_API_KEY")
+	set := base().WithWorkdir(wd).WithHTTPAPI("api.example.com", "Authorization", "Bearer ", "env:TOOLCELL_TEST_API_KEY")
 	res := runWith(t, r, set, `
 curl -sS -H 'Authorization: forged' http://api.example.com/v1/models && echo &&
 curl -sS -d 'hello=1' http://api.example.com/v1/post && echo &&
@@ -336,7 +336,7 @@ echo dumped
 
 func TestEgressHTTPAPIMissingSecret(t *testing.T) {
 	testenv.RequireUserNS(t)
-	set := base().HTTPAPI("api.example.com", "Authorization", "Bearer ", "env:TOOLCELL_TEST_NO_SUCH_KEY")
+	set := base().WithHTTPAPI("api.example.com", "Authorization", "Bearer ", "env:TOOLCELL_TEST_NO_SUCH_KEY")
 	_, err := sandbox.Run(context.Background(), set, sandbox.Command("/bin/true"))
 	if !errors.Is(err, sandbox.ErrSetup) || !strings.Contains(err.Error(), "env:TOOLCELL_TEST_NO_SUCH_KEY") {
 		t.Fatalf("err %v, want a setup error naming the secret reference", err)
@@ -380,7 +380,7 @@ func TestEgressGitClone(t *testing.T) {
 	defer srv.Close()
 	u := newUpstreams()
 	u.add("git.example.com", "203.0.113.30", 443, srv.Listener.Addr().String())
-	set := base().InWorkdir(wd).Connect("git.example.com:443").WithTimeout(60 * time.Second)
+	set := base().WithWorkdir(wd).WithEgress("git.example.com:443").WithTimeout(60 * time.Second)
 	res := runWith(t, u.runner(), set, `GIT_SSL_CAINFO=$PWD/ca.pem git clone -q https://git.example.com/tool.git clone && git -C clone log --format=%s`)
 	if res.Exit.Code != 0 || string(res.Stdout) != "fetched through toolcell\n" {
 		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)

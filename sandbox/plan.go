@@ -59,7 +59,7 @@ func (r *Runner) Compile(set *capability.Set) (*Plan, error) {
 	}
 	pl := &Plan{r: r, set: set, hash: hash, degraded: []string{}}
 
-	pol := SyscallPolicy(set)
+	pol := seccomp.PolicyFor(set)
 	if err := haveUserNotif(); err != nil {
 		if !r.AllowNoSyscallAudit {
 			return nil, fmt.Errorf("%w: seccomp user notification (denied syscalls cannot be recorded): %w", ErrUnsupported, err)

@@ -91,7 +91,7 @@ func TestPoolDeadSandboxNotUsed(t *testing.T) {
 
 // Each pooled run gets its own temporary workdir, collected after the run.
 func TestPoolTempWorkdir(t *testing.T) {
-	po := newPool(t, base().InWorkdir(capability.TempWorkdir()), 2)
+	po := newPool(t, base().WithWorkdir(capability.TempWorkdir()), 2)
 	waitReady(t, po)
 	for i := 0; i < 2; i++ {
 		var got string
@@ -136,7 +136,7 @@ func TestPoolBuildFailure(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	pl, err := sandbox.Compile(base().ReadDir(dir))
+	pl, err := sandbox.Compile(base().WithReadDirs(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestPlanIsACopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := pl.Hash()
-	set.SetEnv("X", "1")
+	set.WithEnv("X", "1")
 	res, err := pl.Run(context.Background(), sandbox.Command("/bin/sh", "-c", "echo ${X:-unset}"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestPoolEgress(t *testing.T) {
 	defer srv.Close()
 	u := newUpstreams()
 	u.add("api.example.com", "203.0.113.10", 80, srv.Listener.Addr().String())
-	pl, err := u.runner().Compile(base().Connect("api.example.com:80").WithTimeout(60 * time.Second))
+	pl, err := u.runner().Compile(base().WithEgress("api.example.com:80").WithTimeout(60 * time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	// Each run gets a temporary workdir too, which must be gone after it.
-	pl, err := sandbox.Compile(base().InWorkdir(capability.TempWorkdir()))
+	pl, err := sandbox.Compile(base().WithWorkdir(capability.TempWorkdir()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -503,7 +503,7 @@ func (p *Process) sendPlan() error {
 	if p.r.AllowNoIDMap {
 		flags |= planIDMapOpt
 	}
-	m := encodePlan(flags, plan, p.pl.filter.BPF, uint64(p.set.FileSizeLimit()), ids, len(procs), p.socks, p.landlock)
+	m := encodePlan(flags, plan, p.pl.filter.BPF, uint64(p.set.MaxFileSizeOrDefault()), ids, len(procs), p.socks, p.landlock)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
 		var oob []byte
 		if j := min(i+fdChunk, len(give)); j > i {

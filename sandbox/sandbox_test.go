@@ -160,7 +160,7 @@ func TestFilesystemView(t *testing.T) {
 	ro := testenv.Tempdir(t)
 	os.WriteFile(filepath.Join(ro, "data"), []byte("readable"), 0o644)
 
-	set := base().InWorkdir(wd).ReadDir(ro)
+	set := base().WithWorkdir(wd).WithReadDirs(ro)
 	script := fmt.Sprintf(`
 pwd
 echo written > out.txt && echo write-workdir-ok
@@ -217,7 +217,7 @@ func TestNoexecAndExecGrant(t *testing.T) {
 	os.WriteFile(script, []byte("#!/bin/sh\necho from-exec-grant\n"), 0o755)
 	other := filepath.Join(wd, "other.sh")
 	os.WriteFile(other, []byte("#!/bin/sh\necho should-not-run\n"), 0o755)
-	set := base().InWorkdir(wd).ExecFile(script)
+	set := base().WithWorkdir(wd).WithExec(script)
 	res := run(t, set, `./tool.sh; ./other.sh 2>/dev/null || echo other-noexec; cp /bin/true /tmp/t && /tmp/t 2>/dev/null || echo tmp-noexec`)
 	out := string(res.Stdout)
 	for _, want := range []string{"from-exec-grant", "other-noexec", "tmp-noexec"} {
@@ -240,11 +240,11 @@ func TestSymlinkedGrantAppearsAtSamePath(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Passing through a link needs the policy's word (follow_symlinks).
-	res := run(t, base().ReadDir(link).FollowSymlinksFor(link), "cat "+link+"/f")
+	res := run(t, base().WithReadDirs(link).WithFollowSymlinks(link), "cat "+link+"/f")
 	if string(res.Stdout) != "via-link" {
 		t.Fatalf("got %q", res.Stdout)
 	}
-	_, err := sandbox.Run(context.Background(), base().ReadDir(link), sandbox.Command("/bin/true"))
+	_, err := sandbox.Run(context.Background(), base().WithReadDirs(link), sandbox.Command("/bin/true"))
 	var fe *capability.FieldError
 	if !errors.Is(err, sandbox.ErrPolicy) || !errors.As(err, &fe) || fe.Field != "read_dirs[0]" || !strings.Contains(fe.Reason, link+" -> real") {
 		t.Fatalf("unlisted link: err %v, want read_dirs[0] refused naming %s -> real", err, link)
@@ -255,7 +255,7 @@ func TestSymlinkedGrantAppearsAtSamePath(t *testing.T) {
 // granted as written (where /bin is a link into /usr, the view mounts the
 // resolved path), and a link after /bin is still refused.
 func TestMergedUsrLinkGrant(t *testing.T) {
-	res := runCmd(t, base().ExecFile("/bin/true").ReadFile("/bin/cat"), sandbox.Command("/bin/true"))
+	res := runCmd(t, base().WithExec("/bin/true").WithReadFiles("/bin/cat"), sandbox.Command("/bin/true"))
 	want := "/bin/true"
 	if text, err := os.Readlink("/bin"); err == nil && capability.IsMergedUsrLink("/bin", text) {
 		want = filepath.Join("/", text, "true")
@@ -268,7 +268,7 @@ func TestMergedUsrLinkGrant(t *testing.T) {
 		t.Fatalf("no mount of %s in %+v", want, res.Audit.Enforcement.Mounts)
 	}
 	if text, err := os.Readlink("/bin/sh"); err == nil {
-		_, err := sandbox.Run(context.Background(), base().ExecFile("/bin/sh"), sandbox.Command("/bin/true"))
+		_, err := sandbox.Run(context.Background(), base().WithExec("/bin/sh"), sandbox.Command("/bin/true"))
 		var fe *capability.FieldError
 		if !errors.As(err, &fe) || fe.Field != "exec[0]" || !strings.Contains(fe.Reason, " -> "+text) {
 			t.Fatalf("exec /bin/sh (a link to %s): err %v, want exec[0] refused naming the link", text, err)
@@ -294,7 +294,7 @@ func TestPlantedSymlinkRefused(t *testing.T) {
 	os.WriteFile(filepath.Join(canary, "b", "secret"), []byte("canary nested\n"), 0o644)
 	w := workdir(t)
 	// Run 1: the tool plants the links in its writable workdir.
-	res := run(t, base().InWorkdir(w), "ln -s "+canary+" proj && ln -s "+canary+" a && echo planted")
+	res := run(t, base().WithWorkdir(w), "ln -s "+canary+" proj && ln -s "+canary+" a && echo planted")
 	if string(res.Stdout) != "planted\n" {
 		t.Fatalf("plant failed: %q %q", res.Stdout, res.Stderr)
 	}
@@ -304,14 +304,14 @@ func TestPlantedSymlinkRefused(t *testing.T) {
 		name, field, path, link string
 		set                     *capability.Set
 	}{
-		{"workdir", "workdir", proj, proj, base().InWorkdir(proj)},
-		{"read_dirs", "read_dirs[2]", proj, proj, base().ReadDir(other, filepath.Join(canary, "b"), proj)},
-		{"read_files", "read_files[0]", filepath.Join(proj, "secret"), proj, base().ReadFile(filepath.Join(proj, "secret"))},
-		{"exec", "exec[0]", filepath.Join(proj, "tool"), proj, base().ExecFile(filepath.Join(proj, "tool"))},
-		{"write_dirs", "write_dirs[1]", proj, proj, base().WriteDir(other, proj)},
-		{"write_files", "write_files[0]", filepath.Join(proj, "secret"), proj, base().WriteFile(filepath.Join(proj, "secret"))},
-		{"nested", "read_dirs[0]", filepath.Join(a, "b"), a, base().ReadDir(filepath.Join(a, "b"))},
-		{"follow listed for another grant", "read_dirs[0]", proj, proj, base().ReadDir(proj, other).FollowSymlinksFor(other)},
+		{"workdir", "workdir", proj, proj, base().WithWorkdir(proj)},
+		{"read_dirs", "read_dirs[2]", proj, proj, base().WithReadDirs(other, filepath.Join(canary, "b"), proj)},
+		{"read_files", "read_files[0]", filepath.Join(proj, "secret"), proj, base().WithReadFiles(filepath.Join(proj, "secret"))},
+		{"exec", "exec[0]", filepath.Join(proj, "tool"), proj, base().WithExec(filepath.Join(proj, "tool"))},
+		{"write_dirs", "write_dirs[1]", proj, proj, base().WithWriteDirs(other, proj)},
+		{"write_files", "write_files[0]", filepath.Join(proj, "secret"), proj, base().WithWriteFiles(filepath.Join(proj, "secret"))},
+		{"nested", "read_dirs[0]", filepath.Join(a, "b"), a, base().WithReadDirs(filepath.Join(a, "b"))},
+		{"follow listed for another grant", "read_dirs[0]", proj, proj, base().WithReadDirs(proj, other).WithFollowSymlinks(other)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			res, err := sandbox.Run(context.Background(), c.set, sandbox.Command("/bin/sh", "-c", read))
@@ -337,7 +337,7 @@ func TestPlantedSymlinkRefused(t *testing.T) {
 	// The opt-in: the grant passes the link, the view recreates it, and
 	// the tool reads through it (here the link's target is the data).
 	t.Run("follow_symlinks", func(t *testing.T) {
-		res := run(t, base().ReadDir(filepath.Join(a, "b")).FollowSymlinksFor(filepath.Join(a, "b")),
+		res := run(t, base().WithReadDirs(filepath.Join(a, "b")).WithFollowSymlinks(filepath.Join(a, "b")),
 			"readlink "+a+"; cat "+filepath.Join(a, "b", "secret"))
 		if string(res.Stdout) != canary+"\ncanary nested\n" {
 			t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
@@ -360,7 +360,7 @@ func TestNoHostProcesses(t *testing.T) {
 
 func TestHostEnvironmentNotLeaked(t *testing.T) {
 	t.Setenv("TOOLCELL_CANARY_SECRET", "s3cr3t-canary")
-	set := base().SetEnv("GIVEN", "yes")
+	set := base().WithEnv("GIVEN", "yes")
 	res := run(t, set, `env; cat /proc/1/environ | tr '\0' '\n'`)
 	if bytes.Contains(res.Stdout, []byte("s3cr3t-canary")) {
 		t.Fatalf("host environment leaked: %s", res.Stdout)
@@ -516,7 +516,7 @@ func TestRealPrograms(t *testing.T) {
 	bin := filepath.Join(wd, "hello")
 	os.WriteFile(bin, nil, 0o755)
 	os.Chmod(bin, 0o777) // written by the mapped sandbox user
-	set := base().InWorkdir(wd).ExecFile(bin).WriteFile(bin).WithMemory(1 << 30).WithTimeout(120 * time.Second)
+	set := base().WithWorkdir(wd).WithExec(bin).WithWriteFiles(bin).WithMemory(1 << 30).WithTimeout(120 * time.Second)
 	cases := []struct{ name, script, want string }{
 		{"coreutils", `printf 'b\na\n' | sort | tr a-z A-Z | head -1; ls / | wc -l >/dev/null; awk 'BEGIN{print 6*7}'`, "A\n42\n"},
 		{"python3", `python3 -c 'import json,hashlib; print(json.dumps({"h": hashlib.sha256(b"x").hexdigest()[:8]}))'`, `{"h": "2d711642"}` + "\n"},
@@ -537,7 +537,7 @@ func TestRealPrograms(t *testing.T) {
 }
 
 func TestBadPolicyIsSetupError(t *testing.T) {
-	_, err := sandbox.Run(context.Background(), capability.New().ReadDir("relative/path"), sandbox.Command("/bin/true"))
+	_, err := sandbox.Run(context.Background(), capability.New().WithReadDirs("relative/path"), sandbox.Command("/bin/true"))
 	if !errors.Is(err, sandbox.ErrPolicy) {
 		t.Fatalf("err %v, want ErrPolicy", err)
 	}
@@ -557,7 +557,7 @@ func TestSymlinkPlantedInWritableGrantRefused(t *testing.T) {
 	// follow_symlinks lists the grant: this refusal holds even when the
 	// policy trusts the grant's links (without it the link is refused
 	// before, see TestPlantedSymlinkRefused).
-	set := base().InWorkdir(wd).ReadDir(filepath.Join(sub, "data")).FollowSymlinksFor(filepath.Join(sub, "data"))
+	set := base().WithWorkdir(wd).WithReadDirs(filepath.Join(sub, "data")).WithFollowSymlinks(filepath.Join(sub, "data"))
 	res := run(t, set, `mv sub sub.old && mkdir sub && ln -s /usr/share sub/data && echo planted`)
 	if string(res.Stdout) != "planted\n" {
 		t.Fatalf("plant failed: %q %q", res.Stdout, res.Stderr)
@@ -595,7 +595,7 @@ func TestExecOfNoexecFileIsSetupError(t *testing.T) {
 	wd := workdir(t)
 	prog := filepath.Join(wd, "prog")
 	os.WriteFile(prog, []byte("#!/bin/sh\necho ran\n"), 0o755)
-	_, err := sandbox.Run(context.Background(), base().InWorkdir(wd), sandbox.Command(prog))
+	_, err := sandbox.Run(context.Background(), base().WithWorkdir(wd), sandbox.Command(prog))
 	var se *sandbox.SetupError
 	if !errors.As(err, &se) || se.Step != "execve" || se.Errno != syscall.EACCES || !errors.Is(err, sandbox.ErrSetup) {
 		t.Fatalf("err %v, want setup step execve: EACCES", err)
@@ -614,7 +614,7 @@ func TestFailedRunsLeakNoDescriptors(t *testing.T) {
 	wd := workdir(t)
 	prog := filepath.Join(wd, "prog")
 	os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755)
-	set := base().InWorkdir(wd)
+	set := base().WithWorkdir(wd)
 	fds := func() []string {
 		ents, err := os.ReadDir("/proc/self/fd")
 		if err != nil {
@@ -644,7 +644,7 @@ func TestFailedRunsLeakNoDescriptors(t *testing.T) {
 
 func TestMaxFileSize(t *testing.T) {
 	wd := workdir(t)
-	set := base().InWorkdir(wd).WithMaxFileSize(64 << 10)
+	set := base().WithWorkdir(wd).WithMaxFileSize(64 << 10)
 	res := run(t, set, `trap '' XFSZ; head -c 100000 /dev/zero > big; echo "rc=$?"; wc -c < big`)
 	if !strings.Contains(string(res.Stdout), "rc=1") || !strings.HasSuffix(string(res.Stdout), "65536\n") {
 		t.Fatalf("stdout %q stderr %q", res.Stdout, res.Stderr)
@@ -716,7 +716,7 @@ func TestExecDirs(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(d, "tool"), []byte("#!/bin/sh\necho ran "+filepath.Base(d)+"\n"), 0o755)
 	}
-	res := run(t, base().ExecDir(bin).ReadDir(data), bin+"/tool; "+data+"/tool; touch "+bin+"/new")
+	res := run(t, base().WithExecDirs(bin).WithReadDirs(data), bin+"/tool; "+data+"/tool; touch "+bin+"/new")
 	if out := string(res.Stdout); out != "ran bin\n" || !strings.Contains(string(res.Stderr), "Permission denied") ||
 		!strings.Contains(string(res.Stderr), "Read-only file system") {
 		t.Fatalf("exec dir and read dir: %q %q", out, res.Stderr)
@@ -734,11 +734,11 @@ func TestExecDirs(t *testing.T) {
 	wd := workdir(t)
 	os.WriteFile(filepath.Join(wd, "hello.c"), []byte("#include <stdio.h>\nint main(void){puts(\"hello from gcc\");return 0;}\n"), 0o644)
 	build := "gcc -o hello hello.c && ./hello"
-	res = run(t, base().InWorkdir(wd), build)
+	res = run(t, base().WithWorkdir(wd), build)
 	if res.Exit.Code == 0 || !strings.Contains(string(res.Stderr), "Permission denied") {
 		t.Fatalf("noexec workdir ran what gcc built: %d %q %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
-	res = run(t, base().InWorkdir(wd).ExecDir(wd), build)
+	res = run(t, base().WithWorkdir(wd).WithExecDirs(wd), build)
 	if res.Exit.Code != 0 || string(res.Stdout) != "hello from gcc\n" {
 		t.Fatalf("workdir granted exec: %d %q %q", res.Exit.Code, res.Stdout, res.Stderr)
 	}
@@ -758,12 +758,12 @@ func TestUnreachableWorkdirNamesTheUID(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := sandbox.Run(context.Background(), base().InWorkdir(wd), sandbox.Command("true")); err != nil {
+	if _, err := sandbox.Run(context.Background(), base().WithWorkdir(wd), sandbox.Command("true")); err != nil {
 		t.Fatalf("the owner's own 0700 workdir: %v", err)
 	}
 	cmd := sandbox.Command("true")
 	cmd.Dir = ro
-	_, err := sandbox.Run(context.Background(), base().ReadDir(ro), cmd)
+	_, err := sandbox.Run(context.Background(), base().WithReadDirs(ro), cmd)
 	if os.Geteuid() != 0 {
 		if err != nil {
 			t.Fatalf("rootless, the owner's own 0700 directory: %v", err)
@@ -805,7 +805,7 @@ func TestLimitsHit(t *testing.T) {
 	// The tool itself past max_file_size dies of SIGXFSZ.
 	wd := workdir(t)
 	cmd := sandbox.Command("/usr/bin/dd", "if=/dev/zero", "of=f", "bs=1M", "count=2")
-	res := runCmd(t, base().InWorkdir(wd).WithMaxFileSize(1<<20), cmd)
+	res := runCmd(t, base().WithWorkdir(wd).WithMaxFileSize(1<<20), cmd)
 	if !slices.Contains(res.Audit.Exit.LimitsHit, audit.LimitFileSize) || res.Exit.Signal != "SIGXFSZ" {
 		t.Errorf("file size: limits_hit %q signal %q", res.Audit.Exit.LimitsHit, res.Exit.Signal)
 	}

@@ -94,7 +94,7 @@ done`, canary)
 
 	// Egress: a granted name resolves to its synthetic address; any other
 	// name is refused by toolcell's DNS and shows in the record.
-	res, err = r.Run(ctx, capability.New().WithBase().Connect(selfTestName+":9"), Command("/bin/sh", "-c",
+	res, err = r.Run(ctx, capability.New().WithBase().WithEgress(selfTestName+":9"), Command("/bin/sh", "-c",
 		`command -v getent >/dev/null || { echo no-getent; exit 0; }
 getent hosts `+selfTestName+`
 getent hosts leak.`+selfTestName+` && echo leak-resolved
@@ -117,7 +117,7 @@ exit 0`))
 		hostSide = fmt.Sprintf("%d:%d %04o", st.Uid, st.Gid, st.Mode&0o7777)
 		return nil
 	}
-	res, err = r.Run(ctx, capability.New().WithBase().InWorkdir(capability.TempWorkdir()), wcmd)
+	res, err = r.Run(ctx, capability.New().WithBase().WithWorkdir(capability.TempWorkdir()), wcmd)
 	if err != nil && res == nil {
 		return nil, err
 	}

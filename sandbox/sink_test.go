@@ -163,7 +163,7 @@ func TestMaxConcurrent(t *testing.T) {
 // and each left-out field's hash that of its JSON in the full record.
 func TestRecordCompact(t *testing.T) {
 	testenv.RequireUserNS(t)
-	res := runCmd(t, base().InWorkdir(workdir(t)), sandbox.Command("/bin/sh", "-c", "sync; echo hi"))
+	res := runCmd(t, base().WithWorkdir(workdir(t)), sandbox.Command("/bin/sh", "-c", "sync; echo hi"))
 	full := res.Audit
 	c := full.Compact()
 	bf, _ := json.Marshal(full)
@@ -178,7 +178,7 @@ func TestRecordCompact(t *testing.T) {
 		len(c.Enforcement.Compacted.Fields) != 8 {
 		t.Errorf("compacted %+v, full record's hash %s", c.Enforcement.Compacted, full.CompactedHash())
 	}
-	again := runCmd(t, base().InWorkdir(full.Command.Cwd), sandbox.Command("/bin/true")).Audit
+	again := runCmd(t, base().WithWorkdir(full.Command.Cwd), sandbox.Command("/bin/true")).Audit
 	if again.CompactedHash() != full.CompactedHash() {
 		t.Errorf("two runs of one policy: %s and %s", again.CompactedHash(), full.CompactedHash())
 	}

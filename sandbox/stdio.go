@@ -59,7 +59,7 @@ func (p *Process) stdio() ([3]*os.File, error) {
 			pw.Close()
 		}()
 	}
-	limit := int64(p.set.OutputLimit())
+	limit := int64(p.set.MaxOutputOrDefault())
 	for i, dst := range []io.Writer{p.cmd.Stdout, p.cmd.Stderr} {
 		pr, pw, err := os.Pipe()
 		if err != nil {

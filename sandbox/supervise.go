@@ -43,7 +43,7 @@ func (p *Process) supervise() {
 	// soon as it happens.
 	exited := make(chan struct{})
 	go func() { p.stage2.wait(); close(exited) }()
-	timeout := p.set.TimeoutLimit()
+	timeout := p.set.TimeoutOrDefault()
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	done := p.ctx.Done()

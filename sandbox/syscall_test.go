@@ -23,7 +23,7 @@ func probe(t *testing.T) string {
 }
 
 func probeSet(_ *testing.T, bin string) *capability.Set {
-	return base().ExecFile(bin)
+	return base().WithExec(bin)
 }
 
 // probeLines parses "<name> <errno>" lines.
@@ -216,7 +216,7 @@ func TestDenialsCapped(t *testing.T) {
 // of its own, named.
 func TestDenialsCannotHide(t *testing.T) {
 	bin := probe(t)
-	set := base().AllowSyscalls(capability.SyscallsFileRead).ExecFile(bin)
+	set := base().WithSyscalls(capability.SyscallsFileRead).WithExec(bin)
 	nrs := map[string]int32{}
 	for nr := int32(0); nr < 1024; nr++ {
 		if n := seccomp.SyscallName(unix.AUDIT_ARCH_X86_64, nr); !strings.HasPrefix(n, "nr_") {
@@ -224,7 +224,7 @@ func TestDenialsCannotHide(t *testing.T) {
 		}
 	}
 	var others []string
-	for _, r := range seccomp.Explain(sandbox.SyscallPolicy(set)) {
+	for _, r := range seccomp.Explain(seccomp.PolicyFor(set)) {
 		// The set*id calls too: the probe's ids (1, 2, 3) are not the tool's.
 		idCall := seccomp.IsInspected(r.Syscall) && strings.HasPrefix(r.Syscall, "set") && !strings.HasSuffix(r.Syscall, "xattr")
 		if (r.Action == seccomp.ActionNotify || idCall) && r.Syscall != "acct" && r.Syscall != "pivot_root" {
@@ -301,7 +301,7 @@ func TestSyscallKindsAreGroups(t *testing.T) {
 	for _, g := range seccomp.DefaultGroups() {
 		groups[g] = true
 	}
-	pol := sandbox.SyscallPolicy(capability.New())
+	pol := seccomp.PolicyFor(capability.New())
 	if len(pol.Groups) != len(groups) || pol.DeniedAction != seccomp.ActionNotify {
 		t.Fatalf("default policy %+v, want every group of %v and user_notif", pol, seccomp.DefaultGroups())
 	}
@@ -315,7 +315,7 @@ func TestSyscallKindsAreGroups(t *testing.T) {
 // A policy without the process capability cannot fork: the shell's clone
 // is denied, the shell says so, and the record shows the attempt.
 func TestSyscallKindNarrowsFilter(t *testing.T) {
-	set := base().AllowSyscalls(capability.SyscallsFileRead)
+	set := base().WithSyscalls(capability.SyscallsFileRead)
 	res := run(t, set, "/bin/true; echo rc=$?")
 	if strings.Contains(string(res.Stdout), "rc=0") {
 		t.Fatalf("forked without the process capability: %q", res.Stdout)
@@ -338,7 +338,7 @@ func TestSyscallKindNarrowsFilter(t *testing.T) {
 		t.Fatalf("record groups %q", got)
 	}
 	// The same script with the capability runs.
-	res = run(t, set.Clone().AllowSyscalls(capability.SyscallsProcess), "/bin/true; echo rc=$?")
+	res = run(t, set.Clone().WithSyscalls(capability.SyscallsProcess), "/bin/true; echo rc=$?")
 	if strings.TrimSpace(string(res.Stdout)) != "rc=0" || len(res.Audit.Denials) != 0 {
 		t.Fatalf("with process: %q, denials %+v", res.Stdout, res.Audit.Denials)
 	}

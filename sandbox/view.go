@@ -385,9 +385,9 @@ func buildView(set *capability.Set, tempDir string) (*view, error) {
 		return nil, err
 	}
 	own := []*entry{
-		{path: "/tmp", kind: kindTmpfs, text: fmt.Sprintf("size=%d,mode=1777", int64(set.TmpLimit())), mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC},
+		{path: "/tmp", kind: kindTmpfs, text: fmt.Sprintf("size=%d,mode=1777", int64(set.TmpOrDefault())), mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC},
 		{path: "/dev", kind: kindTmpfs, text: "size=64k,nr_inodes=64,mode=0755", mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NOEXEC},
-		{path: "/dev/shm", kind: kindTmpfs, text: fmt.Sprintf("size=%d,mode=1777", int64(set.TmpLimit())), mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC},
+		{path: "/dev/shm", kind: kindTmpfs, text: fmt.Sprintf("size=%d,mode=1777", int64(set.TmpOrDefault())), mode: unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC},
 		{path: "/proc", kind: kindProc},
 		{path: "/dev/fd", kind: kindSymlink, text: "/proc/self/fd"},
 		{path: "/dev/stdin", kind: kindSymlink, text: "/proc/self/fd/0"},

@@ -19,7 +19,7 @@ import (
 // Collect sees what the tool left there, and the directory is gone after.
 func TestTempWorkdir(t *testing.T) {
 	testenv.RequireUserNS(t)
-	set := base().InWorkdir(capability.TempWorkdir())
+	set := base().WithWorkdir(capability.TempWorkdir())
 	var dirs, hashes []string
 	for i := 0; i < 2; i++ {
 		cmd := sandbox.Command("/bin/sh", "-c", `ls -A; pwd; echo "$HOME $PWD"; echo run > out; mkdir -p ro/sub; chmod 0500 ro/sub ro`)
@@ -64,7 +64,7 @@ func TestTempWorkdir(t *testing.T) {
 // removes its temporary workdir without calling Collect.
 func TestTempWorkdirCollectError(t *testing.T) {
 	testenv.RequireUserNS(t)
-	set := base().InWorkdir(capability.TempWorkdir())
+	set := base().WithWorkdir(capability.TempWorkdir())
 	cmd := sandbox.Command("/bin/true")
 	boom := errors.New("boom")
 	cmd.Collect = func(string) error { return boom }
@@ -105,7 +105,7 @@ func TestTempWorkdirConflict(t *testing.T) {
 		}
 		t.Cleanup(func() { os.Remove(capability.TempWorkdirPath) })
 	}
-	_, err := sandbox.Run(context.Background(), base().InWorkdir(capability.TempWorkdir()).ReadDir(capability.TempWorkdirPath), sandbox.Command("/bin/true"))
+	_, err := sandbox.Run(context.Background(), base().WithWorkdir(capability.TempWorkdir()).WithReadDirs(capability.TempWorkdirPath), sandbox.Command("/bin/true"))
 	if !errors.Is(err, sandbox.ErrPolicy) || !strings.Contains(err.Error(), "/workspace") {
 		t.Fatalf("err %v: want ErrPolicy naming /workspace", err)
 	}

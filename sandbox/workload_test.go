@@ -98,7 +98,7 @@ func TestWorkloadC(t *testing.T) {
 		"util.h":   "int twice(int x);\n",
 		"Makefile": "app: main.o util.o\n\t$(CC) -o $@ main.o util.o\n%.o: %.c util.h\n\t$(CC) -c -o $@ $<\n",
 	})
-	set := workloadPolicy(t, "c-build").InWorkdir(dir)
+	set := workloadPolicy(t, "c-build").WithWorkdir(dir)
 	res := run(t, set, `gcc -o single single.c && ./single && make -s && ./app`)
 	if res.Exit.Code != 0 || string(res.Stdout) != "single\n42\n" {
 		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
@@ -150,7 +150,7 @@ func wheel(t *testing.T, dir, dist, module string, value int) string {
 
 // 2. Python: a venv in a fresh workdir, pip install of a wheel offline,
 // then of another from a package index on the host's loopback, reached
-// through a connect grant to localhost with its range allowed.
+// through an egress grant to localhost with its range allowed.
 func TestWorkloadPython(t *testing.T) {
 	testenv.RequireUserNS(t)
 	wheels, served := testenv.Tempdir(t), testenv.Tempdir(t)
@@ -173,8 +173,8 @@ func TestWorkloadPython(t *testing.T) {
 	defer srv.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
 
-	set := workloadPolicy(t, "python-venv").ReadDir(wheels).
-		Connect(fmt.Sprintf("localhost:%d", port)).AllowRanges("127.0.0.1/32")
+	set := workloadPolicy(t, "python-venv").WithReadDirs(wheels).
+		WithEgress(fmt.Sprintf("localhost:%d", port)).WithEgressAllow("127.0.0.1/32")
 	cmd := sandbox.Command("/bin/sh", "-c", fmt.Sprintf(`set -e
 python3 -m venv venv
 venv/bin/python -m pip install -q --no-index --find-links %s toolcell-demo
@@ -225,7 +225,7 @@ func TestWorkloadNode(t *testing.T) {
 	if err := os.WriteFile(tgz, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	set := workloadPolicy(t, "node-npm").ReadFile(tgz)
+	set := workloadPolicy(t, "node-npm").WithReadFiles(tgz)
 	res := run(t, set, `npm install --offline --silent `+tgz+` && node -e 'console.log(require("toolcell-demo").value)' && test -f node_modules/toolcell-demo/index.js`)
 	if res.Exit.Code != 0 || !strings.HasSuffix(string(res.Stdout), "42\n") {
 		t.Fatalf("exit %d stdout %q stderr %q", res.Exit.Code, res.Stdout, res.Stderr)
@@ -235,7 +235,7 @@ func TestWorkloadNode(t *testing.T) {
 	onlyDenials(t, res.Audit, "socket family=AF_NETLINK")
 }
 
-// 4. git: clone over HTTPS through the git policy's connect grant (the
+// 4. git: clone over HTTPS through the git policy's egress grant (the
 // test's resolver sends github.com to a local git server), commit and
 // diff in the workdir.
 func TestWorkloadGit(t *testing.T) {
@@ -273,7 +273,7 @@ func TestWorkloadGit(t *testing.T) {
 	defer srv.Close()
 	u := newUpstreams()
 	u.add("github.com", "203.0.113.31", 443, srv.Listener.Addr().String())
-	set := workloadPolicy(t, "git").ReadFile(filepath.Join(certs, "ca.pem"))
+	set := workloadPolicy(t, "git").WithReadFiles(filepath.Join(certs, "ca.pem"))
 	res := runWith(t, u.runner(), set, `set -e
 export GIT_SSL_CAINFO=`+filepath.Join(certs, "ca.pem")+`
 git clone -q https://github.com/demo/tool.git tool
@@ -297,7 +297,7 @@ git diff HEAD~1 --stat`)
 func TestWorkloadBulkFiles(t *testing.T) {
 	testenv.RequireUserNS(t)
 	dir := workdir(t)
-	set := workloadPolicy(t, "bulk-files").InWorkdir(dir)
+	set := workloadPolicy(t, "bulk-files").WithWorkdir(dir)
 	res := run(t, set, `set -e
 mkdir many && cd many
 i=0; while [ $i -lt 10000 ]; do echo $i > f$i; i=$((i+1)); done
@@ -317,8 +317,8 @@ cd .. && head -c 200M /dev/zero > big && echo done`)
 		t.Fatal(err)
 	}
 	res = run(t, set, `head -c 300M /dev/zero > toobig; echo "head: $?"`)
-	if fi, err := os.Stat(filepath.Join(dir, "toobig")); err != nil || fi.Size() != int64(set.FileSizeLimit()) {
-		t.Errorf("toobig: %v %v, want max_file_size %d bytes", fi, err, set.FileSizeLimit())
+	if fi, err := os.Stat(filepath.Join(dir, "toobig")); err != nil || fi.Size() != int64(set.MaxFileSizeOrDefault()) {
+		t.Errorf("toobig: %v %v, want max_file_size %d bytes", fi, err, set.MaxFileSizeOrDefault())
 	}
 	// head dies of SIGXFSZ (128 + 25), the shell goes on.
 	if string(res.Stdout) != "head: 153\n" {
@@ -326,8 +326,8 @@ cd .. && head -c 200M /dev/zero > big && echo done`)
 	}
 
 	res = run(t, set, `head -c 1M /dev/zero`)
-	if !res.Audit.Output.StdoutTruncated || int64(len(res.Stdout)) != int64(set.OutputLimit()) || res.Exit.Reason != audit.ReasonOutputLimit {
-		t.Errorf("output cap: %d bytes kept, truncated %v, reason %s; want %d", len(res.Stdout), res.Audit.Output.StdoutTruncated, res.Exit.Reason, set.OutputLimit())
+	if !res.Audit.Output.StdoutTruncated || int64(len(res.Stdout)) != int64(set.MaxOutputOrDefault()) || res.Exit.Reason != audit.ReasonOutputLimit {
+		t.Errorf("output cap: %d bytes kept, truncated %v, reason %s; want %d", len(res.Stdout), res.Audit.Output.StdoutTruncated, res.Exit.Reason, set.MaxOutputOrDefault())
 	}
 	onlyDenials(t, res.Audit)
 }

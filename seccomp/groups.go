@@ -26,7 +26,7 @@ const (
 	GroupIoctl     Group = "ioctl"
 	// GroupNetwork allows IPv4 and IPv6 stream and datagram sockets and
 	// the calls that use them. It is not in DefaultGroups: a run gets it
-	// only with an egress grant (sandbox.SyscallPolicy).
+	// only with an egress grant (PolicyFor).
 	GroupNetwork Group = "network"
 )
 

@@ -7,7 +7,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/toolcell/toolcell/capability"
-	"github.com/toolcell/toolcell/sandbox"
 	"github.com/toolcell/toolcell/seccomp"
 )
 
@@ -16,9 +15,9 @@ import (
 func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("explain", "", stderr)
 	o := policyFlags(fs)
-	syscalls := fs.Bool("syscalls", false, "also list every syscall the filter allows, with the group that allows it")
+	listSyscalls := fs.Bool("list-syscalls", false, "also list every syscall the filter allows, with the group that allows it")
 	diff := fs.String("diff", "", "compare with the policy in this manifest: list the syscalls whose treatment changes, widening first")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return parseExit(err)
 	}
 	set, err := o.build()
@@ -40,7 +39,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	row := func(g, m, e string) { fmt.Fprintf(tw, "%s\t%s\t%s\n", g, m, e) }
 	row("(always)", "user ns (uid 1000 -> unprivileged host uid), all capability sets empty, no_new_privs, setsid", "enforcement.namespaces, uid_map, capabilities, cap_sets, no_new_privs")
 	row("(always) nothing else on disk", "fresh tmpfs root, read-only; pivot_root, old root detached; own /proc with host knobs masked", "enforcement.mounts (the whole view)")
-	row("(always) the grants again", "Landlock, entered by the tool: the same grants by path inside the view, nothing else (EACCES); with connect grants TCP connect to the relay's ports only", "enforcement.landlock (abi, handled rights, rules)")
+	row("(always) the grants again", "Landlock, entered by the tool: the same grants by path inside the view, nothing else (EACCES); with egress grants TCP connect to the relay's ports only", "enforcement.landlock (abi, handled rights, rules)")
 	if set.Base {
 		row("base", "/usr and merged-/usr links, loader cache, /etc/alternatives, CA certificates: bind ro (exec on /usr); generated passwd/group/hosts", "enforcement.mounts")
 	}
@@ -94,7 +93,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	for _, p := range set.FollowSymlinks {
 		row("follow symlinks "+p, "the grant resolves through its links, each recreated in the view; the resolved path is bind-mounted and opened with openat2(RESOLVE_NO_SYMLINKS); a link inside a writable grant is still refused", "enforcement.mounts (src: the resolved path)")
 	}
-	row(fmt.Sprintf("tmp %s", set.TmpLimit()), "tmpfs /tmp size cap, nosuid,nodev,noexec", "enforcement.mounts")
+	row(fmt.Sprintf("tmp %s", set.TmpOrDefault()), "tmpfs /tmp size cap, nosuid,nodev,noexec", "enforcement.mounts")
 	if len(set.Env) > 0 {
 		names := make([]string, 0, len(set.Env))
 		for k := range set.Env {
@@ -102,30 +101,30 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 		}
 		row("env "+strings.Join(names, ","), "exec message carries only these (and PATH); host environment never passed", "command.env_names (values never recorded)")
 	}
-	for _, a := range set.APIs {
+	for _, a := range set.HTTPAPI {
 		row("http api "+a.Host, "tool speaks plain HTTP to http://"+a.Host+"/ in the sandbox; the supervisor checks Host, adds "+a.Header+" from secret "+a.Secret+" (never in the sandbox) and forwards to https://"+a.Host+"/", "network[] kind http (method, path, status, bytes, secret reference); enforcement.egress.http_api")
 	}
-	if len(set.Egress) > 0 || len(set.APIs) > 0 {
+	if len(set.Egress) > 0 || len(set.HTTPAPI) > 0 {
 		for _, ep := range set.Egress {
-			row("connect "+ep, "toolcell's DNS gives the name a loopback address in the sandbox's empty network namespace; a listener there is served by the supervisor, which checks SNI/Host, resolves on the host, refuses private/loopback/metadata addresses and relays", "network[] (dns, connect: ip, sni, bytes, reason); enforcement.egress")
+			row("egress "+ep, "toolcell's DNS gives the name a loopback address in the sandbox's empty network namespace; a listener there is served by the supervisor, which checks SNI/Host, resolves on the host, refuses private/loopback/metadata addresses and relays", "network[] (dns, connect: ip, sni, bytes, reason); enforcement.egress")
 		}
 		for _, r := range set.EgressAllow {
-			row("allowed range "+r, "the relay dials a granted name resolving into this range (refused by default)", "network[] ip; enforcement.egress.allow")
+			row("egress allow "+r, "the relay dials a granted name resolving into this range (refused by default)", "network[] ip; enforcement.egress.allow")
 		}
 		row("(other names, IPs)", "DNS answers NXDOMAIN; every other address reaches only the relay's listeners (refused) or nothing (connection refused); seccomp allows only AF_INET/AF_INET6 stream+dgram sockets", "network[] (refused dns queries, direct connects to granted ports, UDP datagrams)")
 	} else {
 		row("(no network)", "empty network namespace, loopback only; AF_INET/AF_INET6 sockets denied by seccomp", "enforcement.namespaces (net); denials[] (socket)")
 	}
-	row(fmt.Sprintf("memory %s", set.MemoryLimit()), "cgroup memory limit, swap 0", "resources.memory_peak_bytes, oom_kills; exit.reason=oom")
-	row(fmt.Sprintf("pids %d", set.PidsLimit()), "cgroup pids limit", "resources.pids_peak")
-	row(fmt.Sprintf("inotify %d instances, %d watches", set.InotifyInstancesLimit(), set.InotifyWatchesLimit()),
+	row(fmt.Sprintf("memory %s", set.MemoryOrDefault()), "cgroup memory limit, swap 0", "resources.memory_peak_bytes, oom_kills; exit.reason=oom")
+	row(fmt.Sprintf("pids %d", set.PidsOrDefault()), "cgroup pids limit", "resources.pids_peak")
+	row(fmt.Sprintf("inotify %d instances, %d watches", set.InotifyInstancesOrDefault(), set.InotifyWatchesOrDefault()),
 		"max_inotify_instances/_watches of the sandbox's user namespace (owned by the run's uid)", "enforcement.user_limits")
-	row(fmt.Sprintf("cpu %g", set.CPULimit()), "cgroup cpu quota", "resources.cpu_user_us, cpu_system_us")
-	row(fmt.Sprintf("timeout %s", set.TimeoutLimit()), "supervisor timer; whole cgroup killed", "exit.reason=timeout")
-	row(fmt.Sprintf("max output %s", set.OutputLimit()), "supervisor byte cap per stream; whole cgroup killed", "exit.reason=output_limit; output.*_truncated")
-	row(fmt.Sprintf("max file size %s", set.FileSizeLimit()), "RLIMIT_FSIZE: a larger write fails (EFBIG, SIGXFSZ)", "exit.signal=SIGXFSZ when the tool did not handle it")
+	row(fmt.Sprintf("cpu %g", set.CPUOrDefault()), "cgroup cpu quota", "resources.cpu_user_us, cpu_system_us")
+	row(fmt.Sprintf("timeout %s", set.TimeoutOrDefault()), "supervisor timer; whole cgroup killed", "exit.reason=timeout")
+	row(fmt.Sprintf("max output %s", set.MaxOutputOrDefault()), "supervisor byte cap per stream; whole cgroup killed", "exit.reason=output_limit; output.*_truncated")
+	row(fmt.Sprintf("max file size %s", set.MaxFileSizeOrDefault()), "RLIMIT_FSIZE: a larger write fails (EFBIG, SIGXFSZ)", "exit.signal=SIGXFSZ when the tool did not handle it")
 	row("(always) no core dumps, 1024 descriptors", "RLIMIT_CORE 0, RLIMIT_NOFILE 1024", "-")
-	pol := sandbox.SyscallPolicy(set)
+	pol := seccomp.PolicyFor(set)
 	f, err := seccomp.CompileCached(pol)
 	if err != nil {
 		fmt.Fprintf(stderr, "toolcell: seccomp: %v\n", err)
@@ -137,7 +136,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	row(fmt.Sprintf("syscalls %s (%d allowed)", strings.Join(groups, ","), len(f.Allowed)), fmt.Sprintf("seccomp allowlist: denied -> %s (supervisor records, answers EPERM), unknown -> %s, foreign arch -> %s", f.DeniedAction, f.DefaultAction, f.ForeignArchAction), "enforcement.seccomp; denials[] (syscall, decoded args, count); exit.reason=seccomp_kill")
 	tw.Flush()
-	if *syscalls {
+	if *listSyscalls {
 		fmt.Fprintln(stdout)
 		tw = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SYSCALL\tGROUP\tCONDITION")
@@ -157,7 +156,7 @@ func cmdExplain(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "toolcell: --diff: %v\n", oneLine(err))
 			return exitSetup
 		}
-		changes := seccomp.Diff(sandbox.SyscallPolicy(old), pol)
+		changes := seccomp.Diff(seccomp.PolicyFor(old), pol)
 		fmt.Fprintf(stdout, "\nsyscalls compared with %s: %d changed\n", *diff, len(changes))
 		tw = tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "SYSCALL\tWAS\tNOW\tWIDENS")

@@ -74,6 +74,42 @@ func parseExit(err error) int {
 	return 2
 }
 
+// renamedFlags maps each flag an earlier version had to the flag that
+// replaced it, named as the policy field is (see package capability). The
+// old names are refused with an error naming the new one, not accepted as
+// aliases.
+var renamedFlags = map[string]string{
+	"connect":        "egress",
+	"allow-range":    "egress-allow",
+	"allow-syscalls": "syscalls",
+}
+
+// parseFlags parses args with fs, after refusing a renamed flag by name
+// (the flag package would only say it is not defined). It looks at the
+// flags where the flag package will: up to the first operand or "--".
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" || len(a) < 2 || a[0] != '-' {
+			break
+		}
+		name, _, hasValue := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := fs.Lookup(name)
+		if nw, ok := renamedFlags[name]; ok && f == nil {
+			err := fmt.Errorf("flag --%s was renamed to --%s", name, nw)
+			fmt.Fprintf(fs.Output(), "toolcell %s: %v\n", fs.Name(), err)
+			return err
+		}
+		if f == nil {
+			break // the flag package says what is wrong
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !hasValue && !(ok && b.IsBoolFlag()) {
+			i++ // the flag's value
+		}
+	}
+	return fs.Parse(args)
+}
+
 // printFlags prints fs's flags as --name, each with its usage.
 func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fs.VisitAll(func(f *flag.Flag) {
@@ -133,6 +169,7 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 		})
 	}
 	fs.StringVar(&o.policy, "policy", "", "JSON or YAML policy manifest; flags add to it")
+	fs.Func("name", "the policy's name (name)", func(v string) error { o.set.Name = v; return nil })
 	fs.BoolFunc("base", "grant the read-only system view (/usr, loader cache, generated /etc)", func(string) error { o.set.Base = true; return nil })
 	list("read", "grant read-only access to a file or directory", func(v string) { o.addPath(absPath(v), false) })
 	list("write", "grant read-write access to a file or directory", func(v string) { o.addPath(absPath(v), true) })
@@ -205,8 +242,8 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 		return nil
 	})
 	size("max-file-size", "largest file the tool may write (RLIMIT_FSIZE)", func(n capability.Size) { o.set.MaxFileSize = n })
-	list("connect", "grant egress to name:port or *.domain:port (DNS and relay by toolcell; see README)", func(v string) { o.set.Egress = append(o.set.Egress, v) })
-	list("allow-range", "CIDR range a granted name may resolve into although private/loopback/link-local (connect_allow_ranges)", func(v string) { o.set.EgressAllow = append(o.set.EgressAllow, v) })
+	list("egress", "grant egress to name:port or *.domain:port (DNS and relay by toolcell; see README)", func(v string) { o.set.Egress = append(o.set.Egress, v) })
+	list("egress-allow", "CIDR range a granted name may resolve into although private/loopback/link-local (egress_allow)", func(v string) { o.set.EgressAllow = append(o.set.EgressAllow, v) })
 	fs.Func("http-api", "HOST,HEADER,SECRET[,PREFIX]: the tool calls http://HOST/, the supervisor adds HEADER: PREFIX+secret and forwards to https://HOST/ (SECRET: env:NAME or file:/path; the value never enters the sandbox)", func(v string) error {
 		f := strings.SplitN(v, ",", 4)
 		if len(f) < 3 {
@@ -216,10 +253,15 @@ func policyFlags(fs *flag.FlagSet) *policyOpts {
 		if len(f) == 4 {
 			a.Prefix = f[3]
 		}
-		o.set.APIs = append(o.set.APIs, a)
+		o.set.HTTPAPI = append(o.set.HTTPAPI, a)
 		return nil
 	})
-	fs.Func("allow-syscalls", "comma-separated syscall kinds the tool may use besides the base set and exec ("+strings.Join(capability.AllSyscalls(), ",")+"; default all)", func(v string) error {
+	fs.Func("syscalls", "comma-separated syscall kinds the tool may use besides the base set and exec ("+strings.Join(capability.AllSyscalls(), ",")+"; default all) (syscalls)", func(v string) error {
+		if strings.HasPrefix(v, "-") {
+			// explain's --syscalls listed the syscalls before the flag
+			// named the policy field.
+			return fmt.Errorf("want comma-separated syscall kinds, not %q (explain lists the allowed syscalls with --list-syscalls)", v)
+		}
 		for _, k := range strings.Split(v, ",") {
 			o.set.Syscalls = append(o.set.Syscalls, strings.TrimSpace(k))
 		}
@@ -263,7 +305,7 @@ func (o *policyOpts) addEnv(v string) {
 	if !ok {
 		value = os.Getenv(name)
 	}
-	o.set.SetEnv(name, value)
+	o.set.WithEnv(name, value)
 }
 
 // build merges the manifest (if any) with the flags.
@@ -276,6 +318,9 @@ func (o *policyOpts) build() (*capability.Set, error) {
 		return nil, err
 	}
 	f := o.set
+	if f.Name != "" {
+		m.Name = f.Name
+	}
 	m.Base = m.Base || f.Base
 	m.ReadFiles = append(m.ReadFiles, f.ReadFiles...)
 	m.ReadDirs = append(m.ReadDirs, f.ReadDirs...)
@@ -290,14 +335,14 @@ func (o *policyOpts) build() (*capability.Set, error) {
 	m.FollowSymlinks = append(m.FollowSymlinks, f.FollowSymlinks...)
 	m.Egress = append(m.Egress, f.Egress...)
 	m.EgressAllow = append(m.EgressAllow, f.EgressAllow...)
-	m.APIs = append(m.APIs, f.APIs...)
+	m.HTTPAPI = append(m.HTTPAPI, f.HTTPAPI...)
 	if len(f.Syscalls) > 0 {
-		// --allow-syscalls narrows or widens what the manifest allowed:
+		// --syscalls narrows or widens what the manifest allowed:
 		// the flag's list replaces it, as the scalar flags do.
 		m.Syscalls = f.Syscalls
 	}
 	for k, v := range f.Env {
-		m.SetEnv(k, v)
+		m.WithEnv(k, v)
 	}
 	if f.Tmp != 0 {
 		m.Tmp = f.Tmp
@@ -339,7 +384,7 @@ func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	compact := fs.Bool("audit-compact", false, "write the compact record (Record.Compact: mounts, allowed syscalls and Landlock rules as hashes)")
 	r := &sandbox.Runner{}
 	fs.BoolVar(&r.AllowNoIDMap, "allow-no-idmap", false, "where the kernel cannot idmap a writable grant's file system (overlayfs, say), bind it plain: the tool writes as the run's host uid, not as the owner (Runner.AllowNoIDMap; enforcement.degraded says so)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return parseExit(err)
 	}
 	argv := fs.Args()

@@ -3,14 +3,17 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/toolcell/toolcell/internal/auditschema"
+	"github.com/toolcell/toolcell/capability"
 	"github.com/toolcell/toolcell/internal/testenv"
 )
 
@@ -137,9 +140,9 @@ func TestExplainAndCheck(t *testing.T) {
 			t.Errorf("explain output lacks %q:\n%s", want, out)
 		}
 	}
-	code, out, _ = cli(t, "", "explain", "--syscalls")
+	code, out, _ = cli(t, "", "explain", "--list-syscalls")
 	if code != 0 || !strings.Contains(out, "SYSCALL") || !strings.Contains(out, "execve") || strings.Contains(out, "\nptrace ") {
-		t.Fatalf("explain --syscalls: %d\n%s", code, out)
+		t.Fatalf("explain --list-syscalls: %d\n%s", code, out)
 	}
 	testenv.RequireUserNS(t)
 	code, out, errs = cli(t, "", "check", "--deep")
@@ -151,12 +154,12 @@ func TestExplainAndCheck(t *testing.T) {
 // Egress flags: grants, ranges and HTTP APIs reach the policy, and bad
 // ones are named.
 func TestEgressFlags(t *testing.T) {
-	code, out, errs := cli(t, "", "explain", "--connect", "pypi.org:443", "--allow-range", "10.20.0.0/16",
+	code, out, errs := cli(t, "", "explain", "--egress", "pypi.org:443", "--egress-allow", "10.20.0.0/16",
 		"--http-api", "api.example.com,Authorization,env:API_KEY,Bearer ")
 	if code != 0 {
 		t.Fatalf("explain: %d %s", code, errs)
 	}
-	for _, want := range []string{"connect pypi.org:443", "allowed range 10.20.0.0/16", "http api api.example.com", "adds Authorization from secret env:API_KEY", "network[]"} {
+	for _, want := range []string{"egress pypi.org:443", "egress allow 10.20.0.0/16", "http api api.example.com", "adds Authorization from secret env:API_KEY", "network[]"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("explain output lacks %q:\n%s", want, out)
 		}
@@ -164,7 +167,7 @@ func TestEgressFlags(t *testing.T) {
 	for _, c := range [][]string{
 		{"--http-api", "api.example.com,Authorization"},
 		{"--http-api", "*.example.com,Authorization,env:K"},
-		{"--allow-range", "10.0.0.1/8"},
+		{"--egress-allow", "10.0.0.1/8"},
 	} {
 		code, _, errs := cli(t, "", append([]string{"explain"}, c...)...)
 		if code == 0 || errs == "" {
@@ -174,16 +177,16 @@ func TestEgressFlags(t *testing.T) {
 }
 
 // With --policy, every flag still counts: lists add to the manifest's,
-// --allow-syscalls replaces its syscall kinds (nothing given is dropped).
+// --syscalls replaces its syscall kinds (nothing given is dropped).
 func TestPolicyAndFlagsMerge(t *testing.T) {
 	policy := filepath.Join(testenv.Tempdir(t), "p.yaml")
-	os.WriteFile(policy, []byte("base: true\nconnect: [\"a.example.com:443\"]\nsyscalls: [file_read, file_write, process]\n"), 0o644)
-	code, out, errs := cli(t, "", "explain", "--policy", policy, "--connect", "pypi.org:443", "--allow-range", "10.20.0.0/16",
-		"--http-api", "api.example.com,Authorization,env:API_KEY,Bearer ", "--allow-syscalls", "file_read,process")
+	os.WriteFile(policy, []byte("base: true\negress: [\"a.example.com:443\"]\nsyscalls: [file_read, file_write, process]\n"), 0o644)
+	code, out, errs := cli(t, "", "explain", "--policy", policy, "--egress", "pypi.org:443", "--egress-allow", "10.20.0.0/16",
+		"--http-api", "api.example.com,Authorization,env:API_KEY,Bearer ", "--syscalls", "file_read,process")
 	if code != 0 {
 		t.Fatalf("explain: %d %s", code, errs)
 	}
-	for _, want := range []string{"connect a.example.com:443", "connect pypi.org:443", "allowed range 10.20.0.0/16", "http api api.example.com"} {
+	for _, want := range []string{"egress a.example.com:443", "egress pypi.org:443", "egress allow 10.20.0.0/16", "http api api.example.com"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("explain output lacks %q:\n%s", want, out)
 		}
@@ -193,7 +196,7 @@ func TestPolicyAndFlagsMerge(t *testing.T) {
 		t.Fatalf("the manifest alone: %s", plain)
 	}
 	if strings.Contains(syscallKindsLine(out), "file_write") || !strings.Contains(syscallKindsLine(out), "file_read") {
-		t.Errorf("--allow-syscalls did not replace the manifest's kinds: %q", syscallKindsLine(out))
+		t.Errorf("--syscalls did not replace the manifest's kinds: %q", syscallKindsLine(out))
 	}
 }
 
@@ -248,14 +251,14 @@ func TestFollowSymlinksFlag(t *testing.T) {
 	}
 }
 
-// explain --diff lists what a policy change widens; --allow-syscalls
+// explain --diff lists what a policy change widens; --syscalls
 // narrows the groups and bad kinds are named.
 func TestExplainDiff(t *testing.T) {
 	old := filepath.Join(t.TempDir(), "old.yaml")
 	if err := os.WriteFile(old, []byte("syscalls: [file_read]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	code, out, errs := cli(t, "", "explain", "--allow-syscalls", "file_read,process", "--diff", old)
+	code, out, errs := cli(t, "", "explain", "--syscalls", "file_read,process", "--diff", old)
 	if code != 0 {
 		t.Fatalf("explain --diff: %d %s", code, errs)
 	}
@@ -274,13 +277,57 @@ func TestExplainDiff(t *testing.T) {
 	if strings.Contains(out, "\nopenat ") {
 		t.Errorf("unchanged syscall listed:\n%s", out)
 	}
-	code, _, errs = cli(t, "", "explain", "--allow-syscalls", "file_read,network")
+	code, _, errs = cli(t, "", "explain", "--syscalls", "file_read,network")
 	if code != exitSetup || !strings.Contains(errs, "syscalls[1]") || !strings.Contains(errs, "network") {
 		t.Fatalf("bad kind: %d %q", code, errs)
 	}
 }
 
-// Help spells the flags as the README does (--connect, not -connect), and
+// A flag of an earlier version is refused with an error naming the flag
+// that replaced it, in every spelling and every subcommand taking it, and
+// a flag's value that happens to look like one is no flag.
+func TestRenamedFlags(t *testing.T) {
+	for old, nw := range renamedFlags {
+		if policyFlags(flag.NewFlagSet("", flag.ContinueOnError)).fs.Lookup(nw) == nil {
+			t.Errorf("--%s is renamed to --%s, which is no flag", old, nw)
+		}
+		for _, args := range [][]string{
+			{"explain", "--" + old, "x"}, {"explain", "-" + old + "=x"},
+			{"run", "--base", "--" + old, "x", "--", "true"}, {"mcp", "--" + old + "=x"},
+		} {
+			code, out, errs := cli(t, "", args...)
+			want := "flag --" + old + " was renamed to --" + nw
+			if code != 2 || !strings.Contains(errs, want) {
+				t.Errorf("%v: exit %d, stderr %q, stdout %q; want 2 and %q", args, code, errs, out, want)
+			}
+		}
+	}
+	code, out, errs := cli(t, "", "explain", "--name", "--connect", "--egress", "pypi.org:443")
+	if code != 0 || !strings.Contains(out, "(--connect)") || !strings.Contains(out, "egress pypi.org:443") {
+		t.Errorf("a value spelled like an old flag: %d %q %q", code, out, errs)
+	}
+}
+
+// Every policy field has the flag named as its manifest key (see package
+// capability), but the path fields, whose flags take either kind of path.
+func TestFlagPerField(t *testing.T) {
+	fs := policyFlags(flag.NewFlagSet("", flag.ContinueOnError)).fs
+	paths := map[string]string{"read_files": "read", "read_dirs": "read", "write_files": "write",
+		"write_dirs": "write", "exec": "exec", "exec_dirs": "exec"}
+	st := reflect.TypeOf(capability.Set{})
+	for i := 0; i < st.NumField(); i++ {
+		key, _, _ := strings.Cut(st.Field(i).Tag.Get("json"), ",")
+		name := paths[key]
+		if name == "" {
+			name = strings.ReplaceAll(key, "_", "-")
+		}
+		if fs.Lookup(name) == nil {
+			t.Errorf("field %s (%s): no flag --%s", st.Field(i).Name, key, name)
+		}
+	}
+}
+
+// Help spells the flags as the README does (--egress, not -egress), and
 // asking for it is no error.
 func TestHelpSpellsFlagsWithTwoDashes(t *testing.T) {
 	for _, args := range [][]string{{"run", "--help"}, {"explain", "-h"}, {"check", "--help"}, {"--help"}} {
@@ -298,7 +345,7 @@ func TestHelpSpellsFlagsWithTwoDashes(t *testing.T) {
 			}
 		}
 	}
-	if _, out, errs := cli(t, "", "run", "--help"); !strings.Contains(out+errs, "--connect value") || !strings.Contains(out+errs, "-- CMD [ARGS...]") {
+	if _, out, errs := cli(t, "", "run", "--help"); !strings.Contains(out+errs, "--egress value") || !strings.Contains(out+errs, "-- CMD [ARGS...]") {
 		t.Errorf("run --help: %s%s", out, errs)
 	}
 }

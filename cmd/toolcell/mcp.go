@@ -32,7 +32,7 @@ func cmdMCP(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	auditDir := fs.String("audit-dir", "", "write each run's record to DIR/<id>.json")
 	compact := fs.Bool("audit-compact", false, "write compact records (Record.Compact)")
 	maxConc := fs.Int("max-concurrent", 0, "sandboxes at once; further calls wait (0: no bound)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return parseExit(err)
 	}
 	if fs.NArg() > 0 {

@@ -143,7 +143,7 @@ func BenchmarkMCPStdio(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cs.Close()
-	set := capability.New().WithBase().InWorkdir(capability.TempWorkdir())
+	set := capability.New().WithBase().WithWorkdir(capability.TempWorkdir())
 	viaMCP := func() error {
 		_, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "shell", Arguments: map[string]any{"command": "true"}})
 		return err

@@ -65,11 +65,11 @@ func run() error {
 		return err
 	}
 
-	set := capability.New().Named("demo-tool").
+	set := capability.New().WithName("demo-tool").
 		WithBase().
-		ReadFile(in).
-		InWorkdir(work).
-		SetEnv("INPUT", in).
+		WithReadFiles(in).
+		WithWorkdir(work).
+		WithEnv("INPUT", in).
 		WithMemory(256 << 20).WithPids(64).WithCPU(0.5).
 		WithTimeout(30 * time.Second)
 	fmt.Printf("policy:\n%s\n\n", set)
