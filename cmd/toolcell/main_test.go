@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/toolcell/toolcell/internal/auditschema"
 	"github.com/toolcell/toolcell/capability"
+	"github.com/toolcell/toolcell/internal/auditschema"
 	"github.com/toolcell/toolcell/internal/testenv"
 )
 
