@@ -417,7 +417,7 @@ func (p *Process) setup() error {
 	// the host process may write /proc/sys: only the global root uid.
 	memfdSysctl := memfdSysctlProbe() == nil
 	pol.MemfdNoexec = !memfdSysctl
-	filter, err := seccomp.CompileCached(pol)
+	filter, err := compileFilter(pol)
 	if err != nil {
 		return fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
 	}
