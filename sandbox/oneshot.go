@@ -4,18 +4,74 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
 // newStage2 gets a run's stage-2: from the fork server, or, for a Runner
-// with OneShot, exec'd for this run alone.
+// with OneShot, exec'd for this run alone (or by Prepare before it).
 func (r *Runner) newStage2() (*stage2Proc, int, error) {
 	if r.OneShot {
+		if v, ok := prepared.LoadAndDelete(r); ok {
+			pr := v.(*preparedStage2)
+			res := <-pr.ch
+			if res.err == nil && pr.creds == hostCreds() {
+				return res.s, res.ctl, nil
+			}
+			if res.err == nil {
+				// The host's credentials changed since: the
+				// stage-2 would run with the old ones.
+				unix.Close(res.ctl) // it reads EOF and exits
+				res.s.kill()
+				go res.s.release()
+			}
+		}
 		return execStage2()
 	}
 	return theForkServer.take()
+}
+
+// prepared holds, per Runner, the stage-2 Prepare started.
+var prepared sync.Map // *Runner -> *preparedStage2
+
+type preparedStage2 struct {
+	creds string // hostCreds when it was started
+	ch    chan spareResult
+}
+
+// Prepare starts in the background what the next run of r needs and what
+// holds nothing of any run, so that it overlaps with the caller's own work
+// (parsing flags, building the capability set): the sealed copy of the
+// binary and, with OneShot, the next run's stage-2, which waits for its
+// plan. For a process that runs one sandbox: the CLI calls it first thing.
+// Calling it again before a run has no effect. cancel ends a prepared
+// stage-2 that no run took (after a run it does nothing); a stage-2
+// prepared and never used also dies with this process.
+func (r *Runner) Prepare() (cancel func()) {
+	if !r.OneShot {
+		go sealedSelf()
+		return func() {}
+	}
+	pr := &preparedStage2{creds: hostCreds(), ch: make(chan spareResult, 1)}
+	if _, loaded := prepared.LoadOrStore(r, pr); loaded {
+		return func() {}
+	}
+	go func() {
+		s, ctl, err := execStage2()
+		pr.ch <- spareResult{s, ctl, err}
+	}()
+	return func() {
+		if !prepared.CompareAndDelete(r, pr) {
+			return // a run took it
+		}
+		if res := <-pr.ch; res.err == nil {
+			unix.Close(res.ctl)
+			res.s.kill()
+			res.s.release()
+		}
+	}
 }
 
 // execStage2 execs the sealed binary as one run's stage-2 (stage2.c,

@@ -120,3 +120,47 @@ func procPPid(t *testing.T, pid int) int {
 	fmt.Sscan(procStatus(t, pid)["PPid"], &ppid)
 	return ppid
 }
+
+// A stage-2 Prepare started is the next run's; one no run took ends on
+// cancel.
+func TestOneShotPrepare(t *testing.T) {
+	testenv.RequireUserNS(t)
+	r := &Runner{OneShot: true}
+	cancel := r.Prepare()
+	v, ok := prepared.Load(r)
+	if !ok {
+		t.Fatal("nothing prepared")
+	}
+	res := <-v.(*preparedStage2).ch
+	v.(*preparedStage2).ch <- res // as if not yet looked at
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	var used int
+	testHookAfterPlan = func(p *Process) { used = p.stage2.pid }
+	t.Cleanup(func() { testHookAfterPlan = nil })
+	out, err := r.Run(context.Background(), capability.New().WithBase(), Command("/bin/true"))
+	if err != nil || out.ExitCode != 0 {
+		t.Fatalf("%v %+v", err, out)
+	}
+	if used != res.s.pid {
+		t.Fatalf("the run used stage-2 %d, not the prepared %d", used, res.s.pid)
+	}
+	cancel() // nothing left to end
+	if _, ok := prepared.Load(r); ok {
+		t.Fatal("still prepared after the run")
+	}
+
+	cancel = r.Prepare()
+	v, _ = prepared.Load(r)
+	res = <-v.(*preparedStage2).ch
+	v.(*preparedStage2).ch <- res
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	cancel()
+	waitGone(t, res.s.pid, "the prepared stage-2 after cancel")
+	if _, ok := prepared.Load(r); ok {
+		t.Fatal("still prepared after cancel")
+	}
+}
