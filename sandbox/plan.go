@@ -79,7 +79,7 @@ func (r *Runner) Compile(set *capability.Set) (*Plan, error) {
 	// the host process may write /proc/sys: only the global root uid.
 	pl.memfdSysctl = memfdSysctlProbe() == nil
 	pol.MemfdNoexec = !pl.memfdSysctl
-	filter, err := seccomp.CompileCached(pol)
+	filter, err := compileFilter(pol)
 	if err != nil {
 		return nil, fmt.Errorf("%w: seccomp: %w", ErrSetup, err)
 	}

@@ -135,6 +135,9 @@ type Runner struct {
 	// context's, and nothing ran). 0 means no bound. Set it before the
 	// first run; it is read once.
 	MaxConcurrent int
+	// OneShot: each run execs its own stage-2, without the fork server
+	// (for a process that runs one sandbox and exits: the CLI). See oneshot.go.
+	OneShot bool
 }
 
 // DefaultRunner is used by the package-level Run and Start.
@@ -369,7 +372,7 @@ func (p *Process) startConcurrent() error {
 	// So is the stage-2 taken from the fork server.
 	p.spare = make(chan spareResult, 1)
 	go func() {
-		s, ctl, err := theForkServer.take()
+		s, ctl, err := p.r.newStage2()
 		p.spare <- spareResult{s, ctl, err}
 	}()
 	return nil

@@ -8,8 +8,10 @@
 
 /* Environment variable that turns a process into the fork server; its value
  * is the number of the server's socket (SOCK_SEQPACKET) descriptor, 3; a
- * pidfd of the host process is at 4. */
+ * pidfd of the host process is at 4. A value TC_ENV_DIRECT "<host pid>"
+ * makes it a stage-2 itself, its control socket at 3 (Runner.OneShot). */
 #define TC_ENV "_TOOLCELL_STAGE2"
+#define TC_ENV_DIRECT "direct:"
 
 /* Messages on the control socket (SOCK_SEQPACKET: one message per packet).
  * Each starts with a uint32 type. */

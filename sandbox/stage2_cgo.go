@@ -10,7 +10,8 @@ import "C"
 // The wire contract with the C stage-2 (stage2.h), taken from the header so
 // the two sides cannot drift apart.
 const (
-	stage2Env = C.TC_ENV
+	stage2Env       = C.TC_ENV
+	stage2EnvDirect = C.TC_ENV_DIRECT
 
 	msgPlan    = C.TC_MSG_PLAN
 	msgExec    = C.TC_MSG_EXEC

@@ -72,6 +72,21 @@ static int reset_signal(int sig)
 	return (int)syscall(SYS_rt_sigaction, sig, &ka, NULL, sizeof ka.mask);
 }
 
+/* reset_signals gives every signal its default disposition and unblocks
+ * all: no signal disposition or mask of the server's or the host process's
+ * (one it ignored, say) reaches the stage-2 or the tool (both survive
+ * execve). The raw call: libc's sigaction refuses its own signals (32, 33),
+ * which a host may still have ignored. */
+static int reset_signals(void)
+{
+	sigset_t none;
+	for (int sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP && reset_signal(sig) < 0)
+			return -1;
+	sigemptyset(&none);
+	return sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
 /* fork_spare forks a stage-2 that waits for its plan on a new control
  * socket; the server keeps the other end for the supervisor. */
 static struct spare fork_spare(void)
@@ -90,17 +105,7 @@ static struct spare fork_spare(void)
 	a.exit_signal = SIGCHLD;
 	sp.pid = (pid_t)syscall(SYS_clone3, &a, sizeof a);
 	if (sp.pid == 0) {
-		sigset_t none;
-		/* No signal disposition or mask of the server's, nor one the
-		 * host process ignored, reaches the stage-2 or the tool (both
-		 * survive execve). The raw call: libc's sigaction refuses its
-		 * own signals (32, 33), which a host may still have ignored. */
-		for (int sig = 1; sig < NSIG; sig++)
-			if (sig != SIGKILL && sig != SIGSTOP && reset_signal(sig) < 0)
-				_exit(TC_EXIT_SETUP);
-		sigemptyset(&none);
-		if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || dup2(pair[1], 3) < 0 ||
-		    syscall(SYS_close_range, 4, ~0U, 0) < 0)
+		if (reset_signals() < 0 || dup2(pair[1], 3) < 0 || syscall(SYS_close_range, 4, ~0U, 0) < 0)
 			_exit(TC_EXIT_SETUP);
 		/* Only stdin, stdout, stderr (/dev/null) and the control
 		 * socket at 3 are left: the server's socket and its pidfd of
@@ -237,10 +242,38 @@ static void __attribute__((noreturn)) fork_server(const char *fdstr)
 	}
 }
 
+/* A host process that runs one sandbox and exits (the CLI: Runner.OneShot)
+ * execs the sealed binary as the stage-2 itself, TC_ENV being TC_ENV_DIRECT
+ * followed by the host's pid: a fork server would cost it an exec and a
+ * spare it never uses. Its control socket is at 3, stdio is /dev/null. The
+ * host process is the parent, which it watches as a spare watches the
+ * server: PDEATHSIG, armed and then checked against the pid it was given,
+ * so that a host gone before this ran is noticed too. */
+static void __attribute__((noreturn)) direct_stage2(const char *host)
+{
+	char *end;
+	long pid;
+
+	errno = 0;
+	pid = strtol(host, &end, 10);
+	if (errno != 0 || end == host || *end != '\0' || pid <= 0)
+		_exit(TC_EXIT_SETUP);
+	if (reset_signals() < 0 || syscall(SYS_close_range, 4, ~0U, 0) < 0)
+		_exit(TC_EXIT_SETUP);
+	/* Named like a stage-2 of the server's (exec'd as /proc/self/fd/N,
+	 * its name would be N), once the above is done. */
+	prctl(PR_SET_NAME, "toolcell-stage2", 0, 0, 0);
+	tc_parent0 = (pid_t)pid;
+	tc_stage2();
+}
+
 /* Runs when the binary is loaded, before the Go runtime. */
 __attribute__((constructor)) static void toolcell_stage2_init(void)
 {
 	const char *fd = getenv(TC_ENV);
-	if (fd)
-		fork_server(fd);
+	if (!fd)
+		return;
+	if (strncmp(fd, TC_ENV_DIRECT, sizeof TC_ENV_DIRECT - 1) == 0)
+		direct_stage2(fd + sizeof TC_ENV_DIRECT - 1);
+	fork_server(fd);
 }

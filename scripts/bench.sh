@@ -45,4 +45,7 @@ em() { grep -oE "[0-9.]+ $1([[:space:]]|$)" <<<"$eg" | awk '{print $1}'; }
 echo "egress (5 interleaved rounds, medians): connect + 1-byte echo $(em us-connect/relay) us through the relay vs $(em us-connect/direct) us direct ($(em ratio/connect)x);"
 echo "1 GiB one way $(em MBps/relay) MB/s through the relay vs $(em MBps/direct) MB/s direct ($(em ratio/throughput)x)"
 echo
+echo "the CLI as a one-shot process (scripts/bench-cli.sh):"
+echo
+"$root/scripts/bench-cli.sh" "$rounds" | grep -v '^machine:'
 echo "machine: $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%d)"

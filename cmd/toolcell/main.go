@@ -378,11 +378,14 @@ func (o *policyOpts) build() (*capability.Set, error) {
 }
 
 func cmdRun(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	// One run, then the process exits: no fork server (Runner.OneShot);
+	// its stage-2 starts while the flags are parsed.
+	r := &sandbox.Runner{OneShot: true}
+	defer r.Prepare()()
 	fs := newFlagSet("run", " -- CMD [ARGS...]", stderr)
 	o := policyFlags(fs)
 	fs.StringVar(&o.audit, "audit", "", "write the audit record (JSON) to FILE; - means stderr")
 	compact := fs.Bool("audit-compact", false, "write the compact record (Record.Compact: mounts, allowed syscalls and Landlock rules as hashes)")
-	r := &sandbox.Runner{}
 	fs.BoolVar(&r.AllowNoIDMap, "allow-no-idmap", false, "where the kernel cannot idmap a writable grant's file system (overlayfs, say), bind it plain: the tool writes as the run's host uid, not as the owner (Runner.AllowNoIDMap; enforcement.degraded says so)")
 	if err := parseFlags(fs, args); err != nil {
 		return parseExit(err)
