@@ -114,34 +114,9 @@ out:
 	p.mu.Lock()
 	killedBy := p.killedBy
 	p.mu.Unlock()
-	switch {
-	case execErr != nil:
-		res.Exit.Reason = audit.ReasonSetupFailed
+	res.Exit = verdict(status, execErr, killedBy, p.rec.Resources.OOMKills)
+	if execErr != nil {
 		p.rec.Error = execErr.Error()
-		res.Exit.Code = 127
-	case status != nil && status.Exited():
-		res.Exit.Code = status.ExitStatus()
-		res.Exit.Reason = audit.ReasonExited
-	case status != nil && status.Signaled():
-		res.Exit.Signal = unix.SignalName(status.Signal())
-		res.Exit.Reason = audit.ReasonSignaled
-		if status.Signal() == unix.SIGSYS {
-			res.Exit.Reason = audit.ReasonSeccompKill
-		}
-	default:
-		res.Exit.Signal = "SIGKILL"
-		res.Exit.Reason = audit.ReasonSignaled
-	}
-	if killedBy != "" && (status == nil || !status.Exited()) {
-		res.Exit.Reason = killedBy
-	} else if killedBy == audit.ReasonOutputLimit {
-		res.Exit.Reason = killedBy
-	}
-	// The kernel's OOM killer picks a process of the cgroup, not always the
-	// tool itself (a shell's child, say): any OOM kill in a run that did not
-	// succeed is the reason.
-	if p.rec.Resources.OOMKills > 0 && (res.Exit.Reason == audit.ReasonSignaled || (res.Exit.Reason == audit.ReasonExited && res.Exit.Code != 0)) {
-		res.Exit.Reason = audit.ReasonOOM
 	}
 	p.rec.Output = audit.Output{StdoutBytes: p.stdout.n, StderrBytes: p.stderr.n,
 		StdoutTruncated: p.stdout.truncated, StderrTruncated: p.stderr.truncated}
@@ -160,6 +135,42 @@ out:
 	p.audit()
 	p.result = res
 	close(p.done)
+}
+
+// verdict says how a run ended (all of audit.Exit but LimitsHit), from
+// what the supervisor saw: the tool's wait status (nil when the sandbox
+// ended without one: pid 1 died, or was killed first), a failure to exec
+// the tool in a complete sandbox, the reason the supervisor killed the
+// sandbox for (first one only; "" if it did not), and the cgroup's OOM
+// kills.
+func verdict(status *unix.WaitStatus, execErr error, killedBy audit.Reason, oomKills uint64) audit.Exit {
+	var e audit.Exit
+	switch {
+	case execErr != nil:
+		e.Reason, e.Code = audit.ReasonSetupFailed, 127
+	case status != nil && status.Exited():
+		e.Reason, e.Code = audit.ReasonExited, status.ExitStatus()
+	case status != nil && status.Signaled():
+		e.Reason, e.Code, e.Signal = audit.ReasonSignaled, -1, unix.SignalName(status.Signal())
+		if status.Signal() == unix.SIGSYS {
+			e.Reason = audit.ReasonSeccompKill
+		}
+	default:
+		e.Reason, e.Code, e.Signal = audit.ReasonSignaled, -1, "SIGKILL"
+	}
+	// A kill by the supervisor names the reason unless the tool exited by
+	// itself first; passing the output cap names it either way (the tool
+	// may exit 0 on the EPIPE it got).
+	if killedBy != "" && (status == nil || !status.Exited()) || killedBy == audit.ReasonOutputLimit {
+		e.Reason = killedBy
+	}
+	// The kernel's OOM killer picks a process of the cgroup, not always the
+	// tool itself (a shell's child, say): any OOM kill in a run that did not
+	// succeed is the reason.
+	if oomKills > 0 && (e.Reason == audit.ReasonSignaled || (e.Reason == audit.ReasonExited && e.Code != 0)) {
+		e.Reason = audit.ReasonOOM
+	}
+	return e
 }
 
 // limitsHit says which limits the run ran into, from the cgroup's counters,
