@@ -81,7 +81,7 @@
 //     Runner.HostIDsUser, or DefaultHostIDs), leased through an open file
 //     description lock on its byte of /run/toolcell/ids.leases: no other
 //     run of any host process gets it until nothing of the run is left (its
-//     cgroup is gone), and a lease dies with its host process. The stage-2 becomes that uid before it
+//     cgroup is gone, and its namespaces, released just after the run), and a lease dies with its host process. The stage-2 becomes that uid before it
 //     creates the user namespace, so the namespace is the run's: what the
 //     sandbox counts in it (inotify instances, namespaces) is charged to the
 //     run's uid, not to root, and per-uid quotas (pipe buffer pages) are not

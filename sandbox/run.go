@@ -56,7 +56,7 @@ type Process struct {
 	path, cwd string    // the command's program and working directory in the view
 	vplan     *compiled // the view's mount plan and sources, until sent
 	landlock  llPlan
-	nsFDs     []int // pid 1's namespaces, from STARTED until read
+	nsFDs     []int // pid 1's namespaces, from STARTED until the run is over
 	// socketsServed: the egress relay serves the sockets pid 1 made.
 	socketsServed bool
 	creds         string // hostCreds when a pooled sandbox was built
@@ -474,8 +474,7 @@ func (p *Process) awaitStarted() error {
 // DONE.
 func (p *Process) evidence() error {
 	p.readEvidence(p.nsFDs)
-	closeFDs(p.nsFDs)
-	p.nsFDs = nil
+	// The descriptors are kept until the run is over: see teardown.
 	if err := p.send(u32msg(msgDone)); err != nil {
 		// The tool runs from STARTED on: if it was killed meanwhile (it
 		// passed the output cap while its evidence was read, say), that

@@ -267,11 +267,29 @@ func (p *Process) teardown() {
 	// cgroup that could not be removed may still hold a process of the
 	// run: its ids stay leased until this host process exits.
 	p.lingering = !gone
-	if gone {
-		p.ids.release()
-	} else if p.ids != nil {
+	if !gone && p.ids != nil {
 		p.log("host ids kept: the run's cgroup could not be removed", "uid", p.ids.uid)
 	}
+	// The supervisor holds pid 1's namespaces (passed with STARTED) until
+	// here, so that pid 1 exits without tearing down its mount tree and
+	// network namespace (an expedited RCU grace period, a millisecond or
+	// more): the last reference goes now, off the run's path, and the
+	// host ids only after it. No process is left in them (pid 1 is gone,
+	// and the kernel killed the rest of its pid namespace before), and no
+	// one else holds a descriptor of them.
+	ns, ids := p.nsFDs, p.ids
+	p.nsFDs = nil
+	if !gone {
+		ids = nil
+	}
+	if len(ns) == 0 {
+		ids.release()
+		return
+	}
+	go func() {
+		closeFDs(ns)
+		ids.release()
+	}()
 }
 
 func (p *Process) finishTimes() {
