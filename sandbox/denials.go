@@ -206,11 +206,7 @@ func readMem(pid int, addr uint64, b []byte) (int, error) {
 
 // startDenialWatch takes the filter's listener, the last descriptor passed
 // with STARTED, after checking with the kernel that it is one.
-func (p *Process) startDenialWatch(fds []int) error {
-	if len(fds) != nsCount+1 {
-		return fmt.Errorf("%w: pid 1 passed %d descriptors with STARTED, want %d (namespaces and the seccomp listener)", ErrSetup, len(fds), nsCount+1)
-	}
-	fd := fds[len(fds)-1]
+func (p *Process) startDenialWatch(fd int) error {
 	if link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd)); err != nil || link != "anon_inode:seccomp notify" {
 		return fmt.Errorf("%w: descriptor passed as the seccomp listener is %q (%v)", ErrSetup, link, err)
 	}

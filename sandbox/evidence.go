@@ -19,12 +19,12 @@ import (
 )
 
 // memfdEvidence records vm.memfd_noexec as pid 1 read it (STARTED's second
-// word). When pid 1 was to set it, anything but 2 fails the run.
+// word, or READY's). When pid 1 was to set it, anything but 2 fails the run.
 func (p *Process) memfdEvidence(body []byte, planned bool) error {
-	if len(body) < 8 {
-		return fmt.Errorf("%w: protocol: STARTED has %d bytes, want 8", ErrSetup, len(body))
+	if len(body) != 4 {
+		return fmt.Errorf("%w: protocol: vm.memfd_noexec has %d bytes, want 4", ErrSetup, len(body))
 	}
-	v := int(int32(binary.NativeEndian.Uint32(body[4:])))
+	v := int(int32(binary.NativeEndian.Uint32(body)))
 	if v >= 0 {
 		p.rec.Enforcement.MemfdNoexec = &v
 	}

@@ -662,11 +662,12 @@ func TestMemfdNoexecSeccompFallback(t *testing.T) {
 	}
 }
 
-// A STARTED whose vm.memfd_noexec is not 2 after pid 1 set it fails the
-// run; a short STARTED is a protocol error; -1 (no such knob) is no claim.
+// A vm.memfd_noexec (from STARTED or READY) that is not 2 after pid 1 set
+// it fails the run; a short one is a protocol error; -1 (no such knob) is
+// no claim.
 func TestMemfdEvidence(t *testing.T) {
 	started := func(v int32) []byte {
-		return binary.NativeEndian.AppendUint32(binary.NativeEndian.AppendUint32(nil, 7), uint32(v))
+		return binary.NativeEndian.AppendUint32(nil, uint32(v))
 	}
 	for _, c := range []struct {
 		body    []byte
@@ -679,7 +680,7 @@ func TestMemfdEvidence(t *testing.T) {
 		{started(0), false, true, "0"},
 		{started(-1), false, true, "<nil>"},
 		{started(-1), true, false, "<nil>"},
-		{started(2)[:4], false, false, "<nil>"},
+		{started(2)[:2], false, false, "<nil>"},
 	} {
 		p := &Process{rec: &audit.Record{}}
 		err := p.memfdEvidence(c.body, c.planned)

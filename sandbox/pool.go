@@ -181,10 +181,13 @@ func (po *Pool) fill() {
 func (po *Pool) build() {
 	defer po.builds.Done()
 	p := newProcess(po.ctx, po.pl.r, po.pl, nil)
-	p.creds = hostCreds()
+	p.creds, p.pooled = hostCreds(), true
 	err := p.prepare()
 	if err == nil {
 		err = p.awaitSockets()
+	}
+	if err == nil {
+		err = p.awaitReady()
 	}
 	po.mu.Lock()
 	po.building--

@@ -60,6 +60,8 @@ type Process struct {
 	// socketsServed: the egress relay serves the sockets pid 1 made.
 	socketsServed bool
 	creds         string // hostCreds when a pooled sandbox was built
+	pooled        bool   // built ahead: pid 1 sends READY
+	ready         bool   // READY came: the evidence was read
 	collectErr    error
 	lingering     bool // the run's cgroup could not be removed: a process may be left
 	// idmapped maps an index into rec.Enforcement.Mounts to the host owner its
@@ -341,6 +343,9 @@ func (p *Process) sendPlan() error {
 	if p.r.AllowNoIDMap {
 		flags |= planIDMapOpt
 	}
+	if p.pooled {
+		flags |= planReady
+	}
 	m := encodePlan(flags, plan, p.pl.filter.BPF, uint64(p.set.MaxFileSizeOrDefault()), ids, len(procs), p.socks, p.landlock)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {
 		var oob []byte
@@ -450,22 +455,52 @@ func (p *Process) awaitStarted() error {
 	if err != nil {
 		return err
 	}
-	p.pid1 = m.pid
-	p.nsFDs = m.fds
-	if err := p.memfdEvidence(m.body, p.pl.memfdSysctl); err != nil {
-		closeFDs(m.fds)
-		p.nsFDs = nil
-		return err
+	// The namespaces came with READY when the sandbox was built ahead.
+	want := nsCount
+	if p.ready {
+		want = 0
 	}
 	if p.pl.notify {
+		want++
+	}
+	if len(m.fds) != want || len(m.body) != 8 {
+		closeFDs(m.fds)
+		return fmt.Errorf("%w: protocol: STARTED has %d bytes and %d descriptors, want 8 and %d (namespaces unless READY had them, and the seccomp listener)", ErrSetup, len(m.body), len(m.fds), want)
+	}
+	fds := m.fds
+	if p.pl.notify {
 		// The tool may already be waiting on a denied call: answer first.
-		if err := p.startDenialWatch(m.fds); err != nil {
-			closeFDs(m.fds)
-			p.nsFDs = nil
+		if err := p.startDenialWatch(fds[len(fds)-1]); err != nil {
+			closeFDs(fds)
 			return err
 		}
-		p.nsFDs = m.fds[:len(m.fds)-1]
+		fds = fds[:len(fds)-1]
 	}
+	if p.ready {
+		return nil
+	}
+	p.pid1 = m.pid
+	p.nsFDs = fds
+	return p.memfdEvidence(m.body[4:], p.pl.memfdSysctl)
+}
+
+// awaitReady waits for READY from a sandbox built ahead: pid 1 is complete
+// and waits for EXEC. Its state is the one the tool will start from, so the
+// evidence is read now, off the run's path.
+func (p *Process) awaitReady() error {
+	m, err := p.expect(msgReady)
+	if err != nil {
+		return err
+	}
+	if len(m.fds) != nsCount || len(m.body) != 4 {
+		closeFDs(m.fds)
+		return fmt.Errorf("%w: protocol: READY has %d bytes and %d descriptors, want 4 and %d", ErrSetup, len(m.body), len(m.fds), nsCount)
+	}
+	p.pid1, p.nsFDs, p.ready = m.pid, m.fds, true
+	if err := p.memfdEvidence(m.body, p.pl.memfdSysctl); err != nil {
+		return err
+	}
+	p.readEvidence(p.nsFDs)
 	return nil
 }
 
@@ -473,7 +508,9 @@ func (p *Process) awaitStarted() error {
 // the tool started from and waits for DONE before it exits), then sends
 // DONE.
 func (p *Process) evidence() error {
-	p.readEvidence(p.nsFDs)
+	if !p.ready {
+		p.readEvidence(p.nsFDs)
+	}
 	// The descriptors are kept until the run is over: see teardown.
 	if err := p.send(u32msg(msgDone)); err != nil {
 		// The tool runs from STARTED on: if it was killed meanwhile (it

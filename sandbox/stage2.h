@@ -31,6 +31,10 @@ enum {
 	                     /* inside the sandbox's network namespace            */
 
 	TC_MSG_PLAN_FDS = 12, /* Go -> C: more of the PLAN's descriptors           */
+	TC_MSG_READY = 15,    /* C -> Go (TC_PLAN_READY): int32 vm.memfd_noexec   */
+	                      /* as pid 1 reads it + pid 1's namespace fds, in    */
+	                      /* TC_NS_NAMES order: pid 1 is complete and waits   */
+	                      /* for EXEC; STARTED then carries only the listener */
 
 	/* On the fork server's socket: */
 	TC_MSG_FORK = 13,   /* Go -> C: hand out a stage-2                        */
@@ -97,6 +101,8 @@ enum {
 #define TC_PLAN_RUN_IDS 32    /* become the run's host uid/gid before the user  */
                               /* ns, so it is owned and charged by that uid     */
 #define TC_PLAN_IDMAP_OPTIONAL 64 /* a bind the kernel cannot idmap stays plain */
+#define TC_PLAN_READY 128     /* pid 1 sends READY before it waits for EXEC     */
+                              /* (a sandbox built ahead: sandbox.Pool)          */
 
 /* Writable binds may be idmapped (root only). Before the operations the PLAN
  * holds uint32 n, n x (string uid_map, string gid_map); each operation ends

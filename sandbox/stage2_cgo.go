@@ -21,6 +21,7 @@ const (
 	msgDone    = C.TC_MSG_DONE
 	msgSockets = C.TC_MSG_SOCKETS
 	msgPlanFDs = C.TC_MSG_PLAN_FDS
+	msgReady   = C.TC_MSG_READY
 	msgFork    = C.TC_MSG_FORK
 	msgForked  = C.TC_MSG_FORKED
 
@@ -52,6 +53,7 @@ const (
 	planRoute6     = C.TC_PLAN_ROUTE6
 	planMemfd      = C.TC_PLAN_MEMFD_NOEXEC
 	planIDMapOpt   = C.TC_PLAN_IDMAP_OPTIONAL
+	planReady      = C.TC_PLAN_READY
 	maxIDMaps      = C.TC_MAX_IDMAPS
 	nsCount        = C.TC_NS_COUNT
 	maxCgroupFDs   = C.TC_MAX_CGROUP_FDS

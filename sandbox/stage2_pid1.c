@@ -47,6 +47,7 @@ struct toolctx {
 	const char *step, *detail; /* set when the child failed */
 	int err;
 	int listener; /* seccomp listener (close-on-exec), or -1 */
+	int ruleset;  /* the Landlock ruleset pid 1 built, or -1 */
 	int dups[3];  /* stdio copies the child made in the shared table, or -1 */
 };
 
@@ -89,12 +90,15 @@ struct ll_net_port {
 #define SYS_landlock_restrict_self 446
 #endif
 
-/* landlock_apply restricts the tool child (pid 1 stays unrestricted) to
- * the plan's rules. Each rule's path is opened here, inside the view and
- * without following a symlink, so a rule lands on what the view shows at
- * that path; whatever else the view holds gets no right from Landlock. A
- * failure fails the run: nothing is skipped. */
-static void landlock_apply(struct toolctx *t, const struct llplan *ll)
+/* landlock_ruleset builds the plan's ruleset in pid 1, once its view is
+ * complete, and returns it (close-on-exec), or -1 when the plan applies
+ * none. Each rule's path is opened here, inside the view and without
+ * following a symlink, so a rule lands on what the view shows at that path;
+ * whatever else the view holds gets no right from Landlock. Nothing changes
+ * the view after this (pid 1 is its only process until the tool). A failure
+ * fails the run: nothing is skipped. Building the ruleset restricts no one:
+ * the tool child enters it (landlock_apply), pid 1 stays outside. */
+static int landlock_ruleset(const struct llplan *ll)
 {
 	struct ll_ruleset_attr attr = {ll->fs, ll->net, ll->scoped};
 	struct open_how how = {
@@ -104,28 +108,32 @@ static void landlock_apply(struct toolctx *t, const struct llplan *ll)
 	int rs;
 
 	if (ll->abi == 0)
-		return;
-	rs = (int)syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
-	if (rs < 0)
-		tool_fail(t, "landlock_create_ruleset", NULL);
+		return -1;
+	rs = (int)tc_check(syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0), "landlock_create_ruleset", NULL);
 	for (uint32_t i = 0; i < ll->nrules; i++) {
 		struct ll_path_beneath pb = {ll->rules[i].access, -1};
-		pb.parent_fd = (int32_t)syscall(SYS_openat2, AT_FDCWD, ll->rules[i].path, &how, sizeof how);
-		if (pb.parent_fd < 0)
-			tool_fail(t, "landlock_open", ll->rules[i].path);
-		if (syscall(SYS_landlock_add_rule, rs, LL_RULE_PATH_BENEATH, &pb, 0) < 0)
-			tool_fail(t, "landlock_add_rule", ll->rules[i].path);
+		pb.parent_fd = (int32_t)tc_check(syscall(SYS_openat2, AT_FDCWD, ll->rules[i].path, &how, sizeof how),
+		                                 "landlock_open", ll->rules[i].path);
+		tc_check(syscall(SYS_landlock_add_rule, rs, LL_RULE_PATH_BENEATH, &pb, 0), "landlock_add_rule", ll->rules[i].path);
 		close(pb.parent_fd);
 	}
 	for (uint32_t i = 0; i < ll->nports; i++) {
 		struct ll_net_port np = {ll->ports[i].access, ll->ports[i].port};
-		if (syscall(SYS_landlock_add_rule, rs, LL_RULE_NET_PORT, &np, 0) < 0)
-			tool_fail(t, "landlock_add_rule", "tcp port");
+		tc_check(syscall(SYS_landlock_add_rule, rs, LL_RULE_NET_PORT, &np, 0), "landlock_add_rule", "tcp port");
 	}
+	return rs;
+}
+
+/* landlock_apply restricts the tool child to pid 1's ruleset and closes it
+ * (in the table it shares with pid 1). */
+static void landlock_apply(struct toolctx *t)
+{
+	if (t->ruleset < 0)
+		return;
 	/* no_new_privs is set (tc_drop_privileges), as the kernel requires. */
-	if (syscall(SYS_landlock_restrict_self, rs, 0) < 0)
+	if (syscall(SYS_landlock_restrict_self, t->ruleset, 0) < 0)
 		tool_fail(t, "landlock_restrict_self", NULL);
-	close(rs);
+	close(t->ruleset);
 }
 
 /* run_tool is the tool child: it writes only t and its own stack (a
@@ -154,7 +162,7 @@ static int run_tool(void *arg)
 		tool_fail(t, "close_range", NULL);
 	if (chdir(x->cwd) < 0)
 		tool_fail(t, "chdir", x->cwd);
-	landlock_apply(t, &t->pl->ll);
+	landlock_apply(t);
 	if (t->pl->flags & TC_PLAN_NOTIFY) {
 		/* The listener lands in the shared table, close-on-exec. */
 		t->listener = (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
@@ -180,23 +188,37 @@ static int move_fd(int fd, int to)
 	return to;
 }
 
-/* send_started reports the tool's pid with pid 1's namespaces and the
- * seccomp listener (if any) attached, so the supervisor can check the
- * namespaces against its own and collect the tool's denied syscalls. The
- * kernel adds pid 1's host pid (the supervisor set SO_PASSCRED). */
-static void send_started(pid_t tool, int32_t memfd_noexec, const int *ns, int listener)
+/* send_started reports the tool's pid with pid 1's namespaces (nns of
+ * them: none when READY carried them) and the seccomp listener (if any)
+ * attached, so the supervisor can check the namespaces against its own and
+ * collect the tool's denied syscalls. The kernel adds pid 1's host pid (the
+ * supervisor set SO_PASSCRED). */
+static void send_started(pid_t tool, int32_t memfd_noexec, const int *ns, int nns, int listener)
 {
 	char s[12];
 	int fds[TC_NS_COUNT + 1];
 	struct buf b = {s, 0, sizeof s};
-	memcpy(fds, ns, sizeof(int) * TC_NS_COUNT);
-	fds[TC_NS_COUNT] = listener;
+	memcpy(fds, ns, sizeof(int) * (size_t)nns);
+	fds[nns] = listener;
 	tc_put_u32(&b, TC_MSG_STARTED);
 	tc_put_u32(&b, (uint32_t)tool);
 	tc_put_u32(&b, (uint32_t)memfd_noexec);
 	/* Without STARTED the supervisor neither answers the tool's denied
 	 * calls nor times it: end the sandbox instead. */
-	if (!tc_send_fds(&b, fds, listener >= 0 ? TC_NS_COUNT + 1 : TC_NS_COUNT))
+	if (!tc_send_fds(&b, fds, listener >= 0 ? nns + 1 : nns))
+		_exit(TC_EXIT_SETUP);
+}
+
+/* send_ready tells the supervisor, of a sandbox built ahead, that pid 1 is
+ * complete and waits for EXEC: the evidence can be read now, with the
+ * namespaces passed here. */
+static void send_ready(int32_t memfd_noexec, const int *ns)
+{
+	char s[8];
+	struct buf b = {s, 0, sizeof s};
+	tc_put_u32(&b, TC_MSG_READY);
+	tc_put_u32(&b, (uint32_t)memfd_noexec);
+	if (!tc_send_fds(&b, ns, TC_NS_COUNT))
 		_exit(TC_EXIT_SETUP);
 }
 
@@ -206,7 +228,7 @@ static char tool_stack[256 * 1024] __attribute__((aligned(16)));
 
 /* start_tool forks the tool and returns its pid, with the seccomp listener
  * (or -1) in *listener; a failure of the child is reported here. */
-static pid_t start_tool(const struct plan *pl, const struct execmsg *x, int *listener)
+static pid_t start_tool(const struct plan *pl, const struct execmsg *x, int ruleset, int *listener)
 {
 	struct toolctx t;
 	pid_t tool;
@@ -214,7 +236,7 @@ static pid_t start_tool(const struct plan *pl, const struct execmsg *x, int *lis
 
 	/* Like vfork (no copy of pid 1's page tables, pid 1 resumes once the
 	 * tool has exec'd or failed), plus a shared descriptor table. */
-	t = (struct toolctx){pl, x, NULL, NULL, 0, -1, {-1, -1, -1}};
+	t = (struct toolctx){pl, x, NULL, NULL, 0, -1, ruleset, {-1, -1, -1}};
 	tool = clone(run_tool, tool_stack + sizeof tool_stack,
 	             CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &t);
 	if (tool < 0)
@@ -300,7 +322,7 @@ void __attribute__((noreturn)) tc_pid1(struct plan *pl, int maps)
 {
 	struct execmsg x;
 	pid_t tool;
-	int ns[TC_NS_COUNT], listener;
+	int ns[TC_NS_COUNT], nns = TC_NS_COUNT, listener, ruleset;
 	int32_t memfd_noexec;
 
 	tc_arm_pdeath();
@@ -318,13 +340,20 @@ void __attribute__((noreturn)) tc_pid1(struct plan *pl, int maps)
 	open_namespaces(ns);
 	tc_make_sockets(pl);
 	tc_drop_privileges(pl);
+	ruleset = landlock_ruleset(&pl->ll);
+	if (pl->flags & TC_PLAN_READY) {
+		send_ready(memfd_noexec, ns);
+		for (int i = 0; i < TC_NS_COUNT; i++)
+			close(ns[i]);
+		nns = 0;
+	}
 
 	tc_read_exec(&x);
-	tool = start_tool(pl, &x, &listener);
-	send_started(tool, memfd_noexec, ns, listener);
+	tool = start_tool(pl, &x, ruleset, &listener);
+	send_started(tool, memfd_noexec, ns, nns, listener);
 	if (listener >= 0)
 		close(listener);
-	for (int i = 0; i < TC_NS_COUNT; i++)
+	for (int i = 0; i < nns; i++)
 		close(ns[i]);
 	reap(tool);
 }

@@ -51,8 +51,8 @@ func (p *Process) readCtl() {
 			continue
 		}
 		m := ctlMsg{typ: binary.NativeEndian.Uint32(buf), body: append([]byte(nil), buf[4:n]...), fds: fds, pid: pid}
-		if m.typ != msgStarted && m.typ != msgSockets {
-			closeFDs(m.fds) // only STARTED and SOCKETS carry descriptors
+		if m.typ != msgStarted && m.typ != msgSockets && m.typ != msgReady {
+			closeFDs(m.fds) // only STARTED, SOCKETS and READY carry descriptors
 			m.fds = nil
 		} else if flags&unix.MSG_CTRUNC != 0 {
 			closeFDs(m.fds)
