@@ -105,6 +105,8 @@
 //	              condition put on it where vm.memfd_noexec could not be set), inspected (the
 //	              syscalls the supervisor decides on by argument)
 //	cgroup        version ("v1", "v2"), path, limits (memory_bytes, swap_bytes, pids, cpu ...)
+//	              join: how pid 1 came into it, "cgroup.procs" (v1: the stage-2 wrote itself
+//	              there) or "clone_into_cgroup" (v2: the stage-2 forked itself into it)
 //	no_new_privs  pid 1's NoNewPrivs
 //	capabilities  capabilities pid 1 holds in any set ([] normally; null when pid 1 was gone
 //	              before it was read)

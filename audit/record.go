@@ -193,7 +193,20 @@ type CgroupInfo struct {
 	Version string            `json:"version"`
 	Path    string            `json:"path"`
 	Limits  map[string]string `json:"limits,omitempty"`
+	// Join says how pid 1 came into the cgroup: JoinCgroupProcs or
+	// JoinCloneIntoCgroup. Omitted when no cgroup was made.
+	Join string `json:"join,omitempty"`
 }
+
+// How pid 1 came into its cgroup, in CgroupInfo.Join.
+const (
+	// JoinCgroupProcs: the stage-2 wrote itself into cgroup.procs (each
+	// v1 hierarchy) before it cloned pid 1.
+	JoinCgroupProcs = "cgroup.procs"
+	// JoinCloneIntoCgroup (v2): the stage-2 forked itself into the cgroup
+	// with clone3(CLONE_INTO_CGROUP), then cloned pid 1 from there.
+	JoinCloneIntoCgroup = "clone_into_cgroup"
+)
 
 // Denial is one kind of denied syscall attempt: the supervisor received it
 // from the filter's listener (SECCOMP_RET_USER_NOTIF), answered EPERM, and

@@ -218,12 +218,12 @@ func (c *Cgroup) OpenProcs() ([]*os.File, error) {
 	return files, nil
 }
 
-// openFD opens the cgroup directory with O_PATH|O_DIRECTORY|O_CLOEXEC for
+// OpenDir opens the cgroup directory with O_PATH|O_DIRECTORY|O_CLOEXEC for
 // use as syscall.SysProcAttr.CgroupFD (with UseCgroupFD). v2 only. The
 // caller closes the file once the child has started.
-func (c *Cgroup) openFD() (*os.File, error) {
+func (c *Cgroup) OpenDir() (*os.File, error) {
 	if c.version != V2 {
-		return nil, fmt.Errorf("cgroup: openFD: CLONE_INTO_CGROUP needs cgroup v2, this cgroup is %s", c.version)
+		return nil, fmt.Errorf("cgroup: OpenDir: CLONE_INTO_CGROUP needs cgroup v2, this cgroup is %s", c.version)
 	}
 	dir := c.mount + c.path
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)

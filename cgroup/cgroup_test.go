@@ -62,8 +62,8 @@ func TestLimitsApplied(t *testing.T) {
 	if got := readTrim(t, dirs["cpu"], "cpu.cfs_quota_us"); got != "50000" {
 		t.Errorf("cpu.cfs_quota_us = %q", got)
 	}
-	if _, err := cg.openFD(); err == nil {
-		t.Error("OpenFD succeeded on v1")
+	if _, err := cg.OpenDir(); err == nil {
+		t.Error("OpenDir succeeded on v1")
 	}
 }
 

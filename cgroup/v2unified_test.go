@@ -12,7 +12,7 @@ import (
 )
 
 // TestV2MechanicsOnUnifiedTree runs the v2 code paths that need no
-// controllers (mkdir, CLONE_INTO_CGROUP via OpenFD, cgroup.kill,
+// controllers (mkdir, CLONE_INTO_CGROUP via OpenDir, cgroup.kill,
 // cgroup.events, cpu.stat, rmdir) on whatever cgroup2 tree is mounted, e.g.
 // /sys/fs/cgroup/unified on a hybrid host. Limits are not applied here.
 func TestV2MechanicsOnUnifiedTree(t *testing.T) {
@@ -46,7 +46,7 @@ func TestV2MechanicsOnUnifiedTree(t *testing.T) {
 	if _, err := os.Stat(l.V2Mount + own + "/" + "cgroup.kill"); err != nil && own != "/" {
 		t.Logf("no cgroup.kill in own cgroup: %v", err)
 	}
-	f, err := cg.openFD()
+	f, err := cg.OpenDir()
 	if err != nil {
 		t.Fatal(err)
 	}

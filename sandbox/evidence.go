@@ -102,7 +102,7 @@ func (p *Process) readEvidence(nsFDs []int) {
 		return
 	}
 	defer unix.Close(pidfd)
-	if stat, err := readProc(p.pid1, "stat"); err != nil || !parentIs(stat, p.stage2.pid) {
+	if !underStage2(p.pid1, p.stage2.pid, p.cgClone) {
 		p.rec.Enforcement.Notes = append(p.rec.Enforcement.Notes, "evidence: pid 1 is gone or not the stage-2's child")
 		return
 	}
@@ -291,6 +291,41 @@ func parseLimits(s string) map[string]string {
 		}
 	}
 	return out
+}
+
+// underStage2 reports whether pid is the stage-2's child or, when the
+// stage-2 forked itself into a v2 cgroup (forked), the child of that fork.
+// pid 1 reaps the tool and the stage-2 (or its fork) only pid 1, so while
+// pid 1 lives its parent does too.
+func underStage2(pid, stage2 int, forked bool) bool {
+	stat, err := readProc(pid, "stat")
+	if err != nil {
+		return false
+	}
+	if !forked {
+		return parentIs(stat, stage2)
+	}
+	fork := parentOf(stat)
+	pstat, err := readProc(fork, "stat")
+	return err == nil && fork > 0 && parentIs(pstat, stage2)
+}
+
+// parentOf is the parent pid a /proc/<pid>/stat line names, or -1.
+func parentOf(stat []byte) int {
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 2 {
+		return -1
+	}
+	n, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return n
 }
 
 // parentIs reports whether a /proc/<pid>/stat line names ppid as parent.

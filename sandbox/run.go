@@ -61,6 +61,7 @@ type Process struct {
 	socketsServed bool
 	creds         string // hostCreds when a pooled sandbox was built
 	pooled        bool   // built ahead: pid 1 sends READY
+	cgClone       bool   // v2: the stage-2 forks itself into the cgroup, pid 1's parent is that fork
 	ready         bool   // READY came: the evidence was read
 	collectErr    error
 	lingering     bool // the run's cgroup could not be removed: a process may be left
@@ -301,17 +302,29 @@ func (p *Process) connectStage2() error {
 // sendPlan sends the plan with the cgroup.procs files to join and the
 // view's sources.
 func (p *Process) sendPlan() error {
-	// The stage-2 joins the cgroup itself, through cgroup.procs files
-	// opened here, before it clones pid 1: pid 1 is born in it.
+	// The stage-2 joins the cgroup itself before it clones pid 1, so pid 1
+	// is born in it: on v1 through cgroup.procs files opened here, on v2
+	// by forking itself into the directory opened here (see
+	// fork_into_cgroup).
 	if err := p.joinCgroupSetup(); err != nil {
 		return err
 	}
 	var procs []*os.File
 	var err error
-	if p.cg != nil {
+	switch {
+	case p.cg != nil && p.cg.Version() == cgroup.V2:
+		var dir *os.File
+		if dir, err = p.cg.OpenDir(); err != nil {
+			return fmt.Errorf("%w: join cgroup: %w", ErrSetup, err)
+		}
+		procs = []*os.File{dir}
+		p.cgClone = true
+		p.rec.Enforcement.Cgroup.Join = audit.JoinCloneIntoCgroup
+	case p.cg != nil:
 		if procs, err = p.cg.OpenProcs(); err != nil {
 			return fmt.Errorf("%w: join cgroup: %w", ErrSetup, err)
 		}
+		p.rec.Enforcement.Cgroup.Join = audit.JoinCgroupProcs
 	}
 	defer func() {
 		for _, f := range procs {
@@ -345,6 +358,9 @@ func (p *Process) sendPlan() error {
 	}
 	if p.pooled {
 		flags |= planReady
+	}
+	if p.cgClone {
+		flags |= planCgroupClone
 	}
 	m := encodePlan(flags, plan, p.pl.filter.BPF, uint64(p.set.MaxFileSizeOrDefault()), ids, len(procs), p.socks, p.landlock)
 	for i := 0; i == 0 || i < len(give); i += fdChunk {

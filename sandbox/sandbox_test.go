@@ -667,6 +667,13 @@ func TestCgroupNamespaceRootedAtRun(t *testing.T) {
 			t.Errorf("cgroup line %q: not rooted at the run's cgroup", l)
 		}
 	}
+	// How pid 1 came into the cgroup: on v2 without a write to
+	// cgroup.procs (clone3 CLONE_INTO_CGROUP), on v1 through it.
+	cg := res.Audit.Enforcement.Cgroup
+	want := map[string]string{"v1": audit.JoinCgroupProcs, "v2": audit.JoinCloneIntoCgroup}[cg.Version]
+	if want == "" || cg.Join != want {
+		t.Errorf("cgroup %s joined by %q, want %q", cg.Version, cg.Join, want)
+	}
 }
 
 // The record holds the resource limits the kernel reports for pid 1, which

@@ -59,11 +59,60 @@ static void raise_nofile(void)
 	}
 }
 
+/* clone_args up to its cgroup field (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
+struct clone3_cgroup_args {
+	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+	uint64_t set_tid, set_tid_size, cgroup;
+};
+
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+
+/* fork_into_cgroup (cgroup v2) forks this process into the cgroup whose
+ * directory is cgfd, and returns in the child, which goes on as the
+ * stage-2. A write to cgroup.procs takes the cgroup threadgroup lock for
+ * writing, which waits for an RCU grace period unless another migration
+ * ran just before (milliseconds after idle time); a clone into the cgroup
+ * takes it only for reading. The child is forked as this process is, before
+ * it becomes the run's uid, which may not write the cgroup's cgroup.procs
+ * (the clone is checked like a migration). This process keeps nothing:
+ * it waits for the child and exits as it did; the child dies with it
+ * (parent-death signal), as it would with the fork server. */
+static void fork_into_cgroup(int cgfd)
+{
+	struct clone3_cgroup_args a = {0};
+	pid_t self = getpid(), child;
+	int st;
+
+	a.flags = CLONE_INTO_CGROUP;
+	a.exit_signal = SIGCHLD;
+	a.cgroup = (uint64_t)cgfd;
+	child = (pid_t)tc_check(syscall(SYS_clone3, &a, sizeof a), "join_cgroup", "clone3(CLONE_INTO_CGROUP)");
+	if (child == 0) {
+		close(cgfd);
+		tc_parent0 = self;
+		tc_arm_pdeath();
+		return;
+	}
+	syscall(SYS_close_range, 0, ~0U, 0);
+	while (waitpid(child, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(TC_EXIT_SETUP);
+	if (WIFSIGNALED(st))
+		_exit(128 + WTERMSIG(st));
+	_exit(WEXITSTATUS(st));
+}
+
 /* join_cgroup joins the run's cgroup (each v1 hierarchy, or v2) before the
  * clone, so that pid 1 is born in it and its cgroup namespace is rooted
  * there. */
 static void join_cgroup(const struct plan *pl)
 {
+	if (pl->flags & TC_PLAN_CGROUP_CLONE) {
+		fork_into_cgroup(pl->fds[0]);
+		return;
+	}
 	for (int i = 0; i < pl->ncgfds; i++) {
 		if (write(pl->fds[i], "0", 1) != 1)
 			tc_fail("join_cgroup", "cgroup.procs");

@@ -103,6 +103,10 @@ enum {
 #define TC_PLAN_IDMAP_OPTIONAL 64 /* a bind the kernel cannot idmap stays plain */
 #define TC_PLAN_READY 128     /* pid 1 sends READY before it waits for EXEC     */
                               /* (a sandbox built ahead: sandbox.Pool)          */
+#define TC_PLAN_CGROUP_CLONE 256 /* cgroup v2: the one cgroup fd is the run's    */
+                              /* cgroup directory; the stage-2 forks itself into */
+                              /* it (clone3 CLONE_INTO_CGROUP), no cgroup.procs  */
+                              /* write                                           */
 
 /* Writable binds may be idmapped (root only). Before the operations the PLAN
  * holds uint32 n, n x (string uid_map, string gid_map); each operation ends

@@ -45,20 +45,21 @@ const (
 	opReadonly = C.TC_OP_READONLY
 	opSetattr  = C.TC_OP_SETATTR
 
-	planDropGroups = C.TC_PLAN_DROP_GROUPS
-	planRunIDs     = C.TC_PLAN_RUN_IDS
-	maxUserLimits  = C.TC_MAX_USER_LIMITS
-	planNotify     = C.TC_PLAN_NOTIFY
-	planRoute4     = C.TC_PLAN_ROUTE4
-	planRoute6     = C.TC_PLAN_ROUTE6
-	planMemfd      = C.TC_PLAN_MEMFD_NOEXEC
-	planIDMapOpt   = C.TC_PLAN_IDMAP_OPTIONAL
-	planReady      = C.TC_PLAN_READY
-	maxIDMaps      = C.TC_MAX_IDMAPS
-	nsCount        = C.TC_NS_COUNT
-	maxCgroupFDs   = C.TC_MAX_CGROUP_FDS
-	maxMsg         = C.TC_MAX_MSG
-	maxLLRules     = C.TC_MAX_LL_RULES
-	maxLLPorts     = C.TC_MAX_LL_PORTS
-	exitSetup      = C.TC_EXIT_SETUP
+	planDropGroups  = C.TC_PLAN_DROP_GROUPS
+	planRunIDs      = C.TC_PLAN_RUN_IDS
+	maxUserLimits   = C.TC_MAX_USER_LIMITS
+	planNotify      = C.TC_PLAN_NOTIFY
+	planRoute4      = C.TC_PLAN_ROUTE4
+	planRoute6      = C.TC_PLAN_ROUTE6
+	planMemfd       = C.TC_PLAN_MEMFD_NOEXEC
+	planIDMapOpt    = C.TC_PLAN_IDMAP_OPTIONAL
+	planReady       = C.TC_PLAN_READY
+	planCgroupClone = C.TC_PLAN_CGROUP_CLONE
+	maxIDMaps       = C.TC_MAX_IDMAPS
+	nsCount         = C.TC_NS_COUNT
+	maxCgroupFDs    = C.TC_MAX_CGROUP_FDS
+	maxMsg          = C.TC_MAX_MSG
+	maxLLRules      = C.TC_MAX_LL_RULES
+	maxLLPorts      = C.TC_MAX_LL_PORTS
+	exitSetup       = C.TC_EXIT_SETUP
 )
