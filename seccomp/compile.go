@@ -459,24 +459,33 @@ func CompileCached(p Policy) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache.Lock()
-	f, ok := cache.m[k]
-	cache.Unlock()
-	if ok {
+	if f := cacheGet(k); f != nil {
 		return f.clone(), nil
 	}
-	f, err = Compile(p)
+	f, err := Compile(p)
 	if err != nil {
 		return nil, err
 	}
+	return cachePut(k, f).clone(), nil
+}
+
+// cacheGet returns the cached filter for key k, or nil.
+func cacheGet(k string) *Filter {
 	cache.Lock()
+	defer cache.Unlock()
+	return cache.m[k]
+}
+
+// cachePut caches f under k and returns the cached filter: f, or the one a
+// concurrent compile stored first (one canonical entry per key).
+func cachePut(k string, f *Filter) *Filter {
+	cache.Lock()
+	defer cache.Unlock()
 	if old, ok := cache.m[k]; ok {
-		f = old // a concurrent compile won; keep one canonical entry
-	} else {
-		cache.m[k] = f
+		return old
 	}
-	cache.Unlock()
-	return f.clone(), nil
+	cache.m[k] = f
+	return f
 }
 
 // Explain lists, sorted by name, every syscall libseccomp knows on x86_64

@@ -64,28 +64,18 @@ func compileCachedDir(p Policy, dir string, root bool) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	cache.Lock()
-	f, ok := cache.m[k]
-	cache.Unlock()
-	if ok {
+	if f := cacheGet(k); f != nil {
 		return f.clone(), nil
 	}
 	var dk string
 	if root && dir != "" {
 		if dk = diskKey(k); dk != "" {
 			if f := loadEntry(dir, dk, p); f != nil {
-				cache.Lock()
-				if old, ok := cache.m[k]; ok {
-					f = old
-				} else {
-					cache.m[k] = f
-				}
-				cache.Unlock()
-				return f.clone(), nil
+				return cachePut(k, f).clone(), nil
 			}
 		}
 	}
-	f, err = CompileCached(p)
+	f, err := CompileCached(p)
 	if err != nil {
 		return nil, err
 	}
