@@ -59,6 +59,20 @@ static void raise_nofile(void)
 	}
 }
 
+/* exit_as waits for child (pid 1, or the stage-2 forked into a v2
+ * cgroup) and exits as it did. */
+static void __attribute__((noreturn)) exit_as(pid_t child)
+{
+	int st;
+
+	while (waitpid(child, &st, 0) < 0)
+		if (errno != EINTR)
+			_exit(TC_EXIT_SETUP);
+	if (WIFSIGNALED(st))
+		_exit(128 + WTERMSIG(st));
+	_exit(WEXITSTATUS(st));
+}
+
 /* clone_args up to its cgroup field (CLONE_ARGS_SIZE_VER2, Linux 5.7). */
 struct clone3_cgroup_args {
 	uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
@@ -83,7 +97,6 @@ static void fork_into_cgroup(int cgfd)
 {
 	struct clone3_cgroup_args a = {0};
 	pid_t self = getpid(), child;
-	int st;
 
 	a.flags = CLONE_INTO_CGROUP;
 	a.exit_signal = SIGCHLD;
@@ -96,12 +109,7 @@ static void fork_into_cgroup(int cgfd)
 		return;
 	}
 	syscall(SYS_close_range, 0, ~0U, 0);
-	while (waitpid(child, &st, 0) < 0)
-		if (errno != EINTR)
-			_exit(TC_EXIT_SETUP);
-	if (WIFSIGNALED(st))
-		_exit(128 + WTERMSIG(st));
-	_exit(WEXITSTATUS(st));
+	exit_as(child);
 }
 
 /* join_cgroup joins the run's cgroup (each v1 hierarchy, or v2) before the
@@ -175,19 +183,6 @@ static void signal_pid1(int maps, const char *step)
 		tc_fail(step, "sync");
 }
 
-/* wait_pid1 waits for pid 1 and exits as it did. */
-static void __attribute__((noreturn)) wait_pid1(pid_t child)
-{
-	int st;
-
-	while (waitpid(child, &st, 0) < 0)
-		if (errno != EINTR)
-			_exit(TC_EXIT_SETUP);
-	if (WIFSIGNALED(st))
-		_exit(128 + WTERMSIG(st));
-	_exit(WEXITSTATUS(st));
-}
-
 /* tc_stage2 runs one sandbox over the control socket at fd 3; tc_parent0 is
  * the fork server, set before the fork. */
 void __attribute__((noreturn)) tc_stage2(void)
@@ -220,5 +215,5 @@ void __attribute__((noreturn)) tc_stage2(void)
 	if (pl.flags & TC_PLAN_RUN_IDS)
 		tc_check(prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "dumpable", "run ids");
 	close(tc_ctl);
-	wait_pid1(child);
+	exit_as(child);
 }
