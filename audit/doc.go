@@ -51,8 +51,8 @@
 //	network_dropped  attempts not itemised because their class's quota was full
 //	temp_workdir     host path of the temporary workdir, removed after the run (omitted if none)
 //	pool             runs through a sandbox.Pool only: state "warm" (the run took a sandbox
-//	                 built ahead; waited_ms is how long it had waited, from the start of its
-//	                 build) or "cold" (none was ready: the run built its own); omitted otherwise
+//	                 built ahead; waited_ms is how long it had been ready before the run)
+//	                 or "cold" (none was ready: the run built its own); omitted otherwise
 //	error            why setup failed (reason setup_failed only; omitted otherwise)
 //
 // exit (Exit): reason is exactly one Reason; code is the tool's exit

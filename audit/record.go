@@ -347,7 +347,7 @@ const (
 // sandbox.Pool.
 type PoolInfo struct {
 	State string `json:"state"`
-	// WaitedMS is how long a warm sandbox had been waiting, from the start
-	// of its build to the run.
+	// WaitedMS is how long a warm sandbox had been ready (built, pid 1
+	// waiting for the command) before the run took it.
 	WaitedMS float64 `json:"waited_ms,omitempty"`
 }

@@ -46,11 +46,11 @@ type Pool struct {
 
 	mu       sync.Mutex
 	ready    []*Process // built, oldest first
-	building int
+	building int        // builds in progress
 	closed   bool
-	lastErr  error         // the last build's error, until a build succeeds
-	changed  chan struct{} // closed and replaced when ready or lastErr changes
-	builds   sync.WaitGroup
+	lastErr  error          // the last build's error, until a build succeeds
+	changed  chan struct{}  // closed and replaced when ready or lastErr changes
+	builds   sync.WaitGroup // builds, and discards of unusable sandboxes
 }
 
 // NewPool starts building opts.Size sandboxes of pl and returns at once.
@@ -156,13 +156,18 @@ func (po *Pool) take() (*Process, time.Duration) {
 	for len(po.ready) > 0 {
 		p := po.ready[0]
 		po.ready = po.ready[1:]
-		waited := time.Since(p.start)
+		waited := time.Since(p.readyAt)
 		if why := p.stale(creds); why == "" && (po.opts.MaxIdle == 0 || waited <= po.opts.MaxIdle) {
 			return p, waited
 		} else if why != "" {
 			p.log("pool: ready sandbox not used", "why", why)
 		}
-		go p.discard()
+		// Ended in the background; Close waits for it.
+		po.builds.Add(1)
+		go func() {
+			defer po.builds.Done()
+			p.discard()
+		}()
 	}
 	return nil, 0
 }
@@ -195,6 +200,7 @@ func (po *Pool) build() {
 	close(po.changed)
 	po.changed = make(chan struct{})
 	if err == nil && !po.closed {
+		p.readyAt = time.Now()
 		po.ready = append(po.ready, p)
 		po.mu.Unlock()
 		return

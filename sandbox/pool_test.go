@@ -329,3 +329,26 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("left on the host: %v", l)
 	}
 }
+
+// A sandbox that waited longer than MaxIdle is ended, not used.
+func TestPoolMaxIdle(t *testing.T) {
+	testenv.RequireUserNS(t)
+	pl, err := sandbox.Compile(base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	po, err := sandbox.NewPool(pl, sandbox.PoolOptions{Size: 1, MaxIdle: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer po.Close()
+	waitReady(t, po)
+	time.Sleep(400 * time.Millisecond)
+	if res := poolRun(t, po, "echo ok"); res.Audit.Pool.State != audit.PoolCold || string(res.Stdout) != "ok\n" {
+		t.Fatalf("after MaxIdle: stdout %q pool %+v, want cold", res.Stdout, res.Audit.Pool)
+	}
+	waitReady(t, po)
+	if res := poolRun(t, po, "echo ok"); res.Audit.Pool.State != audit.PoolWarm || res.Audit.Pool.WaitedMS > 300 {
+		t.Fatalf("within MaxIdle: pool %+v, want warm", res.Audit.Pool)
+	}
+}

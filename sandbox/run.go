@@ -59,10 +59,11 @@ type Process struct {
 	nsFDs     []int // pid 1's namespaces, from STARTED until the run is over
 	// socketsServed: the egress relay serves the sockets pid 1 made.
 	socketsServed bool
-	creds         string // hostCreds when a pooled sandbox was built
-	pooled        bool   // built ahead: pid 1 sends READY
-	cgClone       bool   // v2: the stage-2 forks itself into the cgroup, pid 1's parent is that fork
-	ready         bool   // READY came: the evidence was read
+	creds         string    // hostCreds when a pooled sandbox was built
+	pooled        bool      // built ahead: pid 1 sends READY
+	readyAt       time.Time // when a sandbox built ahead was ready
+	cgClone       bool      // v2: the stage-2 forks itself into the cgroup, pid 1's parent is that fork
+	ready         bool      // READY came: the evidence was read
 	collectErr    error
 	lingering     bool // the run's cgroup could not be removed: a process may be left
 	// idmapped maps an index into rec.Enforcement.Mounts to the host owner its

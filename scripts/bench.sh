@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Launch benchmark: toolcell vs bubblewrap vs plain os/exec, interleaved in
-# one run (see BenchmarkLaunch in sandbox/bench_test.go), plus the seccomp
-# compile cost. Prints a markdown table for BENCHMARKS.md.
+# Launch benchmarks: toolcell (a compiled Plan, cold, and a Pool, warm) vs
+# bubblewrap vs plain os/exec, interleaved in one run: back to back, after
+# 200 ms of idle time, with a 256 MiB live heap, and 32 callers at once for
+# TOOLCELL_BENCH_SECONDS (default 10) each (see sandbox/bench_test.go); the
+# CLI as a one-shot process (scripts/bench-cli.sh); a soak of
+# TOOLCELL_SOAK_RUNS (default 10000) runs; the seccomp compile cost.
+# Prints markdown tables for BENCHMARKS.md.
 #   scripts/bench.sh [ROUNDS]     (default 60; run as root on a quiet machine)
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -10,22 +14,36 @@ rounds=${1:-60}
 export PATH=$PATH:/usr/local/go/bin
 cd "$root"
 out=$(go test -run '^$' -bench '^BenchmarkLaunch$' -benchtime "${rounds}x" -count 1 ./sandbox)
+idle=$(go test -run '^$' -bench '^BenchmarkLaunchIdle$' -benchtime "$(( (rounds + 1) / 2 ))x" -count 1 ./sandbox)
+hp=$(go test -run '^$' -bench '^BenchmarkLaunchHeap$' -benchtime "${rounds}x" -count 1 ./sandbox)
+tp=$(TOOLCELL_BENCH_SECONDS=${TOOLCELL_BENCH_SECONDS:-10} go test -run '^$' -bench '^BenchmarkThroughput$' -benchtime 1x -count 1 -timeout 30m ./sandbox)
+soak=$(TOOLCELL_SOAK_RUNS=${TOOLCELL_SOAK_RUNS:-10000} TOOLCELL_CI=1 go test -run '^TestSoak$' -count 1 -timeout 60m -v ./sandbox | grep -E -- '--- (PASS|FAIL)')
+cli=$("$root/scripts/bench-cli.sh" "$rounds")
 sc=$(go test -run '^$' -bench 'Compile' -benchtime 200x -count 1 ./seccomp)
 ov=$(go test -run '^$' -bench 'SyscallOverhead' -benchtime 15x -count 1 ./seccomp)
 dn=$(go test -run '^$' -bench 'DeniedSyscall' -benchtime 10000x -count 3 ./sandbox)
 eg=$(go test -run '^$' -bench '^BenchmarkEgress$' -benchtime 5x -count 1 ./sandbox)
-metric() { grep -oE "[0-9.]+ $1([[:space:]]|$)" <<<"$out" | awk '{print $1}'; }
-echo "| launcher (\`sh -c true\`, median of $rounds interleaved rounds) | ms |"
-echo "|---|---|"
-for n in exec bwrap toolcell toolcell-heap256; do
-  echo "| $n | $(metric "ms-median/$n") |"
+metric() { grep -oE "[0-9.]+ $1([[:space:]]|$)" <<<"${2:-$out}" | awk '{print $1}'; }
+echo "| launcher (\`sh -c true\`, medians, interleaved) | back to back ($rounds rounds), ms | after 200 ms idle ($(( (rounds + 1) / 2 )) rounds), ms |"
+echo "|---|---|---|"
+for n in exec bwrap toolcell toolcell-pool; do
+  echo "| $n | $(metric "ms-median/$n") | $(metric "ms-median/$n" "$idle") |"
 done
 echo
-echo "| ratio | value |"
-echo "|---|---|"
-for r in toolcell:bwrap toolcell:exec heap256:noheap; do
-  echo "| $r | $(metric "ratio/$r") |"
+echo "| ratio | back to back | after idle |"
+echo "|---|---|---|"
+for r in toolcell:bwrap toolcell:exec pool:exec pool:bwrap; do
+  echo "| $r | $(metric "ratio/$r") | $(metric "ratio/$r" "$idle") |"
 done
+echo
+echo "256 MiB pointer-rich live heap ($rounds rounds each): toolcell:bwrap $(metric ratio/toolcell:bwrap-noheap "$hp")x without, $(metric ratio/toolcell:bwrap-heap256 "$hp")x with: heap256:noheap **$(metric ratio/heap256:noheap "$hp")x**"
+echo
+echo "32 callers, ${TOOLCELL_BENCH_SECONDS:-10} s each: bwrap $(metric runs/s/bwrap "$tp") runs/s, toolcell $(metric runs/s/toolcell "$tp") runs/s ($(metric ratio/toolcell:bwrap "$tp")x), pool $(metric runs/s/toolcell-pool "$tp") runs/s ($(metric ratio/pool:bwrap "$tp")x)"
+echo
+echo "soak, ${TOOLCELL_SOAK_RUNS:-10000} runs with 32 callers each (no error, nothing left behind):"
+sed 's/^ */- /' <<<"$soak"
+echo
+echo "$cli" | sed '$d'
 echo
 echo "seccomp compile:"
 grep -E '^Benchmark' <<<"$sc" | awk '{printf "- %s: %s %s\n", $1, $3, $4}'
