@@ -264,22 +264,16 @@ func (pl llPlan) info(kernelABI int) *audit.LandlockInfo {
 
 // encode appends the plan's Landlock part (layout in stage2.h).
 func (pl llPlan) encode(m []byte) []byte {
-	m = putU32(m, uint32(pl.abi))
 	if pl.abi == 0 {
-		return m
+		return appendLandlockHead(m, 0, 0, 0, 0, 0, 0)
 	}
-	m = binary.NativeEndian.AppendUint64(m, pl.fs)
-	m = binary.NativeEndian.AppendUint64(m, pl.net)
-	m = binary.NativeEndian.AppendUint64(m, pl.scoped)
-	m = putU32(m, uint32(len(pl.rules)))
+	m = appendLandlockHead(m, pl.abi, len(pl.rules), len(pl.ports), pl.fs, pl.net, pl.scoped)
 	for _, r := range pl.rules {
 		m = binary.NativeEndian.AppendUint64(m, r.access)
 		m = putStr(m, r.path)
 	}
-	m = putU32(m, uint32(len(pl.ports)))
 	for _, r := range pl.ports {
-		m = binary.NativeEndian.AppendUint64(m, r.access)
-		m = binary.NativeEndian.AppendUint64(m, uint64(r.port))
+		m = appendLandlockPort(m, r.access, uint64(r.port))
 	}
 	return m
 }

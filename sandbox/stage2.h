@@ -6,6 +6,8 @@
 #ifndef TOOLCELL_STAGE2_H
 #define TOOLCELL_STAGE2_H
 
+#include <stdint.h>
+
 /* Environment variable that turns a process into the fork server; its value
  * is the number of the server's socket (SOCK_SEQPACKET) descriptor, 3; a
  * pidfd of the host process is at 4. A value TC_ENV_DIRECT "<host pid>"
@@ -41,6 +43,42 @@ enum {
 	TC_MSG_FORKED = 14, /* C -> Go: uint32 stage-2 pid + its pidfd and the    */
 	                    /* supervisor's end of its control socket; or         */
 	                    /* TC_MSG_ERROR                                       */
+};
+
+/* The PLAN's layout. Its fixed-size parts are these structs, which the Go
+ * side fills field by field through cgo (stage2_cgo.go), so a field renamed,
+ * removed or retyped here fails the Go build, and both sides use the same
+ * size and padding. In order:
+ *   uint32 TC_MSG_PLAN, struct tc_plan_head,
+ *   strings staging, hostname, rootopts, uid_map, gid_map  (uint32 length
+ *     including the NUL, then the bytes),
+ *   nidmaps x (string uid_map, string gid_map),
+ *   nops x (struct tc_plan_op, string a, string b),
+ *   nrlim x struct tc_plan_rlimit, nulim x (string name, string value),
+ *   nfilter x struct sock_filter (the seccomp program),
+ *   nsock x struct tc_plan_sock, then the Landlock part (below). */
+struct tc_plan_head {
+	uint32_t flags;            /* TC_PLAN_* */
+	uint32_t uid, gid;         /* the sandbox user inside */
+	uint32_t last_cap;         /* the highest capability the kernel knows */
+	uint32_t run_uid, run_gid; /* the run's host ids (TC_PLAN_RUN_IDS) */
+	uint32_t ncgfds, nfiles;   /* descriptors: the cgroup's, then the view's sources */
+	uint32_t nidmaps, nops, nrlim, nulim, nfilter, nsock;
+};
+
+struct tc_plan_op {
+	uint32_t kind, attr, mode;
+	int32_t fd;     /* TC_OP_BIND: index into the view's sources; else -1 */
+	uint32_t idmap; /* TC_OP_BIND: 1 + index of its id maps, 0: none */
+};
+
+struct tc_plan_rlimit {
+	uint32_t resource, pad;
+	uint64_t cur, max;
+};
+
+struct tc_plan_sock {
+	uint32_t kind, addr, port;
 };
 
 /* Descriptors per packet (SCM_RIGHTS takes at most 253), and per plan. */
@@ -87,14 +125,22 @@ enum {
 
 /* Landlock, applied by the tool child before its seccomp filter (the
  * kernel's struct layouts are spelled out in stage2_pid1.c). The PLAN ends
- * with:
- *   uint32 ABI to apply (0: none), then, when not 0:
- *   uint64 handled fs rights, uint64 handled net rights, uint64 scopes,
- *   uint32 n, n x (uint64 rights, string path)  path-beneath rules, paths
- *                                               absolute in the view
- *   uint32 n, n x (uint64 rights, uint64 port)  TCP port rules
+ * with struct tc_plan_landlock, then, when its ABI is not 0:
+ *   nrules x (uint64 rights, string path)  path-beneath rules, paths
+ *                                          absolute in the view
+ *   nports x struct tc_plan_llport         TCP port rules
  * Every right, path and port is Go's choice; C opens each path inside the
  * view (O_PATH, no symlink) and adds it as given. */
+struct tc_plan_landlock {
+	uint32_t abi; /* the ABI to apply, 0: none */
+	uint32_t nrules, nports;
+	uint32_t pad;
+	uint64_t fs, net, scoped; /* handled fs and net rights, scopes */
+};
+
+struct tc_plan_llport {
+	uint64_t access, port;
+};
 #define TC_MAX_LL_RULES 4096
 #define TC_MAX_LL_PORTS 64
 

@@ -187,6 +187,15 @@ static const char *get_str(struct rd *r)
 	return s;
 }
 
+/* get_struct copies the next n bytes (one of the wire structs). */
+static void get_struct(struct rd *r, void *v, size_t n)
+{
+	need(r, n);
+	memcpy(v, r->p, n);
+	r->p += n;
+	r->n -= n;
+}
+
 static void *alloc(size_t n, size_t sz)
 {
 	void *p = calloc(n ? n : 1, sz);
@@ -198,13 +207,15 @@ static void *alloc(size_t n, size_t sz)
 /* read_landlock decodes the plan's Landlock part (layout in stage2.h). */
 static void read_landlock(struct rd *r, struct llplan *ll)
 {
-	ll->abi = get_u32(r);
+	struct tc_plan_landlock h;
+	get_struct(r, &h, sizeof h);
+	ll->abi = h.abi;
 	if (ll->abi == 0)
 		return;
-	ll->fs = get_u64(r);
-	ll->net = get_u64(r);
-	ll->scoped = get_u64(r);
-	ll->nrules = get_u32(r);
+	ll->fs = h.fs;
+	ll->net = h.net;
+	ll->scoped = h.scoped;
+	ll->nrules = h.nrules;
 	if (ll->nrules > TC_MAX_LL_RULES)
 		tc_fail_errno(E2BIG, "plan", "too many landlock rules");
 	ll->rules = alloc(ll->nrules, sizeof(struct llrule));
@@ -214,12 +225,14 @@ static void read_landlock(struct rd *r, struct llplan *ll)
 		if (ll->rules[i].path[0] != '/')
 			tc_fail_errno(EINVAL, "plan", "landlock rule path");
 	}
-	ll->nports = get_u32(r);
+	ll->nports = h.nports;
 	if (ll->nports > TC_MAX_LL_PORTS)
 		tc_fail_errno(E2BIG, "plan", "too many landlock ports");
 	for (uint32_t i = 0; i < ll->nports; i++) {
-		ll->ports[i].access = get_u64(r);
-		ll->ports[i].port = get_u64(r);
+		struct tc_plan_llport w;
+		get_struct(r, &w, sizeof w);
+		ll->ports[i].access = w.access;
+		ll->ports[i].port = w.port;
 		if (ll->ports[i].port > 65535)
 			tc_fail_errno(EINVAL, "plan", "landlock port");
 	}
@@ -229,24 +242,26 @@ void tc_read_plan(struct plan *pl)
 {
 	char *m;
 	struct rd r;
+	struct tc_plan_head h;
 	uint32_t ncg, nfiles;
 	r.n = recv_msg(&m, pl->fds, -TC_FD_CHUNK, &pl->nfds);
 	r.p = m;
 	if (get_u32(&r) != TC_MSG_PLAN)
 		tc_fail_errno(EBADMSG, "plan", "expected PLAN");
-	pl->flags = get_u32(&r);
-	pl->uid = get_u32(&r);
-	pl->gid = get_u32(&r);
-	pl->last_cap = get_u32(&r);
+	get_struct(&r, &h, sizeof h);
+	pl->flags = h.flags;
+	pl->uid = h.uid;
+	pl->gid = h.gid;
+	pl->last_cap = h.last_cap;
+	pl->run_uid = h.run_uid;
+	pl->run_gid = h.run_gid;
 	pl->staging = get_str(&r);
 	pl->hostname = get_str(&r);
 	pl->rootopts = get_str(&r);
 	pl->uid_map = get_str(&r);
 	pl->gid_map = get_str(&r);
-	pl->run_uid = get_u32(&r);
-	pl->run_gid = get_u32(&r);
-	ncg = get_u32(&r);
-	nfiles = get_u32(&r);
+	ncg = h.ncgfds;
+	nfiles = h.nfiles;
 	if (ncg > TC_MAX_CGROUP_FDS || nfiles > TC_MAX_PLAN_FDS - TC_MAX_CGROUP_FDS)
 		tc_fail_errno(E2BIG, "plan", "too many file descriptors");
 	pl->ncgfds = (int)ncg;
@@ -264,26 +279,28 @@ void tc_read_plan(struct plan *pl)
 	}
 	if (pl->nfds != pl->ncgfds + (int)nfiles)
 		tc_fail_errno(EBADMSG, "plan", "wrong number of file descriptors");
-	pl->nidmaps = get_u32(&r);
+	pl->nidmaps = h.nidmaps;
 	if (pl->nidmaps > TC_MAX_IDMAPS)
 		tc_fail_errno(E2BIG, "plan", "too many idmaps");
 	for (uint32_t i = 0; i < pl->nidmaps; i++) {
 		pl->idmaps[i].uid_map = get_str(&r);
 		pl->idmaps[i].gid_map = get_str(&r);
 	}
-	pl->nops = get_u32(&r);
+	pl->nops = h.nops;
 	if (pl->nops > 4096)
 		tc_fail_errno(E2BIG, "plan", "too many operations");
 	pl->ops = alloc(pl->nops, sizeof(struct op));
 	for (uint32_t i = 0; i < pl->nops; i++) {
 		struct op *o = &pl->ops[i];
-		o->kind = get_u32(&r);
-		o->attr = get_u32(&r);
-		o->mode = get_u32(&r);
-		o->fd = (int32_t)get_u32(&r);
+		struct tc_plan_op w;
+		get_struct(&r, &w, sizeof w);
+		o->kind = w.kind;
+		o->attr = w.attr;
+		o->mode = w.mode;
+		o->fd = w.fd;
+		o->idmap = w.idmap;
 		o->a = get_str(&r);
 		o->b = get_str(&r);
-		o->idmap = get_u32(&r);
 		o->tree = -1;
 		if (o->idmap > pl->nidmaps || (o->idmap && o->kind != TC_OP_BIND))
 			tc_fail_errno(EBADMSG, "plan", "idmap index");
@@ -296,16 +313,18 @@ void tc_read_plan(struct plan *pl)
 			o->fd = -1;
 		}
 	}
-	pl->nrlim = get_u32(&r);
+	pl->nrlim = h.nrlim;
 	if (pl->nrlim > 64)
 		tc_fail_errno(E2BIG, "plan", "too many rlimits");
 	pl->rlims = alloc(pl->nrlim, sizeof(struct rlim));
 	for (uint32_t i = 0; i < pl->nrlim; i++) {
-		pl->rlims[i].resource = get_u32(&r);
-		pl->rlims[i].cur = get_u64(&r);
-		pl->rlims[i].max = get_u64(&r);
+		struct tc_plan_rlimit w;
+		get_struct(&r, &w, sizeof w);
+		pl->rlims[i].resource = w.resource;
+		pl->rlims[i].cur = w.cur;
+		pl->rlims[i].max = w.max;
 	}
-	pl->nulim = get_u32(&r);
+	pl->nulim = h.nulim;
 	if (pl->nulim > TC_MAX_USER_LIMITS)
 		tc_fail_errno(E2BIG, "plan", "too many user limits");
 	for (uint32_t i = 0; i < pl->nulim; i++) {
@@ -315,7 +334,7 @@ void tc_read_plan(struct plan *pl)
 		if (strchr(pl->ulims[i].name, '/') || pl->ulims[i].name[0] == '.')
 			tc_fail_errno(EINVAL, "plan", "user limit name");
 	}
-	pl->nfilter = get_u32(&r);
+	pl->nfilter = h.nfilter;
 	if (pl->nfilter == 0 || pl->nfilter > BPF_MAXINSNS)
 		tc_fail_errno(EINVAL, "plan", "seccomp filter size");
 	need(&r, (size_t)pl->nfilter * sizeof(struct sock_filter));
@@ -323,13 +342,15 @@ void tc_read_plan(struct plan *pl)
 	memcpy(pl->filter, r.p, (size_t)pl->nfilter * sizeof(struct sock_filter));
 	r.p += (size_t)pl->nfilter * sizeof(struct sock_filter);
 	r.n -= (size_t)pl->nfilter * sizeof(struct sock_filter);
-	pl->nsock = get_u32(&r);
+	pl->nsock = h.nsock;
 	if (pl->nsock > TC_MAX_SOCKETS)
 		tc_fail_errno(E2BIG, "plan", "too many sockets");
 	for (uint32_t i = 0; i < pl->nsock; i++) {
-		pl->socks[i].kind = get_u32(&r);
-		pl->socks[i].addr = get_u32(&r);
-		pl->socks[i].port = get_u32(&r);
+		struct tc_plan_sock w;
+		get_struct(&r, &w, sizeof w);
+		pl->socks[i].kind = w.kind;
+		pl->socks[i].addr = w.addr;
+		pl->socks[i].port = w.port;
 		if (pl->socks[i].port == 0 || pl->socks[i].port > 65535)
 			tc_fail_errno(EINVAL, "plan", "socket port");
 	}

@@ -6,7 +6,6 @@ package sandbox
 import (
 	"encoding/binary"
 	"fmt"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -186,66 +185,4 @@ func putList(b []byte, l []string) []byte {
 		b = putStr(b, s)
 	}
 	return b
-}
-
-func encodePlan(flags uint32, c *compiled, bpf []byte, fsize uint64, ids planIDs, ncg int, socks []planSock, ll llPlan) []byte {
-	m := u32msg(msgPlan)
-	m = putU32(m, flags)
-	m = putU32(m, sandboxUID)
-	m = putU32(m, sandboxGID)
-	m = putU32(m, lastCap())
-	m = putStr(m, "/tmp")
-	m = putStr(m, sandboxHost)
-	m = putStr(m, "size=4m,nr_inodes=4096,mode=0755")
-	m = putStr(m, ids.uidMap)
-	m = putStr(m, ids.gidMap)
-	m = putU32(m, ids.uid)
-	m = putU32(m, ids.gid)
-	m = putU32(m, uint32(ncg))
-	m = putU32(m, uint32(len(c.files)))
-	// An idmapped bind shows its owner's files as the run's host ids,
-	// which the sandbox user is mapped to.
-	m = putU32(m, uint32(len(c.owners)))
-	for _, o := range c.owners {
-		m = putStr(m, fmt.Sprintf("%d %d 1\n", o.uid, ids.uid))
-		m = putStr(m, fmt.Sprintf("%d %d 1\n", o.gid, ids.gid))
-	}
-	m = putU32(m, uint32(len(c.ops)))
-	for _, o := range c.ops {
-		m = putU32(m, o.kind)
-		m = putU32(m, o.attr)
-		m = putU32(m, o.mode)
-		m = putU32(m, uint32(int32(o.fd))) // an index into c.files, or -1
-		m = putStr(m, o.a)
-		m = putStr(m, o.b)
-		m = putU32(m, uint32(o.idmap))
-	}
-	rl := []struct {
-		res      uint32
-		cur, max uint64
-	}{
-		{unix.RLIMIT_CORE, 0, 0},
-		{unix.RLIMIT_NOFILE, 1024, 1024},
-		{unix.RLIMIT_FSIZE, fsize, fsize},
-	}
-	m = putU32(m, uint32(len(rl)))
-	for _, r := range rl {
-		m = putU32(m, r.res)
-		m = binary.NativeEndian.AppendUint64(m, r.cur)
-		m = binary.NativeEndian.AppendUint64(m, r.max)
-	}
-	m = putU32(m, uint32(len(ids.limits)))
-	for _, l := range ids.limits {
-		m = putStr(m, l.name)
-		m = putStr(m, strconv.FormatInt(l.value, 10))
-	}
-	m = putU32(m, uint32(len(bpf)/8))
-	m = append(m, bpf...)
-	m = putU32(m, uint32(len(socks)))
-	for _, s := range socks {
-		m = putU32(m, s.kind)
-		m = putU32(m, s.addr)
-		m = putU32(m, s.port)
-	}
-	return ll.encode(m)
 }
