@@ -142,6 +142,7 @@ func BenchmarkLaunchIdle(b *testing.B) {
 	names := []string{"exec", "bwrap", "toolcell", "toolcell-pool"}
 	med := reportMedians(b, names, interleave(b, l, names, 200*time.Millisecond))
 	b.ReportMetric(med["toolcell"]/med["bwrap"], "ratio/toolcell:bwrap")
+	b.ReportMetric(med["toolcell"]/med["exec"], "ratio/toolcell:exec")
 	b.ReportMetric(med["toolcell-pool"]/med["exec"], "ratio/pool:exec")
 	b.ReportMetric(med["toolcell-pool"]/med["bwrap"], "ratio/pool:bwrap")
 }

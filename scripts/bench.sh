@@ -18,7 +18,6 @@ idle=$(go test -run '^$' -bench '^BenchmarkLaunchIdle$' -benchtime "$(( (rounds 
 hp=$(go test -run '^$' -bench '^BenchmarkLaunchHeap$' -benchtime "${rounds}x" -count 1 ./sandbox)
 tp=$(TOOLCELL_BENCH_SECONDS=${TOOLCELL_BENCH_SECONDS:-10} go test -run '^$' -bench '^BenchmarkThroughput$' -benchtime 1x -count 1 -timeout 30m ./sandbox)
 soak=$(TOOLCELL_SOAK_RUNS=${TOOLCELL_SOAK_RUNS:-10000} TOOLCELL_CI=1 go test -run '^TestSoak$' -count 1 -timeout 60m -v ./sandbox | grep -E -- '--- (PASS|FAIL)')
-cli=$("$root/scripts/bench-cli.sh" "$rounds")
 sc=$(go test -run '^$' -bench 'Compile' -benchtime 200x -count 1 ./seccomp)
 ov=$(go test -run '^$' -bench 'SyscallOverhead' -benchtime 15x -count 1 ./seccomp)
 dn=$(go test -run '^$' -bench 'DeniedSyscall' -benchtime 10000x -count 3 ./sandbox)
@@ -42,8 +41,6 @@ echo "32 callers, ${TOOLCELL_BENCH_SECONDS:-10} s each: bwrap $(metric runs/s/bw
 echo
 echo "soak, ${TOOLCELL_SOAK_RUNS:-10000} runs with 32 callers each (no error, nothing left behind):"
 sed 's/^ */- /' <<<"$soak"
-echo
-echo "$cli" | sed '$d'
 echo
 echo "seccomp compile:"
 grep -E '^Benchmark' <<<"$sc" | awk '{printf "- %s: %s %s\n", $1, $3, $4}'
