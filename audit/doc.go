@@ -15,7 +15,7 @@
 //
 // Record.Schema is "toolcell.audit/v1". Within v1 a field is never removed
 // or given another meaning, and a value listed below (a Reason, a Limit, a
-// Conn kind) never changes; a new optional field or value may appear.
+// NetEvent kind) never changes; a new optional field or value may appear.
 // Anything else is a new version.
 //
 // # Conventions
@@ -138,7 +138,7 @@
 // attempts, arguments not itemised>", and denials_dropped counts the
 // attempts those entries hold.
 //
-// network (Conn): one entry per network attempt the egress relay saw.
+// network (NetEvent): one entry per network attempt the egress relay saw.
 // kind is "dns" (a query to toolcell's DNS), "connect" (a TCP connection,
 // or a UDP datagram with protocol "udp") or "http" (an HTTP API call the
 // supervisor made). name is the name asked for or connected to ("" when

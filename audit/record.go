@@ -45,8 +45,8 @@ type Record struct {
 	Denials     []Denial    `json:"denials"`
 	// DenialsDropped counts denied attempts not itemised in Denials because
 	// it already held its maximum of distinct entries (128).
-	DenialsDropped int64  `json:"denials_dropped"`
-	Network        []Conn `json:"network"`
+	DenialsDropped int64      `json:"denials_dropped"`
+	Network        []NetEvent `json:"network"`
 	// NetworkDropped counts network attempts not itemised in Network
 	// because their class's quota was full (4096 allowed connections and
 	// API calls, 512 distinct DNS answers, 512 names not granted, 128
@@ -224,11 +224,11 @@ type Denial struct {
 	LastAt  time.Time `json:"last_at"`
 }
 
-// Conn is one network attempt, as the egress relay saw it: a DNS query
+// NetEvent is one network attempt, as the egress relay saw it: a DNS query
 // (kind "dns") or a TCP connection the tool made (kind "connect").
 // Refusals and DNS answers that repeat are one entry with a Count;
 // allowed connections are one entry each.
-type Conn struct {
+type NetEvent struct {
 	Kind     string `json:"kind"`
 	Name     string `json:"name"`               // asked for, or connected to ("" if unknown)
 	Type     string `json:"type,omitempty"`     // DNS query type: A, AAAA, TXT ...

@@ -59,7 +59,7 @@ func full() *audit.Record {
 		Denials: []audit.Denial{{Syscall: "mount", Nr: 165, Arch: "x86_64", Args: []string{"0x0", "0x1", "0x2", "0x3", "0x4", "0x5"},
 			Detail: `target="/mnt"`, Process: "sh", Answer: "EPERM", Count: 2, FirstAt: at, LastAt: at.Add(time.Millisecond)}},
 		DenialsDropped: 1,
-		Network: []audit.Conn{
+		Network: []audit.NetEvent{
 			{Kind: "dns", Name: "pypi.org", Type: "A", Dst: "127.77.0.1:53", Allowed: true, Count: 3, At: at},
 			{Kind: "dns", Name: "evil.example", Type: "TXT", Allowed: false, Reason: "not granted", Count: 1, At: at},
 			{Kind: "connect", Name: "pypi.org", Port: 443, Dst: "127.77.0.2:443", IP: "151.101.0.223", Protocol: "tls", SNI: "pypi.org",
@@ -82,7 +82,7 @@ func setupFailed() *audit.Record {
 		Command:   audit.CommandRef{Path: "true", Args: []string{"true"}, EnvNames: []string{"PATH"}},
 		StartedAt: at, EndedAt: at, Exit: audit.Exit{Reason: audit.ReasonSetupFailed, Code: -1, LimitsHit: []audit.Limit{}},
 		Enforcement: audit.Enforcement{Capabilities: []string{}, Degraded: []string{}},
-		Denials:     []audit.Denial{}, Network: []audit.Conn{},
+		Denials:     []audit.Denial{}, Network: []audit.NetEvent{},
 		Error: "sandbox: policy: read_dirs[0] /definitely/not/here: no such file or directory"}
 }
 
@@ -95,7 +95,7 @@ func degraded() *audit.Record {
 	r.Enforcement.Landlock, r.Enforcement.MemfdNoexec, r.Enforcement.Egress = nil, nil, nil
 	r.Enforcement.Degraded = []string{"landlock: not supported", "seccomp_user_notif: denied syscalls get EPERM from the filter"}
 	r.Enforcement.Capabilities, r.Enforcement.CapSets = nil, nil
-	r.Denials, r.Network = []audit.Denial{}, []audit.Conn{}
+	r.Denials, r.Network = []audit.Denial{}, []audit.NetEvent{}
 	return r
 }
 
@@ -215,7 +215,7 @@ func TestSchemaMatchesTypes(t *testing.T) {
 		{audit.APIInfo{}, obj("egress", "http_api")},
 		{audit.Compacted{}, obj("compacted")},
 		{audit.Denial{}, obj("denial")},
-		{audit.Conn{}, obj("conn")},
+		{audit.NetEvent{}, obj("conn")},
 	} {
 		typ := reflect.TypeOf(c.v)
 		if c.schema["additionalProperties"] != false {

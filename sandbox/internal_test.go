@@ -280,7 +280,7 @@ func TestSelfTest(t *testing.T) {
 
 func TestSelfTestJudgeEgress(t *testing.T) {
 	rec := &audit.Record{Enforcement: audit.Enforcement{Egress: &audit.EgressInfo{}},
-		Network: []audit.Conn{{Kind: "dns", Name: "leak." + selfTestName, Reason: "not granted"}}}
+		Network: []audit.NetEvent{{Kind: "dns", Name: "leak." + selfTestName, Reason: "not granted"}}}
 	good := "127.77.0.2      " + selfTestName + "\n"
 	if p := judgeEgress(good, rec); !p.OK {
 		t.Fatalf("good run judged broken: %+v", p)

@@ -286,7 +286,7 @@ func (p *Process) endEgress() {
 	ev, dropped := p.proxy.Events()
 	p.proxy = nil
 	for _, e := range ev {
-		c := audit.Conn{Kind: e.Kind, Name: e.Name, Type: e.Type, Port: e.Port, Dst: e.Dst, IP: e.Addr,
+		c := audit.NetEvent{Kind: e.Kind, Name: e.Name, Type: e.Type, Port: e.Port, Dst: e.Dst, IP: e.Addr,
 			Protocol: e.Protocol, SNI: e.SNI, Allowed: e.Allowed, Reason: e.Reason, BytesOut: e.BytesOut,
 			BytesIn: e.BytesIn, Method: e.Method, Path: e.Path, Status: e.Status, Secret: e.Secret, Requests: e.Requests,
 			Count: e.Count, At: e.At.UTC()}

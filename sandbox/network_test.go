@@ -116,8 +116,8 @@ func runWith(t *testing.T, r *sandbox.Runner, set *capability.Set, script string
 }
 
 // conns returns the record's network entries of kind with name.
-func conns(rec *audit.Record, kind, name string) []audit.Conn {
-	var out []audit.Conn
+func conns(rec *audit.Record, kind, name string) []audit.NetEvent {
+	var out []audit.NetEvent
 	for _, c := range rec.Network {
 		if c.Kind == kind && c.Name == name {
 			out = append(out, c)

@@ -92,7 +92,7 @@ func newProcess(ctx context.Context, r *Runner, pl *Plan, cmd *Cmd) *Process {
 	id := make([]byte, 8)
 	rand.Read(id)
 	p.rec = &audit.Record{Schema: audit.Schema, ID: hex.EncodeToString(id), StartedAt: p.start.UTC(),
-		Denials: []audit.Denial{}, Network: []audit.Conn{}}
+		Denials: []audit.Denial{}, Network: []audit.NetEvent{}}
 	p.rec.Enforcement.Degraded = []string{}
 	p.rec.Enforcement.Capabilities = []string{}
 	if pl != nil {
