@@ -36,8 +36,12 @@
 // kernel SIGKILL every task of the cgroup atomically with respect to forks.
 // A process joins through OpenProcs (v1 and v2), which opens the
 // cgroup.procs files for it to write "0" to before it starts anything to
-// confine (the sandbox's stage-2 does so before it clones the sandbox's
-// pid 1), so nothing of the run is ever unconfined.
+// confine, or on v2 through OpenDir, a descriptor of the cgroup directory
+// to clone a child into (clone3 CLONE_INTO_CGROUP: no migration, so no
+// wait for an RCU grace period on the cgroup threadgroup lock). The
+// sandbox's stage-2 joins before it clones the sandbox's pid 1 (on v2 by
+// forking itself into the cgroup), so nothing of the run is ever
+// unconfined.
 //
 // The no-internal-process rule: a non-root v2 cgroup may only hand the
 // memory, pids and cpu controllers to its children (cgroup.subtree_control)
@@ -89,7 +93,8 @@
 //     a note when the counter is missing.
 //   - CPU time is cpuacct.usage_user / cpuacct.usage_sys (nanoseconds),
 //     falling back to the tick counts of cpuacct.stat.
-//   - There is no CLONE_INTO_CGROUP; OpenProcs works the same on both.
+//   - There is no CLONE_INTO_CGROUP (OpenDir fails); OpenProcs works the
+//     same on both.
 //
 // The kernel interfaces used here are described in
 // Documentation/admin-guide/cgroup-v2.rst and

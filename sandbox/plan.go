@@ -19,10 +19,10 @@ import (
 // stage-2). A Plan is immutable and safe for concurrent use; it holds a copy
 // of the set, so later changes to the caller's Set do not reach it.
 //
-// What a Plan does not fix: the view is resolved again on each run (a
+// What a Plan does not fix: the view is resolved again for each sandbox (a
 // granted path swapped or removed meanwhile is noticed then, not used
-// stale), and the Runner's fields are read at each run, as for
-// Runner.Start.
+// stale), and the Runner's fields are read when each sandbox is built, as
+// for Runner.Start: at Plan.Start, or ahead for a Pool's sandboxes.
 type Plan struct {
 	r    *Runner
 	set  *capability.Set

@@ -37,6 +37,13 @@ type PoolOptions struct {
 // to build is logged (Runner.Logger) and produces no record: nothing ran.
 // The next Start builds cold, reporting the error with its record, and
 // asks for a replacement again.
+//
+// A warm run gets what was true when its sandbox was built: the grants as
+// they were resolved and opened then (and checked for set-ID files), the
+// HTTP API secrets as SecretSource answered then (with the pool's
+// context, not the run's), the Runner's fields as they were then.
+// PoolOptions.MaxIdle bounds how old that may be; rotate a secret or
+// change a Runner field, and Close the pool and make a new one.
 type Pool struct {
 	pl   *Plan
 	opts PoolOptions
@@ -194,6 +201,13 @@ func (po *Pool) build() {
 	if err == nil {
 		err = p.awaitReady()
 	}
+	// Everything the build did depends on the host process's credentials
+	// (leased ids or not, the grants opened, the stage-2 taken): a change
+	// and change back while it ran is caught here, not only a change
+	// before the run.
+	if err == nil && hostCreds() != p.creds {
+		err = fmt.Errorf("%w: the host process's credentials changed while a pooled sandbox was built", ErrSetup)
+	}
 	po.mu.Lock()
 	po.building--
 	po.lastErr = err
@@ -239,6 +253,7 @@ func (p *Process) stale(creds string) string {
 // discard ends a sandbox that never ran a command: nothing of it is left,
 // and no record goes out.
 func (p *Process) discard() {
+	p.discarding = true // off no run's path: Pool.Close waits for all of it
 	p.teardown()
 	p.endTempWorkdir(false)
 }

@@ -60,6 +60,7 @@ type Process struct {
 	socketsServed bool
 	creds         string    // hostCreds when a pooled sandbox was built
 	pooled        bool      // built ahead: pid 1 sends READY
+	discarding    bool      // a pooled sandbox ended unused: teardown all at once
 	readyAt       time.Time // when a sandbox built ahead was ready
 	cgClone       bool      // v2: the stage-2 forks itself into the cgroup, pid 1's parent is that fork
 	ready         bool      // READY came: the evidence was read

@@ -10,9 +10,10 @@
  * plan. Each failure is reported to the supervisor as (step, errno, detail).
  *
  * Process shape:
- *   outer  (host):    join the cgroup, become the run's uid (as root),
- *                     clone pid 1 into seven new namespaces, write its id
- *                     maps, wait for it.
+ *   outer  (host):    join the cgroup (v2: fork itself into it, the fork
+ *                     goes on), become the run's uid (as root), clone
+ *                     pid 1 into seven new namespaces, write its id maps,
+ *                     wait for it.
  *   pid 1  (sandbox): mounts, pivot_root, drop privileges; on EXEC fork the
  *                     tool, report STARTED, and reap until it exits.
  *   tool:             setsid, stdio, seccomp (+ listener), execve.
@@ -118,6 +119,8 @@ static void fork_into_cgroup(int cgfd)
 static void join_cgroup(const struct plan *pl)
 {
 	if (pl->flags & TC_PLAN_CGROUP_CLONE) {
+		if (pl->ncgfds != 1)
+			tc_fail_errno(EBADMSG, "plan", "CGROUP_CLONE needs exactly one cgroup descriptor");
 		fork_into_cgroup(pl->fds[0]);
 		return;
 	}

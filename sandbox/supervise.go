@@ -282,7 +282,8 @@ func (p *Process) teardown() {
 	if !gone {
 		ids = nil
 	}
-	if len(ns) == 0 {
+	if len(ns) == 0 || p.discarding {
+		closeFDs(ns)
 		ids.release()
 		return
 	}

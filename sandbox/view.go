@@ -201,6 +201,47 @@ func (e *entry) describe() string {
 // Without follow, the resolved path is the granted one (but for the
 // merged-/usr links), and openSource and the stage-2 open it refusing
 // every symlink: a link swapped in after this check fails the open.
+// holdsState reports whether the host path real is leaseDir, one of its
+// ancestors, or inside it. A writable grant there is refused: its mount is
+// idmapped to its owner, root, so the tool could create or replace root's
+// files in leaseDir (the id leases, the compiled filter cache), which the
+// next host process trusts for being root's. Compared by device and inode,
+// so another path to the same directory (a bind mount) is caught too.
+func holdsState(real string) bool {
+	type key struct{ dev, ino uint64 }
+	id := func(p string) (key, bool) {
+		var st unix.Stat_t
+		if unix.Stat(p, &st) != nil {
+			return key{}, false
+		}
+		return key{st.Dev, st.Ino}, true
+	}
+	g, ok := id(real)
+	if !ok {
+		return false
+	}
+	// The grant is leaseDir or above it.
+	for d := filepath.Clean(leaseDir); ; d = filepath.Dir(d) {
+		if k, ok := id(d); ok && k == g {
+			return true
+		}
+		if d == "/" {
+			break
+		}
+	}
+	// The grant is inside leaseDir.
+	state, ok := id(leaseDir)
+	if !ok {
+		return false
+	}
+	for d := real; d != "/"; d = filepath.Dir(d) {
+		if k, ok := id(d); ok && k == state {
+			return true
+		}
+	}
+	return false
+}
+
 func (v *view) grant(field, p string, acc access, wantDir, follow bool) error {
 	real, links, err := resolve(p, follow)
 	var le *linkError
@@ -224,6 +265,9 @@ func (v *view) grant(field, p string, acc access, wantDir, follow bool) error {
 	}
 	if real == "/" {
 		return fmt.Errorf("%w: grant %q: resolves to the host root", ErrPolicy, p)
+	}
+	if acc&accWrite != 0 && holdsState(real) {
+		return fmt.Errorf("%w: %s %q: resolves to %q, which holds or lies in %s, toolcell's own host state (host id leases, compiled seccomp filters): a tool that may write there could forge them", ErrPolicy, field, p, real, leaseDir)
 	}
 	v.links = append(v.links, links...)
 	for _, l := range links {

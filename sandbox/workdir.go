@@ -104,9 +104,10 @@ func removeTree(dir string) error {
 // it could change the content of one that is, and a write through a shared
 // mapping (mmap) keeps the bits where write(2) would clear them: the
 // host would then run the tool's code as root. The check walks the grant
-// before every run (submounts included, no symlink followed), which costs
-// a stat per file (BENCHMARKS.md); a set-ID file the host puts there
-// during the run is the host's doing. Grants of other owners are not
+// when each sandbox is built (submounts included, no symlink followed),
+// which costs a stat per file (BENCHMARKS.md); a set-ID file the host puts
+// there later (during the run, or while a Pool's sandbox waits) is the
+// host's doing. Grants of other owners are not
 // walked: the tool acts as that owner there already (THREAT_MODEL.md).
 func noSetIDFiles(mounts []audit.MountInfo, idmapped map[int]hostOwner) error {
 	idx := make([]int, 0, len(idmapped))
