@@ -140,6 +140,9 @@ func (f *forkServer) usable() bool {
 
 // take gets a stage-2 from the server: the process and our end of its
 // control socket.
+// errServerGone: the server's end of its socket is closed (it exited).
+var errServerGone = errors.New("the fork server is gone")
+
 func (f *forkServer) take() (*stage2Proc, int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -150,6 +153,15 @@ func (f *forkServer) take() (*stage2Proc, int, error) {
 		}
 	}
 	s, ctl, err := f.request()
+	if errors.Is(err, errServerGone) {
+		// It died since it was last checked (its reaper may not have
+		// noticed yet): nothing was asked of it; a new one is.
+		f.stop()
+		if err := f.start(); err != nil {
+			return nil, -1, err
+		}
+		s, ctl, err = f.request()
+	}
 	var se *SetupError
 	if err != nil && !(errors.As(err, &se) && se.Step == "fork_stage2") {
 		// The server is in an unknown state: the next run gets a new one.
@@ -161,6 +173,9 @@ func (f *forkServer) take() (*stage2Proc, int, error) {
 // request sends one FORK request and reads the answer; f.mu is held.
 func (f *forkServer) request() (*stage2Proc, int, error) {
 	if err := unix.Sendmsg(f.sock, u32msg(msgFork), nil, nil, 0); err != nil {
+		if err == unix.EPIPE || err == unix.ECONNRESET {
+			err = errServerGone
+		}
 		return nil, -1, fmt.Errorf("%w: fork server: send: %w", ErrSetup, err)
 	}
 	buf := make([]byte, 4096)
