@@ -391,26 +391,7 @@ func BenchmarkWorkdir(b *testing.B) {
 		"toolcell-temp":    run(base().WithWorkdir(capability.TempWorkdir()), "echo x > f"),
 	}
 	names := []string{"bwrap-bind", "toolcell", "toolcell-workdir", "toolcell-temp"}
-	for _, n := range names {
-		if err := launchers[n](); err != nil {
-			b.Fatalf("%s: %v", n, err)
-		}
-	}
-	samples := map[string][]float64{}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		for _, j := range rand.Perm(len(names)) {
-			n := names[j]
-			t0 := time.Now()
-			if err := launchers[n](); err != nil {
-				b.Fatalf("%s: %v", n, err)
-			}
-			samples[n] = append(samples[n], float64(time.Since(t0).Microseconds())/1000)
-			time.Sleep(settle)
-		}
-	}
-	b.StopTimer()
-	med := reportMedians(b, names, samples)
+	med := reportMedians(b, names, interleave(b, launchers, names, 0))
 	b.ReportMetric(med["toolcell-workdir"]/med["bwrap-bind"], "ratio/workdir:bwrap-bind")
 	b.ReportMetric((med["toolcell-workdir"]-med["toolcell"])*1000, "us-added/workdir")
 	b.ReportMetric((med["toolcell-temp"]-med["toolcell"])*1000, "us-added/temp")
